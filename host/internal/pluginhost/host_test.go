@@ -1,0 +1,408 @@
+package pluginhost
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/baiagent/baiagent/host/internal/testutil"
+	"github.com/baiagent/baiagent/proto/sdk"
+)
+
+// builtFake builds the fake plugin once per test binary.
+var builtFake = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "bai-fake-build")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "fakeplugin")
+	cmd := exec.Command("go", "build", "-o", out, "./testdata/fakeplugin")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build fake plugin: %v\n%s", err, msg)
+	}
+	return out, nil
+})
+
+// installFake copies the fake plugin into dir under baiagent-plugin-<name>.
+func installFake(t *testing.T, dir, name string) string {
+	t.Helper()
+	src, err := builtFake()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, ExecutablePrefix+name)
+	if err := os.WriteFile(path, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func installScript(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	path := filepath.Join(dir, ExecutablePrefix+name)
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// syncBuffer collects log output written from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newTestHost(t *testing.T, pluginDir string, mutate func(*Options)) (*Host, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	opts := Options{
+		Dirs:         []string{pluginDir},
+		RuntimeDir:   testutil.ShortTempDir(t),
+		StartTimeout: 20 * time.Second,
+		CallTimeout:  5 * time.Second,
+		MinBackoff:   50 * time.Millisecond,
+		MaxBackoff:   500 * time.Millisecond,
+		Logger:       zerolog.New(logs).Level(zerolog.DebugLevel),
+	}
+	if mutate != nil {
+		mutate(&opts)
+	}
+	h := New(opts)
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatalf("start host: %v", err)
+	}
+	t.Cleanup(h.Stop)
+	return h, logs
+}
+
+func statusOf(t *testing.T, h *Host, name string) Status {
+	t.Helper()
+	for _, s := range h.Statuses() {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("plugin %q not discovered; statuses: %+v", name, h.Statuses())
+	return Status{}
+}
+
+func TestHealthyPluginRunsAndForwardsLogs(t *testing.T) {
+	dir := testutil.ShortTempDir(t)
+	installFake(t, dir, "fake")
+	h, logs := newTestHost(t, dir, nil)
+
+	s := statusOf(t, h, "fake")
+	if s.State != StateRunning {
+		t.Fatalf("state = %s (%s), want running", s.State, s.Reason)
+	}
+	if s.DeviceCount != 2 || len(s.Slots) != 1 || s.Slots[0].Name != "fake.device" || s.Slots[0].Capacity.String() != "2" {
+		t.Fatalf("unexpected status %+v", s)
+	}
+	if s.APIVersion != sdk.APIVersion || s.Version != "0.0.1-test" || s.PID == 0 {
+		t.Fatalf("unexpected status %+v", s)
+	}
+	p, _, ok := h.Plugin("fake")
+	if !ok {
+		t.Fatal("no client for a running plugin")
+	}
+	spec, err := p.PrepareContainer(context.Background(), sdk.PrepareRequest{})
+	if err != nil || spec.Env == nil {
+		t.Fatalf("prepare: %v %+v", err, spec)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(logs.String(), "fake plugin starting") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	var line string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "fake plugin starting") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, `"plugin":"fake"`) || !strings.Contains(line, `"level":"info"`) {
+		t.Fatalf("plugin log line not forwarded with the plugin's name: %q\nall logs:\n%s", line, logs.String())
+	}
+}
+
+func TestBrokenPluginsAreReportedWhileOthersRun(t *testing.T) {
+	cases := []struct {
+		description string
+		install     func(t *testing.T, dir string)
+		mutate      func(o *Options)
+		plugin      string
+		wantState   State
+		wantReason  string
+	}{
+		{
+			description: "a binary that prints garbage instead of a handshake",
+			install: func(t *testing.T, dir string) {
+				installScript(t, dir, "garbage", "echo 'hello, I am not a plugin'; sleep 30")
+			},
+			plugin: "garbage", wantState: StateFailed, wantReason: "hello, I am not a plugin",
+		},
+		{
+			description: "a binary that never completes its handshake",
+			install: func(t *testing.T, dir string) {
+				installScript(t, dir, "hang", "sleep 30")
+			},
+			mutate: func(o *Options) { o.StartTimeout = 3 * time.Second },
+			plugin: "hang", wantState: StateFailed, wantReason: "timeout",
+		},
+		{
+			description: "a binary that exits at once",
+			install: func(t *testing.T, dir string) {
+				installScript(t, dir, "exits", "echo 'no driver found' >&2; exit 3")
+			},
+			plugin: "exits", wantState: StateFailed, wantReason: "no driver found",
+		},
+		{
+			description: "a world-writable plugin file",
+			install: func(t *testing.T, dir string) {
+				p := installFake(t, dir, "writable")
+				if err := os.Chmod(p, 0o777); err != nil {
+					t.Fatal(err)
+				}
+			},
+			plugin: "writable", wantState: StateFailed, wantReason: "world-writable",
+		},
+		{
+			description: "a plugin whose checksum does not match the configured one",
+			install:     func(t *testing.T, dir string) { installFake(t, dir, "tampered") },
+			mutate: func(o *Options) {
+				o.Checksums = map[string]string{"tampered": "sha256:" + strings.Repeat("ab", 32)}
+			},
+			plugin: "tampered", wantState: StateFailed, wantReason: "checksum",
+		},
+		{
+			description: "a plugin claiming the kind of another plugin",
+			install:     func(t *testing.T, dir string) { installFake(t, dir, "dupcpu"); installFake(t, dir, "cpu") },
+			plugin:      "dupcpu", wantState: StateFailed, wantReason: `resource kind "cpu" is already provided by plugin "cpu"`,
+		},
+		{
+			description: "a plugin describing an unprefixed slot",
+			install:     func(t *testing.T, dir string) { installFake(t, dir, "unprefixed") },
+			plugin:      "unprefixed", wantState: StateFailed, wantReason: `slot "device" is not prefixed with "unprefixed."`,
+		},
+		{
+			description: "a plugin that rejects its configuration",
+			install:     func(t *testing.T, dir string) { installFake(t, dir, "badconfig") },
+			plugin:      "badconfig", wantState: StateFailed, wantReason: "[plugins.badconfig] invalid plugin configuration: mode: must be one of a, b",
+		},
+		{
+			description: "a plugin speaking only an API version the agent does not",
+			install:     func(t *testing.T, dir string) { installFake(t, dir, "oldapi") },
+			plugin:      "oldapi", wantState: StateFailed, wantReason: "no common plugin API version",
+		},
+		{
+			description: "a blocked plugin is not started",
+			install:     func(t *testing.T, dir string) { installFake(t, dir, "blockme") },
+			mutate:      func(o *Options) { o.Policy = Policy{Block: []string{"blockme"}} },
+			plugin:      "blockme", wantState: StateBlocked, wantReason: `"blockme"`,
+		},
+		{
+			description: "a plugin missing from allow-compute-plugins is not started",
+			install:     func(t *testing.T, dir string) { installFake(t, dir, "extra") },
+			mutate:      func(o *Options) { o.Policy = Policy{Allow: []string{"fake"}} },
+			plugin:      "extra", wantState: StateNotAllowed, wantReason: "allow-compute-plugins",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			t.Parallel()
+			dir := testutil.ShortTempDir(t)
+			installFake(t, dir, "fake")
+			tc.install(t, dir)
+			h, _ := newTestHost(t, dir, tc.mutate)
+			s := statusOf(t, h, tc.plugin)
+			if s.State != tc.wantState || !strings.Contains(s.Reason, tc.wantReason) {
+				t.Fatalf("%s: state %q reason %q; want %q containing %q", tc.plugin, s.State, s.Reason, tc.wantState, tc.wantReason)
+			}
+			if tc.wantState != StateFailed && s.PID != 0 {
+				t.Fatalf("%s was started (pid %d)", tc.plugin, s.PID)
+			}
+			if good := statusOf(t, h, "fake"); good.State != StateRunning {
+				t.Fatalf("healthy plugin is %s (%s)", good.State, good.Reason)
+			}
+		})
+	}
+}
+
+func TestKilledPluginIsRestartedWithSameDevices(t *testing.T) {
+	dir := testutil.ShortTempDir(t)
+	installFake(t, dir, "fake")
+	h, _ := newTestHost(t, dir, nil)
+	before := statusOf(t, h, "fake")
+	devsBefore, _ := h.Devices("fake")
+	if before.State != StateRunning {
+		t.Fatalf("state %s", before.State)
+	}
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var after Status
+	for time.Now().Before(deadline) {
+		after = statusOf(t, h, "fake")
+		if after.State == StateRunning && after.PID != before.PID {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after.State != StateRunning || after.PID == before.PID || after.Restarts < 1 {
+		t.Fatalf("plugin not back after SIGKILL: %+v", after)
+	}
+	devsAfter, _ := h.Devices("fake")
+	if fmt.Sprint(devsBefore) != fmt.Sprint(devsAfter) {
+		t.Fatalf("devices changed across restart:\nbefore %v\nafter  %v", devsBefore, devsAfter)
+	}
+	p, _, ok := h.Plugin("fake")
+	if !ok {
+		t.Fatal("no client after restart")
+	}
+	if _, err := p.ListDevices(context.Background()); err != nil {
+		t.Fatalf("call after restart: %v", err)
+	}
+}
+
+func TestStalePluginFromKilledAgentIsStopped(t *testing.T) {
+	dir := testutil.ShortTempDir(t)
+	path := installFake(t, dir, "fake")
+	runtimeDir := testutil.ShortTempDir(t)
+
+	// A plugin process that an earlier agent started and left behind.
+	hs := sdk.Handshake()
+	stale := exec.Command(path)
+	stale.Env = []string{hs.MagicCookieKey + "=" + hs.MagicCookieValue, "PLUGIN_PROTOCOL_VERSIONS=1", "TMPDIR=" + runtimeDir}
+	if err := stale.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- stale.Wait() }()
+	t.Cleanup(func() { _ = stale.Process.Kill() })
+	time.Sleep(200 * time.Millisecond)
+	if err := writePidRecord(runtimeDir, "fake", stale.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+
+	newTestHost(t, dir, func(o *Options) { o.RuntimeDir = runtimeDir })
+	select {
+	case <-exited:
+	case <-time.After(3 * time.Second):
+		t.Fatal("stale plugin process still running after the agent started")
+	}
+}
+
+func TestStaleRecordOfReusedPIDDoesNotKill(t *testing.T) {
+	runtimeDir := testutil.ShortTempDir(t)
+	victim := exec.Command("sleep", "30")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = victim.Process.Kill(); _ = victim.Wait() })
+	// A record whose start time does not match: the PID was reused.
+	rec := fmt.Sprintf("%d\n1\n/usr/bin/sleep\n", victim.Process.Pid)
+	if err := os.WriteFile(pidFilePath(runtimeDir, "fake"), []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	found, err := cleanupStale(runtimeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || found[0].Killed || found[0].Reason != "pid reused by another process" {
+		t.Fatalf("unexpected cleanup result %+v", found)
+	}
+	if err := victim.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("unrelated process was killed: %v", err)
+	}
+}
+
+// TestPluginsDieWithAgent runs a host in a child process, SIGKILLs that
+// process and checks that its plugin goes away too.
+func TestPluginsDieWithAgent(t *testing.T) {
+	if os.Getenv("BAI_TEST_AGENT_CHILD") != "" {
+		runChildAgent(t)
+		return
+	}
+	dir := testutil.ShortTempDir(t)
+	installFake(t, dir, "fake")
+	runtimeDir := testutil.ShortTempDir(t)
+	child := exec.Command(os.Args[0], "-test.run=^TestPluginsDieWithAgent$")
+	child.Env = append(os.Environ(), "BAI_TEST_AGENT_CHILD=1", "BAI_TEST_PLUGIN_DIR="+dir, "BAI_TEST_RUNTIME_DIR="+runtimeDir)
+	out := &syncBuffer{}
+	child.Stdout, child.Stderr = out, out
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var rec pidRecord
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := readPidRecord(pidFilePath(runtimeDir, "fake"))
+		if err == nil {
+			rec = r
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = child.Process.Kill()
+			t.Fatalf("child agent never started its plugin: %v\n%s", err, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = child.Process.Kill()
+	_ = child.Wait()
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		if err := syscall.Kill(rec.PID, 0); err != nil {
+			return
+		}
+		if st, err := processStartTime(rec.PID); err != nil || st != rec.StartTime {
+			return
+		}
+		if state, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", rec.PID)); strings.Contains(string(state), ") Z ") {
+			return // a zombie waiting for its new parent to reap it
+		}
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(rec.PID, syscall.SIGKILL)
+			t.Fatalf("plugin pid %d outlived its agent", rec.PID)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func runChildAgent(t *testing.T) {
+	h := New(Options{
+		Dirs:       []string{os.Getenv("BAI_TEST_PLUGIN_DIR")},
+		RuntimeDir: os.Getenv("BAI_TEST_RUNTIME_DIR"),
+		Logger:     zerolog.New(os.Stderr),
+	})
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Minute)
+}

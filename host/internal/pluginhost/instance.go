@@ -1,0 +1,501 @@
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"sync"
+
+	"github.com/hashicorp/go-plugin"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/baiagent/baiagent/proto/sdk"
+)
+
+const (
+	exitPollInterval = 100 * time.Millisecond
+	pingInterval     = 5 * time.Second
+	pingTimeout      = 5 * time.Second
+	// A plugin that stayed up this long gets its restart backoff reset.
+	stableRunTime = time.Minute
+)
+
+// instance supervises one plugin executable.
+type instance struct {
+	host *Host
+	cand Candidate
+	log  zerolog.Logger
+
+	mu      sync.Mutex
+	status  Status
+	pc      *plugin.Client
+	cmd     *exec.Cmd
+	rpc     *sdk.Client
+	desc    sdk.Description
+	devices []sdk.Device
+	// permanent marks a failure a restart cannot fix (bad file, bad
+	// description, bad configuration, a kind another plugin owns).
+	permanent   bool
+	watchCancel context.CancelFunc
+	runningAt   time.Time
+}
+
+func newInstance(h *Host, c Candidate) *instance {
+	return &instance{
+		host:   h,
+		cand:   c,
+		log:    h.log.With().Str("plugin", c.Name).Logger(),
+		status: Status{Name: c.Name, Path: c.Path, State: StateStarting},
+	}
+}
+
+func (i *instance) setState(s State, reason string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.status.State = s
+	i.status.Reason = reason
+}
+
+// fail records a failure and stops the process if one is running.
+func (i *instance) fail(permanent bool, err error) {
+	i.log.Error().Err(err).Bool("permanent", permanent).Msg("plugin failed")
+	i.mu.Lock()
+	i.status.State = StateFailed
+	i.status.Reason = err.Error()
+	i.permanent = i.permanent || permanent
+	i.mu.Unlock()
+	i.kill()
+}
+
+func (i *instance) snapshot() Status {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	s := i.status
+	s.Keys = append([]string(nil), s.Keys...)
+	s.Slots = append([]SlotInfo(nil), s.Slots...)
+	return s
+}
+
+func (i *instance) launched() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.rpc != nil && i.status.State == StateStarting
+}
+
+func (i *instance) supervised() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return !i.permanent && (i.status.State == StateRunning || i.status.State == StateFailed)
+}
+
+func (i *instance) client() (sdk.Plugin, sdk.Description, bool) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.status.State != StateRunning || i.rpc == nil {
+		return nil, sdk.Description{}, false
+	}
+	return i.rpc, i.desc, true
+}
+
+func (i *instance) deviceList() ([]sdk.Device, bool) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.desc.Name == "" {
+		return nil, false
+	}
+	return append([]sdk.Device(nil), i.devices...), true
+}
+
+// processEnv is the whole environment of a plugin process: nothing of the
+// agent's own environment leaks in (secrets, a TMPDIR too long for a socket).
+func (i *instance) processEnv() []string {
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"TMPDIR=" + i.host.opts.RuntimeDir,
+		"HOME=" + i.host.opts.RuntimeDir,
+		"LANG=C.UTF-8",
+		"BAIAGENT_PLUGIN_NAME=" + i.cand.Name,
+	}
+	return append(env, i.host.opts.Env...)
+}
+
+// launchAndDescribe starts the process, completes the handshake and reads
+// the description. On failure the instance is marked failed.
+func (i *instance) launchAndDescribe(ctx context.Context) bool {
+	opts := i.host.opts
+	if err := checkExecutable(i.cand.Path); err != nil {
+		i.fail(true, err)
+		return false
+	}
+	var secure *plugin.SecureConfig
+	if want, ok := opts.Checksums[i.cand.Name]; ok {
+		sum, err := parseChecksum(want)
+		if err != nil {
+			i.fail(true, fmt.Errorf("agent.plugin-checksums.%s: %w", i.cand.Name, err))
+			return false
+		}
+		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+	// The last stderr lines explain most start failures ("no driver").
+	stderrTail := &lineTail{max: 5}
+	cmd := exec.Command(i.cand.Path)
+	cmd.Env = i.processEnv()
+	cmd.Dir = opts.RuntimeDir
+	// Own process group, so a terminal's ^C goes to the agent only, and the
+	// kernel kills the plugin if the agent dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake(),
+		VersionedPlugins: sdk.PluginSets(),
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		SkipHostEnv:      true,
+		SecureConfig:     secure,
+		StartTimeout:     opts.StartTimeout,
+		Logger:           newPluginLogger(i.log, i.cand.Name),
+		Stderr:           stderrTail,
+	})
+	i.mu.Lock()
+	i.pc = pc
+	i.cmd = cmd
+	i.mu.Unlock()
+
+	cp, err := pc.Client()
+	if err != nil {
+		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+			i.fail(true, fmt.Errorf("checksum of %s does not match agent.plugin-checksums.%s", i.cand.Path, i.cand.Name))
+			return false
+		}
+		// Stopping the process first lets go-plugin drain its stderr.
+		i.kill()
+		if tail := stderrTail.String(); tail != "" {
+			err = fmt.Errorf("%w; plugin stderr: %s", err, tail)
+		}
+		i.fail(false, fmt.Errorf("start: %w", err))
+		return false
+	}
+	raw, err := cp.Dispense(sdk.PluginName)
+	if err != nil {
+		i.fail(false, fmt.Errorf("dispense: %w", err))
+		return false
+	}
+	rpc, ok := raw.(*sdk.Client)
+	if !ok {
+		i.fail(true, fmt.Errorf("dispensed %T, want *sdk.Client", raw))
+		return false
+	}
+	pid := 0
+	if cmd.Process != nil {
+		pid = cmd.Process.Pid
+		if err := writePidRecord(opts.RuntimeDir, i.cand.Name, pid); err != nil {
+			i.log.Warn().Err(err).Msg("cannot record plugin pid; a killed agent may leave it behind")
+		}
+	}
+	callCtx, cancel := context.WithTimeout(ctx, opts.CallTimeout)
+	defer cancel()
+	desc, err := rpc.Describe(callCtx)
+	if err != nil {
+		i.fail(false, err)
+		return false
+	}
+	if err := desc.Validate(); err != nil {
+		i.fail(true, fmt.Errorf("invalid description: %w", err))
+		return false
+	}
+	apiVersion, err := negotiateAPIVersion(desc.APIVersions)
+	if err != nil {
+		i.fail(true, err)
+		return false
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.desc.Name != "" && !sameKeys(i.desc.Keys(), desc.Keys()) {
+		// A restarted (perhaps upgraded) plugin must keep its kinds: running
+		// kernels hold allocations of them.
+		i.status.State = StateFailed
+		i.status.Reason = fmt.Sprintf("restarted plugin changed its kinds from %v to %v", i.desc.Keys(), desc.Keys())
+		i.permanent = true
+		go pc.Kill()
+		return false
+	}
+	i.rpc = rpc
+	i.desc = desc
+	i.status.PID = pid
+	i.status.Keys = desc.Keys()
+	i.status.Version = desc.Version
+	i.status.APIVersion = apiVersion
+	i.status.State = StateStarting
+	return true
+}
+
+func sameKeys(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for n := range a {
+		if a[n] != b[n] {
+			return false
+		}
+	}
+	return true
+}
+
+// claimKinds registers the plugin's kinds, refusing a kind another plugin
+// already provides.
+func (i *instance) claimKinds() bool {
+	i.mu.Lock()
+	keys := i.desc.Keys()
+	i.mu.Unlock()
+	if err := i.host.claim(i.cand.Name, keys); err != nil {
+		i.fail(true, err)
+		return false
+	}
+	return true
+}
+
+// configureAndList passes the configuration, reads the devices and starts
+// watching them. On success the plugin is running.
+func (i *instance) configureAndList(ctx context.Context) bool {
+	opts := i.host.opts
+	i.mu.Lock()
+	rpc, desc, apiVersion := i.rpc, i.desc, i.status.APIVersion
+	i.mu.Unlock()
+
+	callCtx, cancel := context.WithTimeout(ctx, opts.CallTimeout)
+	defer cancel()
+	err := rpc.Configure(callCtx, sdk.ConfigureRequest{
+		APIVersion: apiVersion,
+		Config:     opts.PluginConfig[i.cand.Name],
+		Agent:      opts.Agent,
+	})
+	var cerr *sdk.ConfigError
+	if errors.As(err, &cerr) {
+		i.fail(true, fmt.Errorf("[plugins.%s] %w", i.cand.Name, err))
+		return false
+	}
+	if err != nil {
+		i.fail(false, err)
+		return false
+	}
+	devices, err := rpc.ListDevices(callCtx)
+	if err != nil {
+		i.fail(false, err)
+		return false
+	}
+	if err := validateDevices(desc, devices); err != nil {
+		i.fail(true, err)
+		return false
+	}
+	watchCtx, watchCancel := context.WithCancel(context.WithoutCancel(ctx))
+	i.mu.Lock()
+	i.devices = devices
+	i.status.DeviceCount = len(devices)
+	i.status.Slots = slotInfos(desc, devices)
+	i.status.State = StateRunning
+	i.status.Reason = ""
+	i.watchCancel = watchCancel
+	i.runningAt = time.Now()
+	i.mu.Unlock()
+	go i.watchDevices(watchCtx, rpc, desc)
+	i.log.Info().Strs("kinds", desc.Keys()).Str("version", desc.Version).Int("devices", len(devices)).Msg("plugin running")
+	return true
+}
+
+// validateDevices checks that every device sits in a slot of the plugin's
+// own kinds, so a plugin can never add capacity to another plugin's slot.
+func validateDevices(desc sdk.Description, devices []sdk.Device) error {
+	slots := map[string]bool{}
+	for _, k := range desc.Kinds {
+		for _, st := range k.SlotTypes {
+			slots[st.Name] = true
+		}
+	}
+	ids := map[string]bool{}
+	for _, d := range devices {
+		if !slots[d.SlotName] {
+			return fmt.Errorf("device %q is in slot %q, which the plugin does not describe", d.ID, d.SlotName)
+		}
+		if d.Capacity.IsNegative() {
+			return fmt.Errorf("device %q has negative capacity %s", d.ID, d.Capacity)
+		}
+		key := d.SlotName + "/" + d.ID
+		if ids[key] {
+			return fmt.Errorf("device %q is listed twice in slot %q", d.ID, d.SlotName)
+		}
+		ids[key] = true
+	}
+	return nil
+}
+
+// watchDevices follows the plugin's device stream until ctx ends. A stream
+// that breaks while the plugin lives is opened again.
+func (i *instance) watchDevices(ctx context.Context, rpc *sdk.Client, desc sdk.Description) {
+	for ctx.Err() == nil {
+		updates, err := rpc.WatchDevices(ctx)
+		if err == nil {
+			for devices := range updates {
+				if err := validateDevices(desc, devices); err != nil {
+					i.log.Error().Err(err).Msg("ignoring invalid device update")
+					continue
+				}
+				i.mu.Lock()
+				i.devices = devices
+				i.status.DeviceCount = len(devices)
+				i.status.Slots = slotInfos(desc, devices)
+				i.mu.Unlock()
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// waitForExit returns when the process has exited or stopped answering, or
+// ctx ends.
+func (i *instance) waitForExit(ctx context.Context) {
+	i.mu.Lock()
+	pc := i.pc
+	i.mu.Unlock()
+	poll := time.NewTicker(exitPollInterval)
+	defer poll.Stop()
+	lastPing := time.Now()
+	failedPings := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll.C:
+		}
+		if pc.Exited() {
+			return
+		}
+		if time.Since(lastPing) < pingInterval {
+			continue
+		}
+		lastPing = time.Now()
+		if err := ping(ctx, pc); err != nil {
+			failedPings++
+			i.log.Warn().Err(err).Int("failed_pings", failedPings).Msg("plugin did not answer a health check")
+			if failedPings >= 2 {
+				i.kill()
+				return
+			}
+		} else {
+			failedPings = 0
+		}
+	}
+}
+
+func ping(ctx context.Context, pc *plugin.Client) error {
+	cp, err := pc.Client()
+	if err != nil {
+		return err
+	}
+	gc, ok := cp.(*plugin.GRPCClient)
+	if !ok {
+		return fmt.Errorf("plugin client is %T, not gRPC", cp)
+	}
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	_, err = grpc_health_v1.NewHealthClient(gc.Conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: plugin.GRPCServiceName})
+	return err
+}
+
+// supervise restarts the plugin whenever it exits, with jittered
+// exponential backoff, until ctx ends or a failure is permanent.
+func (i *instance) supervise(ctx context.Context) {
+	backoff := i.host.opts.MinBackoff
+	for {
+		i.mu.Lock()
+		running := i.status.State == StateRunning
+		i.mu.Unlock()
+		if running {
+			i.waitForExit(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			i.mu.Lock()
+			if time.Since(i.runningAt) > stableRunTime {
+				backoff = i.host.opts.MinBackoff
+			}
+			i.status.State = StateRestarting
+			i.status.Reason = "plugin process exited"
+			i.mu.Unlock()
+			i.log.Warn().Dur("backoff", backoff).Msg("plugin exited; restarting")
+			i.kill()
+		}
+		i.mu.Lock()
+		permanent := i.permanent
+		i.mu.Unlock()
+		if permanent {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter(backoff)):
+		}
+		backoff = min(2*backoff, i.host.opts.MaxBackoff)
+		i.mu.Lock()
+		i.status.Restarts++
+		i.mu.Unlock()
+		if i.launchAndDescribe(ctx) {
+			i.configureAndList(ctx)
+		}
+	}
+}
+
+// jitter spreads restarts of several plugins over ±20% of d.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// kill stops the process: go-plugin asks it to shut down and SIGKILLs it
+// after 2 s; then whatever is left of its process group (helpers it spawned,
+// a shell's children holding its pipes) is killed too. The pid record goes.
+func (i *instance) kill() {
+	i.mu.Lock()
+	pc, cmd := i.pc, i.cmd
+	if i.watchCancel != nil {
+		i.watchCancel()
+		i.watchCancel = nil
+	}
+	i.rpc = nil
+	i.mu.Unlock()
+	if pc != nil {
+		done := make(chan struct{})
+		go func() {
+			pc.Kill()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+		}
+		if cmd != nil && cmd.Process != nil {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		<-done
+	}
+	_ = os.Remove(pidFilePath(i.host.opts.RuntimeDir, i.cand.Name))
+}
+
+func (i *instance) stop() {
+	i.kill()
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.status.State == StateRunning || i.status.State == StateRestarting || i.status.State == StateStarting {
+		i.status.State = StateStopped
+	}
+}

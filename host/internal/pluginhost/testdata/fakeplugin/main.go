@@ -1,0 +1,112 @@
+// Command fakeplugin is a compute plugin for the host's tests. Its behaviour
+// comes from its executable name, so one build serves every case:
+//
+//	baiagent-plugin-fake        a healthy plugin of kind "fake" with 2 devices
+//	baiagent-plugin-dupcpu      claims the kind "cpu" that the cpu plugin owns
+//	baiagent-plugin-unprefixed  describes a slot not prefixed by its kind
+//	baiagent-plugin-badconfig   rejects its configuration key "mode"
+//	baiagent-plugin-oldapi      speaks only plugin API 0.9
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/baiagent/baiagent/proto/sdk"
+)
+
+type fake struct {
+	name string
+	slot string
+}
+
+func (f *fake) Describe(context.Context) (sdk.Description, error) {
+	key, slot := f.name, f.slot
+	apis := []string{sdk.APIVersion}
+	switch f.name {
+	case "dupcpu", "cpu":
+		key = "cpu"
+	case "oldapi":
+		apis = []string{"0.9"}
+	}
+	return sdk.Description{
+		Name:        f.name,
+		Version:     "0.0.1-test",
+		APIVersions: apis,
+		Kinds: []sdk.ResourceKind{{
+			Key:       key,
+			SlotTypes: []sdk.SlotType{{Name: slot, Kind: sdk.SlotCount, HumanReadableName: "Fake"}},
+			AllocMap:  sdk.AllocMapSpec{Kind: sdk.AllocDiscrete, Strategy: sdk.StrategyEvenly},
+		}},
+	}, nil
+}
+
+func (f *fake) Configure(_ context.Context, req sdk.ConfigureRequest) error {
+	if f.name == "badconfig" {
+		return &sdk.ConfigError{Problems: []sdk.ConfigProblem{{Key: "mode", Reason: "must be one of a, b"}}}
+	}
+	return nil
+}
+
+func (f *fake) devices() []sdk.Device {
+	var out []sdk.Device
+	for _, id := range []string{"0", "1"} {
+		out = append(out, sdk.Device{
+			ID: id, Model: "Fake Accelerator", NUMANode: 0, Health: sdk.HealthHealthy,
+			SlotName: f.slot, Capacity: decimal.NewFromInt(1),
+		})
+	}
+	return out
+}
+
+func (f *fake) ListDevices(context.Context) ([]sdk.Device, error) { return f.devices(), nil }
+
+func (f *fake) WatchDevices(ctx context.Context) (<-chan []sdk.Device, error) {
+	ch := make(chan []sdk.Device, 1)
+	ch <- f.devices()
+	go func() {
+		<-ctx.Done()
+		close(ch)
+	}()
+	return ch, nil
+}
+
+func (f *fake) PrepareContainer(_ context.Context, req sdk.PrepareRequest) (sdk.ContainerSpec, error) {
+	var ids []string
+	for id := range req.Allocation[f.slot] {
+		ids = append(ids, id)
+	}
+	return sdk.ContainerSpec{Env: map[string]string{"FAKE_DEVICES": strings.Join(ids, ",")}}, nil
+}
+
+func (f *fake) RestoreAllocation(context.Context, sdk.RestoreRequest) (sdk.Allocation, error) {
+	return sdk.Allocation{}, nil
+}
+
+func (f *fake) NodeMetrics(context.Context) ([]sdk.Metric, error) { return nil, nil }
+
+func (f *fake) ContainerMetrics(context.Context, []sdk.ContainerRef) ([]sdk.Metric, error) {
+	return nil, nil
+}
+
+func (f *fake) HardwareInfo(context.Context) (sdk.HardwareInfo, error) {
+	return sdk.HardwareInfo{Status: sdk.HealthHealthy}, nil
+}
+
+func main() {
+	name := strings.TrimPrefix(filepath.Base(os.Args[0]), "baiagent-plugin-")
+	log := sdk.Logger(name)
+	log.Info("fake plugin starting", "pid", os.Getpid())
+	slot := name + ".device"
+	switch name {
+	case "dupcpu", "cpu":
+		slot = "cpu"
+	case "unprefixed":
+		slot = "device"
+	}
+	sdk.Serve(&fake{name: name, slot: slot}, log)
+}

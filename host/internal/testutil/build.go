@@ -1,0 +1,34 @@
+// Package testutil holds helpers shared by the agent's tests.
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// BuildBinary compiles a Go main package (an import path or a path relative
+// to the calling test's directory) into dir/name and returns the path.
+func BuildBinary(tb testing.TB, pkg, dir, name string) string {
+	tb.Helper()
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build %s: %v\n%s", pkg, err, msg)
+	}
+	return out
+}
+
+// ShortTempDir returns a temp dir with a short path (unix socket paths are
+// limited to about 108 bytes), removed when the test ends.
+func ShortTempDir(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.MkdirTemp("", "bai")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
