@@ -41,6 +41,9 @@ type Options struct {
 	// RuntimeDir holds plugin sockets (kept short: sun_path is ~108 bytes)
 	// and pid records. It is created when missing.
 	RuntimeDir string
+	// WorkDir is the plugins' working directory, so relative paths in their
+	// configuration resolve against agent.toml's directory. Default: RuntimeDir.
+	WorkDir string
 	// PluginConfig holds each plugin's configuration table by plugin name.
 	PluginConfig map[string]map[string]any
 	// Env is added to the explicit environment of every plugin process.

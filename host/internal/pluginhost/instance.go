@@ -149,6 +149,9 @@ func (i *instance) launchAndDescribe(ctx context.Context) bool {
 	cmd := exec.Command(i.cand.Path)
 	cmd.Env = i.processEnv()
 	cmd.Dir = opts.RuntimeDir
+	if opts.WorkDir != "" {
+		cmd.Dir = opts.WorkDir
+	}
 	// Own process group, so a terminal's ^C goes to the agent only, and the
 	// kernel kills the plugin if the agent dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -1,0 +1,82 @@
+// Package agent runs the agent daemon: it wires the configuration, the
+// plugin host and the local admin endpoint together and keeps them running
+// until it is told to stop.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/baiagent/baiagent/host/internal/adminapi"
+	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/pluginhost"
+	"github.com/baiagent/baiagent/proto/sdk"
+)
+
+// PluginOptions turns the configuration into plugin host options.
+func PluginOptions(cfg *config.Config, log zerolog.Logger) pluginhost.Options {
+	return pluginhost.Options{
+		Dirs: cfg.Agent.PluginDirs,
+		Policy: pluginhost.Policy{
+			Allow: cfg.Agent.AllowComputePlugins,
+			Block: cfg.Agent.BlockComputePlugins,
+		},
+		Checksums:    cfg.Agent.PluginChecksums,
+		StartTimeout: cfg.Agent.PluginStartTimeout,
+		RuntimeDir:   cfg.Agent.PluginRuntimeDir,
+		WorkDir:      cfg.Dir(),
+		PluginConfig: cfg.Plugins,
+		Agent:        sdk.AgentInfo{AgentID: cfg.Agent.ID},
+		Logger:       log,
+	}
+}
+
+// Agent is one running agent.
+type Agent struct {
+	cfg     *config.Config
+	log     zerolog.Logger
+	plugins *pluginhost.Host
+	admin   *adminapi.Server
+}
+
+// New prepares an agent; Run starts it.
+func New(cfg *config.Config, log zerolog.Logger) *Agent {
+	return &Agent{cfg: cfg, log: log}
+}
+
+// Run starts every part and blocks until ctx ends, then stops them in
+// reverse order. Kernels (containers) are never stopped by a shutdown.
+func (a *Agent) Run(ctx context.Context) error {
+	started := time.Now()
+	a.plugins = pluginhost.New(PluginOptions(a.cfg, a.log))
+	if err := a.plugins.Start(ctx); err != nil {
+		return fmt.Errorf("start plugin host: %w", err)
+	}
+	defer a.plugins.Stop()
+	for _, s := range a.plugins.Statuses() {
+		ev := a.log.Info()
+		if s.State != pluginhost.StateRunning {
+			ev = a.log.Warn()
+		}
+		ev.Str("plugin", s.Name).Str("state", string(s.State)).Str("reason", s.Reason).
+			Strs("kinds", s.Keys).Int("devices", s.DeviceCount).Msg("compute plugin")
+	}
+	admin, err := adminapi.Listen(adminapi.SocketPath(a.cfg.Agent.IPCBasePath), a.plugins)
+	if err != nil {
+		return err
+	}
+	a.admin = admin
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = a.admin.Close(shutdownCtx)
+	}()
+	a.log.Info().Str("agent_id", a.cfg.Agent.ID).Dur("startup", time.Since(started)).
+		Str("admin_socket", adminapi.SocketPath(a.cfg.Agent.IPCBasePath)).Msg("agent started")
+	<-ctx.Done()
+	a.log.Info().Msg("agent stopping; kernels keep running")
+	return nil
+}
