@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the agent into bin/baiagent and every plugin executable into
+# bin/plugins/, where configs/agent.dev.toml looks for them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bin/plugins
+go build -o bin/baiagent ./host/cmd/baiagent
+for main in plugins/*/cmd/baiagent-plugin-*; do
+  [ -d "$main" ] || continue
+  name=$(basename "$main")
+  # Plugins are static where they can be: no libc surprises on odd hosts.
+  CGO_ENABLED=0 go build -o "bin/plugins/$name" "./$main"
+done
+chmod 0755 bin/baiagent bin/plugins/*
+echo "built: bin/baiagent $(ls bin/plugins | sed 's|^|bin/plugins/|' | tr '\n' ' ')"
