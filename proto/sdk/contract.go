@@ -298,6 +298,26 @@ const (
 	HealthUnhealthy
 )
 
+// MarshalText writes the health as its name.
+func (h Health) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText reads a health name.
+func (h *Health) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "healthy":
+		*h = HealthHealthy
+	case "degraded":
+		*h = HealthDegraded
+	case "unhealthy":
+		*h = HealthUnhealthy
+	case "unknown", "":
+		*h = HealthUnknown
+	default:
+		return fmt.Errorf("unknown health %q", b)
+	}
+	return nil
+}
+
 func (h Health) String() string {
 	switch h {
 	case HealthHealthy:
@@ -316,18 +336,18 @@ const UnknownNUMANode = -1
 
 // Device is one allocatable device. Each device carries exactly one slot.
 type Device struct {
-	ID                string
-	Model             string
-	UUID              string
-	PCIBusID          string
-	NUMANode          int
-	MemoryBytes       uint64
-	ProcessingUnits   uint32
-	Health            Health
-	HealthDescription string
-	Attributes        map[string]string
-	SlotName          string
-	Capacity          decimal.Decimal
+	ID                string            `json:"id"`
+	Model             string            `json:"model,omitempty"`
+	UUID              string            `json:"uuid,omitempty"`
+	PCIBusID          string            `json:"pci_bus_id,omitempty"`
+	NUMANode          int               `json:"numa_node"`
+	MemoryBytes       uint64            `json:"memory_bytes,omitempty"`
+	ProcessingUnits   uint32            `json:"processing_units,omitempty"`
+	Health            Health            `json:"health"`
+	HealthDescription string            `json:"health_description,omitempty"`
+	Attributes        map[string]string `json:"attributes,omitempty"`
+	SlotName          string            `json:"slot_name"`
+	Capacity          decimal.Decimal   `json:"capacity"`
 }
 
 // Allocation is what a container was given: slot -> device ID -> amount.

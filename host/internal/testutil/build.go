@@ -32,3 +32,17 @@ func ShortTempDir(tb testing.TB) string {
 	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
 	return dir
 }
+
+// CopyExecutable copies src to dir/name with mode 0755 and returns the path.
+func CopyExecutable(tb testing.TB, src, dir, name string) string {
+	tb.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := filepath.Join(dir, name)
+	if err := os.WriteFile(out, data, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}

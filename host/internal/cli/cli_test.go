@@ -1,0 +1,246 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/pluginhost"
+	"github.com/baiagent/baiagent/host/internal/testutil"
+)
+
+// repoRoot is the checkout's root, two levels above host/internal/cli.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+}
+
+// devTree lays out a copy of configs/agent.dev.toml with freshly built
+// plugins under ../bin/plugins, as scripts/build.sh does.
+func devTree(t *testing.T, ipcBasePath string) (configPath string) {
+	t.Helper()
+	root := testutil.ShortTempDir(t)
+	configs := filepath.Join(root, "configs")
+	plugins := filepath.Join(root, "bin", "plugins")
+	for _, dir := range []string{configs, plugins} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "configs", "agent.dev.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep the admin socket private to the test.
+	data = bytes.Replace(data, []byte("[agent]\n"), []byte("[agent]\nipc-base-path = \""+ipcBasePath+"\"\n"), 1)
+	data = bytes.Replace(data, []byte("ipc-base-path = \"../var/ipc\""), nil, 1)
+	configPath = filepath.Join(configs, "agent.dev.toml")
+	if err := os.WriteFile(configPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/cpu/cmd/baiagent-plugin-cpu", plugins, "baiagent-plugin-cpu")
+	return configPath
+}
+
+// testEnv is a hermetic process description: no BACKEND_* variables, a
+// short ipc base path.
+func testEnv(t *testing.T, vars map[string]string) config.Env {
+	t.Helper()
+	env := config.SystemEnv()
+	env.Lookup = func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	env.WorkDir = t.TempDir()
+	env.HomeDir = t.TempDir()
+	env.SystemConfigDir = t.TempDir()
+	return env
+}
+
+func run(t *testing.T, env config.Env, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	root := NewRootCommand(env)
+	var out, errOut bytes.Buffer
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	err = root.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
+}
+
+func TestPluginsListOnDevConfigShowsCPUPluginWithSlots(t *testing.T) {
+	ipc := testutil.ShortTempDir(t)
+	cfg := devTree(t, ipc)
+	env := testEnv(t, nil)
+
+	stdout, stderr, err := run(t, env, "plugins", "list", "-f", cfg)
+	if err != nil {
+		t.Fatalf("plugins list: %v\n%s", err, stderr)
+	}
+	var cpuLine string
+	for _, l := range strings.Split(stdout, "\n") {
+		if strings.HasPrefix(l, "cpu ") {
+			cpuLine = l
+		}
+	}
+	for _, want := range []string{"cpu,mem", "running", "cpu=", "mem="} {
+		if !strings.Contains(cpuLine, want) {
+			t.Fatalf("cpu row %q lacks %q; output:\n%s\n%s", cpuLine, want, stdout, stderr)
+		}
+	}
+
+	stdout, stderr, err = run(t, env, "plugins", "list", "--json", "-f", cfg)
+	if err != nil {
+		t.Fatalf("plugins list --json: %v\n%s", err, stderr)
+	}
+	var statuses []pluginhost.Status
+	if err := json.Unmarshal([]byte(stdout), &statuses); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout)
+	}
+	var cpu *pluginhost.Status
+	for i := range statuses {
+		if statuses[i].Name == "cpu" {
+			cpu = &statuses[i]
+		}
+	}
+	if cpu == nil || cpu.State != pluginhost.StateRunning || cpu.DeviceCount < 2 || len(cpu.Slots) != 2 {
+		t.Fatalf("unexpected cpu status %+v", cpu)
+	}
+	if cpu.Slots[0].Name != "cpu" || !cpu.Slots[0].Capacity.IsPositive() || cpu.Slots[1].Name != "mem" || !cpu.Slots[1].Capacity.IsPositive() {
+		t.Fatalf("unexpected cpu slots %+v", cpu.Slots)
+	}
+
+	stdout, _, err = run(t, env, "plugins", "inspect", "cpu", "-f", cfg)
+	if err != nil || !strings.Contains(stdout, "Devices:") || !strings.Contains(stdout, "root") {
+		t.Fatalf("inspect: %v\n%s", err, stdout)
+	}
+	if _, _, err := run(t, env, "plugins", "inspect", "nosuch", "-f", cfg); err == nil || !strings.Contains(err.Error(), `no plugin named "nosuch"`) {
+		t.Fatalf("inspect of a missing plugin: %v", err)
+	}
+}
+
+// syncBuffer collects log output written from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestPluginsListAsksTheRunningAgent(t *testing.T) {
+	ipc := testutil.ShortTempDir(t)
+	cfg := devTree(t, ipc)
+	env := testEnv(t, map[string]string{"BACKEND_AGENT_PORT": "16001"})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() {
+		root := NewRootCommand(env)
+		root.SetArgs([]string{"server", "-f", cfg})
+		root.SetOut(logs)
+		root.SetErr(logs)
+		done <- root.ExecuteContext(ctx)
+	}()
+	sock := filepath.Join(ipc, "baiagent-admin.sock")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("agent never opened its admin socket; logs:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stdout, stderr, err := run(t, env, "plugins", "list", "-f", cfg)
+	if err != nil {
+		t.Fatalf("plugins list: %v\n%s", err, stderr)
+	}
+	if strings.Contains(stderr, "no running agent") || !strings.Contains(stdout, "running") {
+		t.Fatalf("list did not come from the running agent:\nstdout %s\nstderr %s", stdout, stderr)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("server: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("server did not stop after its context ended")
+	}
+	if !strings.Contains(logs.String(), "agent started") {
+		t.Fatalf("server logs lack the start line:\n%s", logs.String())
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	cases := []struct {
+		description string
+		file        string
+		vars        map[string]string
+		wantErr     string
+		wantOut     string
+	}{
+		{
+			description: "the dev config is valid and printed with defaults",
+			file:        "DEV",
+			wantOut:     "reserved-mem",
+		},
+		{
+			description: "a bad value is named by its key",
+			file:        "[etcd]\n[agent]\n[container]\n[resource]\nreserved-mem = \"1Q\"\n",
+			wantErr:     "resource.reserved-mem",
+		},
+		{
+			description: "a bad env override names the variable",
+			file:        "DEV",
+			vars:        map[string]string{"BACKEND_AGENT_PORT": "seventy"},
+			wantErr:     "BACKEND_AGENT_PORT",
+		},
+		{
+			description: "an env override shows in the effective config",
+			file:        "DEV",
+			vars:        map[string]string{"BACKEND_AGENT_PORT": "7001"},
+			wantOut:     "7001",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			path := filepath.Join(repoRoot(t), "configs", "agent.dev.toml")
+			if tc.file != "DEV" {
+				path = filepath.Join(t.TempDir(), "agent.toml")
+				if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stdout, _, err := run(t, testEnv(t, tc.vars), "config", "check", "-f", path)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(stdout, tc.wantOut) {
+				t.Fatalf("err %v; output lacks %q:\n%s", err, tc.wantOut, stdout)
+			}
+		})
+	}
+}
