@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -75,9 +76,17 @@ func Serve(impl Plugin, logger hclog.Logger) {
 		VersionedPlugins: map[int]plugin.PluginSet{
 			ProtocolVersion: {PluginName: &GRPCPlugin{Impl: impl}},
 		},
-		GRPCServer: plugin.DefaultGRPCServer,
+		GRPCServer: newGRPCServer,
 		Logger:     logger,
 	})
+}
+
+// newGRPCServer is go-plugin's default server with a fixed pool of stream
+// workers: the agent's calls are small and frequent, and reusing goroutines
+// instead of starting one per call shortens every round trip.
+func newGRPCServer(opts []grpc.ServerOption) *grpc.Server {
+	workers := uint32(runtime.GOMAXPROCS(0))
+	return grpc.NewServer(append(opts, grpc.NumStreamWorkers(workers), grpc.SharedWriteBuffer(true))...)
 }
 
 func exitWhenOrphaned(logger hclog.Logger, parent int, every time.Duration) {

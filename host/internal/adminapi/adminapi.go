@@ -14,6 +14,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/shopspring/decimal"
+
+	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
@@ -36,6 +39,18 @@ type PluginDetail struct {
 	Devices []sdk.Device      `json:"devices"`
 }
 
+// Resources is the agent's slots: what it reports to the manager and how
+// much of each device is allocated.
+type Resources struct {
+	Reported map[string]decimal.Decimal `json:"reported"`
+	Usage    []alloc.SlotUsage          `json:"usage"`
+}
+
+// ResourceSource is what the admin API reads resource use from.
+type ResourceSource interface {
+	Resources() Resources
+}
+
 // Server serves the admin API.
 type Server struct {
 	http *http.Server
@@ -44,7 +59,7 @@ type Server struct {
 }
 
 // Listen binds the socket (replacing a stale one) and serves until Close.
-func Listen(path string, plugins PluginSource) (*Server, error) {
+func Listen(path string, plugins PluginSource, res ResourceSource) (*Server, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create admin socket dir: %w", err)
 	}
@@ -75,6 +90,9 @@ func Listen(path string, plugins PluginSource) (*Server, error) {
 			}
 		}
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no plugin named %q", name)})
+	})
+	mux.HandleFunc("GET /v1/resources", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, res.Resources())
 	})
 	s := &Server{http: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln, path: path}
 	go func() { _ = s.http.Serve(ln) }()
@@ -144,6 +162,12 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 func (c *Client) Plugins(ctx context.Context) ([]pluginhost.Status, error) {
 	var out []pluginhost.Status
 	return out, c.get(ctx, "/v1/plugins", &out)
+}
+
+// Resources returns the agent's slots and their use.
+func (c *Client) Resources(ctx context.Context) (Resources, error) {
+	var out Resources
+	return out, c.get(ctx, "/v1/resources", &out)
 }
 
 // Plugin returns one plugin with its devices.

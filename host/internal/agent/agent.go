@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/adminapi"
+	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
+	"github.com/baiagent/baiagent/host/internal/resources"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
 
@@ -40,6 +43,45 @@ type Agent struct {
 	log     zerolog.Logger
 	plugins *pluginhost.Host
 	admin   *adminapi.Server
+
+	allocator *alloc.Allocator
+	reported  map[string]decimal.Decimal
+}
+
+// buildAllocator makes the alloc maps from the running plugins' devices and
+// computes the slots reported to the manager.
+func (a *Agent) buildAllocator() error {
+	var plugins []resources.Plugin
+	for _, p := range a.plugins.Running() {
+		plugins = append(plugins, resources.Plugin{Description: p.Description, Devices: p.Devices})
+	}
+	specs, err := resources.MapSpecs(plugins)
+	if err != nil {
+		return err
+	}
+	allocator, added, err := resources.NewAllocator(a.cfg.Resource, specs)
+	if err != nil {
+		return fmt.Errorf("build allocation maps: %w", err)
+	}
+	if len(added) > 0 {
+		a.log.Warn().Strs("kinds", added).Msg("resource kinds missing from resource.allocation-order are allocated before cpu and mem")
+	}
+	reported, err := resources.ReportedSlots(a.cfg.Resource, allocator)
+	if err != nil {
+		return fmt.Errorf("compute available slots: %w", err)
+	}
+	a.allocator, a.reported = allocator, reported
+	ev := a.log.Info()
+	for slot, amount := range reported {
+		ev = ev.Str(slot, amount.String())
+	}
+	ev.Msg("available resource slots")
+	return nil
+}
+
+// Resources reports the slots and their use, for the admin API.
+func (a *Agent) Resources() adminapi.Resources {
+	return adminapi.Resources{Reported: a.reported, Usage: a.allocator.Snapshot()}
 }
 
 // New prepares an agent; Run starts it.
@@ -64,7 +106,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		ev.Str("plugin", s.Name).Str("state", string(s.State)).Str("reason", s.Reason).
 			Strs("kinds", s.Keys).Int("devices", s.DeviceCount).Msg("compute plugin")
 	}
-	admin, err := adminapi.Listen(adminapi.SocketPath(a.cfg.Agent.IPCBasePath), a.plugins)
+	if err := a.buildAllocator(); err != nil {
+		return err
+	}
+	admin, err := adminapi.Listen(adminapi.SocketPath(a.cfg.Agent.IPCBasePath), a.plugins, a)
 	if err != nil {
 		return err
 	}

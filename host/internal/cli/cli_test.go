@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baiagent/baiagent/host/internal/adminapi"
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/testutil"
@@ -176,6 +177,17 @@ func TestPluginsListAsksTheRunningAgent(t *testing.T) {
 	}
 	if strings.Contains(stderr, "no running agent") || !strings.Contains(stdout, "running") {
 		t.Fatalf("list did not come from the running agent:\nstdout %s\nstderr %s", stdout, stderr)
+	}
+	admin, err := adminapi.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := admin.Resources(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Reported["cpu"].IsPositive() || !res.Reported["mem"].IsPositive() || len(res.Usage) < 2 {
+		t.Fatalf("unexpected resources %+v", res)
 	}
 	cancel()
 	select {

@@ -258,3 +258,24 @@ func versionLess(a, b string) bool {
 	}
 	return false
 }
+
+// Running returns the description and devices of every running plugin,
+// sorted by name.
+func (h *Host) Running() []RunningPlugin {
+	var out []RunningPlugin
+	for _, inst := range h.instances {
+		if _, desc, ok := inst.client(); ok {
+			devs, _ := inst.deviceList()
+			out = append(out, RunningPlugin{Name: inst.cand.Name, Description: desc, Devices: devs})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// RunningPlugin is one running plugin's description and devices.
+type RunningPlugin struct {
+	Name        string
+	Description sdk.Description
+	Devices     []sdk.Device
+}

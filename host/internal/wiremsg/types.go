@@ -1,0 +1,130 @@
+// Package wiremsg decodes and encodes the application msgpack that Backend.AI's
+// manager and agent exchange inside callosum bodies (ai/backend/common/msgpack.py):
+// plain msgpack plus ext types for UUIDs, datetimes, paths and several
+// Python objects that travel as protocol-5 pickles.
+package wiremsg
+
+import (
+	"encoding/hex"
+	"fmt"
+
+	"github.com/shopspring/decimal"
+)
+
+// Ext type codes of ai/backend/common/msgpack.py.
+const (
+	ExtUUID              int8 = 1
+	ExtDatetime          int8 = 2
+	ExtDecimal           int8 = 3
+	ExtPosixPath         int8 = 4
+	ExtPurePosixPath     int8 = 5
+	ExtEnum              int8 = 6
+	ExtImageRef          int8 = 7
+	ExtResourceSlot      int8 = 8
+	ExtSlotName          int8 = 9
+	ExtBinarySize        int8 = 16
+	ExtAutoDirectoryPath int8 = 17
+)
+
+// Map is a decoded msgpack map. Keys are string, Bin, int64, uint64, bool,
+// float64, UUID or nil; Python sends UUID keys (kernel_image_refs), so keys
+// cannot be restricted to strings.
+type Map = map[any]any
+
+// Bin is a msgpack bin used as a map key ([]byte is not comparable).
+type Bin string
+
+// UUID is a 16-byte UUID (ext 1).
+type UUID [16]byte
+
+// String formats the UUID the way Python's str(uuid) does.
+func (u UUID) String() string {
+	var buf [36]byte
+	hex.Encode(buf[0:8], u[0:4])
+	buf[8] = '-'
+	hex.Encode(buf[9:13], u[4:6])
+	buf[13] = '-'
+	hex.Encode(buf[14:18], u[6:8])
+	buf[18] = '-'
+	hex.Encode(buf[19:23], u[8:10])
+	buf[23] = '-'
+	hex.Encode(buf[24:], u[10:])
+	return string(buf[:])
+}
+
+// ParseUUID accepts the canonical dashed form and the 32-digit hex form.
+func ParseUUID(s string) (UUID, error) {
+	var u UUID
+	digits := make([]byte, 0, 32)
+	for i := 0; i < len(s); i++ {
+		if s[i] != '-' {
+			digits = append(digits, s[i])
+		}
+	}
+	if len(digits) != 32 {
+		return u, fmt.Errorf("parse uuid %q: want 32 hex digits, got %d", s, len(digits))
+	}
+	if _, err := hex.Decode(u[:], digits); err != nil {
+		return u, fmt.Errorf("parse uuid %q: %w", s, err)
+	}
+	return u, nil
+}
+
+// Enum is a pickled Python enum member (ext 6). Value holds the member's
+// value (CPython 3.12+ pickles by value); Name holds the member name when the
+// sender pickled by name (CPython 3.11) and the value is not known here.
+type Enum struct {
+	Module string
+	Class  string
+	Value  any
+	Name   string
+}
+
+// String is the enum's value when it is a string, else its name.
+func (e Enum) String() string {
+	if s, ok := e.Value.(string); ok {
+		return s
+	}
+	if e.Name != "" {
+		return e.Name
+	}
+	return fmt.Sprint(e.Value)
+}
+
+// ImageRef is ai.backend.common.docker.ImageRef (ext 7).
+type ImageRef struct {
+	Name         string
+	Project      string
+	Tag          string
+	Registry     string
+	Architecture string
+	IsLocal      bool
+}
+
+// Canonical is registry/project/name:tag, as ImageRef.canonical builds it.
+func (r ImageRef) Canonical() string {
+	prefix := r.Registry + "/"
+	if r.Project != "" {
+		prefix += r.Project + "/"
+	}
+	return prefix + r.Name + ":" + r.Tag
+}
+
+// ResourceSlot is ai.backend.common.types.ResourceSlot (ext 8): slot name to
+// an exact amount.
+type ResourceSlot map[string]decimal.Decimal
+
+// SlotName is ai.backend.common.types.SlotName (ext 9), e.g. "cuda.device".
+type SlotName string
+
+// BinarySize is ai.backend.common.types.BinarySize (ext 16), a byte count.
+type BinarySize int64
+
+// PosixPath is pathlib.PosixPath (ext 4).
+type PosixPath string
+
+// PurePosixPath is pathlib.PurePosixPath (ext 5).
+type PurePosixPath string
+
+// AutoDirectoryPath is ai.backend.common.types.AutoDirectoryPath (ext 17).
+type AutoDirectoryPath string
