@@ -8,8 +8,11 @@ go build -o bin/baiagent ./host/cmd/baiagent
 for main in plugins/*/cmd/baiagent-plugin-*; do
   [ -d "$main" ] || continue
   name=$(basename "$main")
-  # Plugins are static where they can be: no libc surprises on odd hosts.
-  CGO_ENABLED=0 go build -o "bin/plugins/$name" "./$main"
+  # Plugins are static where they can be (no libc surprises on odd hosts);
+  # the cuda plugin needs cgo to load libnvidia-ml at run time.
+  cgo=0
+  [ "$name" = baiagent-plugin-cuda ] && cgo=1
+  CGO_ENABLED=$cgo go build -o "bin/plugins/$name" "./$main"
 done
 chmod 0755 bin/baiagent bin/plugins/*
 echo "built: bin/baiagent $(ls bin/plugins | sed 's|^|bin/plugins/|' | tr '\n' ' ')"

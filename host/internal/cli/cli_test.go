@@ -49,6 +49,11 @@ func devTree(t *testing.T, ipcBasePath string) (configPath string) {
 		t.Fatal(err)
 	}
 	testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/cpu/cmd/baiagent-plugin-cpu", plugins, "baiagent-plugin-cpu")
+	testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/cuda/cmd/baiagent-plugin-cuda", plugins, "baiagent-plugin-cuda")
+	// The dev config's fake GPUs live beside it.
+	if err := os.CopyFS(filepath.Join(configs, "fixtures"), os.DirFS(filepath.Join(repoRoot(t), "configs", "fixtures"))); err != nil {
+		t.Fatal(err)
+	}
 	return configPath
 }
 
@@ -115,6 +120,22 @@ func TestPluginsListOnDevConfigShowsCPUPluginWithSlots(t *testing.T) {
 	}
 	if cpu.Slots[0].Name != "cpu" || !cpu.Slots[0].Capacity.IsPositive() || cpu.Slots[1].Name != "mem" || !cpu.Slots[1].Capacity.IsPositive() {
 		t.Fatalf("unexpected cpu slots %+v", cpu.Slots)
+	}
+
+	var cuda *pluginhost.Status
+	for i := range statuses {
+		if statuses[i].Name == "cuda" {
+			cuda = &statuses[i]
+		}
+	}
+	if cuda == nil || cuda.State != pluginhost.StateRunning || cuda.DeviceCount != 2 || cuda.Slots[0].Name != "cuda.device" || cuda.Slots[0].Capacity.String() != "2" {
+		t.Fatalf("fake GPUs of the dev config not listed: %+v", cuda)
+	}
+
+	stdout, _, err = run(t, env, "plugins", "inspect", "--json", "cuda", "-f", cfg)
+	var detail adminapi.PluginDetail
+	if err != nil || json.Unmarshal([]byte(stdout), &detail) != nil || len(detail.Devices) != 2 || detail.Devices[1].NUMANode != 1 || detail.Devices[0].Model == "" {
+		t.Fatalf("inspect cuda: %v\n%s", err, stdout)
 	}
 
 	stdout, _, err = run(t, env, "plugins", "inspect", "cpu", "-f", cfg)

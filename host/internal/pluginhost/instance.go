@@ -270,7 +270,7 @@ func (i *instance) claimKinds() bool {
 func (i *instance) configureAndList(ctx context.Context) bool {
 	opts := i.host.opts
 	i.mu.Lock()
-	rpc, desc, apiVersion := i.rpc, i.desc, i.status.APIVersion
+	rpc, claimed, apiVersion := i.rpc, i.desc.Keys(), i.status.APIVersion
 	i.mu.Unlock()
 
 	callCtx, cancel := context.WithTimeout(ctx, opts.CallTimeout)
@@ -289,6 +289,22 @@ func (i *instance) configureAndList(ctx context.Context) bool {
 		i.fail(false, err)
 		return false
 	}
+	// A plugin learns some of its slots from its configuration (MIG
+	// profiles, fractional shares), so it describes itself again; its kinds
+	// must stay the ones it claimed.
+	desc, err := rpc.Describe(callCtx)
+	if err != nil {
+		i.fail(false, err)
+		return false
+	}
+	if err := desc.Validate(); err != nil {
+		i.fail(true, fmt.Errorf("invalid description after configuration: %w", err))
+		return false
+	}
+	if !sameKeys(claimed, desc.Keys()) {
+		i.fail(true, fmt.Errorf("plugin changed its kinds from %v to %v when configured", claimed, desc.Keys()))
+		return false
+	}
 	devices, err := rpc.ListDevices(callCtx)
 	if err != nil {
 		i.fail(false, err)
@@ -300,6 +316,7 @@ func (i *instance) configureAndList(ctx context.Context) bool {
 	}
 	watchCtx, watchCancel := context.WithCancel(context.WithoutCancel(ctx))
 	i.mu.Lock()
+	i.desc = desc
 	i.devices = devices
 	i.status.DeviceCount = len(devices)
 	i.status.Slots = slotInfos(desc, devices)

@@ -1,0 +1,28 @@
+package cuda
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/baiagent/baiagent/proto/sdk"
+)
+
+// numaNodeOf reads <sysfs>/bus/pci/devices/<bus id>/numa_node. The kernel
+// writes -1 when the platform has no NUMA information; a missing or
+// unreadable file is unknown too.
+func numaNodeOf(sysfsRoot, busID string) int {
+	if busID == "" || strings.ContainsAny(busID, `/\`) {
+		return sdk.UnknownNUMANode
+	}
+	raw, err := os.ReadFile(filepath.Join(sysfsRoot, "bus", "pci", "devices", busID, "numa_node"))
+	if err != nil {
+		return sdk.UnknownNUMANode
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || n < 0 {
+		return sdk.UnknownNUMANode
+	}
+	return n
+}
