@@ -11,6 +11,7 @@ PROTOC_GEN_GO_GRPC_VERSION=v1.6.2
 need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+pkg-config --exists libzmq 2>/dev/null || need_apt+=(libzmq3-dev)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: please install: ${need_apt[*]} (apt-get needs root)" >&2

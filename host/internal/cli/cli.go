@@ -50,6 +50,7 @@ override single keys, as with the Python agent.`,
 	root.PersistentFlags().StringVarP(&opts.configPath, "config", "f", "", "path of agent.toml (default: search as described above)")
 	root.PersistentFlags().StringVar(&opts.logLevel, "log-level", "", "override [logging] level: debug, info, warning, error")
 	root.AddCommand(newServerCommand(opts), newPluginsCommand(opts), newConfigCommand(opts), newVersionCommand())
+	root.AddCommand(newRPCCommand(opts))
 	return root
 }
 

@@ -1,0 +1,63 @@
+package rpcserver
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/baiagent/baiagent/host/internal/callosum"
+)
+
+// BenchmarkPingSequential measures one ping at a time over loopback TCP and
+// reports p50/p99 latency.
+func BenchmarkPingSequential(b *testing.B) {
+	ts := startServer(b, Options{}, nil)
+	c := dial(b, ts.srv.Endpoint(), callosum.ClientOptions{})
+	ctx := context.Background()
+	latencies := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if _, err := c.Invoke(ctx, "ping", []any{"ping"}, nil); err != nil {
+			b.Fatal(err)
+		}
+		latencies = append(latencies, time.Since(start))
+	}
+	b.StopTimer()
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds()), "p99-µs")
+}
+
+func benchmarkPingInFlight(b *testing.B, inFlight int) {
+	ts := startServer(b, Options{}, nil)
+	c := dial(b, ts.srv.Endpoint(), callosum.ClientOptions{})
+	ctx := context.Background()
+	work := make(chan struct{}, b.N)
+	for i := 0; i < b.N; i++ {
+		work <- struct{}{}
+	}
+	close(work)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := 0; w < inFlight; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range work {
+				if _, err := c.Invoke(ctx, "ping", []any{"ping"}, nil); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pings/s")
+}
+
+func BenchmarkPingInFlight1(b *testing.B)  { benchmarkPingInFlight(b, 1) }
+func BenchmarkPingInFlight32(b *testing.B) { benchmarkPingInFlight(b, 32) }
