@@ -16,6 +16,8 @@ import (
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/resources"
+	"github.com/baiagent/baiagent/host/internal/rpcserver"
+	"github.com/baiagent/baiagent/host/internal/version"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
 
@@ -119,9 +121,26 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer cancel()
 		_ = a.admin.Close(shutdownCtx)
 	}()
+	rpc, err := rpcserver.New(
+		rpcserver.OptionsFromConfig(a.cfg, version.Version, a.log.With().Str("component", "rpc").Logger()),
+		rpcserver.Deps{Hardware: pluginHardware{plugins: a.plugins, timeout: 10 * time.Second}},
+	)
+	if err != nil {
+		return fmt.Errorf("start RPC server: %w", err)
+	}
+	rpcDone := make(chan error, 1)
+	go func() { rpcDone <- rpc.Serve(ctx) }()
 	a.log.Info().Str("agent_id", a.cfg.Agent.ID).Dur("startup", time.Since(started)).
+		Str("rpc", rpc.Endpoint()).Bool("curve", rpc.PublicKey() != "").
 		Str("admin_socket", adminapi.SocketPath(a.cfg.Agent.IPCBasePath)).Msg("agent started")
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err := <-rpcDone:
+		return fmt.Errorf("RPC server stopped: %w", err)
+	}
 	a.log.Info().Msg("agent stopping; kernels keep running")
+	if err := <-rpcDone; err != nil {
+		a.log.Warn().Err(err).Msg("RPC server did not stop cleanly")
+	}
 	return nil
 }

@@ -17,10 +17,8 @@ import (
 	"github.com/baiagent/baiagent/host/internal/agent"
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/logging"
+	"github.com/baiagent/baiagent/host/internal/version"
 )
-
-// Version is the agent's version, set at build time with -ldflags.
-const Version = "0.1.0-dev"
 
 type options struct {
 	configPath string
@@ -157,7 +155,7 @@ func newVersionCommand() *cobra.Command {
 		Short: "Print the agent's version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "baiagent", Version)
+			fmt.Fprintln(cmd.OutOrStdout(), "baiagent", version.Version)
 		},
 	}
 }

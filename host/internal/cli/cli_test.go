@@ -199,6 +199,13 @@ func TestPluginsListAsksTheRunningAgent(t *testing.T) {
 	if strings.Contains(stderr, "no running agent") || !strings.Contains(stdout, "running") {
 		t.Fatalf("list did not come from the running agent:\nstdout %s\nstderr %s", stdout, stderr)
 	}
+	// The manager's view: RPC on the configured port answers, and
+	// gather_hwinfo reports the plugins' health.
+	stdout, stderr, err = run(t, env, "rpc", "call", "gather_hwinfo", "--addr", "tcp://127.0.0.1:16001")
+	if err != nil || !strings.Contains(stdout, `"cpu"`) || !strings.Contains(stdout, `"cuda"`) || !strings.Contains(stdout, "healthy") {
+		t.Fatalf("gather_hwinfo: %v\n%s\n%s", err, stdout, stderr)
+	}
+
 	admin, err := adminapi.Dial(sock)
 	if err != nil {
 		t.Fatal(err)
