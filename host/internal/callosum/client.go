@@ -11,6 +11,7 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
@@ -81,23 +82,40 @@ type callKey struct {
 	seq    uint64
 }
 
-// Client is the manager's side: a DEALER socket owned by one goroutine;
-// Call may be used from many goroutines at once.
+// Client is the manager's side of the protocol. Call may be used from many
+// goroutines at once.
+//
+// There is no socket-owning goroutine: a caller sends on the DEALER itself
+// (zmq sockets need serialized access; sockMu is the memory barrier libzmq
+// asks for) and one waiting caller at a time, the reader, sleeps on the
+// socket's file descriptor and hands replies to their callers. A sequential
+// call therefore costs no goroutine hand-off at all.
 type Client struct {
-	opts     ClientOptions
-	zctx     *zmq.Context
-	dealer   *zmq.Socket
-	requests *outbox
-	pong     chan struct{}
-	seq      atomic.Uint32
-	closing  chan struct{}
-	loopDone chan struct{}
-	loopErr  error
-	once     sync.Once
+	opts ClientOptions
+	zctx *zmq.Context
+	pong chan struct{}
+	seq  atomic.Uint32
+
+	sockMu sync.Mutex // guards dealer and closed
+	dealer *zmq.Socket
+	closed bool
+	fd     int // the DEALER's ZMQ_FD: readable when events may be pending
+
+	// reader is a token: its holder polls fd for everyone.
+	reader chan struct{}
+	// wakeR/wakeW is a pipe that wakes the reader when another goroutine
+	// drained the socket (and so consumed the fd's edge) on its behalf.
+	wakeR, wakeW int
+	closing      chan struct{}
+	once         sync.Once
 
 	mu      sync.Mutex
 	waiting map[callKey]chan *Response
 }
+
+// readerPollTimeout bounds how long the reader sleeps before it looks at
+// cancellation again.
+const readerPollTimeout = 20 // ms
 
 // Dial connects to endpoint (e.g. "tcp://127.0.0.1:6001") and completes
 // the PING handshake.
@@ -106,25 +124,32 @@ func Dial(ctx context.Context, endpoint string, opts ClientOptions) (*Client, er
 		opts.HandshakeTimeout = 5 * time.Second
 	}
 	c := &Client{
-		opts:     opts,
-		pong:     make(chan struct{}, 1),
-		closing:  make(chan struct{}),
-		loopDone: make(chan struct{}),
-		waiting:  map[callKey]chan *Response{},
+		opts:    opts,
+		pong:    make(chan struct{}, 1),
+		reader:  make(chan struct{}, 1),
+		closing: make(chan struct{}),
+		waiting: map[callKey]chan *Response{},
 	}
+	c.reader <- struct{}{}
 	var err error
 	if c.zctx, err = zmq.NewContext(); err != nil {
 		return nil, fmt.Errorf("zmq context: %w", err)
 	}
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		_ = c.zctx.Term()
+		return nil, fmt.Errorf("wake pipe: %w", err)
+	}
+	c.wakeR, c.wakeW = pipe[0], pipe[1]
 	if err := c.connect(endpoint); err != nil {
 		if c.dealer != nil {
 			c.dealer.Close()
 		}
 		_ = c.zctx.Term()
+		unix.Close(c.wakeR)
+		unix.Close(c.wakeW)
 		return nil, err
 	}
-	go c.requests.forward(c.closing)
-	go c.loop()
 	if err := c.handshake(ctx); err != nil {
 		c.Close()
 		return nil, err
@@ -159,8 +184,8 @@ func (c *Client) connect(endpoint string) error {
 	if err := dealer.Connect(endpoint); err != nil {
 		return fmt.Errorf("rpc connect %s: %w", endpoint, err)
 	}
-	if c.requests, err = newOutbox(c.zctx, 1024); err != nil {
-		return err
+	if c.fd, err = dealer.GetFd(); err != nil {
+		return fmt.Errorf("dealer fd: %w", err)
 	}
 	return nil
 }
@@ -171,63 +196,101 @@ func (c *Client) handshake(ctx context.Context) error {
 	}
 	timer := time.NewTimer(c.opts.HandshakeTimeout)
 	defer timer.Stop()
-	select {
-	case <-c.pong:
-		return nil
-	case <-timer.C:
+	_, err := await(ctx, c, c.pong, timer.C)
+	if errors.Is(err, errTimeout) {
 		return ErrAuthentication
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-c.loopDone:
-		return fmt.Errorf("callosum client: %w", c.loopErr)
+	}
+	return err
+}
+
+var errTimeout = errors.New("timeout")
+
+// await waits for a value on ch. While it waits it may become the reader
+// and pull everyone's replies off the socket.
+func await[T any](ctx context.Context, c *Client, ch <-chan T, timeout <-chan time.Time) (T, error) {
+	var zero T
+	for {
+		select {
+		case v := <-ch:
+			return v, nil
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		case <-timeout:
+			return zero, errTimeout
+		case <-c.closing:
+			return zero, ErrClosed
+		case <-c.reader:
+			v, err := read(ctx, c, ch, timeout)
+			c.reader <- struct{}{}
+			return v, err
+		}
 	}
 }
 
-// loop owns the DEALER socket.
-func (c *Client) loop() {
-	defer close(c.loopDone)
-	defer func() {
-		c.requests.close()
-		c.dealer.Close()
-		_ = c.zctx.Term()
-	}()
-	poller := zmq.NewPoller()
-	poller.Add(c.dealer, zmq.POLLIN)
-	poller.Add(c.requests.pull, zmq.POLLIN)
+// read is await for the reader: it sleeps on the socket's fd and the wake
+// pipe, drains the socket and delivers, until its own value arrives.
+func read[T any](ctx context.Context, c *Client, ch <-chan T, timeout <-chan time.Time) (T, error) {
+	var zero T
+	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}, {Fd: int32(c.wakeR), Events: unix.POLLIN}}
+	var scratch [64]byte
 	for {
-		polled, err := poller.Poll(-1)
+		select {
+		case v := <-ch:
+			return v, nil
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		case <-timeout:
+			return zero, errTimeout
+		case <-c.closing:
+			return zero, ErrClosed
+		default:
+		}
+		c.sockMu.Lock()
+		if c.closed {
+			c.sockMu.Unlock()
+			return zero, ErrClosed
+		}
+		c.drainLocked(false)
+		c.sockMu.Unlock()
+		select {
+		case v := <-ch:
+			return v, nil
+		default:
+		}
+		if _, err := unix.Poll(fds, readerPollTimeout); err != nil && !errors.Is(err, unix.EINTR) {
+			return zero, fmt.Errorf("callosum client poll: %w", err)
+		}
+		if fds[1].Revents != 0 {
+			for {
+				if n, _ := unix.Read(c.wakeR, scratch[:]); n <= 0 {
+					break
+				}
+			}
+		}
+	}
+}
+
+// drainLocked receives every message waiting on the DEALER and delivers it.
+// A drain by a non-reader consumed the fd's edge, so it wakes the reader.
+func (c *Client) drainLocked(wakeReader bool) {
+	delivered := false
+	for {
+		events, err := c.dealer.GetEvents()
+		if err != nil || events&zmq.POLLIN == 0 {
+			break
+		}
+		frames, err := c.dealer.RecvMessageBytes(zmq.DONTWAIT)
 		if err != nil {
 			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
 				continue
 			}
-			c.loopErr = err
-			return
+			break
 		}
-		stop := false
-		for _, p := range polled {
-			switch p.Socket {
-			case c.dealer:
-				err = receiveAll(c.dealer, c.deliver)
-			case c.requests.pull:
-				err = c.requests.receive(func(frames [][]byte, wake bool) {
-					if wake {
-						stop = true
-						return
-					}
-					if _, err := c.dealer.SendMessage(frames); err != nil {
-						c.opts.Logger.Warn().Err(err).Msg("rpc client send")
-					}
-				})
-			}
-			if err != nil {
-				c.loopErr = err
-				return
-			}
-		}
-		if stop {
-			c.loopErr = ErrClosed
-			return
-		}
+		c.deliver(frames)
+		delivered = true
+	}
+	if wakeReader && delivered {
+		_, _ = unix.Write(c.wakeW, []byte{1})
 	}
 }
 
@@ -268,9 +331,24 @@ func (c *Client) deliver(frames [][]byte) {
 // SendFrames sends raw frames (after the DEALER's own routing) without
 // waiting for anything; tests use it for malformed messages.
 func (c *Client) SendFrames(frames ...[]byte) error {
-	if !c.requests.send(frames, c.closing) {
+	c.sockMu.Lock()
+	defer c.sockMu.Unlock()
+	if c.closed {
 		return ErrClosed
 	}
+	for {
+		_, err := c.dealer.SendMessage(frames)
+		if err != nil && zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("rpc send: %w", err)
+		}
+		break
+	}
+	// Sending processes the socket's pending commands and may consume the
+	// fd's edge for a reply already here: take it now.
+	c.drainLocked(true)
 	return nil
 }
 
@@ -301,16 +379,12 @@ func (c *Client) Exchange(ctx context.Context, header Header, body []byte) (*Res
 		forget()
 		return nil, err
 	}
-	select {
-	case resp := <-ch:
-		return resp, nil
-	case <-ctx.Done():
+	resp, err := await(ctx, c, ch, nil)
+	if err != nil {
 		forget()
-		return nil, ctx.Err()
-	case <-c.loopDone:
-		forget()
-		return nil, fmt.Errorf("callosum client: %w", c.loopErr)
+		return nil, err
 	}
+	return resp, nil
 }
 
 // Call invokes method with an application msgpack payload and returns the
@@ -371,7 +445,16 @@ func EncodeEnvelope(args []any, kwargs map[string]any) ([]byte, error) {
 
 // Close stops the client; calls in flight fail.
 func (c *Client) Close() error {
-	c.once.Do(func() { close(c.closing) })
-	<-c.loopDone
+	c.once.Do(func() {
+		close(c.closing)
+		<-c.reader // the reader, if any, has left the socket alone
+		c.sockMu.Lock()
+		c.closed = true
+		c.dealer.Close()
+		c.sockMu.Unlock()
+		_ = c.zctx.Term()
+		unix.Close(c.wakeR)
+		unix.Close(c.wakeW)
+	})
 	return nil
 }

@@ -51,7 +51,12 @@ type ServerOptions struct {
 	// ShutdownGrace is how long in-flight calls may finish after Serve's
 	// context ends before their contexts are cancelled (default 5 s).
 	ShutdownGrace time.Duration
-	Logger        zerolog.Logger
+	// Inline reports methods cheap enough to answer on the socket's own
+	// goroutine (no I/O, no locks held for long): ping and lookups in
+	// memory. They skip two goroutine hand-offs and the reply pipe, which is
+	// most of a round trip. Everything else runs on its own goroutine.
+	Inline func(method string) bool
+	Logger zerolog.Logger
 }
 
 const (
@@ -321,8 +326,12 @@ func (s *Server) handleIncoming(st *serveState, frames [][]byte) {
 		s.sendError(peer, header, name, err)
 		return
 	}
-	st.inflight++
 	req := &Request{Peer: peer, Header: header, Payload: payload}
+	if s.opts.Inline != nil && s.opts.Inline(header.Method) {
+		s.send(replyFrames(peer, header, s.callHandler(st.handlers, req)))
+		return
+	}
+	st.inflight++
 	go s.run(st, req)
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	zmq "github.com/pebbe/zmq4"
+
 	"github.com/baiagent/baiagent/host/internal/callosum"
 )
 
@@ -61,3 +63,64 @@ func benchmarkPingInFlight(b *testing.B, inFlight int) {
 
 func BenchmarkPingInFlight1(b *testing.B)  { benchmarkPingInFlight(b, 1) }
 func BenchmarkPingInFlight32(b *testing.B) { benchmarkPingInFlight(b, 32) }
+
+// BenchmarkZMQEchoFloor is the floor under BenchmarkPingSequential on the
+// same machine in the same run: a bare pebbe/zmq4 DEALER and a ROUTER that
+// echoes, no callosum encoding, no handler.
+func BenchmarkZMQEchoFloor(b *testing.B) {
+	// A context of its own: Term makes the echo goroutine's blocking
+	// receive return, and that goroutine closes the socket it owns.
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		b.Fatal(err)
+	}
+	router, err := zctx.NewSocket(zmq.ROUTER)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = router.SetLinger(0)
+	if err := router.Bind("tcp://127.0.0.1:*"); err != nil {
+		b.Fatal(err)
+	}
+	endpoint, _ := router.GetLastEndpoint()
+	go func() {
+		defer router.Close()
+		for {
+			msg, err := router.RecvMessageBytes(0)
+			if err != nil {
+				return
+			}
+			if _, err := router.SendMessage(msg); err != nil {
+				return
+			}
+		}
+	}()
+	dealer, err := zctx.NewSocket(zmq.DEALER)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = dealer.SetLinger(0)
+	defer func() {
+		dealer.Close()
+		_ = zctx.Term()
+	}()
+	if err := dealer.Connect(endpoint); err != nil {
+		b.Fatal(err)
+	}
+	latencies := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if _, err := dealer.SendMessage("UPPER", "h", "b"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := dealer.RecvMessageBytes(0); err != nil {
+			b.Fatal(err)
+		}
+		latencies = append(latencies, time.Since(start))
+	}
+	b.StopTimer()
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds()), "p99-µs")
+}

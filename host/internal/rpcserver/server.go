@@ -74,6 +74,17 @@ type Deps struct {
 	Now func() time.Time
 }
 
+// inlineMethod lists the methods answered on the socket's goroutine: they
+// only touch memory, so handing them to a goroutine would cost more than
+// running them (the manager pings every agent every 30 s).
+func inlineMethod(method string) bool {
+	switch method {
+	case "ping", "get_local_config", "assign_port", "release_port":
+		return true
+	}
+	return false
+}
+
 // Method is one RPC method: it binds its own arguments from call.
 type Method func(ctx context.Context, call *Call) (any, error)
 
@@ -109,6 +120,7 @@ func New(opts Options, deps Deps) (*Server, error) {
 		MaxBodySize:    opts.MaxBodySize,
 		MaxConcurrency: opts.MaxConcurrency,
 		ShutdownGrace:  opts.ShutdownGrace,
+		Inline:         inlineMethod,
 		Logger:         opts.Logger,
 	}
 	if (opts.AgentKeypairPath == "") != (opts.ManagerPublicKeyPath == "") {
