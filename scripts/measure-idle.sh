@@ -18,7 +18,8 @@ done
 grep -q "agent started" "$log" || { cat "$log"; echo "agent did not start" >&2; exit 1; }
 sleep "$idle"
 rss() { awk '/^VmRSS/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
-echo "startup: $(grep -o 'startup=[^ ]*' "$log" | head -1 | cut -d= -f2)"
+startup=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'startup=[^ ]*' | head -1 | cut -d= -f2)
+echo "startup (plugins launched, described, configured; maps built; RPC bound): ${startup} ms"
 echo "agent (pid $agent): $(rss $agent)"
 for child in $(pgrep -P $agent); do
   echo "$(basename "$(readlink /proc/$child/exe)") (pid $child): $(rss $child)"
