@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bin/plugins
 go build -o bin/baiagent ./host/cmd/baiagent
+# The kernel runner is mounted into every container: static, no cgo.
+CGO_ENABLED=0 go build -o bin/baiagent-kernel-runner ./host/cmd/baiagent-kernel-runner
 for main in plugins/*/cmd/baiagent-plugin-*; do
-  [ -d "$main" ] || continue
+  compgen -G "$main/*.go" >/dev/null || continue
   name=$(basename "$main")
   # Plugins are static where they can be (no libc surprises on odd hosts);
   # the cuda plugin needs cgo to load libnvidia-ml at run time.
@@ -14,5 +16,5 @@ for main in plugins/*/cmd/baiagent-plugin-*; do
   [ "$name" = baiagent-plugin-cuda ] && cgo=1
   CGO_ENABLED=$cgo go build -o "bin/plugins/$name" "./$main"
 done
-chmod 0755 bin/baiagent bin/plugins/*
-echo "built: bin/baiagent $(ls bin/plugins | sed 's|^|bin/plugins/|' | tr '\n' ' ')"
+chmod 0755 bin/baiagent bin/baiagent-kernel-runner bin/plugins/*
+echo "built: bin/baiagent bin/baiagent-kernel-runner $(ls bin/plugins | sed 's|^|bin/plugins/|' | tr '\n' ' ')"

@@ -1,0 +1,31 @@
+// Command baiagent-kernel-runner is the entrypoint the agent mounts into
+// every kernel container: baiagent-kernel-runner [RUNTIME-TYPE [RUNTIME-PATH]].
+// Build it static (CGO_ENABLED=0) so it runs in any image.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/baiagent/baiagent/host/internal/runner"
+)
+
+func main() {
+	var runtimeType, runtimePath string
+	if len(os.Args) > 1 {
+		runtimeType = os.Args[1]
+	}
+	if len(os.Args) > 2 {
+		runtimePath = os.Args[2]
+	}
+	// docker stop sends SIGINT (the container's StopSignal) through the init.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := runner.Run(ctx, runner.DefaultConfig(runtimeType, runtimePath)); err != nil {
+		fmt.Fprintln(os.Stderr, "baiagent-kernel-runner:", err)
+		os.Exit(1)
+	}
+}

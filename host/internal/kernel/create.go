@@ -1,0 +1,497 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/shopspring/decimal"
+
+	"github.com/baiagent/baiagent/host/internal/alloc"
+	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/runner/protocol"
+	"github.com/baiagent/baiagent/proto/sdk"
+)
+
+// CreateRequest is one kernel of a create_kernels call. It maps upstream's
+// KernelCreationConfig (common/types.py) as follows:
+//
+//	kernel_id (RPC argument)           -> KernelID
+//	session_id (RPC argument)          -> SessionID
+//	image.canonical                    -> Image (already pulled per auto_pull)
+//	resource_slots                     -> ResourceSlots (Decimal strings parsed)
+//	environ                            -> Env
+//	mounts (vfolder mounts)            -> Mounts
+//	owner_user_id / owner_project_id   -> OwnerUserID / OwnerProjectID
+//	cluster_role / cluster_idx /
+//	cluster_hostname                   -> ClusterRole / ClusterIdx / ClusterHostname
+//	preopen_ports                      -> PreopenPorts
+//	block_service_ports                -> BlockServicePorts
+//	image.labels                       -> read from the local image instead
+//
+// resource_opts, bootstrap_script, startup_command, package_directory,
+// internal_data, network_id and the registry credentials are not used here
+// (the caller pulls the image; see the package's report for what is left).
+type CreateRequest struct {
+	KernelID        string
+	SessionID       string
+	Image           string
+	ResourceSlots   map[string]decimal.Decimal
+	Env             map[string]string
+	Mounts          []scratch.Mount
+	OwnerUserID     string
+	OwnerProjectID  string
+	ClusterRole     string
+	ClusterIdx      int
+	ClusterHostname string
+	// PreopenPorts are container ports published as "preopen" services.
+	PreopenPorts      []int
+	BlockServicePorts bool
+}
+
+// Created is what create_kernels reports for one kernel.
+type Created struct {
+	Info
+	ContainerID  string
+	ServicePorts []scratch.ServicePort
+	// Attached lists each plugin's attached devices (upstream's
+	// attached_devices), by plugin name.
+	Attached map[string][]sdk.AttachedDevice
+}
+
+// undoStack runs the compensations of a failed creation, newest first.
+type undoStack []func(context.Context) error
+
+func (u *undoStack) push(f func(context.Context) error) { *u = append(*u, f) }
+
+func (u undoStack) run(ctx context.Context) error {
+	var errs []error
+	for i := len(u) - 1; i >= 0; i-- {
+		if err := u[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) validate(req CreateRequest) error {
+	if _, err := scratch.For(m.cfg.ScratchRoot, req.KernelID); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	if req.Image == "" {
+		return fmt.Errorf("%w: no image", ErrInvalidRequest)
+	}
+	for _, slot := range []string{"cpu", "mem"} {
+		if _, ok := req.ResourceSlots[slot]; !ok {
+			return fmt.Errorf("%w: resource slot %q is required", ErrInvalidRequest, slot)
+		}
+	}
+	return nil
+}
+
+// Create creates and starts one kernel and waits until its runner answers.
+// Everything it took (allocation, ports, scratch dir, container) is given
+// back if any step fails.
+func (m *Manager) Create(ctx context.Context, req CreateRequest) (Created, error) {
+	if err := m.validate(req); err != nil {
+		return Created{}, err
+	}
+	select {
+	case m.sem <- struct{}{}:
+	case <-ctx.Done():
+		return Created{}, fmt.Errorf("waiting for a creation slot: %w", ctx.Err())
+	}
+	defer func() { <-m.sem }()
+
+	k := &kernel{id: req.KernelID, sessionID: req.SessionID, image: req.Image, state: stateCreating,
+		createdAt: time.Now().UTC(), cleaned: make(chan struct{})}
+	m.mu.Lock()
+	if _, dup := m.reg[req.KernelID]; dup {
+		m.mu.Unlock()
+		return Created{}, fmt.Errorf("%w: %s", ErrKernelExists, req.KernelID)
+	}
+	m.reg[req.KernelID] = k
+	m.mu.Unlock()
+
+	var undo undoStack
+	undo.push(func(context.Context) error {
+		m.mu.Lock()
+		delete(m.reg, req.KernelID)
+		m.mu.Unlock()
+		return nil
+	})
+	created, err := m.create(ctx, req, k, &undo)
+	if err != nil {
+		// Compensate even when the caller's context is what failed.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if uerr := undo.run(cctx); uerr != nil {
+			m.log.Error().Err(uerr).Str("kernel", req.KernelID).Msg("cleaning up a failed kernel creation")
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", uerr))
+		}
+		return Created{}, fmt.Errorf("create kernel %s: %w", req.KernelID, err)
+	}
+	return created, nil
+}
+
+func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo *undoStack) (Created, error) {
+	docker := m.cfg.Docker
+	img, err := docker.ImageInspect(ctx, req.Image)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return Created{}, fmt.Errorf("%w: %s", ErrImageNotFound, req.Image)
+		}
+		return Created{}, fmt.Errorf("inspect image %s: %w", req.Image, err)
+	}
+	var imageLabels map[string]string
+	if img.Config != nil {
+		imageLabels = img.Config.Labels
+	}
+	var servicePorts []ServicePort
+	if !req.BlockServicePorts {
+		if servicePorts, err = ParseServicePorts(imageLabels[ImageLabelServicePorts]); err != nil {
+			return Created{}, fmt.Errorf("image %s label %s: %w", req.Image, ImageLabelServicePorts, err)
+		}
+		for _, p := range req.PreopenPorts {
+			servicePorts = append(servicePorts, ServicePort{Name: "preopen-" + strconv.Itoa(p), Protocol: "preopen", Ports: []int{p}})
+		}
+	}
+
+	allocation, err := m.cfg.Allocator.Allocate(alloc.Slots(req.ResourceSlots))
+	if err != nil {
+		return Created{}, err
+	}
+	m.setField(func() { k.allocation = allocation })
+	undo.push(func(context.Context) error { return m.cfg.Allocator.Free(allocation) })
+
+	dirs, err := scratch.Create(m.cfg.ScratchRoot, req.KernelID, m.uid, m.gid)
+	if err != nil {
+		return Created{}, err
+	}
+	m.setField(func() { k.dirs = dirs })
+	undo.push(func(context.Context) error { return scratch.Remove(m.cfg.ScratchRoot, req.KernelID) })
+
+	merged, err := m.prepareContainer(ctx, req.KernelID, dirs, allocation)
+	if err != nil {
+		return Created{}, err
+	}
+
+	rec := scratch.Recovery{
+		Version: scratch.RecoveryVersion, AgentID: m.cfg.AgentID, KernelID: req.KernelID, SessionID: req.SessionID,
+		Image: req.Image, RuntimeType: imageLabels[ImageLabelRuntimeType], RuntimePath: imageLabels[ImageLabelRuntimePath],
+		CreatedAt: k.createdAt, ServicePorts: []scratch.ServicePort{},
+	}
+	assign := func() (int, error) {
+		p, err := m.cfg.Ports.Assign()
+		if err != nil {
+			return 0, fmt.Errorf("host port: %w", err)
+		}
+		undo.push(func(context.Context) error { return m.cfg.Ports.Release(p) })
+		return p, nil
+	}
+	if rec.ReplInPort, err = assign(); err != nil {
+		return Created{}, err
+	}
+	if rec.ReplOutPort, err = assign(); err != nil {
+		return Created{}, err
+	}
+	for _, sp := range servicePorts {
+		entry := scratch.ServicePort{Name: sp.Name, Protocol: sp.Protocol, ContainerPorts: sp.Ports}
+		for range sp.Ports {
+			p, err := assign()
+			if err != nil {
+				return Created{}, err
+			}
+			entry.HostPorts = append(entry.HostPorts, p)
+		}
+		rec.ServicePorts = append(rec.ServicePorts, entry)
+	}
+	m.setField(func() { k.recovery = rec })
+
+	mounts := []scratch.Mount{
+		{Source: dirs.Config, Target: "/home/config", ReadOnly: true},
+		{Source: dirs.Work, Target: "/home/work"},
+		{Source: m.cfg.RunnerPath, Target: RunnerMountPath, ReadOnly: true},
+	}
+	for _, pm := range merged.Mounts {
+		mounts = append(mounts, scratch.Mount{Source: pm.Source, Target: pm.Target, ReadOnly: pm.ReadOnly})
+	}
+	mounts = append(mounts, req.Mounts...)
+
+	env := map[string]string{}
+	for k, v := range req.Env {
+		env[k] = v
+	}
+	for k, v := range merged.Env {
+		env[k] = v
+	}
+	defaults := map[string]string{
+		"BACKENDAI_KERNEL_ID": req.KernelID, "BACKENDAI_SESSION_ID": req.SessionID,
+		"HOME": "/home/work", "LOCAL_USER_ID": strconv.Itoa(m.uid), "LOCAL_GROUP_ID": strconv.Itoa(m.gid),
+		"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	}
+	for k, v := range defaults {
+		if _, ok := env[k]; !ok {
+			env[k] = v
+		}
+	}
+	if gids := groupIDs(merged.GroupAdd); gids != "" {
+		env["ADDITIONAL_GIDS"] = gids
+	}
+
+	bytesSlots := m.bytesSlots()
+	spec := scratch.ResourceSpec{
+		ScratchSizeBytes: m.cfg.ScratchSize, Mounts: mounts, Slots: req.ResourceSlots,
+		Allocation: toScratchAllocation(allocation), BytesSlots: bytesSlots, PluginData: merged.ResourceData,
+	}
+	if err := scratch.WriteResourceFile(dirs, spec); err != nil {
+		return Created{}, err
+	}
+	if err := scratch.WriteEnviron(dirs, env); err != nil {
+		return Created{}, err
+	}
+	if err := scratch.WriteRecovery(dirs, rec); err != nil {
+		return Created{}, err
+	}
+
+	cfg, hostCfg := m.containerConfig(req, rec, servicePorts, env, mounts, merged)
+	resp, err := docker.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: cfg, HostConfig: hostCfg, Name: ContainerName(req.Image, req.KernelID),
+	})
+	if err != nil {
+		return Created{}, fmt.Errorf("docker create: %w", err)
+	}
+	m.setField(func() { k.containerID = resp.ID })
+	undo.push(func(ctx context.Context) error {
+		_, err := docker.ContainerRemove(ctx, resp.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("remove container %s: %w", resp.ID, err)
+		}
+		return nil
+	})
+	if err := scratch.AppendContainerID(dirs, resp.ID); err != nil {
+		return Created{}, err
+	}
+	if _, err := docker.ContainerStart(ctx, resp.ID, client.ContainerStartOptions{}); err != nil {
+		return Created{}, fmt.Errorf("docker start: %w", err)
+	}
+
+	rc, err := m.connectRunner(ctx, resp.ID, rec)
+	if err != nil {
+		return Created{}, err
+	}
+	undo.push(func(context.Context) error { return rc.Close() })
+
+	m.mu.Lock()
+	k.runner = rc
+	k.state = stateRunning
+	info := m.infoLocked(k)
+	m.mu.Unlock()
+	m.log.Info().Str("kernel", req.KernelID).Str("container", resp.ID[:12]).Str("image", req.Image).Msg("kernel started")
+	return Created{Info: info, ContainerID: resp.ID, ServicePorts: rec.ServicePorts, Attached: merged.Attached}, nil
+}
+
+// connectRunner dials the runner and polls its status until it answers,
+// failing early if the container stopped.
+func (m *Manager) connectRunner(ctx context.Context, containerID string, rec scratch.Recovery) (*runnerclient.Client, error) {
+	rc, err := runnerclient.Dial(net127(rec.ReplInPort), net127(rec.ReplOutPort))
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, m.cfg.RunnerStartTimeout)
+	defer cancel()
+	statusErr := make(chan error, 1)
+	go func() {
+		_, err := rc.Status(wctx)
+		statusErr <- err
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-statusErr:
+			if err == nil {
+				return rc, nil
+			}
+			_ = rc.Close()
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("%w (%s): %w", ErrRunnerTimeout, m.cfg.RunnerStartTimeout, err)
+			}
+			return nil, fmt.Errorf("kernel runner: %w%s", err, m.containerTail(containerID))
+		case <-tick.C:
+			insp, err := m.cfg.Docker.ContainerInspect(ctx, containerID, client.ContainerInspectOptions{})
+			if err == nil && insp.Container.State != nil && !insp.Container.State.Running {
+				cancel()
+				<-statusErr
+				_ = rc.Close()
+				return nil, fmt.Errorf("container exited with code %d before its runner answered%s",
+					insp.Container.State.ExitCode, m.containerTail(containerID))
+			}
+		}
+	}
+}
+
+// containerTail is the end of the container's log, for error messages.
+func (m *Manager) containerTail(containerID string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	logs, err := m.Logs(ctx, containerID, 20)
+	if err != nil || strings.TrimSpace(logs) == "" {
+		return ""
+	}
+	return "; container log: " + strings.TrimSpace(logs)
+}
+
+// setField changes a kernel under creation: reconciliation reads the
+// registry's kernels concurrently.
+func (m *Manager) setField(set func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	set()
+}
+
+func net127(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+// prepareContainer asks each plugin with a share of the allocation for its
+// container settings and merges them.
+func (m *Manager) prepareContainer(ctx context.Context, kernelID string, dirs scratch.Dirs, allocation alloc.Allocation) (mergedSpec, error) {
+	var specs []pluginSpec
+	for _, rp := range m.cfg.Plugins.Running() {
+		share := sdk.Allocation{}
+		for _, kind := range rp.Description.Kinds {
+			for slot, per := range allocation[kind.Key] {
+				if len(per) > 0 {
+					share[slot] = per
+				}
+			}
+		}
+		if len(share) == 0 {
+			continue
+		}
+		plugin, _, ok := m.cfg.Plugins.Plugin(rp.Name)
+		if !ok {
+			return mergedSpec{}, fmt.Errorf("plugin %s stopped during kernel creation", rp.Name)
+		}
+		configDir := filepath.Join(dirs.Config, rp.Name)
+		if err := os.MkdirAll(configDir, 0o755); err != nil {
+			return mergedSpec{}, fmt.Errorf("plugin %s config dir: %w", rp.Name, err)
+		}
+		spec, err := plugin.PrepareContainer(ctx, sdk.PrepareRequest{Allocation: share, ConfigDir: configDir, KernelID: kernelID})
+		if err != nil {
+			return mergedSpec{}, fmt.Errorf("plugin %s: %w", rp.Name, err)
+		}
+		specs = append(specs, pluginSpec{Plugin: rp.Name, Spec: spec})
+	}
+	return mergeSpecs(specs)
+}
+
+func (m *Manager) bytesSlots() map[string]bool {
+	out := map[string]bool{}
+	for _, rp := range m.cfg.Plugins.Running() {
+		for _, kind := range rp.Description.Kinds {
+			for _, st := range kind.SlotTypes {
+				if st.Kind == sdk.SlotBytes {
+					out[st.Name] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+func toScratchAllocation(a alloc.Allocation) map[string]map[string]map[string]decimal.Decimal {
+	out := make(map[string]map[string]map[string]decimal.Decimal, len(a))
+	for kind, da := range a {
+		out[kind] = map[string]map[string]decimal.Decimal(da)
+	}
+	return out
+}
+
+func (m *Manager) containerConfig(req CreateRequest, rec scratch.Recovery, servicePorts []ServicePort,
+	env map[string]string, mounts []scratch.Mount, merged mergedSpec) (*container.Config, *container.HostConfig) {
+	labels := map[string]string{
+		LabelAgentID: m.cfg.AgentID, LabelKernelID: req.KernelID, LabelSessionID: req.SessionID,
+		LabelOwner: req.OwnerUserID, LabelOwnerUserID: req.OwnerUserID, LabelOwnerProjectID: req.OwnerProjectID,
+		LabelServicePorts: FormatServicePorts(servicePorts), LabelScratchRoot: m.cfg.ScratchRoot,
+	}
+	if req.ClusterRole != "" {
+		labels[LabelClusterRole] = req.ClusterRole
+		labels[LabelClusterIdx] = strconv.Itoa(req.ClusterIdx)
+		labels[LabelClusterHost] = req.ClusterHostname
+	}
+	envList := make([]string, 0, len(env))
+	for _, k := range sortedKeys(env) {
+		envList = append(envList, k+"="+env[k])
+	}
+	loopback := netip.MustParseAddr("127.0.0.1")
+	bind := netip.IPv4Unspecified()
+	if m.cfg.BindHost != "" {
+		if a, err := netip.ParseAddr(m.cfg.BindHost); err == nil {
+			bind = a
+		}
+	}
+	exposed := network.PortSet{}
+	bindings := network.PortMap{}
+	publish := func(containerPort, hostPort int, addr netip.Addr) {
+		p := network.MustParsePort(strconv.Itoa(containerPort) + "/tcp")
+		exposed[p] = struct{}{}
+		bindings[p] = append(bindings[p], network.PortBinding{HostIP: addr, HostPort: strconv.Itoa(hostPort)})
+	}
+	publish(protocol.InputPort, rec.ReplInPort, loopback)
+	publish(protocol.OutputPort, rec.ReplOutPort, loopback)
+	for _, sp := range rec.ServicePorts {
+		for i, cp := range sp.ContainerPorts {
+			publish(cp, sp.HostPorts[i], bind)
+		}
+	}
+	var dockerMounts []mount.Mount
+	for _, mt := range mounts {
+		dockerMounts = append(dockerMounts, mount.Mount{Type: mount.TypeBind, Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly})
+	}
+	cmd := []string{}
+	if rec.RuntimeType != "" || rec.RuntimePath != "" {
+		cmd = []string{rec.RuntimeType, rec.RuntimePath}
+	}
+	init := true
+	cfg := &container.Config{
+		Image:        req.Image,
+		User:         strconv.Itoa(m.uid) + ":" + strconv.Itoa(m.gid),
+		Env:          envList,
+		Entrypoint:   []string{RunnerMountPath},
+		Cmd:          cmd,
+		WorkingDir:   "/home/work",
+		Labels:       labels,
+		ExposedPorts: exposed,
+		StopSignal:   "SIGINT",
+		Hostname:     req.ClusterHostname,
+	}
+	hostCfg := &container.HostConfig{
+		Init:         &init,
+		CapAdd:       []string{"IPC_LOCK", "SYS_NICE"},
+		PortBindings: bindings,
+		Mounts:       dockerMounts,
+		GroupAdd:     slices.Clone(merged.GroupAdd),
+		Runtime:      merged.Runtime,
+		Resources: container.Resources{
+			CpusetCpus:     merged.CpusetCpus,
+			Memory:         merged.MemoryBytes,
+			MemorySwap:     merged.MemorySwap,
+			Devices:        merged.Devices,
+			DeviceRequests: merged.DeviceRequests,
+		},
+	}
+	return cfg, hostCfg
+}

@@ -1,0 +1,164 @@
+package kernel
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
+
+	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+)
+
+// Destroy stops a kernel (SIGINT, then SIGKILL after the stop timeout) and
+// cleans it up: container, scratch dir, ports and allocation. It returns
+// once everything is released.
+func (m *Manager) Destroy(ctx context.Context, kernelID, reason string) (Termination, error) {
+	if reason == "" {
+		reason = ReasonUserRequested
+	}
+	m.mu.Lock()
+	k, ok := m.reg[kernelID]
+	if !ok {
+		m.mu.Unlock()
+		return Termination{}, fmt.Errorf("%w: %s", ErrKernelNotFound, kernelID)
+	}
+	if k.state == stateCreating {
+		m.mu.Unlock()
+		return Termination{}, fmt.Errorf("%w: %s is still being created", ErrNotRunning, kernelID)
+	}
+	if k.stopReason == "" {
+		k.stopReason = reason
+	}
+	k.state = stateTerminating
+	m.mu.Unlock()
+
+	timeout := int(m.cfg.StopTimeout / time.Second)
+	_, err := m.cfg.Docker.ContainerStop(ctx, k.containerID, client.ContainerStopOptions{Timeout: &timeout})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		m.log.Warn().Err(err).Str("kernel", kernelID).Msg("stopping kernel container; removing it by force")
+	}
+	return m.clean(ctx, k, -1)
+}
+
+// clean releases everything a kernel holds. It runs once per kernel
+// whoever asks (destroy, a die event, reconciliation); later callers wait
+// for the first and get the same termination.
+func (m *Manager) clean(ctx context.Context, k *kernel, exitCode int) (Termination, error) {
+	var cleanErr error
+	k.cleanOnce.Do(func() {
+		ctx := context.WithoutCancel(ctx)
+		m.mu.Lock()
+		k.state = stateTerminating
+		reason := k.stopReason
+		m.mu.Unlock()
+
+		if exitCode < 0 || reason == "" {
+			if insp, err := m.cfg.Docker.ContainerInspect(ctx, k.containerID, client.ContainerInspectOptions{}); err == nil && insp.Container.State != nil {
+				if exitCode < 0 && !insp.Container.State.Running {
+					exitCode = insp.Container.State.ExitCode
+				}
+				if reason == "" && insp.Container.State.OOMKilled {
+					reason = ReasonOOMKilled
+				}
+			}
+		}
+		m.mu.Lock()
+		if reason == "" && m.ooms[k.containerID] {
+			reason = ReasonOOMKilled
+		}
+		delete(m.ooms, k.containerID)
+		m.mu.Unlock()
+		if reason == "" {
+			reason = ReasonSelfTerminated
+		}
+
+		var errs []error
+		if k.runner != nil {
+			_ = k.runner.Close()
+		}
+		if k.containerID != "" {
+			_, err := m.cfg.Docker.ContainerRemove(ctx, k.containerID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+			if err != nil && !cerrdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("remove container: %w", err))
+			}
+		}
+		if err := scratch.Remove(m.cfg.ScratchRoot, k.id); err != nil {
+			errs = append(errs, err)
+		}
+		for _, p := range k.recovery.HostPorts() {
+			if p > 0 {
+				if err := m.cfg.Ports.Release(p); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		if k.allocation != nil {
+			if err := m.cfg.Allocator.Free(k.allocation); err != nil {
+				errs = append(errs, fmt.Errorf("free allocation: %w", err))
+			}
+		}
+		m.mu.Lock()
+		if m.reg[k.id] == k {
+			delete(m.reg, k.id)
+		}
+		m.mu.Unlock()
+		cleanErr = errors.Join(errs...)
+		if cleanErr != nil {
+			m.log.Error().Err(cleanErr).Str("kernel", k.id).Msg("kernel cleanup was incomplete")
+		}
+		t := Termination{KernelID: k.id, SessionID: k.sessionID, ContainerID: k.containerID, Reason: reason, ExitCode: exitCode}
+		k.termination = t
+		m.log.Info().Str("kernel", k.id).Str("reason", reason).Int("exit_code", exitCode).Msg("kernel terminated")
+		if m.cfg.OnTerminated != nil {
+			m.cfg.OnTerminated(t)
+		}
+		close(k.cleaned)
+	})
+	<-k.cleaned
+	return k.termination, cleanErr
+}
+
+// Logs returns the last tail lines (0: all) of a container's output.
+func (m *Manager) Logs(ctx context.Context, containerID string, tail int) (string, error) {
+	opts := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true}
+	if tail > 0 {
+		opts.Tail = strconv.Itoa(tail)
+	}
+	rc, err := m.cfg.Docker.ContainerLogs(ctx, containerID, opts)
+	if err != nil {
+		return "", fmt.Errorf("container logs: %w", err)
+	}
+	defer rc.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+		return out.String(), fmt.Errorf("container logs: %w", err)
+	}
+	return out.String(), nil
+}
+
+// KernelLogs returns a running kernel's container log (get_logs).
+func (m *Manager) KernelLogs(ctx context.Context, kernelID string) (string, error) {
+	m.mu.Lock()
+	k, ok := m.reg[kernelID]
+	m.mu.Unlock()
+	if !ok {
+		return "", fmt.Errorf("%w: %s", ErrKernelNotFound, kernelID)
+	}
+	return m.Logs(ctx, k.containerID, 0)
+}
+
+func sortedKeys[V any](mp map[string]V) []string {
+	out := make([]string, 0, len(mp))
+	for k := range mp {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

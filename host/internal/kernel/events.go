@@ -1,0 +1,185 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/client"
+
+	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+)
+
+// Run follows Docker events and reconciles every ReconcileInterval until
+// ctx ends. Call Recover first: reconciliation removes containers of this
+// agent that the registry does not know.
+func (m *Manager) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(m.cfg.ReconcileInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if err := m.Reconcile(ctx); err != nil && ctx.Err() == nil {
+					m.log.Warn().Err(err).Msg("kernel reconciliation")
+				}
+			}
+		}
+	}()
+	defer func() { <-done }()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := m.followEvents(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		m.log.Warn().Err(err).Msg("docker event stream ended; reconnecting")
+		// Events missed while disconnected are caught by reconciliation,
+		// run once right away.
+		if err := m.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn().Err(err).Msg("kernel reconciliation")
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	return nil
+}
+
+func (m *Manager) followEvents(ctx context.Context) error {
+	filters := client.Filters{}.
+		Add("type", string(events.ContainerEventType)).
+		Add("event", string(events.ActionDie), string(events.ActionOOM)).
+		Add("label", LabelAgentID+"="+m.cfg.AgentID)
+	stream := m.cfg.Docker.Events(ctx, client.EventsListOptions{Filters: filters})
+	for {
+		select {
+		case msg := <-stream.Messages:
+			m.handleEvent(ctx, msg)
+		case err := <-stream.Err:
+			if err == nil {
+				err = errors.New("event stream closed")
+			}
+			return err
+		}
+	}
+}
+
+func (m *Manager) handleEvent(ctx context.Context, msg events.Message) {
+	containerID := msg.Actor.ID
+	kernelID := msg.Actor.Attributes[LabelKernelID]
+	switch msg.Action {
+	case events.ActionOOM:
+		m.mu.Lock()
+		m.ooms[containerID] = true
+		m.mu.Unlock()
+	case events.ActionDie:
+		exitCode := -1
+		if v, err := strconv.Atoi(msg.Actor.Attributes["exitCode"]); err == nil {
+			exitCode = v
+		}
+		m.mu.Lock()
+		k, ok := m.reg[kernelID]
+		skip := !ok || k.containerID != containerID || k.state == stateCreating
+		m.mu.Unlock()
+		if skip {
+			return // unknown, or its creation handles the failure
+		}
+		// Cleaning talks to Docker; the event stream must keep flowing.
+		go func() {
+			if _, err := m.clean(ctx, k, exitCode); err != nil {
+				m.log.Warn().Err(err).Str("kernel", kernelID).Msg("cleaning a dead kernel")
+			}
+		}()
+	}
+}
+
+// Reconcile is upstream's sync_container_lifecycles: kernels whose
+// container is gone or stopped are cleaned, and containers of this agent
+// that no kernel owns are removed with their scratch dirs.
+func (m *Manager) Reconcile(ctx context.Context) error {
+	list, err := m.cfg.Docker.ContainerList(ctx, client.ContainerListOptions{
+		All: true, Filters: client.Filters{}.Add("label", LabelAgentID+"="+m.cfg.AgentID),
+	})
+	if err != nil {
+		return fmt.Errorf("list kernel containers: %w", err)
+	}
+	byID := map[string]container.Summary{}
+	for _, c := range list.Items {
+		byID[c.ID] = c
+	}
+	m.mu.Lock()
+	var dead []*kernel
+	owned := map[string]bool{}
+	for _, k := range m.reg {
+		if k.containerID != "" {
+			owned[k.containerID] = true
+		}
+		if k.state == stateCreating {
+			continue
+		}
+		c, ok := byID[k.containerID]
+		if !ok || (c.State != container.StateRunning && c.State != container.StatePaused && c.State != container.StateRestarting) {
+			dead = append(dead, k)
+		}
+	}
+	creating := !m.recovered
+	for _, k := range m.reg {
+		creating = creating || k.state == stateCreating
+	}
+	m.mu.Unlock()
+
+	var errs []error
+	for _, k := range dead {
+		if _, err := m.clean(ctx, k, -1); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for id, c := range byID {
+		if owned[id] {
+			continue
+		}
+		kernelID := c.Labels[LabelKernelID]
+		m.mu.Lock()
+		_, known := m.reg[kernelID]
+		m.mu.Unlock()
+		if known || creating {
+			// A creation in flight registers its kernel before it creates
+			// the container, and before Recover every container looks
+			// unknown; wait for the next round to judge.
+			continue
+		}
+		m.log.Warn().Str("container", id).Str("kernel", kernelID).Msg("removing a kernel container the registry does not know")
+		if err := m.removeUnknown(ctx, id, kernelID, c.Labels[LabelScratchRoot]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeUnknown removes a container and, when it is ours, its scratch dir.
+func (m *Manager) removeUnknown(ctx context.Context, containerID, kernelID, scratchRoot string) error {
+	_, err := m.cfg.Docker.ContainerRemove(ctx, containerID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil {
+		return fmt.Errorf("remove container %s: %w", containerID, err)
+	}
+	if scratchRoot == "" {
+		scratchRoot = m.cfg.ScratchRoot
+	}
+	if dirs, err := scratch.For(scratchRoot, kernelID); err == nil {
+		if rec, err := scratch.ReadRecovery(dirs); err == nil && rec.AgentID == m.cfg.AgentID {
+			return scratch.Remove(scratchRoot, kernelID)
+		}
+	}
+	return nil
+}

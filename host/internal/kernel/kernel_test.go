@@ -1,0 +1,468 @@
+package kernel_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/rs/zerolog"
+	"github.com/shopspring/decimal"
+
+	"github.com/baiagent/baiagent/host/internal/alloc"
+	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/pluginhost"
+	"github.com/baiagent/baiagent/host/internal/portpool"
+)
+
+// env is one simulated agent's surroundings: the real Docker engine, the
+// real cpu plugin, a port pool and a scratch root.
+type env struct {
+	docker      *client.Client
+	image       string
+	runnerPath  string
+	plugins     *pluginhost.Host
+	allocator   *alloc.Allocator
+	ports       *portpool.Pool
+	portMin     int
+	agentID     string
+	scratchRoot string
+
+	mu           sync.Mutex
+	terminations []kernel.Termination
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	docker := kerneltest.Docker(t)
+	e := &env{docker: docker, agentID: fmt.Sprintf("test-agent-%d", rand.Uint64())}
+	e.image = kerneltest.BuildBusybox(t, docker)
+	e.runnerPath = kerneltest.RunnerBinary(t)
+	e.plugins, e.allocator = kerneltest.CPUPlugin(t)
+	e.portMin = 42000 + rand.IntN(200)*100
+	e.ports = newPorts(t, e.portMin)
+	e.scratchRoot = t.TempDir()
+	t.Cleanup(func() {
+		kerneltest.RemoveLabelled(t, docker, kernel.LabelAgentID, e.agentID)
+		if left := kerneltest.ScratchEntries(t, e.scratchRoot); len(left) > 0 {
+			t.Errorf("scratch dirs left behind: %v", left)
+		}
+	})
+	return e
+}
+
+func newPorts(t *testing.T, min int) *portpool.Pool {
+	p, err := portpool.New(min, min+99, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (e *env) manager(t *testing.T) *kernel.Manager {
+	t.Helper()
+	m, err := kernel.New(kernel.Config{
+		AgentID: e.agentID, ScratchRoot: e.scratchRoot, KernelUID: 1000, KernelGID: 1000,
+		RunnerPath: e.runnerPath, CreationConcurrency: 4, StopTimeout: 2 * time.Second,
+		ReconcileInterval: 500 * time.Millisecond,
+		OnTerminated: func(term kernel.Termination) {
+			e.mu.Lock()
+			e.terminations = append(e.terminations, term)
+			e.mu.Unlock()
+		},
+		Docker: e.docker, Allocator: e.allocator, Plugins: e.plugins, Ports: e.ports, Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// start recovers and runs the manager's event loop until the test ends.
+func start(t *testing.T, m *kernel.Manager) kernel.RecoverReport {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	report, err := m.Recover(ctx)
+	if err != nil {
+		t.Fatalf("recover: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; m.Close() })
+	return report
+}
+
+func (e *env) termination(kernelID string) (kernel.Termination, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, term := range e.terminations {
+		if term.KernelID == kernelID {
+			return term, true
+		}
+	}
+	return kernel.Termination{}, false
+}
+
+func request(id string) kernel.CreateRequest {
+	return kernel.CreateRequest{
+		KernelID: id, SessionID: "sess-" + id, Image: kerneltest.BusyboxImage,
+		ResourceSlots: map[string]decimal.Decimal{"cpu": decimal.NewFromInt(1), "mem": decimal.NewFromInt(256 << 20)},
+		Env:           map[string]string{"GREETING": "from-manager"},
+		OwnerUserID:   "user-1", OwnerProjectID: "project-1",
+	}
+}
+
+func create(t *testing.T, m *kernel.Manager, req kernel.CreateRequest) kernel.Created {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	created, err := m.Create(ctx, req)
+	if err != nil {
+		t.Fatalf("create %s: %v", req.KernelID, err)
+	}
+	return created
+}
+
+// run executes until the run finishes or waits for input.
+func run(t *testing.T, m *kernel.Manager, kernelID, runID, mode, code string) runnerclient.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var all runnerclient.Result
+	for {
+		res, err := m.Execute(ctx, kernelID, runID, mode, code, runnerclient.ExecOptions{FlushTimeout: time.Second})
+		if err != nil {
+			t.Fatalf("execute %q: %v", code, err)
+		}
+		all.Status, all.ExitCode = res.Status, res.ExitCode
+		all.Console = append(all.Console, res.Console...)
+		if res.Status != runnerclient.StatusContinued {
+			return all
+		}
+		mode = runnerclient.ModeContinue
+	}
+}
+
+func stdout(res runnerclient.Result) string {
+	var b strings.Builder
+	for _, item := range res.Console {
+		if item.Type == "stdout" {
+			b.WriteString(item.Data)
+		}
+	}
+	return b.String()
+}
+
+func wantOutput(t *testing.T, res runnerclient.Result, exitCode int, out string) {
+	t.Helper()
+	if res.Status != runnerclient.StatusFinished || res.ExitCode == nil || *res.ExitCode != exitCode || stdout(res) != out {
+		t.Fatalf("got status %s exit %v console %q; want finished exit %d stdout %q", res.Status, deref(res.ExitCode), res.Console, exitCode, out)
+	}
+}
+
+// sameUsage compares snapshots by value: equal decimals may differ in
+// representation (0 and 0e-2), which DeepEqual would see.
+func sameUsage(a, b []alloc.SlotUsage) bool {
+	return fmt.Sprintf("%+v", a) == fmt.Sprintf("%+v", b)
+}
+
+func deref(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// idle checks that the allocator and the port pool hold nothing.
+func (e *env) wantIdle(t *testing.T, allocator *alloc.Allocator, ports *portpool.Pool, before []alloc.SlotUsage) {
+	t.Helper()
+	if got := allocator.Snapshot(); !sameUsage(got, before) {
+		t.Errorf("allocation not back to where it started:\n got %+v\nwant %+v", got, before)
+	}
+	if n := ports.InUse(); n != 0 {
+		t.Errorf("%d host ports still assigned", n)
+	}
+}
+
+func TestKernelLifecycle(t *testing.T) {
+	e := newEnv(t)
+	m := e.manager(t)
+	start(t, m)
+	before := e.allocator.Snapshot()
+
+	created := create(t, m, request("k-life"))
+	if len(created.ServicePorts) != 1 || created.ServicePorts[0].Name != "web" || len(created.ServicePorts[0].HostPorts) != 1 {
+		t.Fatalf("service ports %+v, want web with one host port", created.ServicePorts)
+	}
+	if got := e.ports.InUse(); got != 3 {
+		t.Fatalf("%d ports in use, want 3 (repl in/out, web)", got)
+	}
+	if sameUsage(e.allocator.Snapshot(), before) {
+		t.Fatal("creation did not allocate anything")
+	}
+
+	data, err := os.ReadFile(filepath.Join(created.ScratchDir, "config", scratch.ResourceFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CPU_SHARES=", "MEM_SHARES=root:256m", "SLOTS={", "MOUNTS=", "CID=" + created.ContainerID} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("resource.txt lacks %q:\n%s", want, data)
+		}
+	}
+	insp, err := e.docker.ContainerInspect(context.Background(), created.ContainerID, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := insp.Container
+	if c.Name != "/kernel.busybox.k-life" || c.Config.Labels[kernel.LabelKernelID] != "k-life" ||
+		c.Config.Labels[kernel.LabelSessionID] != "sess-k-life" || c.Config.Labels[kernel.LabelServicePorts] != "web:http:8080" ||
+		c.Config.User != "1000:1000" || c.Config.StopSignal != "SIGINT" ||
+		c.HostConfig.Memory != 256<<20 || c.HostConfig.MemorySwap != 256<<20 || c.HostConfig.CpusetCpus == "" {
+		t.Errorf("container settings: name %s labels %v user %s stop %s mem %d swap %d cpuset %q",
+			c.Name, c.Config.Labels, c.Config.User, c.Config.StopSignal, c.HostConfig.Memory, c.HostConfig.MemorySwap, c.HostConfig.CpusetCpus)
+	}
+
+	wantOutput(t, run(t, m, "k-life", "r1", runnerclient.ModeQuery, "echo hello"), 0, "hello\n")
+	wantOutput(t, run(t, m, "k-life", "r2", runnerclient.ModeQuery,
+		"count=0\nfor w in a b c; do\n  count=$((count+1))\n  echo \"$count $w\"\ndone\nid -u\necho $GREETING"), 0,
+		"1 a\n2 b\n3 c\n1000\nfrom-manager\n")
+	wantOutput(t, run(t, m, "k-life", "r3", runnerclient.ModeQuery, "echo count=$count; pwd"), 0, "count=3\n/home/work\n")
+
+	res := run(t, m, "k-life", "r4", runnerclient.ModeQuery, "read name\necho \"hi $name\"")
+	if res.Status != runnerclient.StatusWaitingInput {
+		t.Fatalf("read: status %s, want waiting-input", res.Status)
+	}
+	wantOutput(t, run(t, m, "k-life", "r4", runnerclient.ModeInput, "kernel"), 0, "hi kernel\n")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err = m.Execute(ctx, "k-life", "r5", runnerclient.ModeQuery, "while true; do echo tick; sleep 0.1; done",
+		runnerclient.ExecOptions{FlushTimeout: 700 * time.Millisecond})
+	if err != nil || res.Status != runnerclient.StatusContinued || !strings.Contains(stdout(res), "tick") {
+		t.Fatalf("loop: %+v, %v", res, err)
+	}
+	if err := m.Interrupt(ctx, "k-life"); err != nil {
+		t.Fatal(err)
+	}
+	res = run(t, m, "k-life", "r5", runnerclient.ModeContinue, "")
+	if res.Status != runnerclient.StatusFinished || res.ExitCode == nil || *res.ExitCode == 0 {
+		t.Fatalf("interrupted loop: status %s exit %v", res.Status, deref(res.ExitCode))
+	}
+	wantOutput(t, run(t, m, "k-life", "r6", runnerclient.ModeQuery, "echo still $count"), 0, "still 3\n")
+
+	term, err := m.Destroy(ctx, "k-life", "")
+	if err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	if term.Reason != kernel.ReasonUserRequested {
+		t.Errorf("termination %+v, want reason %s", term, kernel.ReasonUserRequested)
+	}
+	if _, err := e.docker.ContainerInspect(ctx, created.ContainerID, client.ContainerInspectOptions{}); err == nil {
+		t.Error("container still exists after destroy")
+	}
+	if _, err := os.Stat(created.ScratchDir); !os.IsNotExist(err) {
+		t.Errorf("scratch dir still exists after destroy: %v", err)
+	}
+	if _, err := m.Get("k-life"); !errors.Is(err, kernel.ErrKernelNotFound) {
+		t.Errorf("registry still has the kernel: %v", err)
+	}
+	e.wantIdle(t, e.allocator, e.ports, before)
+}
+
+func TestCreateFailuresReleaseEverything(t *testing.T) {
+	e := newEnv(t)
+	m := e.manager(t)
+	start(t, m)
+	before := e.allocator.Snapshot()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	tooBig := request("k-big")
+	tooBig.ResourceSlots["mem"] = decimal.New(1, 18) // an exabyte
+	if _, err := m.Create(ctx, tooBig); !errors.Is(err, alloc.ErrInsufficientResource) {
+		t.Errorf("oversized request: %v, want ErrInsufficientResource", err)
+	}
+	noImage := request("k-noimg")
+	noImage.Image = "baiagent-test/no-such-image:latest"
+	if _, err := m.Create(ctx, noImage); !errors.Is(err, kernel.ErrImageNotFound) {
+		t.Errorf("missing image: %v, want ErrImageNotFound", err)
+	}
+	noCPU := request("k-nocpu")
+	delete(noCPU.ResourceSlots, "cpu")
+	if _, err := m.Create(ctx, noCPU); !errors.Is(err, kernel.ErrInvalidRequest) {
+		t.Errorf("no cpu slot: %v, want ErrInvalidRequest", err)
+	}
+	// Docker refuses the bind mount after allocation, scratch dir and
+	// ports were taken: all of them must come back.
+	badMount := request("k-badmount")
+	badMount.Mounts = []scratch.Mount{{Source: "/nonexistent/baiagent-test", Target: "/mnt/data"}}
+	if _, err := m.Create(ctx, badMount); err == nil {
+		t.Error("a create with a missing bind source succeeded")
+	}
+	if got := m.List(); len(got) != 0 {
+		t.Errorf("registry after failed creations: %+v", got)
+	}
+	e.wantIdle(t, e.allocator, e.ports, before)
+}
+
+func TestKernelExitingByItselfIsCleaned(t *testing.T) {
+	e := newEnv(t)
+	m := e.manager(t)
+	start(t, m)
+	before := e.allocator.Snapshot()
+	created := create(t, m, request("k-exit"))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// The shell's parent is the runner, the container's main process.
+	_, _ = m.Execute(ctx, "k-exit", "bye", runnerclient.ModeQuery, "kill -KILL $PPID", runnerclient.ExecOptions{FlushTimeout: 300 * time.Millisecond})
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if term, ok := e.termination("k-exit"); ok {
+			if term.Reason != kernel.ReasonSelfTerminated || term.ContainerID != created.ContainerID || term.ExitCode != 137 {
+				t.Errorf("termination %+v, want self-terminated with exit code 137", term)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the kernel's exit was not noticed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := m.Get("k-exit"); !errors.Is(err, kernel.ErrKernelNotFound) {
+		t.Errorf("registry still has the kernel: %v", err)
+	}
+	if _, err := os.Stat(created.ScratchDir); !os.IsNotExist(err) {
+		t.Errorf("scratch dir still exists: %v", err)
+	}
+	e.wantIdle(t, e.allocator, e.ports, before)
+}
+
+func TestRecoverAfterAgentRestart(t *testing.T) {
+	e := newEnv(t)
+	first := e.manager(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := first.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := e.allocator.Snapshot()
+	alive := create(t, first, request("k-alive"))
+	dying := create(t, first, request("k-dying"))
+	wantOutput(t, run(t, first, "k-alive", "set", runnerclient.ModeQuery, "remembered=across-restart; echo set"), 0, "set\n")
+
+	// The agent goes away without destroying anything (as after SIGKILL),
+	// and one kernel dies while no agent watches.
+	first.Close()
+	stopTimeout := 1
+	if _, err := e.docker.ContainerStop(ctx, dying.ContainerID, client.ContainerStopOptions{Timeout: &stopTimeout}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new agent: fresh allocator over the same plugins, fresh port pool.
+	e.allocator = kerneltest.NewAllocator(t, e.plugins)
+	e.ports = newPorts(t, e.portMin)
+	second := e.manager(t)
+	report := start(t, second)
+	if !reflect.DeepEqual(report.Recovered, []string{"k-alive"}) {
+		t.Errorf("recovered %v, want [k-alive]", report.Recovered)
+	}
+	if len(report.Terminated) != 1 || report.Terminated[0].KernelID != "k-dying" {
+		t.Errorf("terminated %+v, want k-dying", report.Terminated)
+	}
+	if _, err := os.Stat(dying.ScratchDir); !os.IsNotExist(err) {
+		t.Errorf("dead kernel's scratch dir survived recovery: %v", err)
+	}
+	// The survivor holds exactly what it held before; the dead one nothing.
+	if err := e.allocator.Free(alive.Allocation); err != nil {
+		t.Fatalf("recovered allocation does not match the original: %v", err)
+	}
+	if got := e.allocator.Snapshot(); !sameUsage(got, before) {
+		t.Errorf("recovered allocation differs from the kernel's:\n got %+v\nwant %+v", got, before)
+	}
+	if err := e.allocator.Apply(alive.Allocation); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.ports.InUse(); got != 3 {
+		t.Errorf("%d ports reserved after recovery, want 3", got)
+	}
+	info, err := second.Get("k-alive")
+	if err != nil || info.ContainerID != alive.ContainerID {
+		t.Fatalf("recovered kernel %+v, %v", info, err)
+	}
+	wantOutput(t, run(t, second, "k-alive", "get", runnerclient.ModeQuery, "echo $remembered"), 0, "across-restart\n")
+
+	if _, err := second.Destroy(ctx, "k-alive", ""); err != nil {
+		t.Fatal(err)
+	}
+	e.wantIdle(t, e.allocator, e.ports, before)
+}
+
+func TestConcurrentKernels(t *testing.T) {
+	e := newEnv(t)
+	m := e.manager(t)
+	start(t, m)
+	before := e.allocator.Snapshot()
+	const n = 6
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("k-par-%d", i)
+			req := request(id)
+			// The test machine may have two cores: share them (cpu 0 pins
+			// no core) so that every kernel fits.
+			req.ResourceSlots["cpu"] = decimal.Zero
+			req.ResourceSlots["mem"] = decimal.NewFromInt(64 << 20)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			if _, err := m.Create(ctx, req); err != nil {
+				errs <- err
+				return
+			}
+			res, err := m.Execute(ctx, id, "r", runnerclient.ModeQuery, "echo $BACKENDAI_KERNEL_ID", runnerclient.ExecOptions{FlushTimeout: 10 * time.Second})
+			if err != nil || stdout(res) != id+"\n" {
+				errs <- fmt.Errorf("%s: %+v, %v", id, res, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := len(m.List()); got != n {
+		t.Fatalf("%d kernels running, want %d", got, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, info := range m.List() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := m.Destroy(ctx, info.KernelID, ""); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	e.wantIdle(t, e.allocator, e.ports, before)
+	if left := kerneltest.ScratchEntries(t, e.scratchRoot); len(left) != 0 {
+		t.Errorf("scratch dirs left: %v", left)
+	}
+}

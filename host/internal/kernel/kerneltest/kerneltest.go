@@ -1,0 +1,232 @@
+// Package kerneltest holds the helpers of the kernel tests that run
+// against the real Docker engine: the engine itself, a busybox image built
+// locally (no registry is reachable), the static kernel runner and the real
+// cpu plugin.
+package kerneltest
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/rs/zerolog"
+
+	"github.com/baiagent/baiagent/host/internal/alloc"
+	"github.com/baiagent/baiagent/host/internal/pluginhost"
+	"github.com/baiagent/baiagent/host/internal/resources"
+	"github.com/baiagent/baiagent/host/internal/testutil"
+)
+
+// BusyboxImage is the tag of the test image.
+const BusyboxImage = "baiagent-test/busybox:latest"
+
+// Docker connects to the local engine. Outside CI a missing engine skips
+// the test; in CI (CI set) it fails it.
+func Docker(t testing.TB) *client.Client {
+	t.Helper()
+	cli, err := client.New(client.FromEnv)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = cli.Ping(ctx, client.PingOptions{})
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("Docker engine unreachable (required in CI): %v", err)
+		}
+		t.Skipf("Docker engine unreachable, skipping: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
+}
+
+// BuildBusybox builds BusyboxImage from the host's static busybox (Debian's
+// busybox-static): FROM scratch, /bin/busybox plus an applet link for each
+// of its commands, and a world-writable /tmp. Labels as upstream images
+// carry them: runtime-type shell, a service "web" on port 8080.
+func BuildBusybox(t testing.TB, docker *client.Client) string {
+	t.Helper()
+	busybox := findStaticBusybox(t)
+	applets, err := exec.Command(busybox, "--list").Output()
+	if err != nil {
+		t.Fatalf("busybox --list: %v", err)
+	}
+	data, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctxTar bytes.Buffer
+	tw := tar.NewWriter(&ctxTar)
+	now := time.Now()
+	add := func(h *tar.Header, body []byte) {
+		h.ModTime = now
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if len(body) > 0 {
+			if _, err := tw.Write(body); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dockerfile := []byte(`FROM scratch
+COPY rootfs/ /
+LABEL ai.backend.runtime-type="shell" ai.backend.runtime-path="/bin/sh" ai.backend.service-ports="web:http:8080"
+`)
+	add(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile)), Typeflag: tar.TypeReg}, dockerfile)
+	for _, dir := range []string{"rootfs/", "rootfs/bin/", "rootfs/etc/", "rootfs/home/", "rootfs/home/work/"} {
+		add(&tar.Header{Name: dir, Mode: 0o755, Typeflag: tar.TypeDir}, nil)
+	}
+	add(&tar.Header{Name: "rootfs/tmp/", Mode: 0o1777, Typeflag: tar.TypeDir}, nil)
+	passwd := []byte("root:x:0:0:root:/root:/bin/sh\nwork:x:1000:1000:work:/home/work:/bin/sh\n")
+	add(&tar.Header{Name: "rootfs/etc/passwd", Mode: 0o644, Size: int64(len(passwd)), Typeflag: tar.TypeReg}, passwd)
+	add(&tar.Header{Name: "rootfs/bin/busybox", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg}, data)
+	sc := bufio.NewScanner(bytes.NewReader(applets))
+	for sc.Scan() {
+		name := strings.TrimSpace(sc.Text())
+		if name == "" || name == "busybox" || strings.Contains(name, "/") {
+			continue
+		}
+		add(&tar.Header{Name: "rootfs/bin/" + name, Linkname: "busybox", Mode: 0o777, Typeflag: tar.TypeSymlink}, nil)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := docker.ImageBuild(ctx, &ctxTar, client.ImageBuildOptions{
+		Tags: []string{BusyboxImage}, Remove: true, ForceRemove: true, Dockerfile: "Dockerfile",
+	})
+	if err != nil {
+		t.Fatalf("build %s: %v", BusyboxImage, err)
+	}
+	defer res.Body.Close()
+	dec := json.NewDecoder(res.Body)
+	for {
+		var msg struct {
+			Stream      string `json:"stream"`
+			Error       string `json:"error"`
+			ErrorDetail struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&msg); err != nil {
+			break
+		}
+		if msg.Error != "" {
+			t.Fatalf("build %s: %s", BusyboxImage, msg.Error)
+		}
+	}
+	if _, err := docker.ImageInspect(context.Background(), BusyboxImage); err != nil {
+		t.Fatalf("image %s missing after build: %v", BusyboxImage, err)
+	}
+	return BusyboxImage
+}
+
+func findStaticBusybox(t testing.TB) string {
+	t.Helper()
+	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		if _, err := os.Stat(p); err == nil {
+			out, _ := exec.Command("file", "-L", p).Output()
+			if len(out) == 0 || bytes.Contains(out, []byte("statically linked")) || bytes.Contains(out, []byte("static-pie")) {
+				return p
+			}
+		}
+	}
+	msg := "a static busybox is needed to build the test image (apt-get install busybox-static)"
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// RunnerBinary builds the static kernel runner into a temp dir.
+func RunnerBinary(t testing.TB) string {
+	t.Helper()
+	return testutil.BuildBinary(t, "github.com/baiagent/baiagent/host/cmd/baiagent-kernel-runner", t.TempDir(), "baiagent-kernel-runner")
+}
+
+// CPUPlugin starts the real cpu plugin under a plugin host and builds the
+// allocator over its devices, as the agent does at start.
+func CPUPlugin(t testing.TB) (*pluginhost.Host, *alloc.Allocator) {
+	t.Helper()
+	dir := testutil.ShortTempDir(t)
+	testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/cpu/cmd/baiagent-plugin-cpu", dir, pluginhost.ExecutablePrefix+"cpu")
+	host := pluginhost.New(pluginhost.Options{Dirs: []string{dir}, RuntimeDir: testutil.ShortTempDir(t), Logger: zerolog.Nop()})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := host.Start(ctx); err != nil {
+		t.Fatalf("plugin host: %v", err)
+	}
+	t.Cleanup(host.Stop)
+	var plugins []resources.Plugin
+	for _, p := range host.Running() {
+		plugins = append(plugins, resources.Plugin{Description: p.Description, Devices: p.Devices})
+	}
+	if len(plugins) == 0 {
+		t.Fatalf("the cpu plugin is not running: %+v", host.Statuses())
+	}
+	return host, NewAllocator(t, host)
+}
+
+// NewAllocator builds a fresh allocator over the host's plugins, as a
+// restarted agent does.
+func NewAllocator(t testing.TB, host *pluginhost.Host) *alloc.Allocator {
+	t.Helper()
+	var plugins []resources.Plugin
+	for _, p := range host.Running() {
+		plugins = append(plugins, resources.Plugin{Description: p.Description, Devices: p.Devices})
+	}
+	specs, err := resources.MapSpecs(plugins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	order, _ := resources.AllocationOrder(nil, specs)
+	allocator, err := alloc.NewAllocator(alloc.Config{AllocationOrder: order}, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return allocator
+}
+
+// RemoveLabelled removes every container carrying label=value, for test
+// cleanup.
+func RemoveLabelled(t testing.TB, docker *client.Client, label, value string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	list, err := docker.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: client.Filters{}.Add("label", label+"="+value)})
+	if err != nil {
+		t.Errorf("list test containers: %v", err)
+		return
+	}
+	for _, c := range list.Items {
+		if _, err := docker.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+			t.Errorf("remove test container %s: %v", c.ID, err)
+		}
+	}
+}
+
+// ScratchEntries lists what is left in a scratch root.
+func ScratchEntries(t testing.TB, root string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(root)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, filepath.Join(root, e.Name()))
+	}
+	return names
+}

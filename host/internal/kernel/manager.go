@@ -1,0 +1,292 @@
+// Package kernel runs Backend.AI kernels as Docker containers (spec §5):
+// creation with allocation, plugin container specs, scratch dir and ports;
+// execution through the in-container kernel runner; destruction; Docker
+// events and periodic reconciliation; and recovery of every kernel after an
+// agent restart from Docker labels and the kernel's scratch files.
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/rs/zerolog"
+
+	"github.com/baiagent/baiagent/host/internal/alloc"
+	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/pluginhost"
+	"github.com/baiagent/baiagent/proto/sdk"
+)
+
+// Errors a caller (the RPC layer) maps to answers. Allocation failures
+// arrive wrapped and match the alloc package's sentinels
+// (alloc.ErrInsufficientResource, alloc.ErrInvalidArgument, ...).
+var (
+	ErrKernelNotFound = errors.New("kernel not found")
+	ErrKernelExists   = errors.New("kernel already exists")
+	ErrImageNotFound  = errors.New("image not found")
+	ErrInvalidRequest = errors.New("invalid kernel creation request")
+	ErrNotRunning     = errors.New("kernel is not running")
+	ErrRunnerTimeout  = errors.New("kernel runner did not answer in time")
+)
+
+// Termination reasons (upstream's KernelLifecycleEventReason values).
+const (
+	ReasonUserRequested    = "user-requested"
+	ReasonSelfTerminated   = "self-terminated"
+	ReasonOOMKilled        = "oom-killed"
+	ReasonFailedToStart    = "failed-to-start"
+	ReasonUnknownContainer = "terminated-unknown-container"
+	ReasonAlreadyDead      = "already-terminated"
+)
+
+// RunnerMountPath is where the runner binary appears in every container.
+const RunnerMountPath = "/opt/kernel/baiagent-kernel-runner"
+
+// Plugins is what the manager needs from the plugin host
+// (*pluginhost.Host implements it).
+type Plugins interface {
+	Running() []pluginhost.RunningPlugin
+	Plugin(name string) (sdk.Plugin, sdk.Description, bool)
+}
+
+// PortAllocator hands out host ports (*portpool.Pool implements it).
+type PortAllocator interface {
+	Assign() (int, error)
+	Release(port int) error
+	Reserve(port int)
+}
+
+// Config is the manager's part of agent.toml and its collaborators.
+type Config struct {
+	// AgentID labels every container; only containers with this agent's id
+	// are ever touched.
+	AgentID string
+	// ScratchRoot holds <kernel-id>/{config,work}.
+	ScratchRoot string
+	// KernelUID and KernelGID run the kernel; -1 means the agent's own.
+	KernelUID, KernelGID int
+	// BindHost is the host address service ports bind to; empty means all.
+	BindHost string
+	// RunnerPath is the host path of the static baiagent-kernel-runner.
+	RunnerPath string
+	// CreationConcurrency bounds simultaneous creations
+	// (kernel-creation-concurrency); zero means 4.
+	CreationConcurrency int
+	// RunnerStartTimeout bounds the wait for a new kernel's runner; zero
+	// means 60 s.
+	RunnerStartTimeout time.Duration
+	// StopTimeout is the grace period of a destroy before SIGKILL; zero
+	// means 10 s as upstream.
+	StopTimeout time.Duration
+	// ReconcileInterval is the period of the lifecycle sync; zero means 10 s.
+	ReconcileInterval time.Duration
+	// ScratchSize is written to resource.txt (container.scratch-size).
+	ScratchSize int64
+	// OnTerminated is told about each kernel that ended, once. It runs on
+	// the cleaning goroutine and must not block for long.
+	OnTerminated func(Termination)
+
+	Docker    *client.Client
+	Allocator *alloc.Allocator
+	Plugins   Plugins
+	Ports     PortAllocator
+	Logger    zerolog.Logger
+}
+
+// Termination says how a kernel ended.
+type Termination struct {
+	KernelID    string
+	SessionID   string
+	ContainerID string
+	Reason      string
+	// ExitCode is the container's exit code, or -1 when unknown.
+	ExitCode int
+}
+
+// DefaultRunnerPath is baiagent-kernel-runner beside the running agent.
+func DefaultRunnerPath() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("locate kernel runner: %w", err)
+	}
+	return filepath.Join(filepath.Dir(exe), "baiagent-kernel-runner"), nil
+}
+
+type state int
+
+const (
+	stateCreating state = iota
+	stateRunning
+	stateTerminating
+)
+
+func (s state) String() string {
+	return [...]string{"creating", "running", "terminating"}[s]
+}
+
+// kernel is one registry entry.
+type kernel struct {
+	id          string
+	sessionID   string
+	image       string
+	containerID string
+	dirs        scratch.Dirs
+	allocation  alloc.Allocation
+	recovery    scratch.Recovery
+	runner      *runnerclient.Client
+	createdAt   time.Time
+
+	// guarded by Manager.mu
+	state      state
+	stopReason string
+
+	cleanOnce   sync.Once
+	cleaned     chan struct{}
+	termination Termination // set before cleaned closes
+}
+
+// Manager owns the kernels of one agent. Its methods are safe for
+// concurrent use.
+type Manager struct {
+	cfg  Config
+	log  zerolog.Logger
+	sem  chan struct{}
+	uid  int
+	gid  int
+	mu   sync.Mutex
+	reg  map[string]*kernel
+	ooms map[string]bool // container id -> an oom event was seen
+	// recovered is set by Recover; until then reconciliation must not take
+	// the previous run's kernels for strangers.
+	recovered bool
+}
+
+// New checks the configuration and makes a manager with an empty registry;
+// call Recover before serving to take back running kernels.
+func New(cfg Config) (*Manager, error) {
+	switch {
+	case cfg.AgentID == "":
+		return nil, errors.New("kernel manager: agent id is empty")
+	case cfg.ScratchRoot == "":
+		return nil, errors.New("kernel manager: scratch root is empty")
+	case cfg.Docker == nil || cfg.Allocator == nil || cfg.Plugins == nil || cfg.Ports == nil:
+		return nil, errors.New("kernel manager: docker, allocator, plugins and ports are required")
+	}
+	if st, err := os.Stat(cfg.RunnerPath); err != nil || st.IsDir() {
+		return nil, fmt.Errorf("kernel manager: kernel runner binary %q: %w", cfg.RunnerPath, errors.Join(err, errIf(err == nil, "is a directory")))
+	}
+	root, err := filepath.Abs(cfg.ScratchRoot)
+	if err != nil {
+		return nil, fmt.Errorf("kernel manager: scratch root: %w", err)
+	}
+	cfg.ScratchRoot = root
+	if cfg.CreationConcurrency <= 0 {
+		cfg.CreationConcurrency = 4
+	}
+	if cfg.RunnerStartTimeout <= 0 {
+		cfg.RunnerStartTimeout = 60 * time.Second
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	if cfg.ReconcileInterval <= 0 {
+		cfg.ReconcileInterval = 10 * time.Second
+	}
+	uid, gid := cfg.KernelUID, cfg.KernelGID
+	if uid < 0 {
+		uid = os.Getuid()
+	}
+	if gid < 0 {
+		gid = os.Getgid()
+	}
+	return &Manager{
+		cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.CreationConcurrency),
+		uid: uid, gid: gid, reg: map[string]*kernel{}, ooms: map[string]bool{},
+	}, nil
+}
+
+func errIf(cond bool, msg string) error {
+	if cond {
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// Info describes one kernel for listings and the RPC layer.
+type Info struct {
+	KernelID     string
+	SessionID    string
+	ContainerID  string
+	Image        string
+	State        string
+	Allocation   alloc.Allocation
+	ReplInPort   int
+	ReplOutPort  int
+	ServicePorts []scratch.ServicePort
+	ScratchDir   string
+	CreatedAt    time.Time
+}
+
+func (m *Manager) infoLocked(k *kernel) Info {
+	return Info{
+		KernelID: k.id, SessionID: k.sessionID, ContainerID: k.containerID, Image: k.image,
+		State: k.state.String(), Allocation: k.allocation.Clone(),
+		ReplInPort: k.recovery.ReplInPort, ReplOutPort: k.recovery.ReplOutPort,
+		ServicePorts: k.recovery.ServicePorts, ScratchDir: k.dirs.Base, CreatedAt: k.createdAt,
+	}
+}
+
+// Get returns one kernel.
+func (m *Manager) Get(kernelID string) (Info, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k, ok := m.reg[kernelID]
+	if !ok {
+		return Info{}, fmt.Errorf("%w: %s", ErrKernelNotFound, kernelID)
+	}
+	return m.infoLocked(k), nil
+}
+
+// List returns every kernel, sorted by id.
+func (m *Manager) List() []Info {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Info, 0, len(m.reg))
+	for _, k := range m.reg {
+		out = append(out, m.infoLocked(k))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].KernelID < out[j].KernelID })
+	return out
+}
+
+// Close disconnects from every runner; the kernels keep running (an agent
+// that stops does not stop its kernels, as upstream).
+func (m *Manager) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range m.reg {
+		if k.runner != nil {
+			_ = k.runner.Close()
+		}
+	}
+}
+
+func (m *Manager) running(kernelID string) (*kernel, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k, ok := m.reg[kernelID]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrKernelNotFound, kernelID)
+	}
+	if k.state != stateRunning || k.runner == nil {
+		return nil, fmt.Errorf("%w: %s is %s", ErrNotRunning, kernelID, k.state)
+	}
+	return k, nil
+}

@@ -1,0 +1,579 @@
+// Package runnerclient is the agent's side of the kernel runner protocol:
+// it PUSHes requests to a kernel's runner (container port 2000) and PULLs
+// its output (port 2001), queueing output per run as upstream's
+// AbstractCodeRunner does, so that an execute call returns what the run
+// printed within the flush timeout.
+package runnerclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/baiagent/baiagent/host/internal/runner/protocol"
+)
+
+// Execute modes (upstream's execute(mode=...)).
+const (
+	ModeQuery    = "query"
+	ModeBatch    = "batch"
+	ModeInput    = "input"
+	ModeContinue = "continue"
+)
+
+// Result statuses.
+const (
+	StatusFinished      = "finished"
+	StatusContinued     = "continued"
+	StatusWaitingInput  = "waiting-input"
+	StatusBuildFinished = "build-finished"
+	StatusCleanFinished = "clean-finished"
+)
+
+// DefaultFlushTimeout is how long one execute call collects output before
+// it returns "continued".
+const DefaultFlushTimeout = 2 * time.Second
+
+// Errors a caller decides on.
+var (
+	ErrClosed       = errors.New("runner connection closed")
+	ErrUnknownRun   = errors.New("no such active run")
+	ErrInvalidMode  = errors.New("invalid execute mode")
+	ErrNoReply      = errors.New("runner did not reply")
+	errReplyDropped = errors.New("reply dropped")
+)
+
+// ConsoleItem is one (type, data) entry of a result's console.
+type ConsoleItem struct {
+	Type string
+	Data string
+}
+
+// Result is upstream's execute result: {runId, status, console, exitCode,
+// options}.
+type Result struct {
+	RunID    string
+	Status   string
+	Console  []ConsoleItem
+	ExitCode *int
+	Options  map[string]any
+}
+
+// Wire returns the result as upstream's dict, console entries as
+// [type, data] pairs, ready for msgpack.
+func (r Result) Wire() map[string]any {
+	console := make([]any, 0, len(r.Console))
+	for _, item := range r.Console {
+		console = append(console, []any{item.Type, item.Data})
+	}
+	var exitCode any
+	if r.ExitCode != nil {
+		exitCode = *r.ExitCode
+	}
+	var options any
+	if r.Options != nil {
+		options = r.Options
+	}
+	return map[string]any{"runId": r.RunID, "status": r.Status, "console": console, "exitCode": exitCode, "options": options}
+}
+
+// Batch holds the batch-mode steps (upstream's opts clean/build/exec).
+type Batch struct {
+	Clean, Build, Exec string
+}
+
+// BatchFromOptions reads upstream's batch opts dict; missing and nil
+// entries are empty commands.
+func BatchFromOptions(opts map[string]any) (Batch, error) {
+	var b Batch
+	for key, dst := range map[string]*string{"clean": &b.Clean, "build": &b.Build, "exec": &b.Exec} {
+		switch v := opts[key].(type) {
+		case nil:
+		case string:
+			*dst = v
+		case []byte:
+			*dst = string(v)
+		default:
+			return Batch{}, fmt.Errorf("batch option %q is %T, want a string", key, v)
+		}
+	}
+	return b, nil
+}
+
+// ExecOptions tune one execute call.
+type ExecOptions struct {
+	// FlushTimeout bounds how long output is collected; zero means
+	// DefaultFlushTimeout.
+	FlushTimeout time.Duration
+	// Batch is used in batch mode.
+	Batch Batch
+}
+
+type record struct {
+	typ  string
+	data []byte
+}
+
+type run struct {
+	id       string
+	mu       sync.Mutex
+	records  []record
+	notify   chan struct{}
+	finished chan struct{} // closed when the runner reported "finished"
+	done     bool
+}
+
+func newRun(id string) *run {
+	return &run{id: id, notify: make(chan struct{}, 1), finished: make(chan struct{})}
+}
+
+func (r *run) push(rec record) {
+	r.mu.Lock()
+	if r.done {
+		r.mu.Unlock()
+		return // late output of a finished run has no reader
+	}
+	r.records = append(r.records, rec)
+	if rec.typ == protocol.TypeFinished {
+		r.done = true
+		close(r.finished)
+	}
+	r.mu.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (r *run) isFinished() bool {
+	select {
+	case <-r.finished:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *run) take() []record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.records
+	r.records = nil
+	return out
+}
+
+// Client is one connection to one kernel's runner. It is safe for
+// concurrent use.
+type Client struct {
+	sendMu sync.Mutex
+	push   *zmq.Socket
+
+	mu     sync.Mutex
+	active *run
+
+	replies map[string]chan []byte // reply type -> latest replies
+	// replyMu serialises request/reply exchanges per reply type; replies
+	// carry no request id, so two concurrent ones could be mixed up.
+	replyMu map[string]*sync.Mutex
+
+	closing    chan struct{}
+	readerDone chan struct{}
+	closeOnce  sync.Once
+}
+
+var replyTypes = []string{
+	protocol.TypeStatusReply, protocol.TypeCompletion, protocol.TypeServiceResult,
+	protocol.TypeAppsResult, protocol.TypeShutdownResult,
+}
+
+// Dial connects to a runner whose input (port 2000) and output (port 2001)
+// are reachable at the given host:port addresses. ZeroMQ connects lazily,
+// so Dial succeeds before the runner listens; use WaitReady.
+func Dial(inputAddr, outputAddr string) (*Client, error) {
+	push, err := zmq.NewSocket(zmq.PUSH)
+	if err != nil {
+		return nil, fmt.Errorf("runner input socket: %w", err)
+	}
+	pull, err := zmq.NewSocket(zmq.PULL)
+	if err != nil {
+		_ = push.Close()
+		return nil, fmt.Errorf("runner output socket: %w", err)
+	}
+	setup := func() error {
+		for _, s := range []*zmq.Socket{push, pull} {
+			if err := s.SetLinger(0); err != nil {
+				return err
+			}
+			if err := s.SetReconnectIvl(100 * time.Millisecond); err != nil {
+				return err
+			}
+			if err := s.SetReconnectIvlMax(time.Second); err != nil {
+				return err
+			}
+		}
+		if err := push.SetSndtimeo(5 * time.Second); err != nil {
+			return err
+		}
+		if err := pull.SetRcvtimeo(200 * time.Millisecond); err != nil {
+			return err
+		}
+		if err := push.Connect("tcp://" + inputAddr); err != nil {
+			return fmt.Errorf("connect %s: %w", inputAddr, err)
+		}
+		return pull.Connect("tcp://" + outputAddr)
+	}
+	if err := setup(); err != nil {
+		_ = push.Close()
+		_ = pull.Close()
+		return nil, fmt.Errorf("runner sockets: %w", err)
+	}
+	c := &Client{
+		push: push, replies: map[string]chan []byte{}, replyMu: map[string]*sync.Mutex{},
+		closing: make(chan struct{}), readerDone: make(chan struct{}),
+	}
+	for _, t := range replyTypes {
+		c.replies[t] = make(chan []byte, 8)
+		c.replyMu[t] = &sync.Mutex{}
+	}
+	go c.read(pull)
+	return c, nil
+}
+
+// Close stops the client; pending calls fail with ErrClosed.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closing)
+		<-c.readerDone
+		c.sendMu.Lock()
+		_ = c.push.Close()
+		c.sendMu.Unlock()
+	})
+	return nil
+}
+
+func (c *Client) send(typ string, payload []byte) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	select {
+	case <-c.closing:
+		return ErrClosed
+	default:
+	}
+	if payload == nil {
+		payload = []byte{}
+	}
+	if _, err := c.push.SendMessage(typ, payload); err != nil {
+		return fmt.Errorf("send %s to runner: %w", typ, err)
+	}
+	return nil
+}
+
+// read owns the PULL socket (ZeroMQ sockets are not goroutine-safe).
+func (c *Client) read(pull *zmq.Socket) {
+	defer close(c.readerDone)
+	defer pull.Close()
+	for {
+		select {
+		case <-c.closing:
+			return
+		default:
+		}
+		frames, err := pull.RecvMessageBytes(0)
+		if err != nil {
+			continue // receive timeout: look at closing again
+		}
+		msg, err := protocol.Decode(frames)
+		if err != nil {
+			continue
+		}
+		if ch, ok := c.replies[msg.Type]; ok {
+			select {
+			case ch <- msg.Payload:
+			default: // nobody asked; keep the newest by dropping one
+				select {
+				case <-ch:
+				default:
+				}
+				select {
+				case ch <- msg.Payload:
+				default:
+				}
+			}
+			continue
+		}
+		c.mu.Lock()
+		r := c.active
+		c.mu.Unlock()
+		if r != nil {
+			r.push(record{typ: msg.Type, data: msg.Payload})
+		}
+	}
+}
+
+// request sends typ and waits for a reply of replyType, resending every
+// retry (when non-zero) until ctx ends: a runner that is still starting
+// drops what it receives before it binds.
+func (c *Client) request(ctx context.Context, typ string, payload []byte, replyType string, retry time.Duration) ([]byte, error) {
+	mu := c.replyMu[replyType]
+	mu.Lock()
+	defer mu.Unlock()
+	ch := c.replies[replyType]
+	for drained := false; !drained; {
+		select {
+		case <-ch:
+		default:
+			drained = true
+		}
+	}
+	var tick <-chan time.Time
+	if retry > 0 {
+		t := time.NewTicker(retry)
+		defer t.Stop()
+		tick = t.C
+	}
+	if err := c.send(typ, payload); err != nil {
+		return nil, err
+	}
+	for {
+		select {
+		case reply := <-ch:
+			return reply, nil
+		case <-tick:
+			if err := c.send(typ, payload); err != nil {
+				return nil, err
+			}
+		case <-c.closing:
+			return nil, ErrClosed
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w to %s: %w", ErrNoReply, typ, ctx.Err())
+		}
+	}
+}
+
+// Status asks the runner for its status, resending every 300 ms as
+// upstream's check_status polling does, until ctx ends.
+func (c *Client) Status(ctx context.Context) (protocol.Status, error) {
+	raw, err := c.request(ctx, protocol.TypeStatus, nil, protocol.TypeStatusReply, 300*time.Millisecond)
+	if err != nil {
+		return protocol.Status{}, err
+	}
+	var st protocol.Status
+	if err := protocol.DecodeJSON(raw, &st); err != nil {
+		return protocol.Status{}, fmt.Errorf("runner status: %w", err)
+	}
+	return st, nil
+}
+
+// Complete asks for completions of the code at the cursor.
+func (c *Client) Complete(ctx context.Context, req protocol.CompletionRequest) ([]string, error) {
+	raw, err := c.request(ctx, protocol.TypeComplete, protocol.MustJSON(req), protocol.TypeCompletion, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	if err := protocol.DecodeJSON(raw, &out); err != nil {
+		return nil, fmt.Errorf("runner completions: %w", err)
+	}
+	return out, nil
+}
+
+// StartService asks the runner to start a service process.
+func (c *Client) StartService(ctx context.Context, req protocol.ServiceRequest) (protocol.ServiceResult, error) {
+	raw, err := c.request(ctx, protocol.TypeStartService, protocol.MustJSON(req), protocol.TypeServiceResult, 0)
+	if err != nil {
+		return protocol.ServiceResult{}, err
+	}
+	var res protocol.ServiceResult
+	if err := protocol.DecodeJSON(raw, &res); err != nil {
+		return protocol.ServiceResult{}, fmt.Errorf("runner service result: %w", err)
+	}
+	return res, nil
+}
+
+// ShutdownService stops a service the runner started.
+func (c *Client) ShutdownService(ctx context.Context, name string) error {
+	_, err := c.request(ctx, protocol.TypeShutdownService, []byte(name), protocol.TypeShutdownResult, 0)
+	return err
+}
+
+// GetApps lists the services the image defines.
+func (c *Client) GetApps(ctx context.Context) (protocol.AppsResult, error) {
+	raw, err := c.request(ctx, protocol.TypeGetApps, nil, protocol.TypeAppsResult, 0)
+	if err != nil {
+		return protocol.AppsResult{}, err
+	}
+	var res protocol.AppsResult
+	if err := protocol.DecodeJSON(raw, &res); err != nil {
+		return protocol.AppsResult{}, fmt.Errorf("runner apps: %w", err)
+	}
+	return res, nil
+}
+
+// Interrupt sends SIGINT to the running code.
+func (c *Client) Interrupt() error {
+	return c.send(protocol.TypeInterrupt, nil)
+}
+
+// Execute runs or continues run runID and returns what it printed within
+// the flush timeout. A new query or batch run waits until the previous run
+// finished, as upstream queues runs.
+func (c *Client) Execute(ctx context.Context, runID, mode, code string, opts ExecOptions) (Result, error) {
+	flush := opts.FlushTimeout
+	if flush <= 0 {
+		flush = DefaultFlushTimeout
+	}
+	r, err := c.attach(ctx, runID, mode, code, opts.Batch)
+	if err != nil {
+		return Result{}, err
+	}
+	return r.collect(ctx, flush, c.closing)
+}
+
+func (c *Client) attach(ctx context.Context, runID, mode, code string, batch Batch) (*run, error) {
+	switch mode {
+	case ModeQuery, ModeBatch:
+		for {
+			c.mu.Lock()
+			prev := c.active
+			if prev == nil || prev.isFinished() {
+				r := newRun(runID)
+				c.active = r
+				c.mu.Unlock()
+				return r, c.feed(mode, code, batch)
+			}
+			c.mu.Unlock()
+			if prev.id == runID {
+				return prev, nil // a repeated start continues the run
+			}
+			select {
+			case <-prev.finished:
+			case <-c.closing:
+				return nil, ErrClosed
+			case <-ctx.Done():
+				return nil, fmt.Errorf("waiting for run %s to finish: %w", prev.id, ctx.Err())
+			}
+		}
+	case ModeInput, ModeContinue:
+		c.mu.Lock()
+		r := c.active
+		c.mu.Unlock()
+		if r == nil || r.id != runID {
+			return nil, fmt.Errorf("%w: %q", ErrUnknownRun, runID)
+		}
+		if mode == ModeInput {
+			return r, c.send(protocol.TypeInput, []byte(code))
+		}
+		return r, nil
+	}
+	return nil, fmt.Errorf("%w: %q", ErrInvalidMode, mode)
+}
+
+func (c *Client) feed(mode, code string, batch Batch) error {
+	if mode == ModeQuery {
+		return c.send(protocol.TypeCode, []byte(code))
+	}
+	for _, step := range []struct{ typ, cmd string }{
+		{protocol.TypeClean, batch.Clean}, {protocol.TypeBuild, batch.Build}, {protocol.TypeExec, batch.Exec},
+	} {
+		if err := c.send(step.typ, []byte(step.cmd)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// collect gathers records until a terminal one or the flush timeout.
+func (r *run) collect(ctx context.Context, flush time.Duration, closing <-chan struct{}) (Result, error) {
+	res := Result{RunID: r.id, Console: []ConsoleItem{}}
+	timer := time.NewTimer(flush)
+	defer timer.Stop()
+	for {
+		for _, rec := range r.takeUntilTerminal() {
+			if done := res.add(rec); done {
+				return res, nil
+			}
+		}
+		select {
+		case <-r.notify:
+		case <-timer.C:
+			// Records may have arrived with the timeout; take them first.
+			for _, rec := range r.takeUntilTerminal() {
+				if done := res.add(rec); done {
+					return res, nil
+				}
+			}
+			res.Status = StatusContinued
+			return res, nil
+		case <-closing:
+			return res, ErrClosed
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+}
+
+// takeUntilTerminal takes queued records up to and including the first
+// terminal one, leaving later records (the next batch step) queued.
+func (r *run) takeUntilTerminal() []record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, rec := range r.records {
+		if isTerminal(rec.typ) {
+			out := r.records[: i+1 : i+1]
+			r.records = r.records[i+1:]
+			if len(r.records) > 0 {
+				select {
+				case r.notify <- struct{}{}:
+				default:
+				}
+			}
+			return out
+		}
+	}
+	out := r.records
+	r.records = nil
+	return out
+}
+
+func isTerminal(typ string) bool {
+	switch typ {
+	case protocol.TypeFinished, protocol.TypeBuildFinished, protocol.TypeCleanFinished, protocol.TypeWaitingInput:
+		return true
+	}
+	return false
+}
+
+// add appends one record; it returns true when the record ends the call.
+// Consecutive stdout (or stderr) chunks merge into one console entry, as
+// upstream's aggregate_console does.
+func (res *Result) add(rec record) bool {
+	switch rec.typ {
+	case protocol.TypeFinished, protocol.TypeBuildFinished, protocol.TypeCleanFinished:
+		st, _ := protocol.DecodeExitStatus(rec.data)
+		code := st.ExitCode
+		res.ExitCode = &code
+		res.Status = map[string]string{
+			protocol.TypeFinished: StatusFinished, protocol.TypeBuildFinished: StatusBuildFinished,
+			protocol.TypeCleanFinished: StatusCleanFinished,
+		}[rec.typ]
+		return true
+	case protocol.TypeWaitingInput:
+		opts := map[string]any{}
+		_ = json.Unmarshal(rec.data, &opts)
+		res.Status = StatusWaitingInput
+		res.Options = opts
+		return true
+	case protocol.TypeStdout, protocol.TypeStderr:
+		if n := len(res.Console); n > 0 && res.Console[n-1].Type == rec.typ {
+			res.Console[n-1].Data += string(rec.data)
+			return false
+		}
+	}
+	res.Console = append(res.Console, ConsoleItem{Type: rec.typ, Data: string(rec.data)})
+	return false
+}

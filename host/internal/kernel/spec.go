@@ -1,0 +1,136 @@
+package kernel
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/baiagent/baiagent/proto/sdk"
+)
+
+// pluginSpec is one plugin's container settings.
+type pluginSpec struct {
+	Plugin string
+	Spec   sdk.ContainerSpec
+}
+
+// mergedSpec is every plugin's settings combined (upstream deep-merges the
+// plugins' docker args: dicts merge, lists extend, scalars overwrite).
+type mergedSpec struct {
+	Env            map[string]string
+	Devices        []container.DeviceMapping
+	DeviceRequests []container.DeviceRequest
+	Mounts         []sdk.Mount
+	GroupAdd       []string
+	CpusetCpus     string
+	MemoryBytes    int64
+	MemorySwap     int64
+	Runtime        string
+	ResourceData   map[string]string
+	Attached       map[string][]sdk.AttachedDevice
+	Networks       []string
+}
+
+// mergeSpecs combines the plugins' specs in plugin-name order. Two plugins
+// setting the same scalar (cpuset, memory, runtime) or the same environment
+// variable to different values is a configuration conflict, reported
+// rather than resolved silently.
+func mergeSpecs(specs []pluginSpec) (mergedSpec, error) {
+	sort.Slice(specs, func(i, j int) bool { return specs[i].Plugin < specs[j].Plugin })
+	m := mergedSpec{Env: map[string]string{}, ResourceData: map[string]string{}, Attached: map[string][]sdk.AttachedDevice{}}
+	envFrom := map[string]string{}
+	scalar := func(field, plugin string, dst *string, v string, from *string) error {
+		if v == "" {
+			return nil
+		}
+		if *dst != "" && *dst != v {
+			return fmt.Errorf("plugins %s and %s both set the container's %s (%q, %q)", *from, plugin, field, *dst, v)
+		}
+		*dst, *from = v, plugin
+		return nil
+	}
+	var cpusetFrom, runtimeFrom, memFrom string
+	for _, ps := range specs {
+		s := ps.Spec
+		for k, v := range s.Env {
+			if old, ok := m.Env[k]; ok && old != v {
+				return mergedSpec{}, fmt.Errorf("plugins %s and %s both set %s", envFrom[k], ps.Plugin, k)
+			}
+			m.Env[k], envFrom[k] = v, ps.Plugin
+		}
+		for _, d := range s.Devices {
+			perms := d.CgroupPermissions
+			if perms == "" {
+				perms = "rwm"
+			}
+			target := d.ContainerPath
+			if target == "" {
+				target = d.HostPath
+			}
+			m.Devices = append(m.Devices, container.DeviceMapping{PathOnHost: d.HostPath, PathInContainer: target, CgroupPermissions: perms})
+		}
+		for _, r := range s.DeviceRequests {
+			m.DeviceRequests = append(m.DeviceRequests, container.DeviceRequest{
+				Driver: r.Driver, Count: r.Count, DeviceIDs: slices.Clone(r.DeviceIDs),
+				Capabilities: r.Capabilities, Options: r.Options,
+			})
+		}
+		if len(s.CDIDevices) > 0 {
+			// Docker (API >= 1.44 with the CDI feature) resolves these
+			// fully-qualified names through the "cdi" device driver.
+			m.DeviceRequests = append(m.DeviceRequests, container.DeviceRequest{Driver: "cdi", DeviceIDs: slices.Clone(s.CDIDevices)})
+		}
+		m.Mounts = append(m.Mounts, s.Mounts...)
+		for _, g := range s.GroupAdd {
+			if !slices.Contains(m.GroupAdd, g) {
+				m.GroupAdd = append(m.GroupAdd, g)
+			}
+		}
+		if err := scalar("cpuset", ps.Plugin, &m.CpusetCpus, s.CpusetCpus, &cpusetFrom); err != nil {
+			return mergedSpec{}, err
+		}
+		if err := scalar("runtime", ps.Plugin, &m.Runtime, s.Runtime, &runtimeFrom); err != nil {
+			return mergedSpec{}, err
+		}
+		if s.MemoryBytes > 0 {
+			if m.MemoryBytes > 0 && m.MemoryBytes != s.MemoryBytes {
+				return mergedSpec{}, fmt.Errorf("plugins %s and %s both set the memory limit", memFrom, ps.Plugin)
+			}
+			m.MemoryBytes, memFrom = s.MemoryBytes, ps.Plugin
+			// Upstream sets memswap equal to memory: no swap for kernels.
+			m.MemorySwap = s.MemoryBytes
+			if s.MemorySwapBytes > 0 {
+				m.MemorySwap = s.MemorySwapBytes
+			}
+		}
+		for k, v := range s.ResourceData {
+			if strings.HasSuffix(k, "_SHARES") {
+				return mergedSpec{}, fmt.Errorf("plugin %s: resource data key %q must not end in _SHARES", ps.Plugin, k)
+			}
+			if old, ok := m.ResourceData[k]; ok && old != v {
+				return mergedSpec{}, fmt.Errorf("plugin %s: resource data key %q is already set by another plugin", ps.Plugin, k)
+			}
+			m.ResourceData[k] = v
+		}
+		if len(s.AttachedDevices) > 0 {
+			m.Attached[ps.Plugin] = s.AttachedDevices
+		}
+		m.Networks = append(m.Networks, s.DockerNetworks...)
+	}
+	return m, nil
+}
+
+// groupIDs turns numeric group names into the ADDITIONAL_GIDS value.
+func groupIDs(groups []string) string {
+	var ids []string
+	for _, g := range groups {
+		if _, err := strconv.Atoi(g); err == nil {
+			ids = append(ids, g)
+		}
+	}
+	return strings.Join(ids, ",")
+}

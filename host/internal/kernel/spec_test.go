@@ -1,0 +1,127 @@
+package kernel
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/baiagent/baiagent/proto/sdk"
+)
+
+func TestMergeSpecs(t *testing.T) {
+	merged, err := mergeSpecs([]pluginSpec{
+		{Plugin: "cuda", Spec: sdk.ContainerSpec{
+			Env:            map[string]string{"CUDA_VISIBLE_DEVICES": "0"},
+			Devices:        []sdk.DeviceNode{{HostPath: "/dev/nvidia0"}, {HostPath: "/dev/nvidiactl", ContainerPath: "/dev/nvidiactl", CgroupPermissions: "rw"}},
+			CDIDevices:     []string{"nvidia.com/gpu=0"},
+			DeviceRequests: []sdk.DeviceRequest{{Driver: "nvidia", DeviceIDs: []string{"GPU-1"}, Capabilities: [][]string{{"gpu"}}}},
+			GroupAdd:       []string{"44", "video"},
+			Mounts:         []sdk.Mount{{Source: "/host/lib", Target: "/opt/lib", ReadOnly: true}},
+			ResourceData:   map[string]string{"CUDA_GLOBAL_DEVICE_IDS": "0:0"},
+			Runtime:        "nvidia",
+		}},
+		{Plugin: "cpu", Spec: sdk.ContainerSpec{CpusetCpus: "0,1", MemoryBytes: 1 << 30, MemorySwapBytes: 1 << 30, GroupAdd: []string{"44"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDevices := []container.DeviceMapping{
+		{PathOnHost: "/dev/nvidia0", PathInContainer: "/dev/nvidia0", CgroupPermissions: "rwm"},
+		{PathOnHost: "/dev/nvidiactl", PathInContainer: "/dev/nvidiactl", CgroupPermissions: "rw"},
+	}
+	if !reflect.DeepEqual(merged.Devices, wantDevices) {
+		t.Errorf("devices %+v", merged.Devices)
+	}
+	if len(merged.DeviceRequests) != 2 || merged.DeviceRequests[1].Driver != "cdi" ||
+		!reflect.DeepEqual(merged.DeviceRequests[1].DeviceIDs, []string{"nvidia.com/gpu=0"}) {
+		t.Errorf("device requests %+v", merged.DeviceRequests)
+	}
+	if merged.CpusetCpus != "0,1" || merged.MemoryBytes != 1<<30 || merged.MemorySwap != 1<<30 || merged.Runtime != "nvidia" {
+		t.Errorf("scalars: %+v", merged)
+	}
+	if !reflect.DeepEqual(merged.GroupAdd, []string{"44", "video"}) || groupIDs(merged.GroupAdd) != "44" {
+		t.Errorf("groups %v", merged.GroupAdd)
+	}
+	if merged.Env["CUDA_VISIBLE_DEVICES"] != "0" || merged.ResourceData["CUDA_GLOBAL_DEVICE_IDS"] != "0:0" || len(merged.Mounts) != 1 {
+		t.Errorf("env/data/mounts: %+v", merged)
+	}
+
+	swapless, err := mergeSpecs([]pluginSpec{{Plugin: "cpu", Spec: sdk.ContainerSpec{MemoryBytes: 512}}})
+	if err != nil || swapless.MemorySwap != 512 {
+		t.Errorf("memory swap defaults to memory: %+v, %v", swapless, err)
+	}
+
+	conflicts := [][]pluginSpec{
+		{{Plugin: "a", Spec: sdk.ContainerSpec{CpusetCpus: "0"}}, {Plugin: "b", Spec: sdk.ContainerSpec{CpusetCpus: "1"}}},
+		{{Plugin: "a", Spec: sdk.ContainerSpec{Env: map[string]string{"X": "1"}}}, {Plugin: "b", Spec: sdk.ContainerSpec{Env: map[string]string{"X": "2"}}}},
+		{{Plugin: "a", Spec: sdk.ContainerSpec{ResourceData: map[string]string{"A_SHARES": "0:1"}}}},
+	}
+	for i, specs := range conflicts {
+		if _, err := mergeSpecs(specs); err == nil {
+			t.Errorf("conflict %d merged", i)
+		}
+	}
+}
+
+func TestServicePortsLabel(t *testing.T) {
+	ports, err := ParseServicePorts("jupyter:http:8080, vscode:http:[8180,8181],sshd:tcp:2200")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ServicePort{
+		{Name: "jupyter", Protocol: "http", Ports: []int{8080}},
+		{Name: "vscode", Protocol: "http", Ports: []int{8180, 8181}},
+		{Name: "sshd", Protocol: "tcp", Ports: []int{2200}},
+	}
+	if !reflect.DeepEqual(ports, want) {
+		t.Fatalf("got %+v", ports)
+	}
+	if got := FormatServicePorts(ports); got != "jupyter:http:8080,vscode:http:[8180,8181],sshd:tcp:2200" {
+		t.Fatalf("format %q", got)
+	}
+	for _, bad := range []string{"x", "a:http:70000", "a:http:2000", "a:http:1,a:tcp:2", "a:HTTP:80", "a:http:[1,", "a:http:0"} {
+		if _, err := ParseServicePorts(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if ports, err := ParseServicePorts("  "); err != nil || ports != nil {
+		t.Errorf("empty label: %v %v", ports, err)
+	}
+}
+
+func TestContainerName(t *testing.T) {
+	cases := map[[2]string]string{
+		{"cr.backend.ai/stable/python:3.9-ubuntu20.04", "abc"}: "kernel.python.abc",
+		{"baiagent-test/busybox:latest", "k-1"}:                "kernel.busybox.k-1",
+		{"img@sha256:deadbeef", "k"}:                           "kernel.img.k",
+		{"weird name/ünï:1", "id with space"}:                  "kernel.n.id-with-space",
+	}
+	for in, want := range cases {
+		if got := ContainerName(in[0], in[1]); got != want {
+			t.Errorf("ContainerName(%q, %q) = %q, want %q", in[0], in[1], got, want)
+		}
+	}
+}
+
+// FuzzParseServicePorts: the label comes from an image anyone can build.
+func FuzzParseServicePorts(f *testing.F) {
+	f.Add("jupyter:http:8080,vscode:http:[8180,8181]")
+	f.Add("a:tcp:[1,2,3],b:pty:7681")
+	f.Fuzz(func(t *testing.T, label string) {
+		ports, err := ParseServicePorts(label)
+		if err != nil {
+			return
+		}
+		again, err := ParseServicePorts(FormatServicePorts(ports))
+		if err != nil || !reflect.DeepEqual(again, ports) {
+			t.Fatalf("round trip of %q: %+v, %v", label, again, err)
+		}
+		for _, sp := range ports {
+			if strings.ContainsAny(sp.Name, ":,[]") || len(sp.Ports) == 0 {
+				t.Fatalf("accepted entry %+v", sp)
+			}
+		}
+	})
+}
