@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/adminapi"
 	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/resources"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
@@ -81,6 +83,57 @@ func (a *Agent) buildAllocator() error {
 	return nil
 }
 
+// startKernels connects to Docker, takes back the kernels a previous agent
+// left running (allocations, ports, runners) and follows Docker's events.
+func (a *Agent) startKernels(ctx context.Context, rpc *rpcserver.Server) (*kernel.Manager, error) {
+	docker, err := client.New(client.FromEnv)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	if _, err := docker.Ping(ctx, client.PingOptions{}); err != nil {
+		return nil, fmt.Errorf("cannot reach the Docker engine (backend = docker): %w", err)
+	}
+	runner := a.cfg.Agent.KernelRunnerPath
+	if runner == "" {
+		if runner, err = kernel.DefaultRunnerPath(); err != nil {
+			return nil, err
+		}
+	}
+	log := a.log.With().Str("component", "kernels").Logger()
+	m, err := kernel.New(kernel.Config{
+		AgentID:             a.cfg.Agent.ID,
+		ScratchRoot:         a.cfg.Container.ScratchRoot,
+		KernelUID:           a.cfg.Container.KernelUID,
+		KernelGID:           a.cfg.Container.KernelGID,
+		BindHost:            a.cfg.Container.BindHost,
+		RunnerPath:          runner,
+		CreationConcurrency: a.cfg.Agent.KernelCreationConcurrency,
+		ScratchSize:         int64(a.cfg.Container.ScratchSize),
+		OnTerminated: func(t kernel.Termination) {
+			log.Info().Str("kernel_id", t.KernelID).Str("reason", t.Reason).Int("exit_code", t.ExitCode).Msg("kernel terminated")
+		},
+		Docker:    docker,
+		Allocator: a.allocator,
+		Plugins:   a.plugins,
+		Ports:     rpc.Ports(),
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	report, err := m.Recover(ctx)
+	if err != nil {
+		log.Error().Err(err).Msg("kernel recovery was incomplete")
+	}
+	log.Info().Interface("recovery", report).Int("running", len(m.List())).Msg("kernels recovered from Docker")
+	go func() {
+		if err := m.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error().Err(err).Msg("kernel lifecycle loop stopped")
+		}
+	}()
+	return m, nil
+}
+
 // Resources reports the slots and their use, for the admin API.
 func (a *Agent) Resources() adminapi.Resources {
 	return adminapi.Resources{Reported: a.reported, Usage: a.allocator.Snapshot()}
@@ -128,6 +181,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start RPC server: %w", err)
 	}
+	kernels, err := a.startKernels(ctx, rpc)
+	if err != nil {
+		return err
+	}
+	defer kernels.Close()
 	rpcDone := make(chan error, 1)
 	go func() { rpcDone <- rpc.Serve(ctx) }()
 	a.log.Info().Str("agent_id", a.cfg.Agent.ID).Dur("startup", time.Since(started)).

@@ -42,7 +42,7 @@ func devTree(t *testing.T, ipcBasePath string) (configPath string) {
 		t.Fatal(err)
 	}
 	// Keep the admin socket private to the test.
-	data = bytes.Replace(data, []byte("[agent]\n"), []byte("[agent]\nipc-base-path = \""+ipcBasePath+"\"\n"), 1)
+	data = bytes.Replace(data, []byte("[agent]\n"), []byte("[agent]\nipc-base-path = \""+ipcBasePath+"\"\nkernel-runner-path = \"../bin/baiagent-kernel-runner\"\n"), 1)
 	data = bytes.Replace(data, []byte("ipc-base-path = \"../var/ipc\""), nil, 1)
 	configPath = filepath.Join(configs, "agent.dev.toml")
 	if err := os.WriteFile(configPath, data, 0o644); err != nil {
@@ -50,6 +50,7 @@ func devTree(t *testing.T, ipcBasePath string) (configPath string) {
 	}
 	testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/cpu/cmd/baiagent-plugin-cpu", plugins, "baiagent-plugin-cpu")
 	testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/cuda/cmd/baiagent-plugin-cuda", plugins, "baiagent-plugin-cuda")
+	testutil.BuildBinary(t, "github.com/baiagent/baiagent/host/cmd/baiagent-kernel-runner", filepath.Join(root, "bin"), "baiagent-kernel-runner")
 	// The dev config's fake GPUs live beside it.
 	if err := os.CopyFS(filepath.Join(configs, "fixtures"), os.DirFS(filepath.Join(repoRoot(t), "configs", "fixtures"))); err != nil {
 		t.Fatal(err)

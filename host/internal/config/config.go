@@ -120,6 +120,9 @@ type AgentConfig struct {
 	// PluginRuntimeDir (ours) holds plugin sockets and is their TMPDIR; it is
 	// kept short because a unix socket path is limited to 107 bytes.
 	PluginRuntimeDir string
+	// KernelRunnerPath (ours) is the static kernel runner mounted into every
+	// kernel; empty means baiagent-kernel-runner beside the agent binary.
+	KernelRunnerPath string
 }
 
 // SyncContainerLifecyclesConfig is [agent.sync-container-lifecycles].

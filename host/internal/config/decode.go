@@ -320,6 +320,7 @@ func (d *decoder) decodePluginKeys(t *table, agent *AgentConfig) {
 	}
 	t.duration("plugin-start-timeout", &agent.PluginStartTimeout)
 	t.filePath("plugin-runtime-dir", &agent.PluginRuntimeDir)
+	t.filePath("kernel-runner-path", &agent.KernelRunnerPath)
 }
 
 // envPath resolves a path from the environment against the working directory.

@@ -86,6 +86,7 @@ func (c *Config) encode(maskSecrets bool) ([]byte, error) {
 		"plugin-dirs":          nonNil(a.PluginDirs),
 		"plugin-start-timeout": a.PluginStartTimeout.String(),
 		"plugin-runtime-dir":   a.PluginRuntimeDir,
+		"kernel-runner-path":   a.KernelRunnerPath,
 	}
 	if a.AdvertisedRPCAddr != nil {
 		agent["advertised-rpc-addr"] = a.AdvertisedRPCAddr.String()
