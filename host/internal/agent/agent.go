@@ -5,7 +5,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -15,6 +19,8 @@ import (
 	"github.com/baiagent/baiagent/host/internal/adminapi"
 	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/etcdstore"
+	"github.com/baiagent/baiagent/host/internal/httpapi"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/resources"
@@ -148,6 +154,25 @@ func New(cfg *config.Config, log zerolog.Logger) *Agent {
 // reverse order. Kernels (containers) are never stopped by a shutdown.
 func (a *Agent) Run(ctx context.Context) error {
 	started := time.Now()
+	etcd, closeEtcd, err := a.connectEtcd(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeEtcd()
+	if err := etcd.SetStatus(ctx, etcdstore.AgentStarting); err != nil {
+		return fmt.Errorf("register in etcd: %w", err)
+	}
+	web, err := httpapi.Listen(httpapi.Options{Addr: a.cfg.Agent.InternalAddr.String(), Version: version.Version, Log: a.log}, httpapi.NewMetrics())
+	if err != nil {
+		return fmt.Errorf("internal HTTP endpoint: %w", err)
+	}
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = web.Shutdown(shutdownCtx)
+	}()
+	web.AddReadinessCheck("etcd", "etcd", etcd.Ping)
+
 	a.plugins = pluginhost.New(PluginOptions(a.cfg, a.log))
 	if err := a.plugins.Start(ctx); err != nil {
 		return fmt.Errorf("start plugin host: %w", err)
@@ -161,6 +186,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		ev.Str("plugin", s.Name).Str("state", string(s.State)).Str("reason", s.Reason).
 			Strs("kinds", s.Keys).Int("devices", s.DeviceCount).Msg("compute plugin")
 	}
+	web.AddReadinessCheck("plugins", "agent", a.pluginsReady)
 	if err := a.buildAllocator(); err != nil {
 		return err
 	}
@@ -187,18 +213,117 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer kernels.Close()
 	rpcDone := make(chan error, 1)
-	go func() { rpcDone <- rpc.Serve(ctx) }()
+	var rpcServing atomic.Bool
+	rpcServing.Store(true)
+	go func() {
+		rpcDone <- rpc.Serve(ctx)
+		rpcServing.Store(false)
+	}()
+	web.AddReadinessCheck("rpc", "agent", func(context.Context) error {
+		if !rpcServing.Load() {
+			return errors.New("the RPC server stopped")
+		}
+		return nil
+	})
+	if err := etcd.PublishNodeAddress(ctx, a.nodeAddress()); err != nil {
+		return fmt.Errorf("register in etcd: %w", err)
+	}
+	if err := etcd.SetStatus(ctx, etcdstore.AgentRunning); err != nil {
+		return fmt.Errorf("register in etcd: %w", err)
+	}
 	a.log.Info().Str("agent_id", a.cfg.Agent.ID).Dur("startup", time.Since(started)).
-		Str("rpc", rpc.Endpoint()).Bool("curve", rpc.PublicKey() != "").
+		Str("rpc", rpc.Endpoint()).Bool("curve", rpc.PublicKey() != "").Str("http", web.Addr().String()).
 		Str("admin_socket", adminapi.SocketPath(a.cfg.Agent.IPCBasePath)).Msg("agent started")
 	select {
 	case <-ctx.Done():
 	case err := <-rpcDone:
 		return fmt.Errorf("RPC server stopped: %w", err)
 	}
+	// Like upstream, the etcd status stays "running": the manager decides
+	// when an agent is lost.
 	a.log.Info().Msg("agent stopping; kernels keep running")
 	if err := <-rpcDone; err != nil {
 		a.log.Warn().Err(err).Msg("RPC server did not stop cleanly")
+	}
+	return nil
+}
+
+// connectEtcd starts the embedded etcd when configured, connects, waits for
+// the manager unless told not to, and merges etcd's configuration over
+// agent.toml's (plugin tables, container uid/gid).
+func (a *Agent) connectEtcd(ctx context.Context) (*etcdstore.Client, func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	if a.cfg.Etcd.Embedded {
+		if len(a.cfg.Etcd.Addrs) != 1 {
+			return nil, nil, fmt.Errorf("etcd.addr: an embedded etcd listens on exactly one address, got %d", len(a.cfg.Etcd.Addrs))
+		}
+		emb, err := etcdstore.StartEmbedded(ctx, a.cfg.Etcd.DataDir, a.cfg.Etcd.Addrs[0], a.log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("embedded etcd: %w", err)
+		}
+		closers = append(closers, emb.Close)
+		a.log.Info().Str("endpoint", emb.Endpoint()).Str("data_dir", a.cfg.Etcd.DataDir).Msg("embedded etcd started")
+	}
+	etcd, err := etcdstore.Connect(ctx, etcdstore.OptionsFromConfig(a.cfg, a.log))
+	if err != nil {
+		closeAll()
+		return nil, nil, fmt.Errorf("connect to etcd: %w", err)
+	}
+	closers = append(closers, func() { _ = etcd.Close() })
+	if !a.cfg.Agent.SkipManagerDetection {
+		if err := etcd.WaitForManager(ctx, 0); err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("wait for the manager: %w", err)
+		}
+	}
+	overlay, err := etcd.ReadOverlay(ctx)
+	if err != nil {
+		closeAll()
+		return nil, nil, fmt.Errorf("read config from etcd: %w", err)
+	}
+	a.cfg.Plugins = etcdstore.MergePluginConfig(a.cfg.Plugins, overlay)
+	overlay.ApplyContainer(&a.cfg.Container)
+	return etcd, closeAll, nil
+}
+
+// nodeAddress is what the manager learns from etcd: the RPC host (the
+// advertised one when set) and the watcher port.
+func (a *Agent) nodeAddress() etcdstore.NodeAddress {
+	addr := etcdstore.NodeAddressFromConfig(a.cfg)
+	if addr.IP == "" || addr.IP == "0.0.0.0" {
+		addr.IP = outboundIP()
+	}
+	return addr
+}
+
+// outboundIP is the host's address on its default route, which is what
+// upstream auto-detects for an empty RPC host.
+func outboundIP() string {
+	conn, err := net.Dial("udp", "192.0.2.1:9") // no packet is sent
+	if err != nil {
+		return "127.0.0.1"
+	}
+	defer conn.Close()
+	return conn.LocalAddr().(*net.UDPAddr).IP.String()
+}
+
+// pluginsReady fails while any allowed plugin is not running.
+func (a *Agent) pluginsReady(context.Context) error {
+	var bad []string
+	for _, s := range a.plugins.Statuses() {
+		switch s.State {
+		case pluginhost.StateRunning, pluginhost.StateBlocked, pluginhost.StateNotAllowed:
+		default:
+			bad = append(bad, s.Name+" is "+string(s.State))
+		}
+	}
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, ", "))
 	}
 	return nil
 }

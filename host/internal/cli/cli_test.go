@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +47,9 @@ func devTree(t *testing.T, ipcBasePath string) (configPath string) {
 	}
 	// Keep the admin socket private to the test.
 	data = bytes.Replace(data, []byte("[agent]\n"), []byte("[agent]\nipc-base-path = \""+ipcBasePath+"\"\nkernel-runner-path = \"../bin/baiagent-kernel-runner\"\n"), 1)
+	// Private ports, so a dev agent running on this machine does not clash.
+	data = bytes.Replace(data, []byte(`internal-addr = "127.0.0.1:6003"`), []byte(`internal-addr = "127.0.0.1:`+freePort(t)+`"`), 1)
+	data = bytes.Replace(data, []byte(`addr = "127.0.0.1:2379"`), []byte(`addr = "127.0.0.1:`+freePort(t)+`"`), 1)
 	data = bytes.Replace(data, []byte("ipc-base-path = \"../var/ipc\""), nil, 1)
 	configPath = filepath.Join(configs, "agent.dev.toml")
 	if err := os.WriteFile(configPath, data, 0o644); err != nil {
@@ -56,6 +63,16 @@ func devTree(t *testing.T, ipcBasePath string) (configPath string) {
 		t.Fatal(err)
 	}
 	return configPath
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // testEnv is a hermetic process description: no BACKEND_* variables, a
@@ -207,6 +224,14 @@ func TestPluginsListAsksTheRunningAgent(t *testing.T) {
 		t.Fatalf("gather_hwinfo: %v\n%s\n%s", err, stdout, stderr)
 	}
 
+	// The internal HTTP endpoint says the agent is ready.
+	internal := regexp.MustCompile(`internal-addr = "([^"]+)"`).FindSubmatch(mustRead(t, cfg))
+	resp, err := http.Get("http://" + string(internal[1]) + "/readyz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz: %v %v", err, resp)
+	}
+	resp.Body.Close()
+
 	admin, err := adminapi.Dial(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -284,4 +309,13 @@ func TestConfigCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -1,0 +1,131 @@
+package etcdstore
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/baiagent/baiagent/host/internal/config"
+)
+
+func testLogger(t *testing.T) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+}
+
+func freeListenAddr(t *testing.T) config.HostPort {
+	t.Helper()
+	port, err := freeLoopbackPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config.HostPort{Host: "127.0.0.1", Port: port}
+}
+
+// startTestEtcd runs an embedded etcd for one test.
+func startTestEtcd(t *testing.T) *Embedded {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, err := StartEmbedded(ctx, filepath.Join(t.TempDir(), "etcd"), freeListenAddr(t), testLogger(t))
+	if err != nil {
+		t.Fatalf("StartEmbedded: %v", err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// startDebianEtcd runs the etcd binary from Debian's etcd-server package.
+// Outside CI a missing binary skips the test; in CI it fails it.
+func startDebianEtcd(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skip("the etcd binary (Debian package etcd-server) is not installed; CI installs it")
+		}
+		t.Fatalf("CI is set but the etcd binary is missing: %v", err)
+	}
+	client, peer := freeListenAddr(t), freeListenAddr(t)
+	clientURL := "http://" + client.String()
+	peerURL := "http://" + peer.String()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin,
+		"--name", "test", "--data-dir", filepath.Join(t.TempDir(), "data"),
+		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
+		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+		"--initial-cluster", "test="+peerURL, "--heartbeat-interval", "10", "--election-timeout", "100",
+		"--log-level", "error")
+	cmd.Stdout, cmd.Stderr = zerolog.NewTestWriter(t), zerolog.NewTestWriter(t)
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		conn, err := net.DialTimeout("tcp", client.String(), 100*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			return client.String()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("etcd at %s did not start", client)
+	return ""
+}
+
+func connectTest(t *testing.T, endpoint, namespace, agentID string) *Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Connect(ctx, Options{Endpoints: []string{endpoint}, Namespace: namespace, AgentID: agentID, Log: testLogger(t)})
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// rawClient reads and writes exact keys, as a manager or etcdctl would.
+func rawClient(t *testing.T, endpoint string) *clientv3.Client {
+	t.Helper()
+	raw, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: newZapLogger(testLogger(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Close() })
+	return raw
+}
+
+func rawPut(t *testing.T, raw *clientv3.Client, kvs map[string]string) {
+	t.Helper()
+	for k, v := range kvs {
+		if _, err := raw.Put(context.Background(), k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// rawDump returns every key under prefix with its value.
+func rawDump(t *testing.T, raw *clientv3.Client, prefix string) map[string]string {
+	t.Helper()
+	resp, err := raw.Get(context.Background(), prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, kv := range resp.Kvs {
+		out[string(kv.Key)] = string(kv.Value)
+	}
+	return out
+}
