@@ -50,7 +50,9 @@ func newEnv(t *testing.T) *env {
 	e.image = kerneltest.BuildBusybox(t, docker)
 	e.runnerPath = kerneltest.RunnerBinary(t)
 	e.plugins, e.allocator = kerneltest.CPUPlugin(t)
-	e.portMin = 42000 + rand.IntN(200)*100
+	// Below the kernel's ephemeral range (32768+), where outgoing
+	// connections would collide with published ports.
+	e.portMin = 20000 + rand.IntN(100)*100
 	e.ports = newPorts(t, e.portMin)
 	e.scratchRoot = t.TempDir()
 	t.Cleanup(func() {
