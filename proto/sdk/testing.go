@@ -16,8 +16,11 @@ func TestClient(t testing.TB, impl Plugin) *Client {
 		PluginName: &GRPCPlugin{Impl: impl},
 	})
 	t.Cleanup(func() {
-		_ = client.Close()
+		// Stop the server first: closing the client first makes the
+		// plugin's controller stop the server from a handler goroutine
+		// while Stop runs here too, and go-plugin's Stop is not safe for that.
 		server.Stop()
+		_ = client.Close()
 	})
 	raw, err := client.Dispense(PluginName)
 	if err != nil {
