@@ -23,6 +23,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/httpapi"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
+	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/resources"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
 	"github.com/baiagent/baiagent/host/internal/version"
@@ -207,6 +208,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start RPC server: %w", err)
 	}
+	// A port another program holds would make Docker fail to publish it.
+	rpc.Ports().CheckWith(portpool.ListenProbe(probeHost(a.cfg.Container.BindHost)))
 	kernels, err := a.startKernels(ctx, rpc)
 	if err != nil {
 		return err
@@ -310,6 +313,15 @@ func outboundIP() string {
 	}
 	defer conn.Close()
 	return conn.LocalAddr().(*net.UDPAddr).IP.String()
+}
+
+// probeHost is where host ports are checked: the bind host, or all
+// interfaces when Docker publishes on all of them.
+func probeHost(bindHost string) string {
+	if bindHost == "" {
+		return "0.0.0.0"
+	}
+	return bindHost
 }
 
 // pluginsReady fails while any allowed plugin is not running.

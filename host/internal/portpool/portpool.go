@@ -7,6 +7,8 @@ package portpool
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -24,6 +26,7 @@ type Pool struct {
 	now      func() time.Time
 
 	mu       sync.Mutex
+	free     func(port int) bool // nil: every unassigned port counts as free
 	assigned map[int]bool
 	cooling  map[int]time.Time // released port -> when it may be reused
 	next     int               // round-robin cursor, so ports rotate
@@ -39,6 +42,30 @@ func New(min, max int, cooldown time.Duration, now func() time.Time) (*Pool, err
 	}
 	return &Pool{min: min, max: max, cooldown: cooldown, now: now,
 		assigned: map[int]bool{}, cooling: map[int]time.Time{}, next: min}, nil
+}
+
+// busyRecheck is how long a port that something else holds is skipped.
+const busyRecheck = 10 * time.Second
+
+// CheckWith makes Assign skip ports that free says are taken by another
+// program (Docker would fail to publish them); see ListenProbe.
+func (p *Pool) CheckWith(free func(port int) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.free = free
+}
+
+// ListenProbe reports a port free when a TCP listener can be bound on
+// host:port for a moment.
+func ListenProbe(host string) func(port int) bool {
+	return func(port int) bool {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return false
+		}
+		_ = ln.Close()
+		return true
+	}
 }
 
 // Assign returns a free port.
@@ -57,6 +84,10 @@ func (p *Pool) Assign() (int, error) {
 				continue
 			}
 			delete(p.cooling, port)
+		}
+		if p.free != nil && !p.free(port) {
+			p.cooling[port] = now.Add(busyRecheck)
+			continue
 		}
 		p.assigned[port] = true
 		p.next = port + 1

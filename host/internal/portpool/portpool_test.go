@@ -2,6 +2,7 @@ package portpool
 
 import (
 	"errors"
+	"net"
 	"testing"
 	"time"
 )
@@ -34,5 +35,32 @@ func TestPool(t *testing.T) {
 	}
 	if _, err := New(10, 5, 0, nil); err == nil {
 		t.Error("inverted range accepted")
+	}
+}
+
+func TestAssignSkipsPortsTakenByOthers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().(*net.TCPAddr).Port
+	if taken >= 65535 {
+		t.Skip("ephemeral port at the top of the range")
+	}
+	p, err := New(taken, taken+1, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.CheckWith(ListenProbe("127.0.0.1"))
+	got, err := p.Assign()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == taken {
+		t.Fatalf("assigned port %d that another listener holds", got)
+	}
+	if _, err := p.Assign(); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("second assign: %v, want ErrExhausted (the other port is taken)", err)
 	}
 }
