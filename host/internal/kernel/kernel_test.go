@@ -69,6 +69,7 @@ func newPorts(t *testing.T, min int) *portpool.Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.CheckWith(portpool.ListenProbe("0.0.0.0"))
 	return p
 }
 
