@@ -1,0 +1,349 @@
+// Package events sends the agent's events to the manager the way
+// Backend.AI's agent does (spec §3): anycast with XADD to the "events" stream
+// and, for the events the manager also fans out, PUBLISH to "events_all",
+// both in Redis DB 4. Lifecycle events survive a Redis outage and an agent
+// restart in an on-disk queue; heartbeats are dropped instead. Without Redis
+// the events go to the log and to a ring buffer served at GET /v1/events.
+package events
+
+import (
+	"github.com/baiagent/baiagent/host/internal/pywire"
+)
+
+// Event is one agent event. Args is the positional tuple a 26.8.x manager
+// unpacks (event.serialize()); Body is the named-field object of the newer
+// JSON encoding (event.model_dump_json() on upstream main).
+type Event interface {
+	Name() string
+	Args() pywire.Tuple
+	Body() pywire.Map
+	// Droppable events (heartbeats) are not queued while Redis is down: the
+	// next one supersedes them.
+	Droppable() bool
+	// Broadcast events are also published on events_all, as the agent's
+	// anycast_and_broadcast_event does.
+	Broadcast() bool
+}
+
+// Reasons the agent gives for its own start and stop.
+const (
+	ReasonSelfStarted = "self-started"
+	ReasonShutdown    = "shutdown"
+)
+
+// AgentStarted is agent_started: (reason,).
+type AgentStarted struct{ Reason string }
+
+func (AgentStarted) Name() string         { return "agent_started" }
+func (e AgentStarted) Args() pywire.Tuple { return pywire.Tuple{e.Reason} }
+func (e AgentStarted) Body() pywire.Map   { return pywire.Map{{Key: "reason", Value: e.Reason}} }
+func (AgentStarted) Droppable() bool      { return false }
+func (AgentStarted) Broadcast() bool      { return false }
+
+// AgentTerminated is agent_terminated: (reason,).
+type AgentTerminated struct{ Reason string }
+
+func (AgentTerminated) Name() string         { return "agent_terminated" }
+func (e AgentTerminated) Args() pywire.Tuple { return pywire.Tuple{e.Reason} }
+func (e AgentTerminated) Body() pywire.Map   { return pywire.Map{{Key: "reason", Value: e.Reason}} }
+func (AgentTerminated) Droppable() bool      { return false }
+func (AgentTerminated) Broadcast() bool      { return false }
+
+// AgentError is agent_error: (message, traceback, user, context_env,
+// severity). Severity is a LogLevel value such as "ERROR".
+type AgentError struct {
+	Message    string
+	Traceback  string // "" is sent as None
+	ContextEnv map[string]string
+	Severity   string // "" means "ERROR"
+}
+
+func (AgentError) Name() string { return "agent_error" }
+
+func (e AgentError) fields() (traceback any, contextEnv pywire.Map, severity string) {
+	if e.Traceback != "" {
+		traceback = e.Traceback
+	}
+	contextEnv = pywire.Map{}
+	for _, k := range sortedKeys(e.ContextEnv) {
+		contextEnv = append(contextEnv, pywire.KV{Key: k, Value: e.ContextEnv[k]})
+	}
+	severity = e.Severity
+	if severity == "" {
+		severity = "ERROR"
+	}
+	return traceback, contextEnv, severity
+}
+
+func (e AgentError) Args() pywire.Tuple {
+	tb, env, severity := e.fields()
+	return pywire.Tuple{e.Message, tb, nil, env, severity}
+}
+
+func (e AgentError) Body() pywire.Map {
+	tb, env, severity := e.fields()
+	return pywire.Map{
+		{Key: "message", Value: e.Message}, {Key: "traceback", Value: tb}, {Key: "user", Value: nil},
+		{Key: "context_env", Value: env}, {Key: "severity", Value: severity},
+	}
+}
+func (AgentError) Droppable() bool { return false }
+func (AgentError) Broadcast() bool { return false }
+
+// AgentHeartbeat is agent_heartbeat: (agent_info,). The two forms of
+// AgentInfo differ (26.8.x sends a pickled ResourceSlot and the image list,
+// main sends slot entries), so the heartbeat package builds both.
+type AgentHeartbeat struct {
+	// ArgsInfo is AgentInfo.model_dump() as 26.8.x packs it.
+	ArgsInfo pywire.Map
+	// BodyInfo is AgentInfo as main's model_dump_json() writes it.
+	BodyInfo pywire.Map
+}
+
+func (AgentHeartbeat) Name() string         { return "agent_heartbeat" }
+func (e AgentHeartbeat) Args() pywire.Tuple { return pywire.Tuple{e.ArgsInfo} }
+func (e AgentHeartbeat) Body() pywire.Map   { return pywire.Map{{Key: "agent_info", Value: e.BodyInfo}} }
+func (AgentHeartbeat) Droppable() bool      { return true }
+func (AgentHeartbeat) Broadcast() bool      { return false }
+
+// kernelCreation is the shape of kernel_preparing/pulling/creating/started:
+// (kernel_id, session_id, reason, creation_info).
+type kernelCreation struct {
+	KernelID     string
+	SessionID    string
+	Reason       string
+	CreationInfo pywire.Map // only kernel_started carries one
+}
+
+func (e kernelCreation) args() pywire.Tuple {
+	info := e.CreationInfo
+	if info == nil {
+		info = pywire.Map{}
+	}
+	return pywire.Tuple{e.KernelID, e.SessionID, e.Reason, info}
+}
+
+func (e kernelCreation) body(withInfo bool) pywire.Map {
+	m := pywire.Map{{Key: "kernel_id", Value: e.KernelID}, {Key: "session_id", Value: e.SessionID}, {Key: "reason", Value: e.Reason}}
+	if withInfo {
+		info := e.CreationInfo
+		if info == nil {
+			info = pywire.Map{}
+		}
+		m = append(m, pywire.KV{Key: "creation_info", Value: info})
+	}
+	return m
+}
+
+// KernelPreparing is kernel_preparing.
+type KernelPreparing kernelCreation
+
+// KernelPulling is kernel_pulling; Reason is the image's canonical name.
+type KernelPulling kernelCreation
+
+// KernelCreating is kernel_creating.
+type KernelCreating kernelCreation
+
+// KernelStarted is kernel_started, with the creation info.
+type KernelStarted kernelCreation
+
+func (KernelPreparing) Name() string         { return "kernel_preparing" }
+func (e KernelPreparing) Args() pywire.Tuple { return kernelCreation(e).args() }
+func (e KernelPreparing) Body() pywire.Map   { return kernelCreation(e).body(false) }
+func (KernelPreparing) Droppable() bool      { return false }
+func (KernelPreparing) Broadcast() bool      { return true }
+func (KernelPulling) Name() string           { return "kernel_pulling" }
+func (e KernelPulling) Args() pywire.Tuple   { return kernelCreation(e).args() }
+func (e KernelPulling) Body() pywire.Map     { return kernelCreation(e).body(false) }
+func (KernelPulling) Droppable() bool        { return false }
+func (KernelPulling) Broadcast() bool        { return true }
+func (KernelCreating) Name() string          { return "kernel_creating" }
+func (e KernelCreating) Args() pywire.Tuple  { return kernelCreation(e).args() }
+func (e KernelCreating) Body() pywire.Map    { return kernelCreation(e).body(false) }
+func (KernelCreating) Droppable() bool       { return false }
+func (KernelCreating) Broadcast() bool       { return true }
+func (KernelStarted) Name() string           { return "kernel_started" }
+func (e KernelStarted) Args() pywire.Tuple   { return kernelCreation(e).args() }
+func (e KernelStarted) Body() pywire.Map     { return kernelCreation(e).body(true) }
+func (KernelStarted) Droppable() bool        { return false }
+func (KernelStarted) Broadcast() bool        { return true }
+
+// KernelTerminated is kernel_terminated: (kernel_id, session_id, reason,
+// exit_code). Reason is a KernelLifecycleEventReason value such as
+// "user-requested"; 26.8.x sends the enum member itself.
+type KernelTerminated struct {
+	KernelID  string
+	SessionID string
+	Reason    string
+	ExitCode  int
+}
+
+func (KernelTerminated) Name() string { return "kernel_terminated" }
+func (e KernelTerminated) Args() pywire.Tuple {
+	return pywire.Tuple{e.KernelID, e.SessionID, pywire.KernelLifecycleEventReason(e.Reason), e.ExitCode}
+}
+func (e KernelTerminated) Body() pywire.Map {
+	return pywire.Map{
+		{Key: "kernel_id", Value: e.KernelID}, {Key: "session_id", Value: e.SessionID},
+		{Key: "reason", Value: e.Reason}, {Key: "exit_code", Value: e.ExitCode},
+	}
+}
+func (KernelTerminated) Droppable() bool { return false }
+func (KernelTerminated) Broadcast() bool { return true }
+
+// sessionResult is session_success/session_failure: (session_id, reason,
+// exit_code), reason a KernelLifecycleEventReason ("task-finished", ...).
+type sessionResult struct {
+	SessionID string
+	Reason    string
+	ExitCode  int
+}
+
+func (e sessionResult) args() pywire.Tuple {
+	return pywire.Tuple{e.SessionID, pywire.KernelLifecycleEventReason(e.Reason), e.ExitCode}
+}
+
+func (e sessionResult) body() pywire.Map {
+	return pywire.Map{{Key: "session_id", Value: e.SessionID}, {Key: "reason", Value: e.Reason}, {Key: "exit_code", Value: e.ExitCode}}
+}
+
+// SessionSuccess is session_success (a batch task exited with 0).
+type SessionSuccess sessionResult
+
+// SessionFailure is session_failure.
+type SessionFailure sessionResult
+
+func (SessionSuccess) Name() string         { return "session_success" }
+func (e SessionSuccess) Args() pywire.Tuple { return sessionResult(e).args() }
+func (e SessionSuccess) Body() pywire.Map   { return sessionResult(e).body() }
+func (SessionSuccess) Droppable() bool      { return false }
+func (SessionSuccess) Broadcast() bool      { return true }
+func (SessionFailure) Name() string         { return "session_failure" }
+func (e SessionFailure) Args() pywire.Tuple { return sessionResult(e).args() }
+func (e SessionFailure) Body() pywire.Map   { return sessionResult(e).body() }
+func (SessionFailure) Droppable() bool      { return false }
+func (SessionFailure) Broadcast() bool      { return true }
+
+// ExecutionStarted is execution_started: (session_id,).
+type ExecutionStarted struct{ SessionID string }
+
+// ExecutionFinished is execution_finished: (session_id,).
+type ExecutionFinished struct{ SessionID string }
+
+// ExecutionTimeout is execution_timeout: (session_id,).
+type ExecutionTimeout struct{ SessionID string }
+
+func sessionOnly(id string) pywire.Map { return pywire.Map{{Key: "session_id", Value: id}} }
+
+func (ExecutionStarted) Name() string          { return "execution_started" }
+func (e ExecutionStarted) Args() pywire.Tuple  { return pywire.Tuple{e.SessionID} }
+func (e ExecutionStarted) Body() pywire.Map    { return sessionOnly(e.SessionID) }
+func (ExecutionStarted) Droppable() bool       { return false }
+func (ExecutionStarted) Broadcast() bool       { return false }
+func (ExecutionFinished) Name() string         { return "execution_finished" }
+func (e ExecutionFinished) Args() pywire.Tuple { return pywire.Tuple{e.SessionID} }
+func (e ExecutionFinished) Body() pywire.Map   { return sessionOnly(e.SessionID) }
+func (ExecutionFinished) Droppable() bool      { return false }
+func (ExecutionFinished) Broadcast() bool      { return false }
+func (ExecutionTimeout) Name() string          { return "execution_timeout" }
+func (e ExecutionTimeout) Args() pywire.Tuple  { return pywire.Tuple{e.SessionID} }
+func (e ExecutionTimeout) Body() pywire.Map    { return sessionOnly(e.SessionID) }
+func (ExecutionTimeout) Droppable() bool       { return false }
+func (ExecutionTimeout) Broadcast() bool       { return false }
+
+// ImagePullStarted is image_pull_started: (image, agent_id, timestamp[,
+// image_ref]); the ref is left out when nil, as upstream does.
+type ImagePullStarted struct {
+	Image     string
+	AgentID   string
+	Timestamp float64 // Unix seconds
+	ImageRef  *pywire.ImageRef
+}
+
+func (ImagePullStarted) Name() string { return "image_pull_started" }
+func (e ImagePullStarted) Args() pywire.Tuple {
+	t := pywire.Tuple{e.Image, e.AgentID, e.Timestamp}
+	if e.ImageRef != nil {
+		t = append(t, *e.ImageRef)
+	}
+	return t
+}
+func (e ImagePullStarted) Body() pywire.Map {
+	return pywire.Map{
+		{Key: "image", Value: e.Image}, {Key: "agent_id", Value: e.AgentID},
+		{Key: "timestamp", Value: e.Timestamp}, {Key: "image_ref", Value: imageRefJSON(e.ImageRef)},
+	}
+}
+func (ImagePullStarted) Droppable() bool { return false }
+func (ImagePullStarted) Broadcast() bool { return false }
+
+// ImagePullFinished is image_pull_finished: (image, agent_id, timestamp,
+// msg, image_ref), always five items.
+type ImagePullFinished struct {
+	Image     string
+	AgentID   string
+	Timestamp float64
+	Msg       string // "" is sent as None; upstream says "Image already exists" when no pull was needed
+	ImageRef  *pywire.ImageRef
+}
+
+func (ImagePullFinished) Name() string { return "image_pull_finished" }
+func (e ImagePullFinished) Args() pywire.Tuple {
+	var ref any
+	if e.ImageRef != nil {
+		ref = *e.ImageRef
+	}
+	return pywire.Tuple{e.Image, e.AgentID, e.Timestamp, noneIfEmpty(e.Msg), ref}
+}
+func (e ImagePullFinished) Body() pywire.Map {
+	return pywire.Map{
+		{Key: "image", Value: e.Image}, {Key: "agent_id", Value: e.AgentID}, {Key: "timestamp", Value: e.Timestamp},
+		{Key: "msg", Value: noneIfEmpty(e.Msg)}, {Key: "image_ref", Value: imageRefJSON(e.ImageRef)},
+	}
+}
+func (ImagePullFinished) Droppable() bool { return false }
+func (ImagePullFinished) Broadcast() bool { return false }
+
+// ImagePullFailed is image_pull_failed: (image, agent_id, msg[, image_ref]).
+type ImagePullFailed struct {
+	Image    string
+	AgentID  string
+	Msg      string
+	ImageRef *pywire.ImageRef
+}
+
+func (ImagePullFailed) Name() string { return "image_pull_failed" }
+func (e ImagePullFailed) Args() pywire.Tuple {
+	t := pywire.Tuple{e.Image, e.AgentID, e.Msg}
+	if e.ImageRef != nil {
+		t = append(t, *e.ImageRef)
+	}
+	return t
+}
+func (e ImagePullFailed) Body() pywire.Map {
+	return pywire.Map{
+		{Key: "image", Value: e.Image}, {Key: "agent_id", Value: e.AgentID},
+		{Key: "msg", Value: e.Msg}, {Key: "image_ref", Value: imageRefJSON(e.ImageRef)},
+	}
+}
+func (ImagePullFailed) Droppable() bool { return false }
+func (ImagePullFailed) Broadcast() bool { return false }
+
+func noneIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// imageRefJSON is the ImageRef dataclass as pydantic dumps it to JSON.
+func imageRefJSON(ref *pywire.ImageRef) any {
+	if ref == nil {
+		return nil
+	}
+	return pywire.Map{
+		{Key: "name", Value: ref.Name}, {Key: "project", Value: ref.Project}, {Key: "tag", Value: ref.Tag},
+		{Key: "registry", Value: ref.Registry}, {Key: "architecture", Value: ref.Architecture},
+		{Key: "is_local", Value: ref.IsLocal},
+	}
+}

@@ -1,0 +1,177 @@
+package events
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/baiagent/baiagent/host/internal/pywire"
+)
+
+// Encoding selects how an event's arguments travel.
+type Encoding int
+
+const (
+	// EncodingArgs is the 26.8.x release's: stream field "args" holding
+	// msgpack(tuple), broadcast field "args" holding base64 of the same.
+	EncodingArgs Encoding = iota
+	// EncodingJSONPayload is upstream main's: field "payload" holding the
+	// event's named fields as JSON.
+	EncodingJSONPayload
+)
+
+// ParseEncoding accepts "msgpack" (or "" / "26.8") and "json".
+func ParseEncoding(s string) (Encoding, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "msgpack", "args", "26.8":
+		return EncodingArgs, nil
+	case "json", "payload":
+		return EncodingJSONPayload, nil
+	}
+	return 0, fmt.Errorf("unknown event encoding %q (want msgpack or json)", s)
+}
+
+func (e Encoding) String() string {
+	if e == EncodingJSONPayload {
+		return "json"
+	}
+	return "msgpack"
+}
+
+// Redis names of upstream's message queue (agent.py RedisMQArgs).
+const (
+	StreamKey        = "events"
+	BroadcastChannel = "events_all"
+	// StreamMaxLen is valkey_stream's _MAX_STREAM_LENGTH, trimmed with "~".
+	StreamMaxLen = 128
+)
+
+// emptyMetadata is MessageMetadata() as orjson writes it: the agent has no
+// request or user context for the events it originates.
+const emptyMetadata = `{"request_id":null,"user":null,"triggered_user":null}`
+
+// message is an event encoded for Redis: the XADD field/value pairs in
+// order, and the events_all message for broadcast events.
+type message struct {
+	name    string
+	fields  []string // field, value, field, value, ...
+	publish []byte   // nil: not broadcast
+}
+
+// encodeMessage renders ev for the wire in the given encoding.
+func encodeMessage(ev Event, source string, enc Encoding) (message, error) {
+	name := ev.Name()
+	var argField, argValue, broadcastValue string
+	switch enc {
+	case EncodingArgs:
+		packed, err := pywire.Marshal(ev.Args())
+		if err != nil {
+			return message{}, fmt.Errorf("encode %s args: %w", name, err)
+		}
+		argField, argValue = "args", string(packed)
+		broadcastValue = base64.StdEncoding.EncodeToString(packed)
+	case EncodingJSONPayload:
+		body, err := json.Marshal(ev.Body())
+		if err != nil {
+			return message{}, fmt.Errorf("encode %s payload: %w", name, err)
+		}
+		argField, argValue, broadcastValue = "payload", string(body), string(body)
+	default:
+		return message{}, fmt.Errorf("encode %s: unknown encoding %d", name, enc)
+	}
+	m := message{
+		name:   name,
+		fields: []string{"name", name, "source", source, argField, argValue, "metadata", emptyMetadata},
+	}
+	if ev.Broadcast() {
+		// Key order as upstream's serialize_broadcast dict; encoding/json
+		// would sort a Go map, so build it from an ordered map.
+		pub, err := json.Marshal(pywire.Map{
+			{Key: "name", Value: name}, {Key: "source", Value: source},
+			{Key: argField, Value: broadcastValue}, {Key: "metadata", Value: emptyMetadata},
+		})
+		if err != nil {
+			return message{}, fmt.Errorf("encode %s broadcast: %w", name, err)
+		}
+		m.publish = pub
+	}
+	return m, nil
+}
+
+// Spooled message layout: version byte, uvarint field count, each field as
+// uvarint length + bytes, then uvarint length + broadcast message (0: none).
+const spoolFormatVersion = 1
+
+// maxSpoolFields bounds the field count read back from disk.
+const maxSpoolFields = 64
+
+func (m message) marshalSpool() []byte {
+	out := []byte{spoolFormatVersion}
+	out = binary.AppendUvarint(out, uint64(len(m.fields)))
+	for _, f := range m.fields {
+		out = binary.AppendUvarint(out, uint64(len(f)))
+		out = append(out, f...)
+	}
+	out = binary.AppendUvarint(out, uint64(len(m.publish)))
+	return append(out, m.publish...)
+}
+
+var errSpoolRecord = errors.New("malformed spooled event")
+
+// unmarshalSpool decodes a record written by marshalSpool.
+func unmarshalSpool(data []byte) (message, error) {
+	if len(data) == 0 || data[0] != spoolFormatVersion {
+		return message{}, fmt.Errorf("%w: unknown version", errSpoolRecord)
+	}
+	rest := data[1:]
+	readBytes := func() ([]byte, error) {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || n > uint64(len(rest)-k) {
+			return nil, fmt.Errorf("%w: bad length", errSpoolRecord)
+		}
+		b := rest[k : k+int(n)]
+		rest = rest[k+int(n):]
+		return b, nil
+	}
+	count, k := binary.Uvarint(rest)
+	if k <= 0 || count == 0 || count > maxSpoolFields || count%2 != 0 {
+		return message{}, fmt.Errorf("%w: field count", errSpoolRecord)
+	}
+	rest = rest[k:]
+	m := message{fields: make([]string, 0, count)}
+	for range count {
+		f, err := readBytes()
+		if err != nil {
+			return message{}, err
+		}
+		m.fields = append(m.fields, string(f))
+	}
+	if m.fields[0] != "name" {
+		return message{}, fmt.Errorf("%w: first field is not the name", errSpoolRecord)
+	}
+	m.name = m.fields[1]
+	pub, err := readBytes()
+	if err != nil {
+		return message{}, err
+	}
+	if len(pub) > 0 {
+		m.publish = append([]byte(nil), pub...)
+	}
+	if len(rest) != 0 {
+		return message{}, fmt.Errorf("%w: %d trailing bytes", errSpoolRecord, len(rest))
+	}
+	return m, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
