@@ -7,12 +7,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/moby/moby/client"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 
@@ -20,10 +26,13 @@ import (
 	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/etcdstore"
+	"github.com/baiagent/baiagent/host/internal/events"
+	"github.com/baiagent/baiagent/host/internal/heartbeat"
 	"github.com/baiagent/baiagent/host/internal/httpapi"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
+	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/resources"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
 	"github.com/baiagent/baiagent/host/internal/version"
@@ -57,6 +66,72 @@ type Agent struct {
 
 	allocator *alloc.Allocator
 	reported  map[string]decimal.Decimal
+	bus       *events.Bus
+}
+
+// redisOptions picks the event bus's Redis: etcd's config/redis first (as
+// upstream), then agent.toml's [redis]; nil runs without Redis.
+func (a *Agent) redisOptions(overlay *etcdstore.Overlay) *events.RedisOptions {
+	if overlay != nil && overlay.Redis != nil && overlay.Redis.Addr != nil {
+		return &events.RedisOptions{Addr: overlay.Redis.Addr.String(), Password: overlay.Redis.Password}
+	}
+	if a.cfg.Redis != nil {
+		return &events.RedisOptions{Addr: a.cfg.Redis.Addr.String(), Password: a.cfg.Redis.Password}
+	}
+	return nil
+}
+
+// heartbeatInfo is what every heartbeat reports.
+func (a *Agent) heartbeatInfo(publicKey string) heartbeat.Info {
+	rpcAddr := a.cfg.Agent.RPCListenAddr
+	if a.cfg.Agent.AdvertisedRPCAddr != nil {
+		rpcAddr = *a.cfg.Agent.AdvertisedRPCAddr
+	}
+	if rpcAddr.Host == "" || rpcAddr.Host == "0.0.0.0" {
+		rpcAddr.Host = a.nodeAddress().IP
+	}
+	info := heartbeat.Info{
+		IP:                         a.nodeAddress().IP,
+		Region:                     a.cfg.Agent.Region,
+		ScalingGroup:               a.cfg.Agent.InitialResourceGroupName,
+		RPCAddr:                    rpcAddr.String(),
+		PublicHost:                 a.cfg.Agent.PublicHost,
+		Version:                    version.Version,
+		Architecture:               machineArch(),
+		AutoTerminateAbusingKernel: a.cfg.Agent.ForceTerminateAbusingContainers,
+	}
+	if publicKey != "" {
+		info.PublicKey = []byte(publicKey)
+	}
+	units := map[string]string{}
+	for _, p := range a.plugins.Running() {
+		for _, kind := range p.Description.Kinds {
+			for _, st := range kind.SlotTypes {
+				units[st.Name] = st.Kind.String()
+			}
+			extra := pywire.Map{}
+			for _, k := range slices.Sorted(maps.Keys(p.Description.ExtraInfo)) {
+				extra = append(extra, pywire.KV{Key: k, Value: p.Description.ExtraInfo[k]})
+			}
+			info.ComputePlugins = append(info.ComputePlugins, heartbeat.ComputePlugin{Key: kind.Key, Version: p.Description.Version, Extra: extra})
+		}
+	}
+	for _, slot := range slices.Sorted(maps.Keys(a.reported)) {
+		info.Slots = append(info.Slots, heartbeat.Slot{Name: slot, Unit: units[slot], Available: a.reported[slot]})
+	}
+	return info
+}
+
+// machineArch is upstream's architecture name of this machine.
+func machineArch() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	default:
+		return runtime.GOARCH
+	}
 }
 
 // buildAllocator makes the alloc maps from the running plugins' devices and
@@ -118,6 +193,10 @@ func (a *Agent) startKernels(ctx context.Context, rpc *rpcserver.Server) (*kerne
 		ScratchSize:         int64(a.cfg.Container.ScratchSize),
 		OnTerminated: func(t kernel.Termination) {
 			log.Info().Str("kernel_id", t.KernelID).Str("reason", t.Reason).Int("exit_code", t.ExitCode).Msg("kernel terminated")
+			ev := events.KernelTerminated{KernelID: t.KernelID, SessionID: t.SessionID, Reason: t.Reason, ExitCode: t.ExitCode}
+			if err := a.bus.Emit(context.WithoutCancel(ctx), ev); err != nil {
+				log.Error().Err(err).Str("kernel_id", t.KernelID).Msg("kernel_terminated event not sent")
+			}
 		},
 		Docker:    docker,
 		Allocator: a.allocator,
@@ -155,15 +234,31 @@ func New(cfg *config.Config, log zerolog.Logger) *Agent {
 // reverse order. Kernels (containers) are never stopped by a shutdown.
 func (a *Agent) Run(ctx context.Context) error {
 	started := time.Now()
-	etcd, closeEtcd, err := a.connectEtcd(ctx)
+	etcd, overlay, closeEtcd, err := a.connectEtcd(ctx)
 	if err != nil {
 		return err
 	}
 	defer closeEtcd()
+	redisOpts := a.redisOptions(overlay)
+	bus, err := events.New(ctx, events.Options{
+		AgentID:  a.cfg.Agent.ID,
+		Redis:    redisOpts,
+		Encoding: events.EncodingArgs,
+		QueueDir: filepath.Join(a.cfg.Agent.VarBasePath, "event-queue"),
+		Logger:   a.log.With().Str("component", "events").Logger(),
+	})
+	if err != nil {
+		return fmt.Errorf("event bus: %w", err)
+	}
+	defer bus.Close()
+	a.bus = bus
 	if err := etcd.SetStatus(ctx, etcdstore.AgentStarting); err != nil {
 		return fmt.Errorf("register in etcd: %w", err)
 	}
-	web, err := httpapi.Listen(httpapi.Options{Addr: a.cfg.Agent.InternalAddr.String(), Version: version.Version, Log: a.log}, httpapi.NewMetrics())
+	web, err := httpapi.Listen(httpapi.Options{
+		Addr: a.cfg.Agent.InternalAddr.String(), Version: version.Version, Log: a.log,
+		Routes: map[string]http.Handler{"GET /v1/events": bus.Handler()},
+	}, httpapi.NewMetrics())
 	if err != nil {
 		return fmt.Errorf("internal HTTP endpoint: %w", err)
 	}
@@ -234,6 +329,27 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := etcd.SetStatus(ctx, etcdstore.AgentRunning); err != nil {
 		return fmt.Errorf("register in etcd: %w", err)
 	}
+	if err := bus.Emit(ctx, events.AgentStarted{Reason: events.ReasonSelfStarted}); err != nil {
+		a.log.Warn().Err(err).Msg("agent_started event not sent")
+	}
+	defer func() {
+		if err := bus.Emit(context.WithoutCancel(ctx), events.AgentTerminated{Reason: events.ReasonShutdown}); err != nil {
+			a.log.Warn().Err(err).Msg("agent_terminated event not sent")
+		}
+	}()
+	var images *redis.Client
+	if redisOpts != nil {
+		images = events.NewRedisClient(*redisOpts, events.ImageDB)
+		defer images.Close()
+	}
+	go heartbeat.Run(ctx, heartbeat.Options{
+		AgentID:  a.cfg.Agent.ID,
+		Source:   heartbeat.SourceFunc(func(context.Context) (heartbeat.Info, error) { return a.heartbeatInfo(rpc.PublicKey()), nil }),
+		Bus:      bus,
+		Interval: a.cfg.Debug.HeartbeatInterval,
+		Images:   images,
+		Logger:   a.log.With().Str("component", "heartbeat").Logger(),
+	})
 	a.log.Info().Str("agent_id", a.cfg.Agent.ID).Dur("startup", time.Since(started)).
 		Str("rpc", rpc.Endpoint()).Bool("curve", rpc.PublicKey() != "").Str("http", web.Addr().String()).
 		Str("admin_socket", adminapi.SocketPath(a.cfg.Agent.IPCBasePath)).Msg("agent started")
@@ -254,7 +370,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // connectEtcd starts the embedded etcd when configured, connects, waits for
 // the manager unless told not to, and merges etcd's configuration over
 // agent.toml's (plugin tables, container uid/gid).
-func (a *Agent) connectEtcd(ctx context.Context) (*etcdstore.Client, func(), error) {
+func (a *Agent) connectEtcd(ctx context.Context) (*etcdstore.Client, *etcdstore.Overlay, func(), error) {
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -263,11 +379,11 @@ func (a *Agent) connectEtcd(ctx context.Context) (*etcdstore.Client, func(), err
 	}
 	if a.cfg.Etcd.Embedded {
 		if len(a.cfg.Etcd.Addrs) != 1 {
-			return nil, nil, fmt.Errorf("etcd.addr: an embedded etcd listens on exactly one address, got %d", len(a.cfg.Etcd.Addrs))
+			return nil, nil, nil, fmt.Errorf("etcd.addr: an embedded etcd listens on exactly one address, got %d", len(a.cfg.Etcd.Addrs))
 		}
 		emb, err := etcdstore.StartEmbedded(ctx, a.cfg.Etcd.DataDir, a.cfg.Etcd.Addrs[0], a.log)
 		if err != nil {
-			return nil, nil, fmt.Errorf("embedded etcd: %w", err)
+			return nil, nil, nil, fmt.Errorf("embedded etcd: %w", err)
 		}
 		closers = append(closers, emb.Close)
 		a.log.Info().Str("endpoint", emb.Endpoint()).Str("data_dir", a.cfg.Etcd.DataDir).Msg("embedded etcd started")
@@ -275,23 +391,23 @@ func (a *Agent) connectEtcd(ctx context.Context) (*etcdstore.Client, func(), err
 	etcd, err := etcdstore.Connect(ctx, etcdstore.OptionsFromConfig(a.cfg, a.log))
 	if err != nil {
 		closeAll()
-		return nil, nil, fmt.Errorf("connect to etcd: %w", err)
+		return nil, nil, nil, fmt.Errorf("connect to etcd: %w", err)
 	}
 	closers = append(closers, func() { _ = etcd.Close() })
 	if !a.cfg.Agent.SkipManagerDetection {
 		if err := etcd.WaitForManager(ctx, 0); err != nil {
 			closeAll()
-			return nil, nil, fmt.Errorf("wait for the manager: %w", err)
+			return nil, nil, nil, fmt.Errorf("wait for the manager: %w", err)
 		}
 	}
 	overlay, err := etcd.ReadOverlay(ctx)
 	if err != nil {
 		closeAll()
-		return nil, nil, fmt.Errorf("read config from etcd: %w", err)
+		return nil, nil, nil, fmt.Errorf("read config from etcd: %w", err)
 	}
 	a.cfg.Plugins = etcdstore.MergePluginConfig(a.cfg.Plugins, overlay)
 	overlay.ApplyContainer(&a.cfg.Container)
-	return etcd, closeAll, nil
+	return etcd, overlay, closeAll, nil
 }
 
 // nodeAddress is what the manager learns from etcd: the RPC host (the

@@ -28,7 +28,9 @@ type Options struct {
 	Version string
 	// CheckTimeout bounds each readiness check; 0 means 5 s.
 	CheckTimeout time.Duration
-	Log          zerolog.Logger
+	// Routes are further handlers by ServeMux pattern ("GET /v1/events").
+	Routes map[string]http.Handler
+	Log    zerolog.Logger
 }
 
 type namedCheck struct {
@@ -102,6 +104,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Handler serves the endpoints; exposed for tests and for mounting.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	for pattern, h := range s.opts.Routes {
+		mux.Handle(pattern, h)
+	}
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.HandleFunc("GET /livez", s.handleLivez)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
