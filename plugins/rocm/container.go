@@ -1,0 +1,123 @@
+package rocm
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/baiagent/baiagent/proto/sdk"
+)
+
+// resolveAllocation checks the allocation against the inventory and returns
+// the devices in enumeration order, which is the order the container's ROCr
+// will number them in.
+func (p *Plugin) resolveAllocation(alloc sdk.Allocation) ([]gpu, error) {
+	byID := make(map[string]int, len(p.gpus))
+	for i, g := range p.gpus {
+		byID[g.id] = i
+	}
+	var picked []int
+	for slot, perDevice := range alloc {
+		if slot != slotDevice {
+			return nil, fmt.Errorf("slot %q does not belong to the rocm plugin", slot)
+		}
+		for id, amount := range perDevice {
+			if amount.IsZero() {
+				continue
+			}
+			i, ok := byID[id]
+			if !ok {
+				return nil, fmt.Errorf("slot %q: device %q is not a known ROCm device (known: %s)", slot, id, p.knownIDsLocked())
+			}
+			if amount.IsNegative() || amount.GreaterThan(decimal.NewFromInt(1)) {
+				return nil, fmt.Errorf("slot %q: device %q: amount %s is outside 0..1", slot, id, amount)
+			}
+			picked = append(picked, i)
+		}
+	}
+	slices.Sort(picked)
+	out := make([]gpu, 0, len(picked))
+	for _, i := range picked {
+		out = append(out, p.gpus[i])
+	}
+	return out, nil
+}
+
+func (p *Plugin) knownIDsLocked() string {
+	ids := make([]string, 0, len(p.gpus))
+	for _, g := range p.gpus {
+		ids = append(ids, g.id)
+	}
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
+}
+
+// PrepareContainer passes /dev/kfd and each allocated device's DRM render
+// and card nodes, adds the video and render groups, and numbers the
+// devices 0..n-1 for HIP and ROCr as the container sees them. The device
+// nodes are the isolation; the environment only orders them.
+func (p *Plugin) PrepareContainer(_ context.Context, req sdk.PrepareRequest) (sdk.ContainerSpec, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	gpus, err := p.resolveAllocation(req.Allocation)
+	if err != nil {
+		return sdk.ContainerSpec{}, err
+	}
+	spec := sdk.ContainerSpec{Env: map[string]string{}, ResourceData: map[string]string{}}
+	if len(gpus) == 0 {
+		return spec, nil
+	}
+	devRoot := p.cfg.devRoot
+	spec.Devices = append(spec.Devices, sdk.DeviceNode{
+		HostPath: filepath.Join(devRoot, "kfd"), ContainerPath: "/dev/kfd", CgroupPermissions: "rwm",
+	})
+	visible := make([]string, 0, len(gpus))
+	globalIDs := make([]string, 0, len(gpus))
+	for i, g := range gpus {
+		for _, host := range g.deviceNodes(devRoot) {
+			spec.Devices = append(spec.Devices, sdk.DeviceNode{
+				HostPath: host, ContainerPath: "/dev/dri/" + filepath.Base(host), CgroupPermissions: "rwm",
+			})
+		}
+		visible = append(visible, strconv.Itoa(i))
+		globalIDs = append(globalIDs, strconv.Itoa(i)+":"+g.id)
+		spec.AttachedDevices = append(spec.AttachedDevices, sdk.AttachedDevice{
+			DeviceID: g.id, ModelName: g.model, Data: map[string]string{
+				"smp": strconv.FormatUint(uint64(g.computeUnits), 10),
+				"mem": strconv.FormatUint(g.memBytes, 10),
+			},
+		})
+	}
+	spec.GroupAdd = []string{"video", "render"}
+	spec.Env["HIP_VISIBLE_DEVICES"] = strings.Join(visible, ",")
+	spec.Env["ROCR_VISIBLE_DEVICES"] = strings.Join(visible, ",")
+	spec.ResourceData["ROCM_GLOBAL_DEVICE_IDS"] = strings.Join(globalIDs, ",")
+	return spec, nil
+}
+
+// RestoreAllocation reads ROCM.DEVICE_SHARES from resource.txt. Devices
+// that are gone are kept: the container still holds them.
+func (p *Plugin) RestoreAllocation(_ context.Context, req sdk.RestoreRequest) (sdk.Allocation, error) {
+	alloc, err := sdk.AllocationFromResourceData(req.ResourceData, []string{kindKey})
+	if err != nil {
+		return nil, fmt.Errorf("restore rocm allocation: %w", err)
+	}
+	for slot, perDevice := range alloc {
+		for id, amount := range perDevice {
+			if amount.IsZero() {
+				delete(perDevice, id)
+			}
+		}
+		if len(perDevice) == 0 {
+			delete(alloc, slot)
+		}
+	}
+	return alloc, nil
+}

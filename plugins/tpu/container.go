@@ -1,0 +1,134 @@
+package tpu
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/baiagent/baiagent/proto/sdk"
+)
+
+// resolveAllocation checks the allocation against the inventory and returns
+// the chips in host order.
+func (p *Plugin) resolveAllocation(alloc sdk.Allocation) ([]chip, error) {
+	byID := make(map[string]int, len(p.chips))
+	for i, c := range p.chips {
+		byID[c.id] = i
+	}
+	var picked []int
+	for slot, perDevice := range alloc {
+		if slot != slotDevice {
+			return nil, fmt.Errorf("slot %q does not belong to the tpu plugin", slot)
+		}
+		for id, amount := range perDevice {
+			if amount.IsZero() {
+				continue
+			}
+			i, ok := byID[id]
+			if !ok {
+				return nil, fmt.Errorf("slot %q: chip %q is not a known TPU chip (known: %s)", slot, id, p.knownIDsLocked())
+			}
+			if amount.IsNegative() || amount.GreaterThan(decimal.NewFromInt(1)) {
+				return nil, fmt.Errorf("slot %q: chip %q: amount %s is outside 0..1", slot, id, amount)
+			}
+			if p.chips[i].kind == nodeNone {
+				return nil, fmt.Errorf("chip %q has no device node: %s", id, p.chips[i].reason)
+			}
+			picked = append(picked, i)
+		}
+	}
+	slices.Sort(picked)
+	out := make([]chip, 0, len(picked))
+	for _, i := range picked {
+		out = append(out, p.chips[i])
+	}
+	return out, nil
+}
+
+func (p *Plugin) knownIDsLocked() string {
+	ids := make([]string, 0, len(p.chips))
+	for _, c := range p.chips {
+		ids = append(ids, c.id)
+	}
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
+}
+
+// PrepareContainer passes the allocated chips' device nodes and sets
+// libtpu's environment for one process using all of them.
+//
+// accel nodes are renumbered in the container (/dev/accel0..n-1), so the
+// container-relative TPU_VISIBLE_CHIPS=0..n-1 names them. vfio nodes keep
+// their group numbers, because libtpu finds a chip's group through sysfs;
+// /dev/vfio/vfio is added once.
+func (p *Plugin) PrepareContainer(_ context.Context, req sdk.PrepareRequest) (sdk.ContainerSpec, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	chips, err := p.resolveAllocation(req.Allocation)
+	if err != nil {
+		return sdk.ContainerSpec{}, err
+	}
+	spec := sdk.ContainerSpec{Env: map[string]string{}, ResourceData: map[string]string{}}
+	if len(chips) == 0 {
+		return spec, nil
+	}
+	devRoot := p.cfg.devRoot
+	visible := make([]string, 0, len(chips))
+	globalIDs := make([]string, 0, len(chips))
+	vfio := false
+	for i, c := range chips {
+		host := c.hostNodes(devRoot)[0]
+		container := "/dev/accel" + strconv.Itoa(i)
+		if c.kind == nodeVFIO {
+			container, vfio = "/dev/vfio/"+filepath.Base(host), true
+		}
+		spec.Devices = append(spec.Devices, sdk.DeviceNode{HostPath: host, ContainerPath: container, CgroupPermissions: "rwm"})
+		visible = append(visible, strconv.Itoa(i))
+		globalIDs = append(globalIDs, strconv.Itoa(i)+":"+c.id)
+		spec.AttachedDevices = append(spec.AttachedDevices, sdk.AttachedDevice{
+			DeviceID: c.id, ModelName: modelName(c.info, c.known, c.deviceID), Data: map[string]string{
+				"smp": strconv.FormatUint(uint64(c.info.tensorCores), 10),
+				"mem": strconv.FormatUint(c.info.hbmBytes, 10),
+			},
+		})
+	}
+	if vfio {
+		spec.Devices = append(spec.Devices, sdk.DeviceNode{
+			HostPath: filepath.Join(devRoot, "vfio", "vfio"), ContainerPath: "/dev/vfio/vfio", CgroupPermissions: "rwm",
+		})
+	}
+	spec.Env["TPU_VISIBLE_CHIPS"] = strings.Join(visible, ",")
+	if bounds, ok := chipBounds(len(chips)); ok {
+		spec.Env["TPU_CHIPS_PER_PROCESS_BOUNDS"] = bounds
+		spec.Env["TPU_PROCESS_BOUNDS"] = "1,1,1"
+	}
+	spec.ResourceData["TPU_GLOBAL_DEVICE_IDS"] = strings.Join(globalIDs, ",")
+	return spec, nil
+}
+
+// RestoreAllocation reads TPU.DEVICE_SHARES from resource.txt. Chips that
+// are gone are kept: the container still holds them.
+func (p *Plugin) RestoreAllocation(_ context.Context, req sdk.RestoreRequest) (sdk.Allocation, error) {
+	alloc, err := sdk.AllocationFromResourceData(req.ResourceData, []string{kindKey})
+	if err != nil {
+		return nil, fmt.Errorf("restore tpu allocation: %w", err)
+	}
+	for slot, perDevice := range alloc {
+		for id, amount := range perDevice {
+			if amount.IsZero() {
+				delete(perDevice, id)
+			}
+		}
+		if len(perDevice) == 0 {
+			delete(alloc, slot)
+		}
+	}
+	return alloc, nil
+}
