@@ -469,3 +469,88 @@ func TestConcurrentKernels(t *testing.T) {
 		t.Errorf("scratch dirs left: %v", left)
 	}
 }
+
+// TestKernelWithFakeGPUs creates a kernel asking for cuda.device 2 on the
+// dev config's fake A100s: the cuda plugin's container spec reaches the
+// container, resource.txt records the GPUs, and destroy gives them back.
+func TestKernelWithFakeGPUs(t *testing.T) {
+	e := newEnv(t)
+	e.plugins, e.allocator = kerneltest.Plugins(t, kerneltest.WithFakeGPUs(t))
+	m := e.manager(t)
+	start(t, m)
+	before := e.allocator.Snapshot()
+
+	req := request("k-gpu")
+	req.ResourceSlots["cuda.device"] = decimal.NewFromInt(2)
+	created := create(t, m, req)
+	if devs := created.Attached["cuda"]; len(devs) != 2 || devs[0].ModelName == "" {
+		t.Fatalf("attached devices %+v, want the two fake A100s", created.Attached)
+	}
+	insp, err := e.docker.ContainerInspect(context.Background(), created.ContainerID, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, kv := range insp.Container.Config.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	if env["CUDA_VISIBLE_DEVICES"] != "0,1" || strings.Count(env["NVIDIA_VISIBLE_DEVICES"], "GPU-") != 2 {
+		t.Fatalf("GPU env: CUDA_VISIBLE_DEVICES=%q NVIDIA_VISIBLE_DEVICES=%q", env["CUDA_VISIBLE_DEVICES"], env["NVIDIA_VISIBLE_DEVICES"])
+	}
+	data, err := os.ReadFile(filepath.Join(created.ScratchDir, "config", scratch.ResourceFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CUDA.DEVICE_SHARES=0:1,1:1", "CUDA_GLOBAL_DEVICE_IDS="} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("resource.txt lacks %q:\n%s", want, data)
+		}
+	}
+	// The kernel sees the variables too.
+	wantOutput(t, run(t, m, "k-gpu", "r1", runnerclient.ModeQuery, "echo $CUDA_VISIBLE_DEVICES"), 0, "0,1\n")
+
+	if _, err := m.Destroy(context.Background(), "k-gpu", "user-requested"); err != nil {
+		t.Fatal(err)
+	}
+	e.wantIdle(t, e.allocator, e.ports, before)
+}
+
+// TestKernelWithFractionalGPUShares exercises upstream's mock-accelerator
+// case end to end: the cuda plugin in fractional mode gives cuda.shares,
+// and a kernel gets a fraction of the fake GPUs.
+func TestKernelWithFractionalGPUShares(t *testing.T) {
+	e := newEnv(t)
+	cfg := kerneltest.WithFakeGPUs(t)
+	cfg["cuda"]["allocation-mode"] = "fractional"
+	e.plugins, e.allocator = kerneltest.Plugins(t, cfg)
+	m := e.manager(t)
+	start(t, m)
+	before := e.allocator.Snapshot()
+
+	req := request("k-frac")
+	req.ResourceSlots["cuda.shares"] = decimal.RequireFromString("1.5")
+	created := create(t, m, req)
+	data, err := os.ReadFile(filepath.Join(created.ScratchDir, "config", scratch.ResourceFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CUDA.SHARES_SHARES=", "CUDA_RESOURCE_VIRTUALIZED=1", "CUDA_MEMORY_LIMITS="} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("resource.txt lacks %q:\n%s", want, data)
+		}
+	}
+	var total decimal.Decimal
+	for _, u := range e.allocator.Snapshot() {
+		if u.Slot == "cuda.shares" {
+			total = u.Allocated
+		}
+	}
+	if !total.Equal(decimal.RequireFromString("1.5")) {
+		t.Fatalf("cuda.shares allocated %s, want 1.5", total)
+	}
+	if _, err := m.Destroy(context.Background(), "k-frac", "user-requested"); err != nil {
+		t.Fatal(err)
+	}
+	e.wantIdle(t, e.allocator, e.ports, before)
+}

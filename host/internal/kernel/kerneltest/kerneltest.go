@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -160,9 +161,31 @@ func RunnerBinary(t testing.TB) string {
 // allocator over its devices, as the agent does at start.
 func CPUPlugin(t testing.TB) (*pluginhost.Host, *alloc.Allocator) {
 	t.Helper()
+	return Plugins(t, nil)
+}
+
+// WithFakeGPUs runs the cuda plugin too, on the dev config's two fake A100s
+// (configs/fixtures) on NUMA nodes 0 and 1.
+func WithFakeGPUs(t testing.TB) map[string]map[string]any {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	fixtures := filepath.Join(filepath.Dir(file), "..", "..", "..", "..", "configs", "fixtures")
+	return map[string]map[string]any{"cuda": {
+		"fake-devices": filepath.Join(fixtures, "cuda-2xA100.toml"),
+		"sysfs-root":   filepath.Join(fixtures, "sysfs-2xA100"),
+	}}
+}
+
+// Plugins runs the cpu plugin, and each plugin named in config (built from
+// plugins/<name>) with that configuration, and builds the allocator.
+func Plugins(t testing.TB, config map[string]map[string]any) (*pluginhost.Host, *alloc.Allocator) {
+	t.Helper()
 	dir := testutil.ShortTempDir(t)
 	testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/cpu/cmd/baiagent-plugin-cpu", dir, pluginhost.ExecutablePrefix+"cpu")
-	host := pluginhost.New(pluginhost.Options{Dirs: []string{dir}, RuntimeDir: testutil.ShortTempDir(t), Logger: zerolog.Nop()})
+	for name := range config {
+		testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/"+name+"/cmd/baiagent-plugin-"+name, dir, pluginhost.ExecutablePrefix+name)
+	}
+	host := pluginhost.New(pluginhost.Options{Dirs: []string{dir}, RuntimeDir: testutil.ShortTempDir(t), PluginConfig: config, Logger: zerolog.Nop()})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := host.Start(ctx); err != nil {
