@@ -122,6 +122,38 @@ func (a *Agent) heartbeatInfo(publicKey string) heartbeat.Info {
 	return info
 }
 
+// refreshMetrics keeps the gauges of /metrics current: kernels by state,
+// allocations by slot, plugin states and restarts, event queue depth.
+func (a *Agent) refreshMetrics(ctx context.Context, m *httpapi.Metrics, kernels *kernel.Manager) {
+	restarts := map[string]int{}
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		counts := map[string]int{}
+		for _, k := range kernels.List() {
+			counts[k.State]++
+		}
+		m.SetKernelCounts(counts)
+		for _, u := range a.allocator.Snapshot() {
+			allocated, _ := u.Allocated.Float64()
+			capacity, _ := u.Capacity.Float64()
+			m.SetSlot(u.Slot, allocated, capacity)
+		}
+		for _, s := range a.plugins.Statuses() {
+			m.SetPluginState(s.Name, string(s.State))
+			for ; restarts[s.Name] < s.Restarts; restarts[s.Name]++ {
+				m.IncPluginRestart(s.Name)
+			}
+		}
+		m.SetEventQueueDepth(a.bus.QueueDepth())
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // machineArch is upstream's architecture name of this machine.
 func machineArch() string {
 	switch runtime.GOARCH {
@@ -255,10 +287,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := etcd.SetStatus(ctx, etcdstore.AgentStarting); err != nil {
 		return fmt.Errorf("register in etcd: %w", err)
 	}
+	metrics := httpapi.NewMetrics()
 	web, err := httpapi.Listen(httpapi.Options{
 		Addr: a.cfg.Agent.InternalAddr.String(), Version: version.Version, Log: a.log,
 		Routes: map[string]http.Handler{"GET /v1/events": bus.Handler()},
-	}, httpapi.NewMetrics())
+	}, metrics)
 	if err != nil {
 		return fmt.Errorf("internal HTTP endpoint: %w", err)
 	}
@@ -298,7 +331,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	rpc, err := rpcserver.New(
 		rpcserver.OptionsFromConfig(a.cfg, version.Version, a.log.With().Str("component", "rpc").Logger()),
-		rpcserver.Deps{Hardware: pluginHardware{plugins: a.plugins, timeout: 10 * time.Second}},
+		rpcserver.Deps{
+			Hardware: pluginHardware{plugins: a.plugins, timeout: 10 * time.Second},
+			Observe:  metrics.ObserveRPC,
+			// Upstream's @collect_error: every failed call is an agent_error event.
+			AgentError: func(ctx context.Context, method string, err error) {
+				ev := events.AgentError{Message: fmt.Sprintf("rpc %s: %v", method, err), Severity: "ERROR"}
+				if emitErr := bus.Emit(context.WithoutCancel(ctx), ev); emitErr != nil {
+					a.log.Warn().Err(emitErr).Msg("agent_error event not sent")
+				}
+			},
+		},
 	)
 	if err != nil {
 		return fmt.Errorf("start RPC server: %w", err)
@@ -342,6 +385,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		images = events.NewRedisClient(*redisOpts, events.ImageDB)
 		defer images.Close()
 	}
+	go a.refreshMetrics(ctx, metrics, kernels)
 	go heartbeat.Run(ctx, heartbeat.Options{
 		AgentID:  a.cfg.Agent.ID,
 		Source:   heartbeat.SourceFunc(func(context.Context) (heartbeat.Info, error) { return a.heartbeatInfo(rpc.PublicKey()), nil }),

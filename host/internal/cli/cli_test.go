@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -231,6 +232,16 @@ func TestPluginsListAsksTheRunningAgent(t *testing.T) {
 		t.Fatalf("/readyz: %v %v", err, resp)
 	}
 	resp.Body.Close()
+	// /metrics counted the RPC call above.
+	resp, err = http.Get("http://" + string(internal[1]) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `method="gather_hwinfo"`) {
+		t.Fatalf("/metrics lacks the gather_hwinfo call:\n%s", body)
+	}
 
 	admin, err := adminapi.Dial(sock)
 	if err != nil {

@@ -72,6 +72,9 @@ type Deps struct {
 	AgentError func(ctx context.Context, method string, err error)
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Observe is told about every call: method, "result", "failure" or
+	// "cancelled", and how long it took (the agent's RPC metrics); it may be nil.
+	Observe func(method, result string, took time.Duration)
 }
 
 // inlineMethod lists the methods answered on the socket's goroutine: they
@@ -172,7 +175,15 @@ func (s *Server) Endpoint() string { return s.rpc.Endpoint() }
 // Ports is the port pool the handlers use, shared with the kernel lifecycle.
 func (s *Server) Ports() *portpool.Pool { return s.deps.Ports }
 
-func (s *Server) handle(ctx context.Context, req *callosum.Request) callosum.Reply {
+func (s *Server) handle(ctx context.Context, req *callosum.Request) (reply callosum.Reply) {
+	if s.deps.Observe != nil {
+		start := s.deps.Now()
+		method := req.Header.Method
+		if _, known := s.methods[method]; !known {
+			method = "unknown" // a peer must not create metric labels at will
+		}
+		defer func() { s.deps.Observe(method, resultLabel(reply.Type), s.deps.Now().Sub(start)) }()
+	}
 	value, err := s.dispatch(ctx, req)
 	if err != nil {
 		if s.deps.AgentError != nil {
@@ -190,6 +201,17 @@ func (s *Server) handle(ctx context.Context, req *callosum.Request) callosum.Rep
 		return callosum.Reply{Type: callosum.TypeFailure, Error: failureInfo(req.Header.Method, err)}
 	}
 	return callosum.Reply{Type: callosum.TypeResult, Payload: payload}
+}
+
+func resultLabel(t callosum.MessageType) string {
+	switch t {
+	case callosum.TypeResult:
+		return "result"
+	case callosum.TypeCancelled:
+		return "cancelled"
+	default:
+		return "failure"
+	}
 }
 
 func (s *Server) dispatch(ctx context.Context, req *callosum.Request) (any, error) {
