@@ -197,9 +197,8 @@ func (a *Agent) buildAllocator() error {
 	return nil
 }
 
-// startKernels connects to Docker, takes back the kernels a previous agent
-// left running (allocations, ports, runners) and follows Docker's events.
-func (a *Agent) startKernels(ctx context.Context, rpc *rpcserver.Server) (*kernel.Manager, error) {
+// newKernels connects to Docker and prepares the kernel manager.
+func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, suppressed func(kernelID string) bool) (*kernel.Manager, error) {
 	docker, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
@@ -225,6 +224,9 @@ func (a *Agent) startKernels(ctx context.Context, rpc *rpcserver.Server) (*kerne
 		ScratchSize:         int64(a.cfg.Container.ScratchSize),
 		OnTerminated: func(t kernel.Termination) {
 			log.Info().Str("kernel_id", t.KernelID).Str("reason", t.Reason).Int("exit_code", t.ExitCode).Msg("kernel terminated")
+			if suppressed(t.KernelID) {
+				return
+			}
 			ev := events.KernelTerminated{KernelID: t.KernelID, SessionID: t.SessionID, Reason: t.Reason, ExitCode: t.ExitCode}
 			if err := a.bus.Emit(context.WithoutCancel(ctx), ev); err != nil {
 				log.Error().Err(err).Str("kernel_id", t.KernelID).Msg("kernel_terminated event not sent")
@@ -233,12 +235,19 @@ func (a *Agent) startKernels(ctx context.Context, rpc *rpcserver.Server) (*kerne
 		Docker:    docker,
 		Allocator: a.allocator,
 		Plugins:   a.plugins,
-		Ports:     rpc.Ports(),
+		Ports:     ports,
 		Logger:    log,
 	})
 	if err != nil {
 		return nil, err
 	}
+	return m, nil
+}
+
+// runKernels takes back the kernels a previous agent left running
+// (allocations, ports, runners) and follows Docker's events.
+func (a *Agent) runKernels(ctx context.Context, m *kernel.Manager) {
+	log := a.log.With().Str("component", "kernels").Logger()
 	report, err := m.Recover(ctx)
 	if err != nil {
 		log.Error().Err(err).Msg("kernel recovery was incomplete")
@@ -249,7 +258,6 @@ func (a *Agent) startKernels(ctx context.Context, rpc *rpcserver.Server) (*kerne
 			log.Error().Err(err).Msg("kernel lifecycle loop stopped")
 		}
 	}()
-	return m, nil
 }
 
 // Resources reports the slots and their use, for the admin API.
@@ -329,9 +337,36 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer cancel()
 		_ = a.admin.Close(shutdownCtx)
 	}()
+	// One port pool serves the RPC's assign_port and the kernels' ports.
+	ports, err := portpool.New(a.cfg.Container.PortRange.Min, a.cfg.Container.PortRange.Max, a.cfg.Container.PortReuseCooldown, nil)
+	if err != nil {
+		return fmt.Errorf("container.port-range: %w", err)
+	}
+	// A port another program holds would make Docker fail to publish it.
+	ports.CheckWith(portpool.ListenProbe(probeHost(a.cfg.Container.BindHost)))
+	var kernelMethods *rpcserver.KernelMethods
+	kernels, err := a.newKernels(ctx, ports, func(kernelID string) bool {
+		// suppress_events=True, or a destroy started by sync_kernel_registry.
+		return kernelMethods.TakeSuppressed(kernelID)
+	})
+	if err != nil {
+		return err
+	}
+	defer kernels.Close()
+	kernelMethods = rpcserver.NewKernelMethods(kernels, rpcserver.KernelMethodsOptions{
+		KernelHost: a.kernelHost(),
+		OnAlreadyTerminated: func(ctx context.Context, kernelID, sessionID string) {
+			ev := events.KernelTerminated{KernelID: kernelID, SessionID: sessionID, Reason: "already-terminated", ExitCode: -1}
+			if err := bus.Emit(context.WithoutCancel(ctx), ev); err != nil {
+				a.log.Warn().Err(err).Msg("kernel_terminated event not sent")
+			}
+		},
+	})
 	rpc, err := rpcserver.New(
 		rpcserver.OptionsFromConfig(a.cfg, version.Version, a.log.With().Str("component", "rpc").Logger()),
 		rpcserver.Deps{
+			Kernels:  kernelMethods,
+			Ports:    ports,
 			Hardware: pluginHardware{plugins: a.plugins, timeout: 10 * time.Second},
 			Observe:  metrics.ObserveRPC,
 			// Upstream's @collect_error: every failed call is an agent_error event.
@@ -346,13 +381,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start RPC server: %w", err)
 	}
-	// A port another program holds would make Docker fail to publish it.
-	rpc.Ports().CheckWith(portpool.ListenProbe(probeHost(a.cfg.Container.BindHost)))
-	kernels, err := a.startKernels(ctx, rpc)
-	if err != nil {
-		return err
-	}
-	defer kernels.Close()
+	rpcserver.RegisterKernelMethods(rpc, kernelMethods)
+	a.runKernels(ctx, kernels)
 	rpcDone := make(chan error, 1)
 	var rpcServing atomic.Bool
 	rpcServing.Store(true)
@@ -473,6 +503,19 @@ func outboundIP() string {
 	}
 	defer conn.Close()
 	return conn.LocalAddr().(*net.UDPAddr).IP.String()
+}
+
+// kernelHost is the address the manager and app proxy reach kernel ports
+// at: container.advertised-host, else bind-host, else this node's address.
+func (a *Agent) kernelHost() string {
+	switch {
+	case a.cfg.Container.AdvertisedHost != "":
+		return a.cfg.Container.AdvertisedHost
+	case a.cfg.Container.BindHost != "" && a.cfg.Container.BindHost != "0.0.0.0":
+		return a.cfg.Container.BindHost
+	default:
+		return a.nodeAddress().IP
+	}
 }
 
 // probeHost is where host ports are checked: the bind host, or all

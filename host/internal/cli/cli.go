@@ -49,6 +49,8 @@ override single keys, as with the Python agent.`,
 	root.PersistentFlags().StringVar(&opts.logLevel, "log-level", "", "override [logging] level: debug, info, warning, error")
 	root.AddCommand(newServerCommand(opts), newPluginsCommand(opts), newConfigCommand(opts), newVersionCommand())
 	root.AddCommand(newRPCCommand(opts))
+	root.AddCommand(newKernelCommand(opts))
+	root.AddCommand(newWatcherCommand(opts))
 	return root
 }
 

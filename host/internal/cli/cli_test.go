@@ -19,6 +19,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/adminapi"
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/testutil"
 )
@@ -184,7 +185,10 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func TestPluginsListAsksTheRunningAgent(t *testing.T) {
+// TestRunningAgent starts `baiagent server` on the dev config and drives it
+// as an operator and as the manager would: plugins list from the live agent,
+// gather_hwinfo over RPC, /readyz and /metrics, a kernel on a fake GPU.
+func TestRunningAgent(t *testing.T) {
 	ipc := testutil.ShortTempDir(t)
 	cfg := devTree(t, ipc)
 	env := testEnv(t, map[string]string{"BACKEND_AGENT_PORT": "16001"})
@@ -243,6 +247,15 @@ func TestPluginsListAsksTheRunningAgent(t *testing.T) {
 		t.Fatalf("/metrics lacks the gather_hwinfo call:\n%s", body)
 	}
 
+	// A kernel on one of the fake GPUs, through create_kernels / execute /
+	// destroy_kernel, as `baiagent kernel run` sends them.
+	kerneltest.BuildBusybox(t, kerneltest.Docker(t))
+	stdout, stderr, err = run(t, env, "kernel", "run", "--addr", "tcp://127.0.0.1:16001", "--image", kerneltest.BusyboxImage,
+		"--cpu", "1", "--mem", "128m", "--cuda", "1", "echo gpus=$CUDA_VISIBLE_DEVICES; echo hello from a kernel")
+	if err != nil || !strings.Contains(stdout, "gpus=0") || !strings.Contains(stdout, "hello from a kernel") {
+		t.Fatalf("kernel run: %v\nstdout %s\nstderr %s", err, stdout, stderr)
+	}
+
 	admin, err := adminapi.Dial(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -253,6 +266,11 @@ func TestPluginsListAsksTheRunningAgent(t *testing.T) {
 	}
 	if !res.Reported["cpu"].IsPositive() || !res.Reported["mem"].IsPositive() || len(res.Usage) < 2 {
 		t.Fatalf("unexpected resources %+v", res)
+	}
+	for _, u := range res.Usage {
+		if !u.Allocated.IsZero() {
+			t.Fatalf("slot %s still has %s allocated after the kernel ended", u.Slot, u.Allocated)
+		}
 	}
 	cancel()
 	select {

@@ -184,7 +184,37 @@ func mapKey(k any) (any, error) {
 			return nil, errors.New("msgpack: NaN map key")
 		}
 	}
+	// A decoded value can be of a comparable type and still hold a slice
+	// (an Enum whose pickled value is a tuple); using it as a key would panic.
+	if !hashable(reflect.ValueOf(k)) {
+		return nil, fmt.Errorf("msgpack: unhashable map key of type %T", k)
+	}
 	return k, nil
+}
+
+// hashable reports whether v can be a Go map key at run time.
+func hashable(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Invalid:
+		return true
+	case reflect.Slice, reflect.Map, reflect.Func:
+		return false
+	case reflect.Interface:
+		return v.IsNil() || hashable(v.Elem())
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if !hashable(v.Field(i)) {
+				return false
+			}
+		}
+	case reflect.Array:
+		for i := range v.Len() {
+			if !hashable(v.Index(i)) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func decodeExt(code int8, payload []byte) (any, error) {
