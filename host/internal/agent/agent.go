@@ -35,6 +35,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/resources"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
+	"github.com/baiagent/baiagent/host/internal/stats"
 	"github.com/baiagent/baiagent/host/internal/version"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
@@ -67,6 +68,7 @@ type Agent struct {
 	allocator *alloc.Allocator
 	reported  map[string]decimal.Decimal
 	bus       *events.Bus
+	docker    *client.Client
 }
 
 // redisOptions picks the event bus's Redis: etcd's config/redis first (as
@@ -120,6 +122,38 @@ func (a *Agent) heartbeatInfo(publicKey string) heartbeat.Info {
 		info.Slots = append(info.Slots, heartbeat.Slot{Name: slot, Unit: units[slot], Available: a.reported[slot]})
 	}
 	return info
+}
+
+// startStats writes node and kernel statistics to Redis as upstream does
+// (DB 0: {agent_id}, {kernel_id}, container_count.{agent_id}).
+func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kernel.Manager) error {
+	um := a.cfg.Agent.UtilizationMetric
+	collector, err := stats.New(stats.Options{
+		AgentID: a.cfg.Agent.ID, Redis: db, Plugins: a.plugins,
+		Containers: func(ctx context.Context) ([]stats.ContainerTarget, error) {
+			var out []stats.ContainerTarget
+			for _, k := range kernels.List() {
+				t := stats.ContainerTarget{KernelID: k.KernelID, ContainerID: k.ContainerID}
+				if k.ContainerID != "" {
+					insp, err := a.docker.ContainerInspect(ctx, k.ContainerID, client.ContainerInspectOptions{})
+					if err == nil && insp.Container.State != nil {
+						t.PID = insp.Container.State.Pid
+						t.CgroupPath, _ = stats.CgroupPathOfPID("/proc", t.PID)
+					}
+				}
+				out = append(out, t)
+			}
+			return out, nil
+		},
+		NodeInterval: um.Node.Interval, ContainerInterval: um.Container.Interval,
+		DisableNode: !um.Node.Enable, DisableContainer: !um.Container.Enable,
+		Logger: a.log.With().Str("component", "stats").Logger(),
+	})
+	if err != nil {
+		return fmt.Errorf("stats: %w", err)
+	}
+	go collector.Run(ctx)
+	return nil
 }
 
 // refreshMetrics keeps the gauges of /metrics current: kernels by state,
@@ -206,6 +240,7 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, suppressed
 	if _, err := docker.Ping(ctx, client.PingOptions{}); err != nil {
 		return nil, fmt.Errorf("cannot reach the Docker engine (backend = docker): %w", err)
 	}
+	a.docker = docker
 	runner := a.cfg.Agent.KernelRunnerPath
 	if runner == "" {
 		if runner, err = kernel.DefaultRunnerPath(); err != nil {
@@ -416,6 +451,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer images.Close()
 	}
 	go a.refreshMetrics(ctx, metrics, kernels)
+	if redisOpts != nil {
+		statDB := events.NewRedisClient(*redisOpts, events.StatisticsDB)
+		defer statDB.Close()
+		if err := a.startStats(ctx, statDB, kernels); err != nil {
+			return err
+		}
+	}
 	go heartbeat.Run(ctx, heartbeat.Options{
 		AgentID:  a.cfg.Agent.ID,
 		Source:   heartbeat.SourceFunc(func(context.Context) (heartbeat.Info, error) { return a.heartbeatInfo(rpc.PublicKey()), nil }),
