@@ -4,14 +4,13 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
 
-	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
 )
 
 // Configuration keys, from agent.toml [plugins.cpu].
@@ -50,27 +49,21 @@ func defaultConfig() config {
 	}
 }
 
+// knownKeys lists the keys in the order an unknown-key problem names them.
+func knownKeys() []string {
+	return []string{keySysfsRoot, keyProcfsRoot, keyCgroupRoot, keyCPUOvercommit, keyMemOvercommit, keyWatchInterval}
+}
+
 // parseConfig checks every key and reports all problems at once, so an
 // operator fixes agent.toml in one go.
 func parseConfig(raw map[string]any) (config, error) {
 	cfg := defaultConfig()
-	var problems []sdk.ConfigProblem
-	bad := func(key, format string, args ...any) {
-		problems = append(problems, sdk.ConfigProblem{Key: key, Reason: fmt.Sprintf(format, args...)})
-	}
-	keys := make([]string, 0, len(raw))
-	for k := range raw {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, key := range keys {
-		value := raw[key]
+	err := pluginkit.ParseKeys(raw, knownKeys(), func(key string, value any) error {
 		switch key {
 		case keySysfsRoot, keyProcfsRoot, keyCgroupRoot:
 			dir, err := parseRoot(value)
 			if err != nil {
-				bad(key, "%v", err)
-				continue
+				return err
 			}
 			switch key {
 			case keySysfsRoot:
@@ -81,42 +74,36 @@ func parseConfig(raw map[string]any) (config, error) {
 				cfg.cgroupRoot = dir
 			}
 		case keyCPUOvercommit:
-			n, err := parseNumber(value)
+			n, err := pluginkit.Number(value)
 			switch {
 			case err != nil:
-				bad(key, "%v", err)
+				return err
 			case !n.IsInteger() || n.LessThan(decimal.NewFromInt(minCPUOvercommit)) || n.GreaterThan(decimal.NewFromInt(maxCPUOvercommit)):
-				bad(key, "must be a whole number from %d to %d, got %s", minCPUOvercommit, maxCPUOvercommit, n)
-			default:
-				cfg.cpuOvercommit = int(n.IntPart())
+				return fmt.Errorf("must be a whole number from %d to %d, got %s", minCPUOvercommit, maxCPUOvercommit, n)
 			}
+			cfg.cpuOvercommit = int(n.IntPart())
 		case keyMemOvercommit:
-			n, err := parseNumber(value)
+			n, err := pluginkit.Number(value)
 			switch {
 			case err != nil:
-				bad(key, "%v", err)
+				return err
 			case n.LessThan(decimal.NewFromInt(1)):
-				bad(key, "must be at least 1, got %s", n)
+				return fmt.Errorf("must be at least 1, got %s", n)
 			case n.GreaterThan(decimal.NewFromInt(1000)):
-				bad(key, "must be at most 1000, got %s", n)
-			default:
-				cfg.memOvercommit = n
+				return fmt.Errorf("must be at most 1000, got %s", n)
 			}
+			cfg.memOvercommit = n
 		case keyWatchInterval:
 			d, err := parseInterval(value)
 			if err != nil {
-				bad(key, "%v", err)
-				continue
+				return err
 			}
 			cfg.watchInterval = d
-		default:
-			bad(key, "unknown key (known: %s)", strings.Join([]string{
-				keySysfsRoot, keyProcfsRoot, keyCgroupRoot, keyCPUOvercommit, keyMemOvercommit, keyWatchInterval,
-			}, ", "))
 		}
-	}
-	if len(problems) > 0 {
-		return config{}, &sdk.ConfigError{Problems: problems}
+		return nil
+	})
+	if err != nil {
+		return config{}, err
 	}
 	return cfg, nil
 }
@@ -137,25 +124,6 @@ func parseRoot(value any) (string, error) {
 		return "", fmt.Errorf("%q is not a directory", s)
 	}
 	return s, nil
-}
-
-// parseNumber takes a JSON number or a numeric string (etcd stores strings).
-func parseNumber(value any) (decimal.Decimal, error) {
-	switch v := value.(type) {
-	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return decimal.Zero, fmt.Errorf("must be a finite number")
-		}
-		return decimal.NewFromFloat(v), nil
-	case string:
-		d, err := decimal.NewFromString(strings.TrimSpace(v))
-		if err != nil {
-			return decimal.Zero, fmt.Errorf("must be a number, got %q", v)
-		}
-		return d, nil
-	default:
-		return decimal.Zero, fmt.Errorf("must be a number, got %T", value)
-	}
 }
 
 // parseInterval takes a Go duration ("30s", "1m") or a number of seconds.

@@ -3,16 +3,12 @@ package cuda
 import (
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
 )
 
 // Configuration keys, from agent.toml [plugins.cuda].
@@ -113,30 +109,20 @@ func defaultConfig() config {
 // operator fixes agent.toml in one go.
 func parseConfig(raw map[string]any) (config, error) {
 	cfg := defaultConfig()
-	var problems []sdk.ConfigProblem
-	bad := func(key, format string, args ...any) {
-		problems = append(problems, sdk.ConfigProblem{Key: key, Reason: fmt.Sprintf(format, args...)})
-	}
-	keys := make([]string, 0, len(raw))
-	for k := range raw {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, key := range keys {
-		value := raw[key]
+	err := pluginkit.ParseKeys(raw, knownKeys(), func(key string, value any) error {
 		var err error
 		switch key {
 		case keyFakeDevices:
-			cfg.fakeDevices, err = parseExistingPath(value, false)
+			cfg.fakeDevices, err = pluginkit.ExistingFile(value)
 		case keySysfsRoot:
-			cfg.sysfsRoot, err = parseExistingPath(value, true)
+			cfg.sysfsRoot, err = pluginkit.ExistingDir(value)
 		case keyProcfsRoot:
-			cfg.procfsRoot, err = parseExistingPath(value, true)
+			cfg.procfsRoot, err = pluginkit.ExistingDir(value)
 		case keyNVMLLibrary:
-			cfg.nvmlLibrary, err = parseNonEmptyString(value)
+			cfg.nvmlLibrary, err = pluginkit.NonEmptyString(value)
 		case keyAllocationMode:
 			var s string
-			if s, err = parseNonEmptyString(value); err == nil {
+			if s, err = pluginkit.NonEmptyString(value); err == nil {
 				switch m := allocationMode(s); m {
 				case modeDiscrete, modeFractional:
 					cfg.mode = m
@@ -148,7 +134,7 @@ func parseConfig(raw map[string]any) (config, error) {
 			cfg.unitMem, err = parseUnitMem(value)
 		case keyUnitProc:
 			var n decimal.Decimal
-			if n, err = parseNumber(value); err == nil {
+			if n, err = pluginkit.Number(value); err == nil {
 				if !n.IsInteger() || n.LessThan(decimal.NewFromInt(minUnitProc)) || n.GreaterThan(decimal.NewFromInt(math.MaxUint32)) {
 					err = fmt.Errorf("must be a whole number of multiprocessors, at least %d, got %s", minUnitProc, n)
 				} else {
@@ -157,7 +143,7 @@ func parseConfig(raw map[string]any) (config, error) {
 			}
 		case keyQuantumSize:
 			var n decimal.Decimal
-			if n, err = parseNumber(value); err == nil {
+			if n, err = pluginkit.Number(value); err == nil {
 				if !n.IsPositive() || n.GreaterThan(decimal.NewFromInt(1)) {
 					err = fmt.Errorf("must be greater than 0 and at most 1, got %s", n)
 				} else {
@@ -165,10 +151,10 @@ func parseConfig(raw map[string]any) (config, error) {
 				}
 			}
 		case keyDeviceMask:
-			cfg.deviceMask, err = parseStringList(value, true)
+			cfg.deviceMask, err = pluginkit.StringListOrCSV(value)
 		case keyAttachMethod:
 			var s string
-			if s, err = parseNonEmptyString(value); err == nil {
+			if s, err = pluginkit.NonEmptyString(value); err == nil {
 				switch m := attachMethod(s); m {
 				case attachAuto, attachCDI, attachDeviceRequest, attachRuntime, attachEnv:
 					cfg.attach = m
@@ -177,78 +163,20 @@ func parseConfig(raw map[string]any) (config, error) {
 				}
 			}
 		case keyCDISpecDirs:
-			cfg.cdiSpecDirs, err = parseStringList(value, false)
+			cfg.cdiSpecDirs, err = pluginkit.StringList(value)
 		case keyIgnoredXids:
 			cfg.ignoredXids, err = parseXidList(value)
 		case keyHealthRecoveryPeriod:
-			cfg.healthRecoveryPeriod, err = parseDuration(value)
+			cfg.healthRecoveryPeriod, err = pluginkit.Duration(value, "5m")
 		case keyWatchInterval:
-			cfg.watchInterval, err = parseDuration(value)
-		default:
-			err = fmt.Errorf("unknown key (known: %s)", strings.Join(knownKeys(), ", "))
+			cfg.watchInterval, err = pluginkit.Duration(value, "5m")
 		}
-		if err != nil {
-			bad(key, "%v", err)
-		}
-	}
-	if len(problems) > 0 {
-		return config{}, &sdk.ConfigError{Problems: problems}
+		return err
+	})
+	if err != nil {
+		return config{}, err
 	}
 	return cfg, nil
-}
-
-func parseNonEmptyString(value any) (string, error) {
-	s, ok := value.(string)
-	if !ok {
-		return "", fmt.Errorf("must be a string, got %T", value)
-	}
-	if strings.TrimSpace(s) == "" {
-		return "", fmt.Errorf("must not be empty")
-	}
-	return strings.TrimSpace(s), nil
-}
-
-// parseExistingPath resolves a relative path against the working directory,
-// which the agent sets to agent.toml's directory.
-func parseExistingPath(value any, wantDir bool) (string, error) {
-	s, err := parseNonEmptyString(value)
-	if err != nil {
-		return "", err
-	}
-	abs, err := filepath.Abs(s)
-	if err != nil {
-		return "", fmt.Errorf("cannot resolve %q: %w", s, err)
-	}
-	info, err := os.Stat(abs)
-	if err != nil {
-		return "", fmt.Errorf("cannot use %q: %w", s, err)
-	}
-	if wantDir && !info.IsDir() {
-		return "", fmt.Errorf("%q is not a directory", abs)
-	}
-	if !wantDir && !info.Mode().IsRegular() {
-		return "", fmt.Errorf("%q is not a regular file", abs)
-	}
-	return abs, nil
-}
-
-// parseNumber takes a JSON number or a numeric string (etcd stores strings).
-func parseNumber(value any) (decimal.Decimal, error) {
-	switch v := value.(type) {
-	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return decimal.Zero, fmt.Errorf("must be a finite number")
-		}
-		return decimal.NewFromFloat(v), nil
-	case string:
-		d, err := decimal.NewFromString(strings.TrimSpace(v))
-		if err != nil {
-			return decimal.Zero, fmt.Errorf("must be a number, got %q", v)
-		}
-		return d, nil
-	default:
-		return decimal.Zero, fmt.Errorf("must be a number, got %T", value)
-	}
 }
 
 // parseUnitMem takes a byte count or a binary size string ("2g", "2GiB").
@@ -262,7 +190,7 @@ func parseUnitMem(value any) (uint64, error) {
 		}
 		size = d
 	default:
-		d, err := parseNumber(value)
+		d, err := pluginkit.Number(value)
 		if err != nil {
 			return 0, err
 		}
@@ -277,34 +205,6 @@ func parseUnitMem(value any) (uint64, error) {
 	return size.BigInt().Uint64(), nil
 }
 
-// parseStringList takes a list of strings or, as upstream's device_mask,
-// one comma-separated string.
-func parseStringList(value any, allowCommaString bool) ([]string, error) {
-	var items []string
-	switch v := value.(type) {
-	case string:
-		if !allowCommaString {
-			return nil, fmt.Errorf("must be a list of strings, got a string")
-		}
-		for item := range strings.SplitSeq(v, ",") {
-			if item = strings.TrimSpace(item); item != "" {
-				items = append(items, item)
-			}
-		}
-	case []any:
-		for i, raw := range v {
-			s, ok := raw.(string)
-			if !ok || strings.TrimSpace(s) == "" {
-				return nil, fmt.Errorf("item %d must be a non-empty string, got %v", i, raw)
-			}
-			items = append(items, strings.TrimSpace(s))
-		}
-	default:
-		return nil, fmt.Errorf("must be a list of strings, got %T", value)
-	}
-	return items, nil
-}
-
 func parseXidList(value any) (map[uint64]bool, error) {
 	list, ok := value.([]any)
 	if !ok {
@@ -312,7 +212,7 @@ func parseXidList(value any) (map[uint64]bool, error) {
 	}
 	out := map[uint64]bool{}
 	for i, raw := range list {
-		n, err := parseNumber(raw)
+		n, err := pluginkit.Number(raw)
 		if err != nil {
 			return nil, fmt.Errorf("item %d: %w", i, err)
 		}
@@ -322,36 +222,4 @@ func parseXidList(value any) (map[uint64]bool, error) {
 		out[uint64(n.IntPart())] = true
 	}
 	return out, nil
-}
-
-// parseDuration takes a Go duration ("5m") or a number of seconds.
-func parseDuration(value any) (time.Duration, error) {
-	var d time.Duration
-	switch v := value.(type) {
-	case string:
-		parsed, err := time.ParseDuration(strings.TrimSpace(v))
-		if err != nil {
-			secs, numErr := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if numErr != nil {
-				return 0, fmt.Errorf("must be a duration like \"5m\" or a number of seconds, got %q", v)
-			}
-			return secondsToDuration(secs)
-		}
-		d = parsed
-	case float64:
-		return secondsToDuration(v)
-	default:
-		return 0, fmt.Errorf("must be a duration string or a number of seconds, got %T", value)
-	}
-	if d < 10*time.Millisecond || d > 24*time.Hour {
-		return 0, fmt.Errorf("must be from 10ms to 24h, got %s", d)
-	}
-	return d, nil
-}
-
-func secondsToDuration(secs float64) (time.Duration, error) {
-	if math.IsNaN(secs) || secs < 0.01 || secs > 24*60*60 {
-		return 0, fmt.Errorf("must be from 10ms to 24h, got %v seconds", secs)
-	}
-	return time.Duration(secs * float64(time.Second)), nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
 )
 
 // minMultiprocessors is the SM count a fractional share never goes below
@@ -77,10 +78,7 @@ func (p *Plugin) knownIDsLocked() string {
 	for _, g := range p.gpus {
 		ids = append(ids, g.id)
 	}
-	if len(ids) == 0 {
-		return "none"
-	}
-	return strings.Join(ids, ", ")
+	return pluginkit.KnownIDs(ids)
 }
 
 // shareSpec is a fractional share's memory and SM limit, upstream mock's
@@ -144,19 +142,5 @@ func (p *Plugin) PrepareContainer(_ context.Context, req sdk.PrepareRequest) (sd
 // resource.txt: CUDA.DEVICE_SHARES, CUDA.SHARES_SHARES and one line per MIG
 // slot. Devices that are gone are kept: the container still holds them.
 func (p *Plugin) RestoreAllocation(_ context.Context, req sdk.RestoreRequest) (sdk.Allocation, error) {
-	alloc, err := sdk.AllocationFromResourceData(req.ResourceData, []string{kindKey})
-	if err != nil {
-		return nil, fmt.Errorf("restore cuda allocation: %w", err)
-	}
-	for slot, perDevice := range alloc {
-		for id, amount := range perDevice {
-			if amount.IsZero() {
-				delete(perDevice, id)
-			}
-		}
-		if len(perDevice) == 0 {
-			delete(alloc, slot)
-		}
-	}
-	return alloc, nil
+	return pluginkit.RestoreShares(req.ResourceData, kindKey)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/baiagent/baiagent/plugins/cuda/internal/nvmldriver"
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/plugintest"
 )
 
 const (
@@ -56,33 +57,14 @@ func injectedFake(t testing.TB) (*nvmldriver.Fake, nvmldriver.FakeSpec) {
 	return nvmldriver.NewFake(spec), spec
 }
 
-func devicesByID(devs []sdk.Device) map[string]sdk.Device {
-	out := map[string]sdk.Device{}
-	for _, d := range devs {
-		out[d.ID] = d
-	}
-	return out
-}
+func devicesByID(devs []sdk.Device) map[string]sdk.Device { return plugintest.DevicesByID(devs) }
 
 func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 
 // waitForDevices reads watch updates until match accepts one.
 func waitForDevices(t *testing.T, updates <-chan []sdk.Device, timeout time.Duration, what string, match func(map[string]sdk.Device) bool) map[string]sdk.Device {
 	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case devs, ok := <-updates:
-			if !ok {
-				t.Fatalf("watch closed while waiting for %s", what)
-			}
-			if byID := devicesByID(devs); match(byID) {
-				return byID
-			}
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	return plugintest.WaitForDevices(t, updates, timeout, what, match)
 }
 
 func asConfigError(err error, target **sdk.ConfigError) bool { return errors.As(err, target) }

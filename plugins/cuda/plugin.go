@@ -19,6 +19,7 @@ import (
 
 	"github.com/baiagent/baiagent/plugins/cuda/internal/nvmldriver"
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
 )
 
 // Version is the plugin's version.
@@ -88,8 +89,7 @@ type Plugin struct {
 	gpus         []gpuEntry
 	// unhealthy holds physical GPUs (by UUID) hit by a critical event.
 	unhealthy   map[string]gpuHealth
-	watchers    map[int]chan []sdk.Device
-	nextWatcher int
+	watch       pluginkit.Broadcaster
 	stopMonitor context.CancelFunc
 	monitorDone chan struct{}
 }
@@ -103,7 +103,6 @@ func New(opts ...Option) *Plugin {
 		newNVML:   nvmldriver.NewNVML,
 		cfg:       defaultConfig(),
 		unhealthy: map[string]gpuHealth{},
-		watchers:  map[int]chan []sdk.Device{},
 	}
 	for _, o := range opts {
 		o(p)
@@ -360,43 +359,23 @@ func physicalUUID(g gpuEntry) string {
 
 // ListDevices returns every unmasked GPU and MIG instance.
 func (p *Plugin) ListDevices(context.Context) ([]sdk.Device, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.devicesLocked(), nil
+	return p.devices(), nil
 }
 
 // WatchDevices sends the current list, then the full list on every change.
 func (p *Plugin) WatchDevices(ctx context.Context) (<-chan []sdk.Device, error) {
-	ch := make(chan []sdk.Device, 1)
-	p.mu.Lock()
-	id := p.nextWatcher
-	p.nextWatcher++
-	p.watchers[id] = ch
-	ch <- p.devicesLocked()
-	p.mu.Unlock()
-	go func() {
-		<-ctx.Done()
-		p.mu.Lock()
-		delete(p.watchers, id)
-		close(ch)
-		p.mu.Unlock()
-	}()
-	return ch, nil
+	return p.watch.Watch(ctx, p.devices), nil
 }
 
-// broadcast sends the current list to every watcher. A watcher that has not
-// read the previous list gets only the newest: each list is complete.
-func (p *Plugin) broadcast() {
+// devices renders the inventory under p.mu.
+func (p *Plugin) devices() []sdk.Device {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, ch := range p.watchers {
-		select {
-		case <-ch:
-		default:
-		}
-		ch <- p.devicesLocked()
-	}
+	return p.devicesLocked()
 }
+
+// broadcast sends the current list to every watcher; p.mu must not be held.
+func (p *Plugin) broadcast() { p.watch.Broadcast(p.devices) }
 
 // HardwareInfo reports NVML's state, the attach method and unhealthy GPUs.
 func (p *Plugin) HardwareInfo(context.Context) (sdk.HardwareInfo, error) {

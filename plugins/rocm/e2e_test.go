@@ -10,8 +10,8 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/plugins/rocm"
-	"github.com/baiagent/baiagent/plugins/rocm/internal/sysfsfixture"
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/sysfsfixture"
 )
 
 // TestEndToEnd drives the plugin as the agent does, over real gRPC:

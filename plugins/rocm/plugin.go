@@ -14,12 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
 )
 
 // Version is the plugin's version.
@@ -47,8 +47,7 @@ type Plugin struct {
 	// driverErr is why there are no devices at all (no KFD topology).
 	driverErr   error
 	gpus        []gpu
-	watchers    map[int]chan []sdk.Device
-	nextWatcher int
+	watch       pluginkit.Broadcaster
 	stopMonitor context.CancelFunc
 	monitorDone chan struct{}
 }
@@ -58,9 +57,8 @@ var _ sdk.Plugin = (*Plugin)(nil)
 // New returns an unconfigured plugin.
 func New(opts ...Option) *Plugin {
 	p := &Plugin{
-		logger:   hclog.NewNullLogger(),
-		cfg:      defaultConfig(),
-		watchers: map[int]chan []sdk.Device{},
+		logger: hclog.NewNullLogger(),
+		cfg:    defaultConfig(),
 	}
 	for _, o := range opts {
 		o(p)
@@ -177,56 +175,27 @@ func (p *Plugin) devicesLocked() []sdk.Device {
 
 // ListDevices returns every unmasked device.
 func (p *Plugin) ListDevices(context.Context) ([]sdk.Device, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.devicesLocked(), nil
+	return p.devices(), nil
 }
 
 // WatchDevices sends the current list, then the full list on every change.
 func (p *Plugin) WatchDevices(ctx context.Context) (<-chan []sdk.Device, error) {
-	ch := make(chan []sdk.Device, 1)
-	p.mu.Lock()
-	id := p.nextWatcher
-	p.nextWatcher++
-	p.watchers[id] = ch
-	ch <- p.devicesLocked()
-	p.mu.Unlock()
-	go func() {
-		<-ctx.Done()
-		p.mu.Lock()
-		delete(p.watchers, id)
-		close(ch)
-		p.mu.Unlock()
-	}()
-	return ch, nil
+	return p.watch.Watch(ctx, p.devices), nil
 }
 
-// broadcast sends the current list to every watcher. A watcher that has not
-// read the previous list gets only the newest: each list is complete.
-func (p *Plugin) broadcast() {
+// devices renders the inventory under p.mu.
+func (p *Plugin) devices() []sdk.Device {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, ch := range p.watchers {
-		select {
-		case <-ch:
-		default:
-		}
-		ch <- p.devicesLocked()
-	}
+	return p.devicesLocked()
 }
+
+// broadcast sends the current list to every watcher; p.mu must not be held.
+func (p *Plugin) broadcast() { p.watch.Broadcast(p.devices) }
 
 // monitor re-reads the devices every watch interval until ctx ends.
 func (p *Plugin) monitor(ctx context.Context, cfg config) {
-	t := time.NewTicker(cfg.watchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			p.rediscover(cfg)
-		}
-	}
+	pluginkit.Poll(ctx, cfg.watchInterval, func() { p.rediscover(cfg) })
 }
 
 // rediscover re-reads sysfs (hot-plug, driver load or unload, partition
@@ -235,20 +204,13 @@ func (p *Plugin) monitor(ctx context.Context, cfg config) {
 func (p *Plugin) rediscover(cfg config) {
 	gpus, err := discover(cfg)
 	p.mu.Lock()
-	changed := !slices.Equal(p.gpus, gpus) || !sameError(p.driverErr, err)
+	changed := !slices.Equal(p.gpus, gpus) || !pluginkit.SameError(p.driverErr, err)
 	p.gpus, p.driverErr = gpus, err
 	p.mu.Unlock()
 	if changed {
 		p.logger.Info("ROCm device list changed", "devices", len(gpus), "error", err)
 		p.broadcast()
 	}
-}
-
-func sameError(a, b error) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.Error() == b.Error()
 }
 
 // HardwareInfo reports the driver state and unhealthy devices.

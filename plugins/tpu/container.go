@@ -11,6 +11,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
 )
 
 // resolveAllocation checks the allocation against the inventory and returns
@@ -55,10 +56,7 @@ func (p *Plugin) knownIDsLocked() string {
 	for _, c := range p.chips {
 		ids = append(ids, c.id)
 	}
-	if len(ids) == 0 {
-		return "none"
-	}
-	return strings.Join(ids, ", ")
+	return pluginkit.KnownIDs(ids)
 }
 
 // PrepareContainer passes the allocated chips' device nodes and sets
@@ -116,19 +114,5 @@ func (p *Plugin) PrepareContainer(_ context.Context, req sdk.PrepareRequest) (sd
 // RestoreAllocation reads TPU.DEVICE_SHARES from resource.txt. Chips that
 // are gone are kept: the container still holds them.
 func (p *Plugin) RestoreAllocation(_ context.Context, req sdk.RestoreRequest) (sdk.Allocation, error) {
-	alloc, err := sdk.AllocationFromResourceData(req.ResourceData, []string{kindKey})
-	if err != nil {
-		return nil, fmt.Errorf("restore tpu allocation: %w", err)
-	}
-	for slot, perDevice := range alloc {
-		for id, amount := range perDevice {
-			if amount.IsZero() {
-				delete(perDevice, id)
-			}
-		}
-		if len(perDevice) == 0 {
-			delete(alloc, slot)
-		}
-	}
-	return alloc, nil
+	return pluginkit.RestoreShares(req.ResourceData, kindKey)
 }

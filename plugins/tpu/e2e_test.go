@@ -10,8 +10,8 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/plugins/tpu"
-	"github.com/baiagent/baiagent/plugins/tpu/internal/sysfsfixture"
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/sysfsfixture"
 )
 
 // TestEndToEnd drives the plugin as the agent does, over real gRPC:

@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baiagent/baiagent/plugins/tpu/internal/sysfsfixture"
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/plugintest"
+	"github.com/baiagent/baiagent/proto/sdk/sysfsfixture"
 )
 
 const (
@@ -19,10 +20,7 @@ const (
 // sys and dev roots.
 func extractFixture(t testing.TB, archive string) (sysRoot, devRoot string) {
 	t.Helper()
-	dir := t.TempDir()
-	if err := sysfsfixture.Extract(archive, dir); err != nil {
-		t.Fatal(err)
-	}
+	dir := sysfsfixture.ExtractTemp(t, archive)
 	return filepath.Join(dir, "sys"), filepath.Join(dir, "dev")
 }
 
@@ -47,29 +45,10 @@ func configuredPlugin(t testing.TB, cfg map[string]any) *Plugin {
 	return p
 }
 
-func devicesByID(devs []sdk.Device) map[string]sdk.Device {
-	out := map[string]sdk.Device{}
-	for _, d := range devs {
-		out[d.ID] = d
-	}
-	return out
-}
+func devicesByID(devs []sdk.Device) map[string]sdk.Device { return plugintest.DevicesByID(devs) }
 
 // waitForDevices reads watch updates until match accepts one.
 func waitForDevices(t *testing.T, updates <-chan []sdk.Device, what string, match func(map[string]sdk.Device) bool) map[string]sdk.Device {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case devs, ok := <-updates:
-			if !ok {
-				t.Fatalf("watch closed while waiting for %s", what)
-			}
-			if byID := devicesByID(devs); match(byID) {
-				return byID
-			}
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	return plugintest.WaitForDevices(t, updates, 10*time.Second, what, match)
 }

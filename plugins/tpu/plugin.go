@@ -15,12 +15,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
 )
 
 // Version is the plugin's version.
@@ -48,8 +48,7 @@ type Plugin struct {
 	// driverErr is why the chips could not be listed at all.
 	driverErr   error
 	chips       []chip
-	watchers    map[int]chan []sdk.Device
-	nextWatcher int
+	watch       pluginkit.Broadcaster
 	stopMonitor context.CancelFunc
 	monitorDone chan struct{}
 }
@@ -59,9 +58,8 @@ var _ sdk.Plugin = (*Plugin)(nil)
 // New returns an unconfigured plugin.
 func New(opts ...Option) *Plugin {
 	p := &Plugin{
-		logger:   hclog.NewNullLogger(),
-		cfg:      defaultConfig(),
-		watchers: map[int]chan []sdk.Device{},
+		logger: hclog.NewNullLogger(),
+		cfg:    defaultConfig(),
 	}
 	for _, o := range opts {
 		o(p)
@@ -171,56 +169,27 @@ func (p *Plugin) devicesLocked() []sdk.Device {
 
 // ListDevices returns every unmasked device.
 func (p *Plugin) ListDevices(context.Context) ([]sdk.Device, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.devicesLocked(), nil
+	return p.devices(), nil
 }
 
 // WatchDevices sends the current list, then the full list on every change.
 func (p *Plugin) WatchDevices(ctx context.Context) (<-chan []sdk.Device, error) {
-	ch := make(chan []sdk.Device, 1)
-	p.mu.Lock()
-	id := p.nextWatcher
-	p.nextWatcher++
-	p.watchers[id] = ch
-	ch <- p.devicesLocked()
-	p.mu.Unlock()
-	go func() {
-		<-ctx.Done()
-		p.mu.Lock()
-		delete(p.watchers, id)
-		close(ch)
-		p.mu.Unlock()
-	}()
-	return ch, nil
+	return p.watch.Watch(ctx, p.devices), nil
 }
 
-// broadcast sends the current list to every watcher. A watcher that has not
-// read the previous list gets only the newest: each list is complete.
-func (p *Plugin) broadcast() {
+// devices renders the inventory under p.mu.
+func (p *Plugin) devices() []sdk.Device {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, ch := range p.watchers {
-		select {
-		case <-ch:
-		default:
-		}
-		ch <- p.devicesLocked()
-	}
+	return p.devicesLocked()
 }
+
+// broadcast sends the current list to every watcher; p.mu must not be held.
+func (p *Plugin) broadcast() { p.watch.Broadcast(p.devices) }
 
 // monitor re-reads the devices every watch interval until ctx ends.
 func (p *Plugin) monitor(ctx context.Context, cfg config) {
-	t := time.NewTicker(cfg.watchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			p.rediscover(cfg)
-		}
-	}
+	pluginkit.Poll(ctx, cfg.watchInterval, func() { p.rediscover(cfg) })
 }
 
 // rediscover re-reads sysfs (hot-plug, driver binding changes, device
@@ -228,20 +197,13 @@ func (p *Plugin) monitor(ctx context.Context, cfg config) {
 func (p *Plugin) rediscover(cfg config) {
 	chips, err := discover(cfg)
 	p.mu.Lock()
-	changed := !slices.Equal(p.chips, chips) || !sameError(p.driverErr, err)
+	changed := !slices.Equal(p.chips, chips) || !pluginkit.SameError(p.driverErr, err)
 	p.chips, p.driverErr = chips, err
 	p.mu.Unlock()
 	if changed {
 		p.logger.Info("TPU chip list changed", "chips", len(chips), "error", err)
 		p.broadcast()
 	}
-}
-
-func sameError(a, b error) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.Error() == b.Error()
 }
 
 // HardwareInfo reports whether chips were found and which are unhealthy.

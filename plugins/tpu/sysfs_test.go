@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/baiagent/baiagent/plugins/tpu/internal/sysfsfixture"
+	"github.com/baiagent/baiagent/proto/sdk/sysfsfixture"
 )
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -27,7 +27,7 @@ func TestAcceleratorPluginsAsSubprocesses(t *testing.T) {
 		testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/"+name+"/cmd/baiagent-plugin-"+name, bin, "baiagent-plugin-"+name)
 	}
 	unpack := func(plugin, archive string) string {
-		tool := testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/"+plugin+"/internal/fixturetool", tools, plugin+"-fixturetool")
+		tool := testutil.BuildBinary(t, "github.com/baiagent/baiagent/proto/cmd/sysfsfixture", tools, plugin+"-fixturetool")
 		dir := filepath.Join(root, "hw-"+plugin)
 		out, err := exec.Command(tool, filepath.Join(repoRoot(t), "plugins", plugin, "testdata", archive), dir).CombinedOutput()
 		if err != nil {

@@ -1,5 +1,5 @@
-// Package sysfsfixture unpacks the text archives under testdata/ into real
-// directory trees. The archives hold sysfs and /dev trees whose names
+// Package sysfsfixture unpacks the text archives under the plugins'
+// testdata/ into real directory trees. The archives hold sysfs and /dev trees whose names
 // contain ':', which Go module zips do not allow as file names.
 //
 // Format: text before the first marker is a comment; "-- path --" starts a
@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // Entry is one file or link of an archive.
@@ -96,4 +97,15 @@ func Extract(archive, dir string) error {
 		}
 	}
 	return nil
+}
+
+// ExtractTemp unpacks archive into a fresh temporary directory of t and
+// returns the directory.
+func ExtractTemp(t testing.TB, archive string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := Extract(archive, dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
