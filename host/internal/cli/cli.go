@@ -50,6 +50,7 @@ override single keys, as with the Python agent.`,
 	root.AddCommand(newServerCommand(opts), newPluginsCommand(opts), newConfigCommand(opts), newVersionCommand())
 	root.AddCommand(newRPCCommand(opts))
 	root.AddCommand(newKernelCommand(opts))
+	root.AddCommand(newWatcherCommand(opts))
 	return root
 }
 
