@@ -390,6 +390,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer kernels.Close()
 	kernelMethods = rpcserver.NewKernelMethods(kernels, rpcserver.KernelMethodsOptions{
 		KernelHost: a.kernelHost(),
+		OnCreating: func(ctx context.Context, kernelID, sessionID string) {
+			a.emit(ctx, events.KernelPreparing{KernelID: kernelID, SessionID: sessionID})
+			a.emit(ctx, events.KernelCreating{KernelID: kernelID, SessionID: sessionID})
+		},
+		OnStarted: func(ctx context.Context, kernelID, sessionID string, result map[string]any) {
+			a.emit(ctx, events.KernelStarted{KernelID: kernelID, SessionID: sessionID, CreationInfo: orderedMap(result)})
+		},
 		OnAlreadyTerminated: func(ctx context.Context, kernelID, sessionID string) {
 			ev := events.KernelTerminated{KernelID: kernelID, SessionID: sessionID, Reason: "already-terminated", ExitCode: -1}
 			if err := bus.Emit(context.WithoutCancel(ctx), ev); err != nil {
@@ -545,6 +552,27 @@ func outboundIP() string {
 	}
 	defer conn.Close()
 	return conn.LocalAddr().(*net.UDPAddr).IP.String()
+}
+
+// emit sends an event; a failure is logged, never returned: lifecycle
+// events that cannot be sent now are queued by the bus.
+func (a *Agent) emit(ctx context.Context, ev events.Event) {
+	if err := a.bus.Emit(context.WithoutCancel(ctx), ev); err != nil {
+		a.log.Warn().Err(err).Str("event", ev.Name()).Msg("event not sent")
+	}
+}
+
+// orderedMap turns a result dict into msgpack's ordered map, keys sorted.
+func orderedMap(m map[string]any) pywire.Map {
+	out := make(pywire.Map, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v := m[k]
+		if inner, ok := v.(map[string]any); ok {
+			v = orderedMap(inner)
+		}
+		out = append(out, pywire.KV{Key: k, Value: v})
+	}
+	return out
 }
 
 // kernelHost is the address the manager and app proxy reach kernel ports

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"runtime"
 	"strconv"
 	"strings"
@@ -254,6 +255,32 @@ func TestRunningAgent(t *testing.T) {
 		"--cpu", "1", "--mem", "128m", "--cuda", "1", "echo gpus=$CUDA_VISIBLE_DEVICES; echo hello from a kernel")
 	if err != nil || !strings.Contains(stdout, "gpus=0") || !strings.Contains(stdout, "hello from a kernel") {
 		t.Fatalf("kernel run: %v\nstdout %s\nstderr %s", err, stdout, stderr)
+	}
+
+	// Without Redis the events are readable on the internal endpoint: the
+	// kernel's whole lifecycle is there, in order.
+	resp, err = http.Get("http://" + string(internal[1]) + "/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs struct {
+		Events []struct {
+			Name string `json:"name"`
+		} `json:"events"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&evs)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lifecycle []string
+	for _, ev := range evs.Events {
+		if strings.HasPrefix(ev.Name, "kernel_") {
+			lifecycle = append(lifecycle, ev.Name)
+		}
+	}
+	if want := []string{"kernel_preparing", "kernel_creating", "kernel_started", "kernel_terminated"}; !slices.Equal(lifecycle, want) {
+		t.Fatalf("kernel events %v, want %v", lifecycle, want)
 	}
 
 	admin, err := adminapi.Dial(sock)

@@ -55,6 +55,11 @@ type KernelMethodsOptions struct {
 	// the manager lists but this agent does not know: upstream sends
 	// kernel_terminated with reason already-terminated. May be nil.
 	OnAlreadyTerminated func(ctx context.Context, kernelID, sessionID string)
+	// OnCreating is called before a kernel is created and OnStarted after it
+	// started, with create_kernels' result for it (the agent sends
+	// kernel_preparing/kernel_creating and kernel_started). Both may be nil.
+	OnCreating func(ctx context.Context, kernelID, sessionID string)
+	OnStarted  func(ctx context.Context, kernelID, sessionID string, result map[string]any)
 	// DestroyTimeout bounds the destroys that sync_kernel_registry starts in
 	// the background; zero means 2 minutes.
 	DestroyTimeout time.Duration
@@ -270,12 +275,19 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 		go func(i int) {
 			defer wg.Done()
 			p := pending[i]
+			if km.opts.OnCreating != nil {
+				km.opts.OnCreating(ctx, p.req.KernelID, p.req.SessionID)
+			}
 			created, err := km.svc.Create(ctx, p.req)
 			if err != nil {
 				errs[i] = creationErr(p, err)
 				return
 			}
-			results[i] = km.creationResult(p, created)
+			result := km.creationResult(p, created)
+			results[i] = result
+			if km.opts.OnStarted != nil {
+				km.opts.OnStarted(ctx, p.req.KernelID, p.req.SessionID, result)
+			}
 		}(i)
 	}
 	wg.Wait()
