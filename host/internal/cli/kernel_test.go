@@ -186,3 +186,17 @@ func TestKernelCommands(t *testing.T) {
 		}
 	}
 }
+
+// The CLI does not transfer files; the fake refuses like a kernel without them.
+func (c *cliKernels) UploadFile(kernelID, _ string, _ []byte) error {
+	return fmt.Errorf("%w: %s", kernel.ErrKernelNotFound, kernelID)
+}
+func (c *cliKernels) DownloadFile(kernelID, _ string) ([]byte, error) {
+	return nil, fmt.Errorf("%w: %s", kernel.ErrKernelNotFound, kernelID)
+}
+func (c *cliKernels) DownloadSingle(kernelID, _ string) ([]byte, error) {
+	return nil, fmt.Errorf("%w: %s", kernel.ErrKernelNotFound, kernelID)
+}
+func (c *cliKernels) ListFiles(kernelID, _ string) (kernel.FileListing, error) {
+	return kernel.FileListing{}, fmt.Errorf("%w: %s", kernel.ErrKernelNotFound, kernelID)
+}

@@ -24,6 +24,7 @@ import (
 // KernelService is what the kernel RPC methods need from the kernel
 // lifecycle; *kernel.Manager implements it.
 type KernelService interface {
+	KernelFileService
 	Create(ctx context.Context, req kernel.CreateRequest) (kernel.Created, error)
 	Destroy(ctx context.Context, kernelID, reason string) (kernel.Termination, error)
 	Execute(ctx context.Context, kernelID, runID, mode, code string, opts runnerclient.ExecOptions) (runnerclient.Result, error)
@@ -90,7 +91,8 @@ func NewKernelMethods(svc KernelService, opts KernelMethodsOptions) *KernelMetho
 
 // RegisterKernelMethods registers create_kernels, destroy_kernel, execute,
 // interrupt_kernel, get_completions, get_logs, start_service and
-// shutdown_service on s. Pass the same km as Deps.Kernels to New so that
+// shutdown_service, and the file methods upload_file, download_file,
+// download_single and list_files on s. Pass the same km as Deps.Kernels to New so that
 // check_creating, check_running, sync_kernel_registry and
 // scan_gpu_alloc_map see the same kernels.
 func RegisterKernelMethods(s *Server, km *KernelMethods) {
@@ -102,6 +104,10 @@ func RegisterKernelMethods(s *Server, km *KernelMethods) {
 	s.Register("get_logs", km.getLogs)
 	s.Register("start_service", km.startService)
 	s.Register("shutdown_service", km.shutdownService)
+	s.Register("upload_file", km.uploadFile)
+	s.Register("download_file", km.downloadFile)
+	s.Register("download_single", km.downloadSingle)
+	s.Register("list_files", km.listFiles)
 	s.Register(MethodListKernels, km.listKernels)
 }
 

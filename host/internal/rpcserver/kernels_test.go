@@ -35,10 +35,11 @@ type fakeKernels struct {
 	destroyed map[string]string // kernel id -> reason
 	execs     []string
 	nextPort  int
+	files     map[string][]byte // kernel id + "\x00" + path -> content
 }
 
 func newFakeKernels() *fakeKernels {
-	return &fakeKernels{kernels: map[string]kernel.Info{}, destroyed: map[string]string{}, nextPort: 30000}
+	return &fakeKernels{kernels: map[string]kernel.Info{}, destroyed: map[string]string{}, nextPort: 30000, files: map[string][]byte{}}
 }
 
 func (f *fakeKernels) Create(_ context.Context, req kernel.CreateRequest) (kernel.Created, error) {
