@@ -170,42 +170,11 @@ func jsonToWire(v any) any {
 	return v
 }
 
-// wireToJSON makes a decoded result printable as JSON.
-func wireToJSON(v any) any {
-	switch x := v.(type) {
-	case wiremsg.Map:
-		out := make(map[string]any, len(x))
-		for k, item := range x {
-			out[fmt.Sprint(k)] = wireToJSON(item)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, item := range x {
-			out[i] = wireToJSON(item)
-		}
-		return out
-	case []byte:
-		return string(x)
-	case wiremsg.UUID:
-		return x.String()
-	case wiremsg.Enum:
-		return x.String()
-	case wiremsg.ResourceSlot:
-		out := make(map[string]any, len(x))
-		for k, d := range x {
-			out[k] = d.String()
-		}
-		return out
-	}
-	return v
-}
-
 func printJSON(w io.Writer, v any) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(wireToJSON(v)); err != nil {
+	if err := enc.Encode(wiremsg.ToJSON(v)); err != nil {
 		return fmt.Errorf("print result: %w", err)
 	}
 	_, err := w.Write(buf.Bytes())

@@ -710,7 +710,7 @@ func (km *KernelMethods) startService(ctx context.Context, call *Call) (any, err
 	if !known {
 		return map[string]any{"status": "failed", "error": "invalid service name"}, nil
 	}
-	res, err := km.svc.StartService(ctx, kid, protocol.ServiceRequest{Name: service, Options: jsonSafe(opts).(map[string]any)})
+	res, err := km.svc.StartService(ctx, kid, protocol.ServiceRequest{Name: service, Options: wiremsg.ToJSON(opts).(map[string]any)})
 	if err != nil {
 		if errors.Is(err, kernel.ErrKernelNotFound) || errors.Is(err, kernel.ErrNotRunning) {
 			return nil, kernelErr(err)
@@ -722,44 +722,6 @@ func (km *KernelMethods) startService(ctx context.Context, call *Call) (any, err
 		out["error"] = res.Error
 	}
 	return out, nil
-}
-
-// jsonSafe turns decoded msgpack values into what encoding/json can write
-// (the runner protocol is JSON): dicts get string keys, bytes become str.
-func jsonSafe(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, item := range x {
-			out[k] = jsonSafe(item)
-		}
-		return out
-	case wiremsg.Map:
-		out := make(map[string]any, len(x))
-		for k, item := range x {
-			out[fmt.Sprint(k)] = jsonSafe(item)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, item := range x {
-			out[i] = jsonSafe(item)
-		}
-		return out
-	case []byte:
-		return string(x)
-	case wiremsg.UUID:
-		return x.String()
-	case wiremsg.Enum:
-		return x.String()
-	case decimal.Decimal:
-		return x.String()
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil
-		}
-	}
-	return v
 }
 
 // shutdownService(kernel_id, service) -> None.
