@@ -188,6 +188,32 @@ func (a *Agent) refreshMetrics(ctx context.Context, m *httpapi.Metrics, kernels 
 	}
 }
 
+// kernelImages lists the local images the manager may schedule kernels
+// on: as upstream's scan_images, tagged images carrying the
+// ai.backend.kernelspec label. A Docker error leaves the list empty for
+// this heartbeat.
+func (a *Agent) kernelImages(ctx context.Context) []heartbeat.Image {
+	list, err := a.docker.ImageList(ctx, client.ImageListOptions{})
+	if err != nil {
+		a.log.Warn().Err(err).Msg("cannot list images for the heartbeat")
+		return nil
+	}
+	var out []heartbeat.Image
+	for _, img := range list.Items {
+		if _, ok := img.Labels["ai.backend.kernelspec"]; !ok {
+			continue
+		}
+		for _, tag := range img.RepoTags {
+			if tag == "<none>:<none>" {
+				continue
+			}
+			out = append(out, heartbeat.Image{Canonical: tag, Digest: img.ID, Architecture: machineArch()})
+		}
+	}
+	slices.SortFunc(out, func(x, y heartbeat.Image) int { return strings.Compare(x.Canonical, y.Canonical) })
+	return out
+}
+
 // machineArch is upstream's architecture name of this machine.
 func machineArch() string {
 	switch runtime.GOARCH {
@@ -466,8 +492,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	go heartbeat.Run(ctx, heartbeat.Options{
-		AgentID:  a.cfg.Agent.ID,
-		Source:   heartbeat.SourceFunc(func(context.Context) (heartbeat.Info, error) { return a.heartbeatInfo(rpc.PublicKey()), nil }),
+		AgentID: a.cfg.Agent.ID,
+		Source: heartbeat.SourceFunc(func(ctx context.Context) (heartbeat.Info, error) {
+			info := a.heartbeatInfo(rpc.PublicKey())
+			info.Images = a.kernelImages(ctx)
+			return info, nil
+		}),
 		Bus:      bus,
 		Interval: a.cfg.Debug.HeartbeatInterval,
 		Images:   images,

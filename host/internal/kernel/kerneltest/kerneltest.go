@@ -81,7 +81,7 @@ func BuildBusybox(t testing.TB, docker *client.Client) string {
 	}
 	dockerfile := []byte(`FROM scratch
 COPY rootfs/ /
-LABEL ai.backend.runtime-type="shell" ai.backend.runtime-path="/bin/sh" ai.backend.service-ports="web:http:8080"
+LABEL ai.backend.kernelspec="1" ai.backend.runtime-type="shell" ai.backend.runtime-path="/bin/sh" ai.backend.service-ports="web:http:8080"
 `)
 	add(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile)), Typeflag: tar.TypeReg}, dockerfile)
 	for _, dir := range []string{"rootfs/", "rootfs/bin/", "rootfs/etc/", "rootfs/home/", "rootfs/home/work/"} {
