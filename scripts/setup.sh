@@ -25,7 +25,7 @@ fi
 gobin=$(go env GOPATH)/bin
 install_tool() { # module@version binary
   local bin=$gobin/$2
-  if [ ! -x "$bin" ] || ! "$bin" --version 2>&1 | grep -q "${1##*@v}"; then
+  if [ ! -x "$bin" ] || [[ "$("$bin" --version 2>&1)" != *"${1##*@v}"* ]]; then
     go install "$1"
   fi
 }
