@@ -10,6 +10,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/baiagent/baiagent/host/internal/portpool"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -252,4 +254,18 @@ func ScratchEntries(t testing.TB, root string) []string {
 		names = append(names, filepath.Join(root, e.Name()))
 	}
 	return names
+}
+
+// Ports returns a port pool for test kernels: 100 ports at a random place
+// below the kernel's ephemeral range (32768+, where outgoing connections
+// would collide with published ports), skipping ports another program holds.
+func Ports(t testing.TB) *portpool.Pool {
+	t.Helper()
+	min := 20000 + rand.IntN(100)*100
+	p, err := portpool.New(min, min+99, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.CheckWith(portpool.ListenProbe("0.0.0.0"))
+	return p
 }
