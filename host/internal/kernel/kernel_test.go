@@ -50,10 +50,8 @@ func newEnv(t *testing.T) *env {
 	e.image = kerneltest.BuildBusybox(t, docker)
 	e.runnerPath = kerneltest.RunnerBinary(t)
 	e.plugins, e.allocator = kerneltest.CPUPlugin(t)
-	// Below the kernel's ephemeral range (32768+), where outgoing
-	// connections would collide with published ports.
-	e.portMin = 20000 + rand.IntN(100)*100
-	e.ports = newPorts(t, e.portMin)
+	e.portMin = kerneltest.RandomPortBase()
+	e.ports = kerneltest.PortsAt(t, e.portMin)
 	e.scratchRoot = t.TempDir()
 	t.Cleanup(func() {
 		kerneltest.RemoveLabelled(t, docker, kernel.LabelAgentID, e.agentID)
@@ -62,15 +60,6 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	return e
-}
-
-func newPorts(t *testing.T, min int) *portpool.Pool {
-	p, err := portpool.New(min, min+99, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.CheckWith(portpool.ListenProbe("0.0.0.0"))
-	return p
 }
 
 func (e *env) manager(t *testing.T) *kernel.Manager {
@@ -377,7 +366,7 @@ func TestRecoverAfterAgentRestart(t *testing.T) {
 
 	// A new agent: fresh allocator over the same plugins, fresh port pool.
 	e.allocator = kerneltest.NewAllocator(t, e.plugins)
-	e.ports = newPorts(t, e.portMin)
+	e.ports = kerneltest.PortsAt(t, e.portMin)
 	second := e.manager(t)
 	report := start(t, second)
 	if !reflect.DeepEqual(report.Recovered, []string{"k-alive"}) {

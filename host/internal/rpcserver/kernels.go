@@ -625,23 +625,29 @@ func optInt(opts map[string]any, key string) int {
 	return 0
 }
 
+// kernelStringOpts binds (kernel_id, <name>: str, opts: dict), the shape of
+// get_completions and start_service.
+func (km *KernelMethods) kernelStringOpts(method, name string, call *Call) (kid, value string, opts map[string]any, err error) {
+	args, err := call.bind(param{name: "kernel_id"}, param{name: name}, param{name: "opts"})
+	if err != nil {
+		return "", "", nil, err
+	}
+	if kid, err = km.lookupID(method, args[0]); err != nil {
+		return "", "", nil, err
+	}
+	if value, err = argString(method, name, args[1]); err != nil {
+		return "", "", nil, err
+	}
+	if opts, err = optsArg(method, "opts", args[2]); err != nil {
+		return "", "", nil, err
+	}
+	return kid, value, opts, nil
+}
+
 // getCompletions(kernel_id, text, opts) -> {"result": {status, error,
 // suggestions}} (a v2 method: upstream returns CodeCompletionResp.as_dict()).
 func (km *KernelMethods) getCompletions(ctx context.Context, call *Call) (any, error) {
-	const method = "get_completions"
-	args, err := call.bind(param{name: "kernel_id"}, param{name: "text"}, param{name: "opts"})
-	if err != nil {
-		return nil, err
-	}
-	kid, err := km.lookupID(method, args[0])
-	if err != nil {
-		return nil, err
-	}
-	text, err := argString(method, "text", args[1])
-	if err != nil {
-		return nil, err
-	}
-	opts, err := optsArg(method, "opts", args[2])
+	kid, text, opts, err := km.kernelStringOpts("get_completions", "text", call)
 	if err != nil {
 		return nil, err
 	}
@@ -680,20 +686,7 @@ func (km *KernelMethods) getLogs(ctx context.Context, call *Call) (any, error) {
 // {status, error?}; an unknown service name answers
 // {status: failed, error: "invalid service name"} as upstream.
 func (km *KernelMethods) startService(ctx context.Context, call *Call) (any, error) {
-	const method = "start_service"
-	args, err := call.bind(param{name: "kernel_id"}, param{name: "service"}, param{name: "opts"})
-	if err != nil {
-		return nil, err
-	}
-	kid, err := km.lookupID(method, args[0])
-	if err != nil {
-		return nil, err
-	}
-	service, err := argString(method, "service", args[1])
-	if err != nil {
-		return nil, err
-	}
-	opts, err := optsArg(method, "opts", args[2])
+	kid, service, opts, err := km.kernelStringOpts("start_service", "service", call)
 	if err != nil {
 		return nil, err
 	}

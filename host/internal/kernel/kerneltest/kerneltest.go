@@ -261,7 +261,16 @@ func ScratchEntries(t testing.TB, root string) []string {
 // would collide with published ports), skipping ports another program holds.
 func Ports(t testing.TB) *portpool.Pool {
 	t.Helper()
-	min := 20000 + rand.IntN(100)*100
+	return PortsAt(t, RandomPortBase())
+}
+
+// RandomPortBase picks the first port of a test pool (see Ports).
+func RandomPortBase() int { return 20000 + rand.IntN(100)*100 }
+
+// PortsAt is Ports over [min, min+99], for a test that needs the same range
+// again (a restarted agent re-reserving its kernels' ports).
+func PortsAt(t testing.TB, min int) *portpool.Pool {
+	t.Helper()
 	p, err := portpool.New(min, min+99, 0, nil)
 	if err != nil {
 		t.Fatal(err)
