@@ -43,7 +43,7 @@ type env struct {
 	terminations []kernel.Termination
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	docker := kerneltest.Docker(t)
 	e := &env{docker: docker, agentID: fmt.Sprintf("test-agent-%d", rand.Uint64())}
@@ -62,7 +62,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func (e *env) manager(t *testing.T) *kernel.Manager {
+func (e *env) manager(t testing.TB) *kernel.Manager {
 	t.Helper()
 	m, err := kernel.New(kernel.Config{
 		AgentID: e.agentID, ScratchRoot: e.scratchRoot, KernelUID: 1000, KernelGID: 1000,
@@ -82,7 +82,7 @@ func (e *env) manager(t *testing.T) *kernel.Manager {
 }
 
 // start recovers and runs the manager's event loop until the test ends.
-func start(t *testing.T, m *kernel.Manager) kernel.RecoverReport {
+func start(t testing.TB, m *kernel.Manager) kernel.RecoverReport {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	report, err := m.Recover(ctx)
@@ -115,7 +115,7 @@ func request(id string) kernel.CreateRequest {
 	}
 }
 
-func create(t *testing.T, m *kernel.Manager, req kernel.CreateRequest) kernel.Created {
+func create(t testing.TB, m *kernel.Manager, req kernel.CreateRequest) kernel.Created {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

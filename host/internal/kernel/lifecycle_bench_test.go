@@ -1,0 +1,202 @@
+package kernel_test
+
+// Side-by-side benchmarks of issue #5, each pair on the same locally built
+// busybox image in one run:
+//
+//   - BenchmarkCreateKernel (Manager.Create: allocation, scratch dir, ports,
+//     container create+start, until the kernel runner answers) against
+//     BenchmarkDockerCreateStart (ContainerCreate + ContainerStart of the same
+//     image through the same Docker API client). Target: under 1.2x.
+//   - BenchmarkExecuteTrivial (Manager.Execute of "echo hi" in the kernel's
+//     persistent shell) against BenchmarkDockerExecAPI (ExecCreate + attach +
+//     ExecInspect of "echo hi" in a running container) and
+//     BenchmarkDockerExecCLI (the `docker exec` command operators type).
+//     Target: 10x faster or more.
+//
+// Run: cd host && go test -run '^$' -bench 'CreateKernel|DockerCreateStart|ExecuteTrivial|DockerExec' -benchtime 20x ./internal/kernel/
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+)
+
+// latencies reports p50 and p99 of the timed iterations beside ns/op.
+type latencies []time.Duration
+
+func (l *latencies) report(b *testing.B) {
+	if len(*l) == 0 {
+		return
+	}
+	s := append([]time.Duration(nil), *l...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	b.ReportMetric(float64(s[len(s)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(s[(len(s)*99)/100].Microseconds())/1000, "p99-ms")
+}
+
+func BenchmarkCreateKernel(b *testing.B) {
+	e := newEnv(b)
+	m := e.manager(b)
+	start(b, m)
+	ctx := context.Background()
+	var lat latencies
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		req := request(fmt.Sprintf("bench-create-%d", i))
+		t0 := time.Now()
+		if _, err := m.Create(ctx, req); err != nil {
+			b.Fatalf("create: %v", err)
+		}
+		lat = append(lat, time.Since(t0))
+		b.StopTimer()
+		if _, err := m.Destroy(ctx, req.KernelID, kernel.ReasonUserRequested); err != nil {
+			b.Fatalf("destroy: %v", err)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	lat.report(b)
+}
+
+func BenchmarkDockerCreateStart(b *testing.B) {
+	e := newEnv(b)
+	ctx := context.Background()
+	var lat latencies
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
+		id := plainContainer(b, e, fmt.Sprintf("bench-plain-%s-%d", e.agentID, i))
+		lat = append(lat, time.Since(t0))
+		b.StopTimer()
+		if _, err := e.docker.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
+			b.Fatalf("remove: %v", err)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	lat.report(b)
+}
+
+// plainContainer creates and starts a container of the busybox image the
+// way a plain `docker run -d IMAGE sleep` would, labelled for cleanup.
+func plainContainer(b *testing.B, e *env, name string) string {
+	b.Helper()
+	ctx := context.Background()
+	created, err := e.docker.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: name,
+		Config: &container.Config{Image: e.image, Cmd: []string{"sleep", "3600"},
+			Labels: map[string]string{kernel.LabelAgentID: e.agentID}},
+		HostConfig: &container.HostConfig{},
+	})
+	if err != nil {
+		b.Fatalf("docker create: %v", err)
+	}
+	if _, err := e.docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		b.Fatalf("docker start: %v", err)
+	}
+	return created.ID
+}
+
+func BenchmarkExecuteTrivial(b *testing.B) {
+	e := newEnv(b)
+	m := e.manager(b)
+	start(b, m)
+	req := request("bench-exec")
+	create(b, m, req)
+	ctx := context.Background()
+	var lat latencies
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
+		res, err := m.Execute(ctx, req.KernelID, fmt.Sprintf("run-%d", i), runnerclient.ModeQuery, "echo hi",
+			runnerclient.ExecOptions{FlushTimeout: 5 * time.Second})
+		lat = append(lat, time.Since(t0))
+		if err != nil || res.Status != runnerclient.StatusFinished || stdout(res) != "hi\n" {
+			b.Fatalf("execute: %v, status %s, console %q", err, res.Status, res.Console)
+		}
+	}
+	b.StopTimer()
+	lat.report(b)
+	if _, err := m.Destroy(ctx, req.KernelID, kernel.ReasonUserRequested); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func BenchmarkDockerExecAPI(b *testing.B) {
+	e := newEnv(b)
+	id := plainContainer(b, e, "bench-exec-api-"+e.agentID)
+	ctx := context.Background()
+	var lat latencies
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		out := dockerExec(b, e.docker, id, "echo", "hi")
+		lat = append(lat, time.Since(t0))
+		if out != "hi\n" {
+			b.Fatalf("docker exec printed %q", out)
+		}
+	}
+	b.StopTimer()
+	lat.report(b)
+	_, _ = e.docker.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+}
+
+// dockerExec runs cmd in a container as `docker exec` does: create the
+// exec, attach (which starts it), read the output to EOF, inspect the exit
+// code.
+func dockerExec(b *testing.B, docker *client.Client, containerID string, cmd ...string) string {
+	b.Helper()
+	ctx := context.Background()
+	ex, err := docker.ExecCreate(ctx, containerID, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		b.Fatalf("exec create: %v", err)
+	}
+	att, err := docker.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+	if err != nil {
+		b.Fatalf("exec attach: %v", err)
+	}
+	var stdoutBuf, stderrBuf bytes.Buffer
+	_, err = stdcopy.StdCopy(&stdoutBuf, &stderrBuf, att.Reader)
+	att.Close()
+	if err != nil {
+		b.Fatalf("exec output: %v", err)
+	}
+	insp, err := docker.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+	if err != nil || insp.ExitCode != 0 {
+		b.Fatalf("exec inspect: %v (exit %d, stderr %q)", err, insp.ExitCode, stderrBuf.String())
+	}
+	return stdoutBuf.String()
+}
+
+func BenchmarkDockerExecCLI(b *testing.B) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		b.Skip("the docker command is not installed")
+	}
+	e := newEnv(b)
+	id := plainContainer(b, e, "bench-exec-cli-"+e.agentID)
+	var lat latencies
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		out, err := exec.Command("docker", "exec", id, "echo", "hi").CombinedOutput()
+		lat = append(lat, time.Since(t0))
+		if err != nil || strings.TrimSpace(string(out)) != "hi" {
+			b.Fatalf("docker exec: %v: %s", err, out)
+		}
+	}
+	b.StopTimer()
+	lat.report(b)
+	_, _ = e.docker.ContainerRemove(context.Background(), id, client.ContainerRemoveOptions{Force: true})
+}
