@@ -33,6 +33,7 @@ type Config struct {
 	// comes from etcd (config/redis/*).
 	Redis   *RedisConfig
 	Watcher WatcherConfig
+	API     APIConfig
 	// Plugins holds the free-form [plugins.<key>] tables, passed to the compute
 	// plugin named <key> as JSON. Relative paths inside them are not rewritten;
 	// a plugin host resolves them against Dir().
@@ -237,6 +238,14 @@ type ResourceAllocations struct {
 	CPU     int
 	Mem     ByteSize
 	Devices map[string]decimal.Decimal
+}
+
+// APIConfig is the [api] section: bounds on the image operations the
+// manager asks for.
+type APIConfig struct {
+	// PullTimeout bounds one image pull (pull-timeout, seconds, default
+	// 7200); zero means no limit, as upstream treats 0.
+	PullTimeout time.Duration
 }
 
 // DebugConfig is the [debug] section.

@@ -79,13 +79,14 @@ func (d *decoder) decodeRoot(root *table, cfg *Config) {
 	if root.has("agents") {
 		d.fail("agents", "multi-agent mode ([[agents]]) is not supported by baiagent; run one agent per config")
 	}
-	root.ignore("container-logs", "api", "kernel-lifecycles", "otel", "pyroscope", "service-discovery")
+	root.ignore("container-logs", "kernel-lifecycles", "otel", "pyroscope", "service-discovery")
 
 	d.decodeEtcd(root.child("etcd"), &cfg.Etcd)
 	d.decodeAgent(root.child("agent"), &cfg.Agent)
 	d.decodeContainer(root.child("container"), &cfg.Container)
 	d.decodeResource(root.child("resource"), &cfg.Resource)
 	d.decodeDebug(root.child("debug"), &cfg.Debug)
+	d.decodeAPI(root.child("api"), &cfg.API)
 	d.decodeLogging(root.child("logging"), &cfg.Logging)
 	if root.has("redis") {
 		cfg.Redis = &RedisConfig{}
@@ -507,6 +508,12 @@ func (d *decoder) decodeDebug(t *table, debug *DebugConfig) {
 	t.boolean("log-heartbeats", &debug.LogHeartbeats)
 	t.boolean("log-docker-events", &debug.LogDockerEvents)
 	t.ignore("asyncio", "kernel-runner", "enhanced-aiomonitor-task-info", "coredump")
+	t.finish()
+}
+
+func (d *decoder) decodeAPI(t *table, api *APIConfig) {
+	t.seconds("pull-timeout", &api.PullTimeout, true)
+	t.ignore("commit-timeout", "push-timeout")
 	t.finish()
 }
 

@@ -66,6 +66,9 @@ func defaults(workDir string) Config {
 			AllocationOrder: []string{"cuda", "rocm", "tpu", "cpu", "mem"},
 			AffinityPolicy:  AffinityInterleaved,
 		},
+		API: APIConfig{
+			PullTimeout: 7200 * time.Second,
+		},
 		Debug: DebugConfig{
 			HeartbeatInterval: 20 * time.Second,
 		},

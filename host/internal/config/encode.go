@@ -174,6 +174,7 @@ func (c *Config) encode(maskSecrets bool) ([]byte, error) {
 		"container": container,
 		"resource":  resource,
 		"debug":     debug,
+		"api":       map[string]any{"pull-timeout": seconds(c.API.PullTimeout)},
 		"logging": map[string]any{
 			"level":  string(c.Logging.Level),
 			"format": string(c.Logging.Format),

@@ -61,6 +61,9 @@ cpu = 8
 mem = "64G"
 devices = { "cuda.device" = "1.5", "cuda.shares" = 0.25 }
 
+[api]
+pull-timeout = 600.5
+
 [logging]
 level = "DEBUG"
 format = "json"

@@ -62,6 +62,7 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		{"allocation-order", cfg.Resource.AllocationOrder, []string{"cuda", "rocm", "tpu", "cpu", "mem"}},
 		{"affinity-policy interleaved", cfg.Resource.AffinityPolicy, AffinityInterleaved},
 		{"heartbeat-interval 20s", cfg.Debug.HeartbeatInterval, 20 * time.Second},
+		{"api pull-timeout 7200s", cfg.API.PullTimeout, 7200 * time.Second},
 		{"debug off", cfg.Debug.Enabled, false},
 		{"logging level info", cfg.Logging.Level, LogInfo},
 		{"logging format console", cfg.Logging.Format, LogFormatConsole},
@@ -331,6 +332,8 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"reserved-cpu negative", "resource", `reserved-cpu = -1`, "resource.reserved-cpu", "between 0"},
 		{"heartbeat-interval zero", "debug", `heartbeat-interval = 0`, "debug.heartbeat-interval", "> 0"},
 		{"heartbeat-interval not a number", "debug", `heartbeat-interval = "often"`, "debug.heartbeat-interval", "seconds"},
+		{"pull-timeout negative", "api", `pull-timeout = -1`, "api.pull-timeout", ">= 0"},
+		{"pull-timeout not a number", "api", `pull-timeout = "forever"`, "api.pull-timeout", "seconds"},
 		{"log level unknown", "logging", `level = "loud"`, "logging.level", "trace|debug|info"},
 		{"log format unknown", "logging", `format = "xml"`, "logging.format", "console|json"},
 		{"redis without addr", "redis", `password = "x"`, "redis.addr", "required"},
@@ -487,6 +490,7 @@ drivers = ["console"]
 colored = true
 [api]
 pull-timeout = 100
+commit-timeout = 60
 [debug]
 coredump = { enabled = false }
 `
@@ -497,9 +501,9 @@ coredump = { enabled = false }
 		{WarnUnknownKey, "agent.frobnicate"},
 		{WarnIgnoredKey, "container.swarm-enabled"},
 		{WarnIgnoredKey, "debug.coredump"},
+		{WarnIgnoredKey, "api.commit-timeout"},
 		{WarnIgnoredKey, "logging.console"},
 		{WarnIgnoredKey, "logging.drivers"},
-		{WarnIgnoredKey, "api"},
 		{WarnUnknownKey, "color"},
 	}
 	if !reflect.DeepEqual(warnings, want) {

@@ -1,0 +1,250 @@
+// Package registrytest runs a real OCI registry (go-containerregistry's
+// pkg/registry) in the test process, behind HTTP basic auth on
+// 127.0.0.1, which the Docker engine accepts as an insecure registry. The
+// image tests push locally built images to it and let the engine pull
+// them back: no external registry is reachable from the test machines.
+package registrytest
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/moby/moby/client"
+)
+
+// Registry is a running registry.
+type Registry struct {
+	// Host is "127.0.0.1:<port>", the registry part of image names.
+	Host     string
+	Username string
+	Password string
+
+	mu        sync.Mutex
+	manifests map[string]int // repo -> authenticated manifest requests
+	refused   int            // requests refused for bad credentials
+	held      chan struct{}  // while not nil, manifest requests wait for it to close
+}
+
+// Start serves a registry requiring username and password until the test
+// ends.
+func Start(t testing.TB, username, password string) *Registry {
+	t.Helper()
+	r := &Registry{Username: username, Password: password, manifests: map[string]int{}}
+	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("registry listen: %v", err)
+	}
+	r.Host = ln.Addr().String()
+	srv := &http.Server{Handler: r.basicAuth(inner), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return r
+}
+
+// basicAuth answers 401 with a Basic challenge, as a registry with
+// htpasswd auth does, unless the request carries the right credentials.
+func (r *Registry) basicAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		user, pass, ok := req.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(user), []byte(r.Username)) != 1 ||
+			subtle.ConstantTimeCompare([]byte(pass), []byte(r.Password)) != 1 {
+			r.mu.Lock()
+			if ok {
+				r.refused++
+			}
+			r.mu.Unlock()
+			w.Header().Set("WWW-Authenticate", `Basic realm="registrytest"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+			return
+		}
+		// /v2/<repo>/manifests/<ref>: a pull asks for the manifest (GET,
+		// or HEAD when the engine knows it already); nothing else does.
+		if req.Method == http.MethodGet || req.Method == http.MethodHead {
+			if repo, _, found := strings.Cut(strings.TrimPrefix(req.URL.Path, "/v2/"), "/manifests/"); found {
+				r.mu.Lock()
+				r.manifests[repo]++
+				held := r.held
+				r.mu.Unlock()
+				if held != nil {
+					select {
+					case <-held:
+					case <-req.Context().Done():
+						return
+					}
+				}
+			}
+		}
+		next.ServeHTTP(w, req)
+	})
+}
+
+// ManifestFetches is how many authenticated manifest requests repo had.
+func (r *Registry) ManifestFetches(repo string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.manifests[repo]
+}
+
+// Hold makes manifest requests wait until the returned release is called, so
+// that a test can watch a pull in flight. Release is idempotent.
+func (r *Registry) Hold() (release func()) {
+	ch := make(chan struct{})
+	r.mu.Lock()
+	r.held = ch
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.held = nil
+			r.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// Refused is how many requests carried wrong credentials.
+func (r *Registry) Refused() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refused
+}
+
+// Pushed is an image in the registry.
+type Pushed struct {
+	// Ref is "<host>/<repo>:<tag>".
+	Ref string
+	// ID is the image ID the engine gives it after a pull ("sha256:<config digest>").
+	ID string
+	// ManifestDigest is its repo digest ("sha256:...").
+	ManifestDigest string
+}
+
+// Push copies the engine's local image local to <host>/<repoTag> (e.g.
+// "test/busybox:1"): docker save, then a registry write with the
+// credentials. The engine gets no tag for it.
+func (r *Registry) Push(t testing.TB, docker *client.Client, local, repoTag string) Pushed {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	saved, err := docker.ImageSave(ctx, []string{local})
+	if err != nil {
+		t.Fatalf("docker save %s: %v", local, err)
+	}
+	path := filepath.Join(t.TempDir(), "image.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(f, saved)
+	_ = saved.Close()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("docker save %s: %v", local, err)
+	}
+	localTag, err := name.NewTag(local)
+	if err != nil {
+		t.Fatalf("tag %s: %v", local, err)
+	}
+	img, err := tarball.ImageFromPath(path, &localTag)
+	if err != nil {
+		t.Fatalf("read the saved %s: %v", local, err)
+	}
+	ref := r.Host + "/" + repoTag
+	dst, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatalf("parse %s: %v", ref, err)
+	}
+	if err := remote.Write(dst, img, remote.WithAuth(&authn.Basic{Username: r.Username, Password: r.Password}), remote.WithContext(ctx)); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	config, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Pushed{Ref: ref, ID: config.String(), ManifestDigest: manifest.String()}
+}
+
+// BuildVariant builds a one-label image on top of base and tags it as tag,
+// so that a test has a second image whose ID differs from base's.
+func BuildVariant(t testing.TB, docker *client.Client, base, tag, label string) string {
+	t.Helper()
+	dockerfile := []byte("FROM " + base + "\nLABEL registrytest.variant=\"" + label + "\"\n")
+	var ctxTar bytes.Buffer
+	tw := tar.NewWriter(&ctxTar)
+	if err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(dockerfile); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := docker.ImageBuild(ctx, &ctxTar, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, Dockerfile: "Dockerfile"})
+	if err != nil {
+		t.Fatalf("build %s: %v", tag, err)
+	}
+	defer res.Body.Close()
+	dec := json.NewDecoder(res.Body)
+	for {
+		var msg struct {
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&msg); err != nil {
+			break
+		}
+		if msg.Error != "" {
+			t.Fatalf("build %s: %s", tag, msg.Error)
+		}
+	}
+	insp, err := docker.ImageInspect(ctx, tag)
+	if err != nil {
+		t.Fatalf("image %s missing after build: %v", tag, err)
+	}
+	return insp.ID
+}
+
+// RemoveImage untags ref from the engine if it is there.
+func RemoveImage(t testing.TB, docker *client.Client, ref string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _ = docker.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true})
+	if _, err := docker.ImageInspect(ctx, ref); err == nil {
+		t.Fatalf("image %s is still present after removal", ref)
+	}
+}
