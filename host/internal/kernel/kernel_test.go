@@ -403,62 +403,6 @@ func TestRecoverAfterAgentRestart(t *testing.T) {
 	e.wantIdle(t, e.allocator, e.ports, before)
 }
 
-func TestConcurrentKernels(t *testing.T) {
-	e := newEnv(t)
-	m := e.manager(t)
-	start(t, m)
-	before := e.allocator.Snapshot()
-	const n = 6
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id := fmt.Sprintf("k-par-%d", i)
-			req := request(id)
-			// The test machine may have two cores: share them (cpu 0 pins
-			// no core) so that every kernel fits.
-			req.ResourceSlots["cpu"] = decimal.Zero
-			req.ResourceSlots["mem"] = decimal.NewFromInt(64 << 20)
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			if _, err := m.Create(ctx, req); err != nil {
-				errs <- err
-				return
-			}
-			res, err := m.Execute(ctx, id, "r", runnerclient.ModeQuery, "echo $BACKENDAI_KERNEL_ID", runnerclient.ExecOptions{FlushTimeout: 10 * time.Second})
-			if err != nil || stdout(res) != id+"\n" {
-				errs <- fmt.Errorf("%s: %+v, %v", id, res, err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if got := len(m.List()); got != n {
-		t.Fatalf("%d kernels running, want %d", got, n)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	for _, info := range m.List() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := m.Destroy(ctx, info.KernelID, ""); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	e.wantIdle(t, e.allocator, e.ports, before)
-	if left := kerneltest.ScratchEntries(t, e.scratchRoot); len(left) != 0 {
-		t.Errorf("scratch dirs left: %v", left)
-	}
-}
-
 // TestKernelWithFakeGPUs creates a kernel asking for cuda.device 2 on the
 // dev config's fake A100s: the cuda plugin's container spec reaches the
 // container, resource.txt records the GPUs, and destroy gives them back.

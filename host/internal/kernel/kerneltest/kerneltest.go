@@ -179,12 +179,16 @@ func WithFakeGPUs(t testing.TB) map[string]map[string]any {
 }
 
 // Plugins runs the cpu plugin, and each plugin named in config (built from
-// plugins/<name>) with that configuration, and builds the allocator.
+// plugins/<name>) with that configuration, and builds the allocator. A
+// "cpu" entry configures the cpu plugin (e.g. cpu-overcommit-factor).
 func Plugins(t testing.TB, config map[string]map[string]any) (*pluginhost.Host, *alloc.Allocator) {
 	t.Helper()
 	dir := testutil.ShortTempDir(t)
 	testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/cpu/cmd/baiagent-plugin-cpu", dir, pluginhost.ExecutablePrefix+"cpu")
 	for name := range config {
+		if name == "cpu" {
+			continue // built above; config only configures it
+		}
 		testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/"+name+"/cmd/baiagent-plugin-"+name, dir, pluginhost.ExecutablePrefix+name)
 	}
 	host := pluginhost.New(pluginhost.Options{Dirs: []string{dir}, RuntimeDir: testutil.ShortTempDir(t), PluginConfig: config, Logger: zerolog.Nop()})
