@@ -124,3 +124,93 @@ func BenchmarkZMQEchoFloor(b *testing.B) {
 	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds()), "p99-µs")
 }
+
+// BenchmarkZMQEchoFloorInFlight32 is the floor under BenchmarkPingInFlight32
+// in the same run: a bare pebbe/zmq4 DEALER keeping 32 requests of three
+// frames in flight against a ROUTER that echoes them, one goroutine on each
+// side, no callosum encoding, no handler, no waiter bookkeeping.
+func BenchmarkZMQEchoFloorInFlight32(b *testing.B) {
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		b.Fatal(err)
+	}
+	router, err := zctx.NewSocket(zmq.ROUTER)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = router.SetLinger(0)
+	if err := router.Bind("tcp://127.0.0.1:*"); err != nil {
+		b.Fatal(err)
+	}
+	endpoint, _ := router.GetLastEndpoint()
+	go func() {
+		defer router.Close()
+		for {
+			msg, err := router.RecvMessageBytes(0)
+			if err != nil {
+				return
+			}
+			if _, err := router.SendMessage(msg); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { _ = zctx.Term() }()
+	pipelined(b, zctx, endpoint, 32, [][]byte{[]byte("UPPER"), []byte("h"), []byte("b")})
+}
+
+// BenchmarkServerInFlight32 is our server alone: the bare DEALER of
+// BenchmarkZMQEchoFloorInFlight32 keeps 32 callosum ping requests in flight
+// against the RPC server, so our client's share of BenchmarkPingInFlight32
+// is left out.
+func BenchmarkServerInFlight32(b *testing.B) {
+	ts := startServer(b, Options{}, nil)
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = zctx.Term() }()
+	payload, err := callosum.EncodeEnvelope([]any{"ping"}, map[string]any{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	header := callosum.Header{Type: callosum.TypeFunction, Method: "ping"}
+	request := [][]byte{[]byte(callosum.FrameUpper), header.Encode(), callosum.EncodeBody(callosum.MetaFunction, payload, false)}
+	pipelined(b, zctx, ts.srv.Endpoint(), 32, request)
+}
+
+// pipelined connects a DEALER to endpoint and sends b.N copies of request,
+// keeping window of them unanswered, from one goroutine; it reports the
+// rate of answers.
+func pipelined(b *testing.B, zctx *zmq.Context, endpoint string, window int, request [][]byte) {
+	dealer, err := zctx.NewSocket(zmq.DEALER)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = dealer.SetLinger(0)
+	defer dealer.Close()
+	if err := dealer.Connect(endpoint); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	sent, received := 0, 0
+	for ; sent < b.N && sent < window; sent++ {
+		if _, err := dealer.SendMessage(request); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for received < b.N {
+		if _, err := dealer.RecvMessageBytes(0); err != nil {
+			b.Fatal(err)
+		}
+		received++
+		if sent < b.N {
+			if _, err := dealer.SendMessage(request); err != nil {
+				b.Fatal(err)
+			}
+			sent++
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pings/s")
+}
