@@ -128,103 +128,141 @@ func splitRel(rel string) []string {
 	return strings.Split(rel, "/")
 }
 
-func (m *Manager) workDir(kernelID string) (string, error) {
+// WorkDir is a kernel's work directory on the host: its /home/work.
+type WorkDir struct {
+	Path string
+	// UID and GID own what an upload creates when the agent runs as root;
+	// -1 leaves the owner as it is.
+	UID, GID int
+}
+
+func (m *Manager) work(kernelID string) (WorkDir, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k, ok := m.reg[kernelID]
 	if !ok {
-		return "", fmt.Errorf("%w: %s", ErrKernelNotFound, kernelID)
+		return WorkDir{}, fmt.Errorf("%w: %s", ErrKernelNotFound, kernelID)
 	}
-	return k.dirs.Work, nil
+	return WorkDir{Path: k.dirs.Work, UID: m.uid, GID: m.gid}, nil
 }
 
-func (m *Manager) resolve(kernelID, p string) (string, error) {
-	work, err := m.workDir(kernelID)
+// open checks p with ResolveWorkPath, for a clear error naming what
+// escapes, and opens the work dir as an os.Root for the operation itself:
+// the kernel can swap a checked directory for a symlink before the agent
+// uses the path, and every lookup through the root refuses to leave it
+// (openat2 RESOLVE_IN_ROOT semantics, which a path string cannot give).
+// rel is the checked path relative to the root ("." for the root).
+func (w WorkDir) open(p string) (root *os.Root, rel string, err error) {
+	host, err := ResolveWorkPath(w.Path, p)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
-	return ResolveWorkPath(work, p)
+	if rel, err = filepath.Rel(w.Path, host); err != nil {
+		return nil, "", fmt.Errorf("%s: %w", p, err)
+	}
+	if root, err = os.OpenRoot(w.Path); err != nil {
+		return nil, "", fmt.Errorf("open the work directory: %w", err)
+	}
+	return root, rel, nil
 }
 
-// UploadFile writes data to filename under the kernel's /home/work,
-// creating missing parent directories, owned by the kernel's uid/gid
-// when the agent runs as root.
+// UploadFile writes data to filename under the kernel's /home/work (see
+// WorkDir.Upload).
 func (m *Manager) UploadFile(kernelID, filename string, data []byte) error {
-	work, err := m.workDir(kernelID)
+	w, err := m.work(kernelID)
 	if err != nil {
 		return err
 	}
-	host, err := ResolveWorkPath(work, filename)
+	return w.Upload(filename, data)
+}
+
+// Upload writes data to filename, creating missing parent directories.
+func (w WorkDir) Upload(filename string, data []byte) error {
+	root, rel, err := w.open(filename)
 	if err != nil {
 		return err
 	}
-	if host == work {
+	defer root.Close()
+	if rel == "." {
 		return fmt.Errorf("upload %s: is the work directory itself", filename)
 	}
-	if err := m.mkdirParents(work, filepath.Dir(host)); err != nil {
+	if err := w.mkdirParents(root, filepath.Dir(rel)); err != nil {
 		return fmt.Errorf("upload %s: %w", filename, err)
 	}
-	f, err := os.OpenFile(host, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", filename, err)
 	}
 	_, werr := f.Write(data)
 	cerr := f.Close()
-	if err := errors.Join(werr, cerr, m.chown(host)); err != nil {
+	if err := errors.Join(werr, cerr, w.chown(root, rel)); err != nil {
 		return fmt.Errorf("upload %s: %w", filename, err)
 	}
 	return nil
 }
 
-// mkdirParents creates dir and its missing parents below work.
-func (m *Manager) mkdirParents(work, dir string) error {
-	if dir == work {
+// mkdirParents creates dir and its missing parents inside root.
+func (w WorkDir) mkdirParents(root *os.Root, dir string) error {
+	if dir == "." {
 		return nil
 	}
-	if st, err := os.Lstat(dir); err == nil {
+	if st, err := root.Lstat(dir); err == nil {
 		if !st.IsDir() {
 			return fmt.Errorf("%s is not a directory", dir)
 		}
 		return nil
 	}
-	if err := m.mkdirParents(work, filepath.Dir(dir)); err != nil {
+	if err := w.mkdirParents(root, filepath.Dir(dir)); err != nil {
 		return err
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := root.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return m.chown(dir)
+	return w.chown(root, dir)
 }
 
-func (m *Manager) chown(p string) error {
+func (w WorkDir) chown(root *os.Root, rel string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	return os.Lchown(p, m.uid, m.gid)
+	return root.Lchown(rel, w.UID, w.GID)
 }
 
-// DownloadFile returns a tar archive of filepath (a file or a directory,
-// one top entry named after it, as Docker's get_archive); archives over
-// MaxDownloadSize are refused.
+// DownloadFile returns a tar archive of a path in the kernel's /home/work
+// (see WorkDir.DownloadArchive).
 func (m *Manager) DownloadFile(kernelID, p string) ([]byte, error) {
-	host, err := m.resolve(kernelID, p)
+	w, err := m.work(kernelID)
 	if err != nil {
 		return nil, err
 	}
+	return w.DownloadArchive(p)
+}
+
+// DownloadArchive returns a tar archive of p (a file or a directory, one
+// top entry named after it, as Docker's get_archive); archives over
+// MaxDownloadSize are refused.
+func (w WorkDir) DownloadArchive(p string) ([]byte, error) {
+	root, rel, err := w.open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
 	buf := &limitedBuffer{limit: MaxDownloadSize}
 	tw := tar.NewWriter(buf)
-	base := filepath.Base(host)
-	werr := filepath.WalkDir(host, func(cur string, d fs.DirEntry, err error) error {
+	base := filepath.Base(filepath.Join(w.Path, rel))
+	top := filepath.ToSlash(rel)
+	werr := fs.WalkDir(root.FS(), top, func(cur string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		info, err := d.Info()
+		// Through the root, not d.Info(): a DirEntry stats by path string.
+		info, err := root.Lstat(cur)
 		if err != nil {
 			return err
 		}
 		link := ""
 		if info.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(cur); err != nil {
+			if link, err = root.Readlink(cur); err != nil {
 				return err
 			}
 		}
@@ -232,11 +270,11 @@ func (m *Manager) DownloadFile(kernelID, p string) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(host, cur)
+		sub, err := filepath.Rel(top, cur)
 		if err != nil {
 			return err
 		}
-		hdr.Name = filepath.ToSlash(filepath.Join(base, rel))
+		hdr.Name = filepath.ToSlash(filepath.Join(base, sub))
 		if info.IsDir() {
 			hdr.Name += "/"
 		}
@@ -246,7 +284,7 @@ func (m *Manager) DownloadFile(kernelID, p string) ([]byte, error) {
 		if !info.Mode().IsRegular() {
 			return nil
 		}
-		f, err := os.OpenFile(cur, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		f, err := root.OpenFile(cur, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 		if err != nil {
 			return err
 		}
@@ -278,14 +316,25 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
-// DownloadSingle returns the bytes of one regular file; files over
-// MaxDownloadSize are refused.
+// DownloadSingle returns the bytes of one regular file in the kernel's
+// /home/work (see WorkDir.DownloadSingle).
 func (m *Manager) DownloadSingle(kernelID, p string) ([]byte, error) {
-	host, err := m.resolve(kernelID, p)
+	w, err := m.work(kernelID)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(host, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	return w.DownloadSingle(p)
+}
+
+// DownloadSingle returns the bytes of one regular file; files over
+// MaxDownloadSize are refused.
+func (w WorkDir) DownloadSingle(p string) ([]byte, error) {
+	root, rel, err := w.open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, fmt.Errorf("could not download %s: %w", p, err)
 	}
@@ -325,24 +374,46 @@ type fileEntry struct {
 	Filename string  `json:"filename"`
 }
 
-// ListFiles lists a directory under /home/work without following the
-// entries' symlinks.
+// ListFiles lists a directory in the kernel's /home/work (see
+// WorkDir.List).
 func (m *Manager) ListFiles(kernelID, p string) (FileListing, error) {
-	host, err := m.resolve(kernelID, p)
+	w, err := m.work(kernelID)
 	if err != nil {
 		return FileListing{}, err
 	}
+	return w.List(p)
+}
+
+// List lists a directory without following its entries' symlinks.
+func (w WorkDir) List(p string) (FileListing, error) {
+	root, rel, err := w.open(p)
+	if err != nil {
+		return FileListing{}, err
+	}
+	defer root.Close()
 	out := FileListing{Abspath: p}
-	ents, err := os.ReadDir(host)
+	dir, err := root.Open(rel)
+	if err != nil {
+		out.Errors = fmt.Sprintf("list %s: %v\n", p, err)
+		return out, nil
+	}
+	defer dir.Close()
+	ents, err := dir.ReadDir(-1)
 	if err != nil {
 		out.Errors = fmt.Sprintf("list %s: %v\n", p, err)
 		return out, nil
 	}
 	files := make([]fileEntry, 0, len(ents))
 	for _, e := range ents {
-		var st syscall.Stat_t
-		if err := syscall.Lstat(filepath.Join(host, e.Name()), &st); err != nil {
+		// Through the root, not e.Info(): a DirEntry stats by path string.
+		info, err := root.Lstat(filepath.Join(rel, e.Name()))
+		if err != nil {
 			out.Errors += fmt.Sprintf("%s: %v\n", e.Name(), err)
+			continue
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok {
+			out.Errors += fmt.Sprintf("%s: no stat data\n", e.Name())
 			continue
 		}
 		files = append(files, fileEntry{
