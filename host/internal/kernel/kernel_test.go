@@ -309,40 +309,6 @@ func TestCreateFailuresReleaseEverything(t *testing.T) {
 	e.wantIdle(t, e.allocator, e.ports, before)
 }
 
-func TestKernelExitingByItselfIsCleaned(t *testing.T) {
-	e := newEnv(t)
-	m := e.manager(t)
-	start(t, m)
-	before := e.allocator.Snapshot()
-	created := create(t, m, request("k-exit"))
-
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	// The shell's parent is the runner, the container's main process.
-	_, _ = m.Execute(ctx, "k-exit", "bye", runnerclient.ModeQuery, "kill -KILL $PPID", runnerclient.ExecOptions{FlushTimeout: 300 * time.Millisecond})
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if term, ok := e.termination("k-exit"); ok {
-			if term.Reason != kernel.ReasonSelfTerminated || term.ContainerID != created.ContainerID || term.ExitCode != 137 {
-				t.Errorf("termination %+v, want self-terminated with exit code 137", term)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the kernel's exit was not noticed")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if _, err := m.Get("k-exit"); !errors.Is(err, kernel.ErrKernelNotFound) {
-		t.Errorf("registry still has the kernel: %v", err)
-	}
-	if _, err := os.Stat(created.ScratchDir); !os.IsNotExist(err) {
-		t.Errorf("scratch dir still exists: %v", err)
-	}
-	e.wantIdle(t, e.allocator, e.ports, before)
-}
-
 func TestRecoverAfterAgentRestart(t *testing.T) {
 	e := newEnv(t)
 	first := e.manager(t)

@@ -1,0 +1,108 @@
+package kernel_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/rs/zerolog"
+	"github.com/shopspring/decimal"
+
+	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+)
+
+// eventsOnlyManager is e.manager with reconciliation pushed out of the
+// test's reach: whatever it notices, it noticed through Docker's events.
+func eventsOnlyManager(t *testing.T, e *env) *kernel.Manager {
+	t.Helper()
+	m, err := kernel.New(kernel.Config{
+		AgentID: e.agentID, ScratchRoot: e.scratchRoot, KernelUID: 1000, KernelGID: 1000,
+		RunnerPath: e.runnerPath, StopTimeout: 2 * time.Second, ReconcileInterval: time.Hour,
+		OnTerminated: func(term kernel.Termination) {
+			e.mu.Lock()
+			e.terminations = append(e.terminations, term)
+			e.mu.Unlock()
+		},
+		Docker: e.docker, Allocator: e.allocator, Plugins: e.plugins, Ports: e.ports, Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// waitTermination waits for the kernel's termination report.
+func (e *env) waitTermination(t *testing.T, kernelID string) kernel.Termination {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if term, ok := e.termination(kernelID); ok {
+			return term
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the end of kernel %s was not noticed", kernelID)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestKernelDeathsNoticedThroughDockerEvents lets two kernels die by
+// themselves while the manager only follows Docker's events (no
+// reconciliation round comes in the test's time): one whose main process
+// dies of a signal, one killed by the cgroup OOM killer. Both are cleaned
+// (container, scratch dir, ports, allocation) and reported with upstream's
+// reasons: self-terminated with the container's exit code, oom-killed.
+func TestKernelDeathsNoticedThroughDockerEvents(t *testing.T) {
+	e := newEnv(t)
+	m := eventsOnlyManager(t, e)
+	start(t, m)
+	before := e.allocator.Snapshot()
+
+	exiting := create(t, m, request("k-exit"))
+	oomReq := request("k-oom")
+	oomReq.ResourceSlots["mem"] = decimal.NewFromInt(48 << 20)
+	oom := create(t, m, oomReq)
+	insp, err := e.docker.ContainerInspect(context.Background(), oom.ContainerID, client.ContainerInspectOptions{})
+	if err != nil || insp.Container.HostConfig.Memory != 48<<20 || insp.Container.HostConfig.MemorySwap != 48<<20 {
+		t.Fatalf("the OOM kernel's memory limit: %+v, %v", insp.Container.HostConfig, err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	opts := runnerclient.ExecOptions{FlushTimeout: 300 * time.Millisecond}
+	// The shell's parent is the runner, the container's main process (under
+	// Docker's init). SIGHUP kills it (a Go program dies of it when it does not
+	// catch it): the container exits with 128+1.
+	_, _ = m.Execute(ctx, "k-exit", "bye", runnerclient.ModeQuery, "kill -HUP $PPID", opts)
+	// tail buffers /dev/zero's endless line until the cgroup's 48 MiB run
+	// out. The OOM killer kills the process with the highest badness; in a
+	// real kernel that is the language runtime holding the data, the main
+	// process. Here the main process is the small runner, so it volunteers
+	// (raising one's own oom_score_adj needs no privilege).
+	_, _ = m.Execute(ctx, "k-oom", "hog", runnerclient.ModeQuery, "echo 1000 > /proc/$PPID/oom_score_adj && tail /dev/zero", opts)
+
+	term := e.waitTermination(t, "k-exit")
+	if term.Reason != kernel.ReasonSelfTerminated || term.ExitCode != 128+1 || term.ContainerID != exiting.ContainerID || term.SessionID != "sess-k-exit" {
+		t.Errorf("k-exit: termination %+v, want self-terminated with exit code 129", term)
+	}
+	term = e.waitTermination(t, "k-oom")
+	if term.Reason != kernel.ReasonOOMKilled || term.ExitCode != 128+9 || term.ContainerID != oom.ContainerID {
+		t.Errorf("k-oom: termination %+v, want oom-killed with exit code 137", term)
+	}
+	for _, c := range []kernel.Created{exiting, oom} {
+		if _, err := m.Get(c.KernelID); !errors.Is(err, kernel.ErrKernelNotFound) {
+			t.Errorf("registry still has %s: %v", c.KernelID, err)
+		}
+		if _, err := os.Stat(c.ScratchDir); !os.IsNotExist(err) {
+			t.Errorf("%s: scratch dir still exists: %v", c.KernelID, err)
+		}
+		if _, err := e.docker.ContainerInspect(ctx, c.ContainerID, client.ContainerInspectOptions{}); err == nil {
+			t.Errorf("%s: container still exists", c.KernelID)
+		}
+	}
+	e.wantIdle(t, e.allocator, e.ports, before)
+}
