@@ -450,6 +450,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("start RPC server: %w", err)
 	}
 	rpcserver.RegisterKernelMethods(rpc, kernelMethods)
+	rpcserver.RegisterKernelOpsMethods(rpc, rpcserver.NewKernelOps(kernels))
 	a.runKernels(ctx, kernels)
 	rpcDone := make(chan error, 1)
 	var rpcServing atomic.Bool

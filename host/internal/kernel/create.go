@@ -1,9 +1,12 @@
 package kernel
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -40,11 +43,13 @@ import (
 //	cluster_hostname                   -> ClusterRole / ClusterIdx / ClusterHostname
 //	preopen_ports                      -> PreopenPorts
 //	block_service_ports                -> BlockServicePorts
+//	cluster_info.network_config        -> Network (mode "bridge": network_name)
 //	image.labels                       -> read from the local image instead
 //
 // resource_opts, bootstrap_script, startup_command, package_directory,
-// internal_data, network_id and the registry credentials are not used here
-// (the caller pulls the image; see the package's report for what is left).
+// internal_data, network_id (the session id) and the registry credentials
+// are not used here (the caller pulls the image; see the package's report
+// for what is left).
 type CreateRequest struct {
 	KernelID        string
 	SessionID       string
@@ -60,6 +65,10 @@ type CreateRequest struct {
 	// PreopenPorts are container ports published as "preopen" services.
 	PreopenPorts      []int
 	BlockServicePorts bool
+	// Network is the session's bridge network (create_local_network): the
+	// container joins it instead of the default bridge, reachable by
+	// ClusterHostname. Empty means Docker's default bridge.
+	Network string
 }
 
 // Created is what create_kernels reports for one kernel.
@@ -148,26 +157,12 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Created, error
 }
 
 func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo *undoStack) (Created, error) {
-	docker := m.cfg.Docker
-	img, err := docker.ImageInspect(ctx, req.Image)
+	img, err := m.inspectImage(ctx, req)
 	if err != nil {
-		if cerrdefs.IsNotFound(err) {
-			return Created{}, fmt.Errorf("%w: %s", ErrImageNotFound, req.Image)
-		}
-		return Created{}, fmt.Errorf("inspect image %s: %w", req.Image, err)
+		return Created{}, err
 	}
-	var imageLabels map[string]string
-	if img.Config != nil {
-		imageLabels = img.Config.Labels
-	}
-	var servicePorts []ServicePort
-	if !req.BlockServicePorts {
-		if servicePorts, err = ParseServicePorts(imageLabels[ImageLabelServicePorts]); err != nil {
-			return Created{}, fmt.Errorf("image %s label %s: %w", req.Image, ImageLabelServicePorts, err)
-		}
-		for _, p := range req.PreopenPorts {
-			servicePorts = append(servicePorts, ServicePort{Name: "preopen-" + strconv.Itoa(p), Protocol: "preopen", Ports: []int{p}})
-		}
+	if err := m.checkNetwork(ctx, req.Network); err != nil {
+		return Created{}, err
 	}
 
 	allocation, err := m.cfg.Allocator.Allocate(alloc.Slots(req.ResourceSlots))
@@ -184,15 +179,75 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 	m.setField(func() { k.dirs = dirs })
 	undo.push(func(context.Context) error { return scratch.Remove(m.cfg.ScratchRoot, req.KernelID) })
 
-	merged, err := m.prepareContainer(ctx, req.KernelID, dirs, allocation)
+	l, err := m.launch(ctx, req, img, k.createdAt, dirs, allocation, undo)
 	if err != nil {
 		return Created{}, err
+	}
+	m.mu.Lock()
+	k.containerID, k.recovery, k.runner = l.containerID, l.recovery, l.runner
+	k.state = stateRunning
+	info := m.infoLocked(k)
+	m.mu.Unlock()
+	m.log.Info().Str("kernel", req.KernelID).Str("container", l.containerID[:12]).Str("image", req.Image).Msg("kernel started")
+	return Created{Info: info, ContainerID: l.containerID, ServicePorts: l.recovery.ServicePorts, Attached: l.attached}, nil
+}
+
+// imageInfo is what a container takes from its image.
+type imageInfo struct {
+	labels       map[string]string
+	servicePorts []ServicePort
+}
+
+// inspectImage reads the image's labels and the service ports the kernel
+// publishes.
+func (m *Manager) inspectImage(ctx context.Context, req CreateRequest) (imageInfo, error) {
+	img, err := m.cfg.Docker.ImageInspect(ctx, req.Image)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return imageInfo{}, fmt.Errorf("%w: %s", ErrImageNotFound, req.Image)
+		}
+		return imageInfo{}, fmt.Errorf("inspect image %s: %w", req.Image, err)
+	}
+	var info imageInfo
+	if img.Config != nil {
+		info.labels = img.Config.Labels
+	}
+	if !req.BlockServicePorts {
+		if info.servicePorts, err = ParseServicePorts(info.labels[ImageLabelServicePorts]); err != nil {
+			return imageInfo{}, fmt.Errorf("image %s label %s: %w", req.Image, ImageLabelServicePorts, err)
+		}
+		for _, p := range req.PreopenPorts {
+			info.servicePorts = append(info.servicePorts, ServicePort{Name: "preopen-" + strconv.Itoa(p), Protocol: "preopen", Ports: []int{p}})
+		}
+	}
+	return info, nil
+}
+
+// launched is a started container whose runner answered.
+type launched struct {
+	containerID string
+	recovery    scratch.Recovery
+	runner      *runnerclient.Client
+	attached    map[string][]sdk.AttachedDevice
+}
+
+// launch makes and starts the container of a kernel that holds its
+// allocation and scratch dir already (a new kernel, or one restarting):
+// host ports, the plugins' container settings, the files in config/, the
+// container, and the runner's first answer. What it takes is pushed on
+// undo.
+func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, createdAt time.Time,
+	dirs scratch.Dirs, allocation alloc.Allocation, undo *undoStack) (launched, error) {
+	docker := m.cfg.Docker
+	merged, err := m.prepareContainer(ctx, req.KernelID, dirs, allocation)
+	if err != nil {
+		return launched{}, err
 	}
 
 	rec := scratch.Recovery{
 		Version: scratch.RecoveryVersion, AgentID: m.cfg.AgentID, KernelID: req.KernelID, SessionID: req.SessionID,
-		Image: req.Image, RuntimeType: imageLabels[ImageLabelRuntimeType], RuntimePath: imageLabels[ImageLabelRuntimePath],
-		CreatedAt: k.createdAt, ServicePorts: []scratch.ServicePort{},
+		Image: req.Image, RuntimeType: img.labels[ImageLabelRuntimeType], RuntimePath: img.labels[ImageLabelRuntimePath],
+		CreatedAt: createdAt, ServicePorts: []scratch.ServicePort{},
 	}
 	assign := func() (int, error) {
 		p, err := m.cfg.Ports.Assign()
@@ -203,23 +258,22 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 		return p, nil
 	}
 	if rec.ReplInPort, err = assign(); err != nil {
-		return Created{}, err
+		return launched{}, err
 	}
 	if rec.ReplOutPort, err = assign(); err != nil {
-		return Created{}, err
+		return launched{}, err
 	}
-	for _, sp := range servicePorts {
+	for _, sp := range img.servicePorts {
 		entry := scratch.ServicePort{Name: sp.Name, Protocol: sp.Protocol, ContainerPorts: sp.Ports}
 		for range sp.Ports {
 			p, err := assign()
 			if err != nil {
-				return Created{}, err
+				return launched{}, err
 			}
 			entry.HostPorts = append(entry.HostPorts, p)
 		}
 		rec.ServicePorts = append(rec.ServicePorts, entry)
 	}
-	m.setField(func() { k.recovery = rec })
 
 	mounts := []scratch.Mount{
 		{Source: dirs.Config, Target: "/home/config", ReadOnly: true},
@@ -258,23 +312,28 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 		Allocation: toScratchAllocation(allocation), BytesSlots: bytesSlots, PluginData: merged.ResourceData,
 	}
 	if err := scratch.WriteResourceFile(dirs, spec); err != nil {
-		return Created{}, err
+		return launched{}, err
 	}
 	if err := scratch.WriteEnviron(dirs, env); err != nil {
-		return Created{}, err
+		return launched{}, err
+	}
+	if err := writeCreationRequest(dirs, req); err != nil {
+		return launched{}, err
 	}
 	if err := scratch.WriteRecovery(dirs, rec); err != nil {
-		return Created{}, err
+		return launched{}, err
 	}
 
-	cfg, hostCfg := m.containerConfig(req, rec, servicePorts, env, mounts, merged)
+	cfg, hostCfg, netCfg := m.containerConfig(req, rec, img.servicePorts, env, mounts, merged)
 	resp, err := docker.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: cfg, HostConfig: hostCfg, Name: ContainerName(req.Image, req.KernelID),
+		Config: cfg, HostConfig: hostCfg, NetworkingConfig: netCfg, Name: ContainerName(req.Image, req.KernelID),
 	})
 	if err != nil {
-		return Created{}, fmt.Errorf("docker create: %w", err)
+		if req.Network != "" {
+			return launched{}, fmt.Errorf("docker create (network %s): %w", req.Network, err)
+		}
+		return launched{}, fmt.Errorf("docker create: %w", err)
 	}
-	m.setField(func() { k.containerID = resp.ID })
 	undo.push(func(ctx context.Context) error {
 		_, err := docker.ContainerRemove(ctx, resp.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 		if err != nil && !cerrdefs.IsNotFound(err) {
@@ -283,25 +342,18 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 		return nil
 	})
 	if err := scratch.AppendContainerID(dirs, resp.ID); err != nil {
-		return Created{}, err
+		return launched{}, err
 	}
 	if _, err := docker.ContainerStart(ctx, resp.ID, client.ContainerStartOptions{}); err != nil {
-		return Created{}, fmt.Errorf("docker start: %w", err)
+		return launched{}, fmt.Errorf("docker start: %w", err)
 	}
 
 	rc, err := m.connectRunner(ctx, resp.ID, rec)
 	if err != nil {
-		return Created{}, err
+		return launched{}, err
 	}
 	undo.push(func(context.Context) error { return rc.Close() })
-
-	m.mu.Lock()
-	k.runner = rc
-	k.state = stateRunning
-	info := m.infoLocked(k)
-	m.mu.Unlock()
-	m.log.Info().Str("kernel", req.KernelID).Str("container", resp.ID[:12]).Str("image", req.Image).Msg("kernel started")
-	return Created{Info: info, ContainerID: resp.ID, ServicePorts: rec.ServicePorts, Attached: merged.Attached}, nil
+	return launched{containerID: resp.ID, recovery: rec, runner: rc, attached: merged.Attached}, nil
 }
 
 // connectRunner dials the runner and polls its status until it answers,
@@ -421,7 +473,7 @@ func toScratchAllocation(a alloc.Allocation) map[string]map[string]map[string]de
 }
 
 func (m *Manager) containerConfig(req CreateRequest, rec scratch.Recovery, servicePorts []ServicePort,
-	env map[string]string, mounts []scratch.Mount, merged mergedSpec) (*container.Config, *container.HostConfig) {
+	env map[string]string, mounts []scratch.Mount, merged mergedSpec) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	labels := map[string]string{
 		LabelAgentID: m.cfg.AgentID, LabelKernelID: req.KernelID, LabelSessionID: req.SessionID,
 		LabelOwner: req.OwnerUserID, LabelOwnerUserID: req.OwnerUserID, LabelOwnerProjectID: req.OwnerProjectID,
@@ -493,5 +545,73 @@ func (m *Manager) containerConfig(req CreateRequest, rec scratch.Recovery, servi
 			DeviceRequests: merged.DeviceRequests,
 		},
 	}
-	return cfg, hostCfg
+	var netCfg *network.NetworkingConfig
+	if req.Network != "" {
+		// As upstream's apply_network in bridge mode: the session network
+		// replaces the default bridge; siblings find the kernel by its
+		// cluster hostname.
+		hostCfg.NetworkMode = container.NetworkMode(req.Network)
+		endpoint := &network.EndpointSettings{}
+		if req.ClusterHostname != "" {
+			endpoint.Aliases = []string{req.ClusterHostname}
+		}
+		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{req.Network: endpoint}}
+	}
+	return cfg, hostCfg, netCfg
+}
+
+// CreationRequestFile is config/kconfig.json: the kernel's CreateRequest,
+// which restart_kernel starts from (upstream keeps kconfig.dat for the
+// same purpose).
+const CreationRequestFile = "kconfig.json"
+
+// maxCreationRequestFile bounds what is read back; a real file is a few KiB.
+const maxCreationRequestFile = 4 << 20
+
+func writeCreationRequest(dirs scratch.Dirs, req CreateRequest) error {
+	raw, err := json.MarshalIndent(req, "", "  ")
+	if err != nil {
+		return fmt.Errorf("creation request: %w", err)
+	}
+	path := filepath.Join(dirs.Config, CreationRequestFile)
+	tmp, err := os.CreateTemp(dirs.Config, "."+CreationRequestFile+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, werr := tmp.Write(append(raw, '\n'))
+	if werr == nil {
+		werr = tmp.Chmod(0o644)
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), path)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, werr)
+	}
+	return nil
+}
+
+func readCreationRequest(dirs scratch.Dirs) (CreateRequest, error) {
+	path := filepath.Join(dirs.Config, CreationRequestFile)
+	f, err := os.Open(path)
+	if err != nil {
+		return CreateRequest{}, fmt.Errorf("the kernel's creation request: %w", err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxCreationRequestFile+1)); err != nil {
+		return CreateRequest{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	if buf.Len() > maxCreationRequestFile {
+		return CreateRequest{}, fmt.Errorf("%s exceeds %d bytes", path, maxCreationRequestFile)
+	}
+	var req CreateRequest
+	if err := json.Unmarshal(buf.Bytes(), &req); err != nil {
+		return CreateRequest{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return req, nil
 }

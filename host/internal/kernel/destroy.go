@@ -29,9 +29,9 @@ func (m *Manager) Destroy(ctx context.Context, kernelID, reason string) (Termina
 		m.mu.Unlock()
 		return Termination{}, fmt.Errorf("%w: %s", ErrKernelNotFound, kernelID)
 	}
-	if k.state == stateCreating {
+	if k.state.busy() {
 		m.mu.Unlock()
-		return Termination{}, fmt.Errorf("%w: %s is still being created", ErrNotRunning, kernelID)
+		return Termination{}, fmt.Errorf("%w: %s is %s", ErrNotRunning, kernelID, k.state)
 	}
 	if k.stopReason == "" {
 		k.stopReason = reason

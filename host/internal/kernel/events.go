@@ -90,10 +90,10 @@ func (m *Manager) handleEvent(ctx context.Context, msg events.Message) {
 		}
 		m.mu.Lock()
 		k, ok := m.reg[kernelID]
-		skip := !ok || k.containerID != containerID || k.state == stateCreating
+		skip := !ok || k.containerID != containerID || k.state.busy()
 		m.mu.Unlock()
 		if skip {
-			return // unknown, or its creation handles the failure
+			return // unknown, or its creation or restart handles the failure
 		}
 		// Cleaning talks to Docker; the event stream must keep flowing.
 		go func() {
@@ -125,7 +125,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if k.containerID != "" {
 			owned[k.containerID] = true
 		}
-		if k.state == stateCreating {
+		if k.state.busy() {
 			continue
 		}
 		c, ok := byID[k.containerID]
@@ -135,7 +135,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	}
 	creating := !m.recovered
 	for _, k := range m.reg {
-		creating = creating || k.state == stateCreating
+		creating = creating || k.state.busy()
 	}
 	m.mu.Unlock()
 

@@ -125,11 +125,18 @@ const (
 	stateCreating state = iota
 	stateRunning
 	stateTerminating
+	// stateRestarting: restart_kernel is replacing the container; events
+	// about the old one are not the kernel's end.
+	stateRestarting
 )
 
 func (s state) String() string {
-	return [...]string{"creating", "running", "terminating"}[s]
+	return [...]string{"creating", "running", "terminating", "restarting"}[s]
 }
+
+// busy is a state whose container may come and go without the kernel
+// ending.
+func (s state) busy() bool { return s == stateCreating || s == stateRestarting }
 
 // kernel is one registry entry.
 type kernel struct {

@@ -237,7 +237,8 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 	if len(ids) != len(configs) {
 		return nil, &Error{Name: "ValueError", Err: fmt.Errorf("%s(): argument 'kernel_ids' has %d items but 'configs' has %d", method, len(ids), len(configs))}
 	}
-	if _, err := DecodeClusterInfo("cluster_info", args[3]); err != nil {
+	clusterInfo, err := DecodeClusterInfo("cluster_info", args[3])
+	if err != nil {
 		return nil, err
 	}
 	refs, err := DecodeKernelImageRefs("kernel_image_refs", args[4])
@@ -268,6 +269,7 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 			return nil, &Error{Name: "KeyError", Err: fmt.Errorf("kernel_image_refs: no image for kernel %s (and configs[%d][\"image\"][\"canonical\"] is empty)", id, i)}
 		}
 		pending[i] = pendingKernel{id: id, cfg: cfg, req: creationRequest(id, sessionID, image, cfg)}
+		pending[i].req.Network = sessionNetwork(clusterInfo)
 	}
 
 	// Kernels are created concurrently; the manager bounds the concurrency

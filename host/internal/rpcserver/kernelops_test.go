@@ -1,0 +1,195 @@
+package rpcserver
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+	"github.com/rs/zerolog"
+
+	"github.com/baiagent/baiagent/host/internal/alloc"
+	"github.com/baiagent/baiagent/host/internal/callosum"
+	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/portpool"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
+)
+
+// opsAgent is a real kernel manager over Docker behind an RPC server with
+// the kernel and kernel-operation methods.
+type opsAgent struct {
+	docker    *client.Client
+	image     string
+	manager   *kernel.Manager
+	allocator *alloc.Allocator
+	ports     *portpool.Pool
+	rpc       *callosum.Client
+
+	mu    sync.Mutex
+	terms []kernel.Termination
+}
+
+func newOpsAgent(t *testing.T) *opsAgent {
+	t.Helper()
+	a := &opsAgent{docker: kerneltest.Docker(t)}
+	a.image = kerneltest.BuildBusybox(t, a.docker)
+	plugins, allocator := kerneltest.CPUPlugin(t)
+	a.allocator, a.ports = allocator, kerneltest.Ports(t)
+	agentID := fmt.Sprintf("rpc-ops-agent-%d", rand.Uint64())
+	scratchRoot := t.TempDir()
+	m, err := kernel.New(kernel.Config{
+		AgentID: agentID, ScratchRoot: scratchRoot, KernelUID: 1000, KernelGID: 1000, RunnerPath: kerneltest.RunnerBinary(t),
+		StopTimeout: 2 * time.Second, ReconcileInterval: time.Second,
+		OnTerminated: func(term kernel.Termination) {
+			a.mu.Lock()
+			a.terms = append(a.terms, term)
+			a.mu.Unlock()
+		},
+		Docker: a.docker, Allocator: allocator, Plugins: plugins, Ports: a.ports, Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.manager = m
+	t.Cleanup(func() {
+		kerneltest.RemoveLabelled(t, a.docker, kernel.LabelAgentID, agentID)
+		if left := kerneltest.ScratchEntries(t, scratchRoot); len(left) > 0 {
+			t.Errorf("scratch dirs left behind: %v", left)
+		}
+	})
+	runCtx, stopRun := context.WithCancel(context.Background())
+	if _, err := m.Recover(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	runDone := make(chan struct{})
+	go func() { defer close(runDone); _ = m.Run(runCtx) }()
+	t.Cleanup(func() { stopRun(); <-runDone; m.Close() })
+
+	km := NewKernelMethods(m, KernelMethodsOptions{})
+	srv, err := New(Options{Endpoint: "tcp://127.0.0.1:*", AgentID: "i-test", Logger: zerolog.Nop()}, Deps{Kernels: km, Ports: a.ports})
+	if err != nil {
+		t.Fatal(err)
+	}
+	RegisterKernelMethods(srv, km)
+	RegisterKernelOpsMethods(srv, NewKernelOps(m))
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx) }()
+	t.Cleanup(func() {
+		stopServe()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	a.rpc = dial(t, srv.Endpoint(), callosum.ClientOptions{})
+	return a
+}
+
+func (a *opsAgent) call(ctx context.Context, method string, args ...any) (any, error) {
+	return invokeRaw(ctx, a.rpc, method, args, nil)
+}
+
+// TestKernelOpsArgumentErrors: a wrong argument fails naming it, before
+// anything is done.
+func TestKernelOpsArgumentErrors(t *testing.T) {
+	a := newOpsAgent(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		description string
+		method      string
+		args        []any
+		name, text  string
+	}{
+		{"create_local_network without a name", "create_local_network", nil, "TypeError", "'network_name'"},
+		{"create_local_network with an int", "create_local_network", []any{5}, "TypeError", "'network_name' must be str"},
+		{"create_local_network with a path", "create_local_network", []any{"../x"}, "InvalidArgumentError", "../x"},
+		{"destroy_local_network of Docker's bridge", "destroy_local_network", []any{"bridge"}, "InvalidArgumentError", "bridge"},
+		{"destroy_local_network with two arguments", "destroy_local_network", []any{"a", "b"}, "TypeError", "takes 1 positional"},
+		{"reset_agent with an argument", "reset_agent", []any{"x"}, "TypeError", "takes 0 positional"},
+	} {
+		got, err := a.call(ctx, tc.method, tc.args...)
+		wantFailure(t, tc.description, got, err, tc.name, tc.text)
+	}
+}
+
+// TestSessionNetworkAndResetOverRPC: create_local_network, create_kernels
+// with a bridge network_config joins the kernels to it under their
+// cluster hostnames, reset_agent destroys them all, destroy_local_network
+// removes the network.
+func TestSessionNetworkAndResetOverRPC(t *testing.T) {
+	a := newOpsAgent(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	before := a.allocator.Snapshot()
+	network := fmt.Sprintf("bai-singlenode-rpc-%d", rand.Uint64())
+	t.Cleanup(func() {
+		_, err := a.docker.NetworkRemove(context.Background(), network, client.NetworkRemoveOptions{})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("remove %s: %v", network, err)
+		}
+	})
+	if got, err := a.call(ctx, "create_local_network", network); err != nil || got != nil {
+		t.Fatalf("create_local_network: %#v, %v", got, err)
+	}
+
+	sid := randomUUID()
+	hosts := map[string]string{randomUUID(): "main1", randomUUID(): "sub1"}
+	configs := map[string]kv{}
+	refs := map[string]mpExt{}
+	for kid, host := range hosts {
+		configs[kid] = managerConfig(t, kid, sid, a.image).with("mounts", []any{}).
+			with("resource_slots", obj("cpu", "0", "mem", "67108864")).with("cluster_hostname", host).
+			with("auto_pull", pickleEnum("AutoPullBehavior", "none"))
+		refs[kid] = pickleImageRef("busybox", "", "latest", "baiagent-test", "x86_64", true)
+	}
+	args := createArgs(t, sid, configs, refs)
+	args[3] = obj("mode", goldenExt(t, wiremsg.ExtEnum, goldenClusterModeSingle), "size", len(hosts), "replicas", obj("main", 1, "sub", 1),
+		"network_config", obj("mode", "bridge", "network_name", network), "ssh_keypair", nil, "cluster_ssh_port_mapping", nil)
+	if _, err := a.call(ctx, "create_kernels", args...); err != nil {
+		t.Fatalf("create_kernels: %v", err)
+	}
+	for kid, host := range hosts {
+		info, err := a.manager.Get(kid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := a.docker.ContainerInspect(ctx, info.ContainerID, client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ep := c.Container.NetworkSettings.Networks[network]; ep == nil || !slices.Contains(ep.Aliases, host) {
+			t.Errorf("kernel %s: networks %v, want %s with alias %s", kid, c.Container.NetworkSettings.Networks, network, host)
+		}
+	}
+
+	if got, err := a.call(ctx, "reset_agent"); err != nil || got != nil {
+		t.Fatalf("reset_agent: %#v, %v", got, err)
+	}
+	if left := a.manager.List(); len(left) != 0 {
+		t.Errorf("kernels left after reset_agent: %+v", left)
+	}
+	a.mu.Lock()
+	if len(a.terms) != len(hosts) {
+		t.Errorf("terminations %+v, want one per kernel", a.terms)
+	}
+	a.mu.Unlock()
+	if got, err := a.call(ctx, "destroy_local_network", network); err != nil || got != nil {
+		t.Fatalf("destroy_local_network: %#v, %v", got, err)
+	}
+	if _, err := a.docker.NetworkInspect(ctx, network, client.NetworkInspectOptions{}); !cerrdefs.IsNotFound(err) {
+		t.Errorf("network still there: %v", err)
+	}
+	if now := a.allocator.Snapshot(); fmt.Sprintf("%+v", now) != fmt.Sprintf("%+v", before) {
+		t.Errorf("allocation not back to where it started:\n got %+v\nwant %+v", now, before)
+	}
+	if n := a.ports.InUse(); n != 0 {
+		t.Errorf("%d host ports still assigned", n)
+	}
+}
