@@ -3,13 +3,16 @@ package rpcserver
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
 // KernelOpsService is what the kernel operation methods need;
 // *kernel.Manager implements it.
 type KernelOpsService interface {
+	Restart(ctx context.Context, req kernel.RestartRequest) (kernel.Created, error)
 	CreateLocalNetwork(ctx context.Context, name string) error
 	DestroyLocalNetwork(ctx context.Context, name string) error
 	Reset(ctx context.Context) ([]kernel.Termination, error)
@@ -17,8 +20,8 @@ type KernelOpsService interface {
 
 var _ KernelOpsService = (*kernel.Manager)(nil)
 
-// KernelOps serves create_local_network, destroy_local_network and
-// reset_agent.
+// KernelOps serves restart_kernel, create_local_network,
+// destroy_local_network and reset_agent.
 type KernelOps struct {
 	svc KernelOpsService
 }
@@ -30,6 +33,7 @@ func NewKernelOps(svc KernelOpsService) *KernelOps {
 
 // RegisterKernelOpsMethods registers the kernel operation methods on s.
 func RegisterKernelOpsMethods(s *Server, ops *KernelOps) {
+	s.Register("restart_kernel", ops.restartKernel)
 	s.Register("create_local_network", ops.createLocalNetwork)
 	s.Register("destroy_local_network", ops.destroyLocalNetwork)
 	s.Register("reset_agent", ops.resetAgent)
@@ -96,4 +100,137 @@ func sessionNetwork(ci ClusterInfo) string {
 		return ci.NetworkName
 	}
 	return ""
+}
+
+// restartKernel(session_id, kernel_id, kernel_image, updated_config) ->
+// {container_id, repl_in_port, repl_out_port, stdin_port, stdout_port,
+// service_ports}. The image must be here already: a restart pulls nothing
+// (the stored request has no registry credentials).
+func (o *KernelOps) restartKernel(ctx context.Context, call *Call) (any, error) {
+	const method = "restart_kernel"
+	args, err := call.bind(param{name: "session_id"}, param{name: "kernel_id"}, param{name: "kernel_image"}, param{name: "updated_config"})
+	if err != nil {
+		return nil, err
+	}
+	sessionID, err := kernelIDArg(method, "session_id", args[0])
+	if err != nil {
+		return nil, err
+	}
+	kernelID, err := kernelIDArg(method, "kernel_id", args[1])
+	if err != nil {
+		return nil, err
+	}
+	var image string
+	switch ref := args[2].(type) {
+	case wiremsg.ImageRef:
+		image = ref.Canonical()
+	case string:
+		image = ref
+	case nil:
+	default:
+		return nil, typeError("%s(): argument 'kernel_image' must be ImageRef, not %s", method, pyName(args[2]))
+	}
+	update, err := decodeRestartUpdate("updated_config", args[3])
+	if err != nil {
+		return nil, err
+	}
+	restarted, err := o.svc.Restart(ctx, kernel.RestartRequest{KernelID: kernelID, SessionID: sessionID, Image: image, Update: update})
+	if err != nil {
+		return nil, kernelOpsErr(err)
+	}
+	return map[string]any{
+		"container_id":  restarted.ContainerID,
+		"repl_in_port":  int64(restarted.ReplInPort),
+		"repl_out_port": int64(restarted.ReplOutPort),
+		"stdin_port":    int64(0), // legacy
+		"stdout_port":   int64(0), // legacy
+		"service_ports": servicePortsWire(restarted.ServicePorts),
+	}, nil
+}
+
+// decodeRestartUpdate reads restart_kernel's updated_config, a partial
+// KernelCreationConfig that upstream merges over the stored one
+// ({**existing, **updated}): each key present replaces the stored value.
+// resource_slots is read but has no effect (the allocation is kept, as
+// upstream reads resource.txt back); keys that only matter at first
+// creation are ignored.
+func decodeRestartUpdate(path string, v any) (func(*kernel.CreateRequest), error) {
+	if v == nil {
+		return nil, nil
+	}
+	r, err := newFieldReader(path, v)
+	if err != nil {
+		return nil, err
+	}
+	var cfg KernelCreationConfig
+	if cfg.Environ, err = r.strMap("environ"); err != nil {
+		return nil, err
+	}
+	mounts, err := r.list("mounts")
+	if err != nil {
+		return nil, err
+	}
+	for i, item := range mounts {
+		m, err := decodeMount(fmt.Sprintf("%s[%d]", r.sub("mounts"), i), item)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Mounts = append(cfg.Mounts, m)
+	}
+	if cfg.PreopenPorts, err = r.intList("preopen_ports"); err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"cluster_role", &cfg.ClusterRole}, {"cluster_hostname", &cfg.ClusterHostname},
+		{"owner_user_id", &cfg.OwnerUserID}, {"owner_project_id", &cfg.OwnerProjectID}} {
+		if *f.dst, err = r.str(f.key); err != nil {
+			return nil, err
+		}
+	}
+	idx, err := r.int("cluster_idx", 0)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ClusterIdx = int(idx)
+	if cfg.InternalData, err = r.anyMap("internal_data"); err != nil {
+		return nil, err
+	}
+	if slots, ok := r.get("resource_slots"); ok {
+		if _, err := resourceSlots(r.sub("resource_slots"), slots); err != nil {
+			return nil, err
+		}
+	}
+	mapped := creationRequest("", "", "", cfg)
+	has := func(key string) bool { _, ok := r.get(key); return ok }
+	return func(req *kernel.CreateRequest) {
+		if has("environ") {
+			req.Env = mapped.Env
+		}
+		if has("mounts") {
+			req.Mounts = mapped.Mounts
+		}
+		if has("preopen_ports") {
+			req.PreopenPorts = mapped.PreopenPorts
+		}
+		if has("cluster_role") {
+			req.ClusterRole = mapped.ClusterRole
+		}
+		if has("cluster_idx") {
+			req.ClusterIdx = mapped.ClusterIdx
+		}
+		if has("cluster_hostname") {
+			req.ClusterHostname = mapped.ClusterHostname
+		}
+		if has("owner_user_id") {
+			req.OwnerUserID = mapped.OwnerUserID
+		}
+		if has("owner_project_id") {
+			req.OwnerProjectID = mapped.OwnerProjectID
+		}
+		if has("internal_data") {
+			req.BlockServicePorts = mapped.BlockServicePorts
+		}
+	}, nil
 }

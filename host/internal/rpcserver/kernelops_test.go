@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,6 +114,11 @@ func TestKernelOpsArgumentErrors(t *testing.T) {
 		{"destroy_local_network of Docker's bridge", "destroy_local_network", []any{"bridge"}, "InvalidArgumentError", "bridge"},
 		{"destroy_local_network with two arguments", "destroy_local_network", []any{"a", "b"}, "TypeError", "takes 1 positional"},
 		{"reset_agent with an argument", "reset_agent", []any{"x"}, "TypeError", "takes 0 positional"},
+		{"restart_kernel with a bad session id", "restart_kernel", []any{"nope", randomUUID(), nil, obj()}, "ValueError", "'session_id'"},
+		{"restart_kernel with an int image", "restart_kernel", []any{randomUUID(), randomUUID(), 7, obj()}, "TypeError", "'kernel_image' must be ImageRef"},
+		{"restart_kernel with a list as updated_config", "restart_kernel", []any{randomUUID(), randomUUID(), nil, []any{}}, "TypeError", "updated_config"},
+		{"restart_kernel with an int environ", "restart_kernel", []any{randomUUID(), randomUUID(), nil, obj("environ", 3)}, "TypeError", `updated_config[\"environ\"]`}, // repr escapes the quotes
+		{"restart_kernel of an unknown kernel", "restart_kernel", []any{randomUUID(), randomUUID(), nil, obj()}, "KernelNotFoundError", "kernel not found"},
 	} {
 		got, err := a.call(ctx, tc.method, tc.args...)
 		wantFailure(t, tc.description, got, err, tc.name, tc.text)
@@ -188,6 +194,66 @@ func TestSessionNetworkAndResetOverRPC(t *testing.T) {
 	}
 	if now := a.allocator.Snapshot(); fmt.Sprintf("%+v", now) != fmt.Sprintf("%+v", before) {
 		t.Errorf("allocation not back to where it started:\n got %+v\nwant %+v", now, before)
+	}
+	if n := a.ports.InUse(); n != 0 {
+		t.Errorf("%d host ports still assigned", n)
+	}
+}
+
+// execStdout runs code in a kernel over RPC and returns its stdout.
+func (a *opsAgent) execStdout(t *testing.T, ctx context.Context, sid, kid, code string) string {
+	t.Helper()
+	got, err := a.call(ctx, "execute", sid, kid, int64(4), fmt.Sprintf("run-%d", rand.Uint64()), "query", code, obj(), 10.0)
+	if err != nil {
+		t.Fatalf("execute %q: %v", code, err)
+	}
+	var out strings.Builder
+	for _, item := range got.(wiremsg.Map)["console"].([]any) {
+		if pair := item.([]any); pair[0] == "stdout" {
+			out.WriteString(pair[1].(string))
+		}
+	}
+	return out.String()
+}
+
+// TestRestartKernelOverRPC: restart_kernel answers the new container and
+// ports; the kernel keeps its files and takes the updated environment.
+func TestRestartKernelOverRPC(t *testing.T) {
+	a := newOpsAgent(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sid, kid := randomUUID(), randomUUID()
+	ref := pickleImageRef("busybox", "", "latest", "baiagent-test", "x86_64", true)
+	cfg := managerConfig(t, kid, sid, a.image).with("mounts", []any{}).with("auto_pull", pickleEnum("AutoPullBehavior", "none"))
+	got, err := a.call(ctx, "create_kernels", createArgs(t, sid, map[string]kv{kid: cfg}, map[string]mpExt{kid: ref})...)
+	if err != nil {
+		t.Fatalf("create_kernels: %v", err)
+	}
+	created := got.([]any)[0].(wiremsg.Map)
+	if out := a.execStdout(t, ctx, sid, kid, "echo kept > /home/work/kept.txt; echo $GREETING"); out != "from-manager\n" {
+		t.Fatalf("before restart: %q", out)
+	}
+
+	got, err = a.call(ctx, "restart_kernel", sid, kid, ref, obj("environ", obj("GREETING", "restarted"), "resource_slots", obj("cpu", "1", "mem", "268435456")))
+	if err != nil {
+		t.Fatalf("restart_kernel: %v", err)
+	}
+	res := got.(wiremsg.Map)
+	in, _ := res["repl_in_port"].(int64)
+	if res["container_id"] == created["container_id"] || res["container_id"] == "" || in == 0 || res["stdin_port"] != int64(0) {
+		t.Errorf("restart_kernel result %#v (created %#v)", res, created)
+	}
+	if sp, _ := res["service_ports"].([]any); len(sp) != 1 || sp[0].(wiremsg.Map)["name"] != "web" {
+		t.Errorf("service ports %#v", res["service_ports"])
+	}
+	if info, err := a.manager.Get(kid); err != nil || info.ContainerID != res["container_id"] || int64(info.ReplInPort) != in {
+		t.Errorf("kernel after restart %+v, %v; result %#v", info, err, res)
+	}
+	if out := a.execStdout(t, ctx, sid, kid, "cat /home/work/kept.txt; echo $GREETING"); out != "kept\nrestarted\n" {
+		t.Errorf("after restart: %q", out)
+	}
+	if _, err := a.call(ctx, "destroy_kernel", kid, sid, nil); err != nil {
+		t.Fatal(err)
 	}
 	if n := a.ports.InUse(); n != 0 {
 		t.Errorf("%d host ports still assigned", n)

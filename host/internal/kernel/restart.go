@@ -1,0 +1,170 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+
+	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+)
+
+// RestartRequest is restart_kernel: the kernel keeps its id, allocation
+// and scratch dir (work/ survives); its container is replaced.
+type RestartRequest struct {
+	KernelID  string
+	SessionID string
+	// Image is the image of the new container; empty keeps the kernel's.
+	Image string
+	// Update applies the manager's updated_config to the request the
+	// kernel was created with (upstream merges it over kconfig.dat); nil
+	// changes nothing. Resource slots are kept whatever it sets: the
+	// allocation does not change, as upstream reads resource.txt back.
+	Update func(*CreateRequest)
+}
+
+// Restart replaces a running kernel's container: stop and remove the old
+// one, then make and start a new one with the same allocation, scratch
+// dir and (updated) creation request, new host ports, rewritten config
+// files, and a reconnected runner. The old container's end is not the
+// kernel's: no termination is reported for it.
+//
+// What can be checked beforehand (creation request, image, network) is,
+// and a failure there leaves the kernel running as it was. If the new
+// container cannot be made or its runner does not answer, the kernel is
+// gone: everything it held is released, it is reported terminated with
+// reason failed-to-start, and the error says so (upstream logs this and
+// answers as if it had worked).
+func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, error) {
+	m.mu.Lock()
+	k, ok := m.reg[rr.KernelID]
+	if !ok {
+		m.mu.Unlock()
+		return Created{}, fmt.Errorf("%w: %s", ErrKernelNotFound, rr.KernelID)
+	}
+	if k.state != stateRunning {
+		m.mu.Unlock()
+		return Created{}, fmt.Errorf("%w: %s is %s", ErrNotRunning, rr.KernelID, k.state)
+	}
+	if rr.SessionID != "" && rr.SessionID != k.sessionID {
+		m.mu.Unlock()
+		return Created{}, fmt.Errorf("%w: kernel %s belongs to session %s, not %s", ErrInvalidRequest, rr.KernelID, k.sessionID, rr.SessionID)
+	}
+	dirs, allocation := k.dirs, k.allocation
+	m.mu.Unlock()
+
+	req, err := readCreationRequest(dirs)
+	if err != nil {
+		return Created{}, fmt.Errorf("restart kernel %s: %w", rr.KernelID, err)
+	}
+	slots := req.ResourceSlots
+	if rr.Update != nil {
+		rr.Update(&req)
+	}
+	req.KernelID, req.SessionID, req.ResourceSlots = k.id, k.sessionID, slots
+	if rr.Image != "" {
+		req.Image = rr.Image
+	}
+	img, err := m.inspectImage(ctx, req)
+	if err != nil {
+		return Created{}, fmt.Errorf("restart kernel %s: %w", rr.KernelID, err)
+	}
+	if err := m.checkNetwork(ctx, req.Network); err != nil {
+		return Created{}, fmt.Errorf("restart kernel %s: %w", rr.KernelID, err)
+	}
+
+	m.mu.Lock()
+	if k.state != stateRunning || m.reg[k.id] != k {
+		m.mu.Unlock()
+		return Created{}, fmt.Errorf("%w: %s is %s", ErrNotRunning, rr.KernelID, k.state)
+	}
+	k.state = stateRestarting
+	oldContainer, oldRunner := k.containerID, k.runner
+	k.runner = nil
+	m.mu.Unlock()
+
+	if oldRunner != nil {
+		_ = oldRunner.Close()
+	}
+	if err := m.removeContainer(ctx, oldContainer); err != nil {
+		// The old container may still run: the kernel stays as it is
+		// (without a runner connection until the next restart or
+		// recovery) rather than be half replaced.
+		m.mu.Lock()
+		k.state = stateRunning
+		m.mu.Unlock()
+		if rc, derr := runnerclient.Dial(net127(k.recovery.ReplInPort), net127(k.recovery.ReplOutPort)); derr == nil {
+			m.mu.Lock()
+			k.runner = rc
+			m.mu.Unlock()
+		}
+		return Created{}, fmt.Errorf("restart kernel %s: %w", rr.KernelID, err)
+	}
+	m.mu.Lock()
+	delete(m.ooms, oldContainer)
+	k.containerID = ""
+	m.mu.Unlock()
+
+	var undo undoStack
+	l, err := m.launch(ctx, req, img, k.createdAt, dirs, allocation, &undo)
+	if err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if uerr := undo.run(cctx); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", uerr))
+		}
+		// The old container is gone and no new one runs: the kernel ends
+		// here, giving back what it held under its old records.
+		m.mu.Lock()
+		k.stopReason = ReasonFailedToStart
+		m.mu.Unlock()
+		if _, cerr := m.clean(cctx, k, -1); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+		}
+		m.log.Error().Err(err).Str("kernel", rr.KernelID).Msg("kernel restart failed; the kernel is terminated")
+		return Created{}, fmt.Errorf("restart kernel %s: the new container failed, the kernel is terminated: %w", rr.KernelID, err)
+	}
+
+	m.mu.Lock()
+	oldPorts := k.recovery.HostPorts()
+	k.containerID, k.recovery, k.runner, k.image = l.containerID, l.recovery, l.runner, req.Image
+	k.state = stateRunning
+	info := m.infoLocked(k)
+	m.mu.Unlock()
+	for _, p := range oldPorts {
+		if p > 0 {
+			if err := m.cfg.Ports.Release(p); err != nil {
+				m.log.Warn().Err(err).Int("port", p).Str("kernel", k.id).Msg("releasing a restarted kernel's old port")
+			}
+		}
+	}
+	m.log.Info().Str("kernel", k.id).Str("container", l.containerID[:12]).Str("old_container", shortID(oldContainer)).Msg("kernel restarted")
+	return Created{Info: info, ContainerID: l.containerID, ServicePorts: l.recovery.ServicePorts, Attached: l.attached}, nil
+}
+
+// removeContainer stops a container (the stop timeout, then SIGKILL) and
+// removes it; one that is gone already is fine.
+func (m *Manager) removeContainer(ctx context.Context, containerID string) error {
+	if containerID == "" {
+		return nil
+	}
+	timeout := int(m.cfg.StopTimeout / time.Second)
+	if _, err := m.cfg.Docker.ContainerStop(ctx, containerID, client.ContainerStopOptions{Timeout: &timeout}); err != nil && !cerrdefs.IsNotFound(err) {
+		m.log.Warn().Err(err).Str("container", shortID(containerID)).Msg("stopping a kernel container; removing it by force")
+	}
+	_, err := m.cfg.Docker.ContainerRemove(ctx, containerID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", shortID(containerID), err)
+	}
+	return nil
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
