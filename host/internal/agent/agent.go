@@ -283,6 +283,7 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, suppressed
 		RunnerPath:          runner,
 		CreationConcurrency: a.cfg.Agent.KernelCreationConcurrency,
 		ScratchSize:         int64(a.cfg.Container.ScratchSize),
+		CommitPath:          a.cfg.Agent.ImageCommitPath,
 		OnTerminated: func(t kernel.Termination) {
 			log.Info().Str("kernel_id", t.KernelID).Str("reason", t.Reason).Int("exit_code", t.ExitCode).Msg("kernel terminated")
 			if suppressed(t.KernelID) {

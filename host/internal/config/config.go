@@ -90,6 +90,10 @@ type AgentConfig struct {
 	MountPath       string
 	AbuseReportPath string
 	PIDFile         string
+	// ImageCommitPath (image-commit-path) holds committed kernel images
+	// saved as tars, <path>/<subdir>/<file>, and the commit locks,
+	// <path>/<subdir>/lock/<kernel-id>.
+	ImageCommitPath string
 
 	// ID is "i-<hostname>" when the file leaves it empty.
 	ID                       string

@@ -208,6 +208,10 @@ func (d *decoder) decodeAgent(t *table, agent *AgentConfig) {
 	t.filePath("mount-path", &agent.MountPath)
 	t.filePath("abuse-report-path", &agent.AbuseReportPath)
 	t.filePath("pid-file", &agent.PIDFile)
+	if raw, written, found := t.lookup("image-commit-path"); found && raw == "" {
+		t.fail(written, "must not be empty: commits save images under it")
+	}
+	t.filePath("image-commit-path", &agent.ImageCommitPath)
 	t.str("id", &agent.ID)
 	t.str("region", &agent.Region)
 	t.str("instance-type", &agent.InstanceType)
@@ -249,8 +253,8 @@ func (d *decoder) decodeAgent(t *table, agent *AgentConfig) {
 
 	t.ignore("announce-internal-addr", "ssl-enabled", "ssl-cert", "ssl-key", "cohabiting-storage-proxy",
 		"event-loop", "aiomonitor-termui-port", "aiomonitor-webui-port", "metadata-server-bind-host",
-		"metadata-server-port", "allow-network-plugins", "block-network-plugins", "image-commit-path",
-		"docker-mode", "mount-path-uid-gid")
+		"metadata-server-port", "allow-network-plugins", "block-network-plugins", "docker-mode",
+		"mount-path-uid-gid")
 	t.finish()
 
 	if host, set := d.envValue(EnvAgentHost); set {

@@ -33,6 +33,7 @@ func defaults(workDir string) Config {
 			InternalAddr:              HostPort{Host: "0.0.0.0", Port: 6003},
 			IPCBasePath:               "/tmp/backend.ai/ipc",
 			VarBasePath:               relative("var/lib/backend.ai"),
+			ImageCommitPath:           relative("tmp/backend.ai/commit"),
 			PIDFile:                   "/dev/null",
 			ScalingGroupType:          ResourceGroupCompute,
 			AgentSockPort:             6007,

@@ -64,6 +64,7 @@ func (c *Config) encode(maskSecrets bool) ([]byte, error) {
 		"mount-path":                         a.MountPath,
 		"abuse-report-path":                  a.AbuseReportPath,
 		"pid-file":                           a.PIDFile,
+		"image-commit-path":                  a.ImageCommitPath,
 		"id":                                 a.ID,
 		"region":                             a.Region,
 		"instance-type":                      a.InstanceType,

@@ -31,6 +31,7 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		{"ipc-base-path", cfg.Agent.IPCBasePath, "/tmp/backend.ai/ipc"},
 		{"var-base-path is relative to the working dir", cfg.Agent.VarBasePath, "/srv/cwd/var/lib/backend.ai"},
 		{"pid-file /dev/null", cfg.Agent.PIDFile, "/dev/null"},
+		{"image-commit-path is relative to the working dir", cfg.Agent.ImageCommitPath, "/srv/cwd/tmp/backend.ai/commit"},
 		{"id is i-<hostname>", cfg.Agent.ID, "i-node1"},
 		{"scaling-group-type compute", cfg.Agent.ScalingGroupType, ResourceGroupCompute},
 		{"allow-compute-plugins unset", cfg.Agent.AllowComputePlugins, []string(nil)},
@@ -307,6 +308,8 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"bad plugin start timeout", "agent", `plugin-start-timeout = "soon"`, "agent.plugin-start-timeout", "duration"},
 		{"negative plugin start timeout", "agent", `plugin-start-timeout = "-1s"`, "agent.plugin-start-timeout", "positive"},
 		{"empty plugin dir", "agent", `plugin-dirs = [""]`, "agent.plugin-dirs[0]", "must not be empty"},
+		{"empty image-commit-path", "agent", `image-commit-path = ""`, "agent.image-commit-path", "must not be empty"},
+		{"image-commit-path not a string", "agent", `image-commit-path = 3`, "agent.image-commit-path", "must be a string"},
 		{"plugin runtime dir too long", "agent", `plugin-runtime-dir = "/` + strings.Repeat("x", 90) + `"`, "agent.plugin-runtime-dir", "unix limit"},
 		{"removed scaling-group key", "agent", `scaling-group = "default"`, "agent.scaling-group", "initial-resource-group-name"},
 		{"bad scaling-group-type", "agent", `scaling-group-type = "gpu"`, "agent.scaling-group-type", "compute|storage"},
@@ -553,6 +556,7 @@ backend = "docker"
 plugin-dirs = ["../bin/plugins", "/abs", "~/plugins"]
 var-base-path = "../var"
 pid-file = "run/agent.pid"
+image-commit-path = "../commit"
 [container]
 scratch-root = "../var/scratches"
 [resource]
@@ -568,6 +572,7 @@ scratch-root = "../var/scratches"
 		{"plugin dirs: relative, absolute, home", cfg.Agent.PluginDirs, []string{"/repo/bin/plugins", "/abs", "/home/tester/plugins"}},
 		{"var-base-path", cfg.Agent.VarBasePath, "/repo/var"},
 		{"pid-file", cfg.Agent.PIDFile, "/repo/configs/run/agent.pid"},
+		{"image-commit-path", cfg.Agent.ImageCommitPath, "/repo/commit"},
 		{"scratch-root", cfg.Container.ScratchRoot, "/repo/var/scratches"},
 		{"defaults stay relative to the working dir", cfg.Agent.IPCBasePath, "/tmp/backend.ai/ipc"},
 		{"Dir() is the file's directory", cfg.Dir(), "/repo/configs"},

@@ -89,6 +89,9 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// ScratchSize is written to resource.txt (container.scratch-size).
 	ScratchSize int64
+	// CommitPath is agent.image-commit-path: commits save their tars and
+	// locks under it. Empty refuses commits.
+	CommitPath string
 	// OnTerminated is told about each kernel that ended, once. It runs on
 	// the cleaning goroutine and must not block for long.
 	OnTerminated func(Termination)
