@@ -29,6 +29,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/heartbeat"
 	"github.com/baiagent/baiagent/host/internal/httpapi"
+	"github.com/baiagent/baiagent/host/internal/images"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
@@ -415,10 +416,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer kernels.Close()
+	imageService := images.New(a.docker, images.Options{
+		PullTimeout: a.cfg.API.PullTimeout, KernelLabel: kernel.LabelKernelID,
+		Logger: a.log.With().Str("component", "images").Logger(),
+	})
+	defer imageService.Close()
 	kernelMethods = rpcserver.NewKernelMethods(kernels, rpcserver.KernelMethodsOptions{
 		KernelHost: a.kernelHost(),
-		OnCreating: func(ctx context.Context, kernelID, sessionID string) {
+		Images:     imageService,
+		OnPreparing: func(ctx context.Context, kernelID, sessionID string) {
 			a.emit(ctx, events.KernelPreparing{KernelID: kernelID, SessionID: sessionID})
+		},
+		OnPulling: func(ctx context.Context, kernelID, sessionID, image string) {
+			a.emit(ctx, events.KernelPulling{KernelID: kernelID, SessionID: sessionID, Reason: image})
+		},
+		OnCreating: func(ctx context.Context, kernelID, sessionID string) {
 			a.emit(ctx, events.KernelCreating{KernelID: kernelID, SessionID: sessionID})
 		},
 		OnStarted: func(ctx context.Context, kernelID, sessionID string, result map[string]any) {
@@ -451,7 +463,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("start RPC server: %w", err)
 	}
 	rpcserver.RegisterKernelMethods(rpc, kernelMethods)
-	rpcserver.RegisterKernelOpsMethods(rpc, rpcserver.NewKernelOps(kernels))
+	imageMethods := rpcserver.NewImageMethods(imageService, rpcserver.ImageMethodsOptions{
+		AgentID: a.cfg.Agent.ID, Events: bus, Logger: a.log.With().Str("component", "images").Logger(),
+	})
+	defer imageMethods.Close()
+	rpcserver.RegisterImageMethods(rpc, imageMethods)
+	kernelOps := rpcserver.NewKernelOps(kernels, rpcserver.KernelOpsOptions{Events: bus, Logger: a.log.With().Str("component", "kernel-ops").Logger()})
+	defer kernelOps.Close()
+	rpcserver.RegisterKernelOpsMethods(rpc, kernelOps)
 	a.runKernels(ctx, kernels)
 	rpcDone := make(chan error, 1)
 	var rpcServing atomic.Bool

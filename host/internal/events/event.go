@@ -347,3 +347,60 @@ func imageRefJSON(ref *pywire.ImageRef) any {
 		{Key: "is_local", Value: ref.IsLocal},
 	}
 }
+
+// Background task events, sent for the tasks check_and_pull starts. They
+// are broadcast events upstream (BaseBgtaskEvent); TaskID is the task's
+// UUID in its dashed form, as str(task_id).
+
+// BgtaskUpdated is bgtask_updated: (task_id, current_progress,
+// total_progress, message). The agent sends it once as a task starts, with
+// message "Task started" and no progress.
+type BgtaskUpdated struct {
+	TaskID          string
+	CurrentProgress float64
+	TotalProgress   float64
+	Message         string // "" is sent as None
+}
+
+func (BgtaskUpdated) Name() string { return "bgtask_updated" }
+func (e BgtaskUpdated) Args() pywire.Tuple {
+	return pywire.Tuple{e.TaskID, e.CurrentProgress, e.TotalProgress, noneIfEmpty(e.Message)}
+}
+func (e BgtaskUpdated) Body() pywire.Map {
+	return pywire.Map{
+		{Key: "task_id", Value: e.TaskID}, {Key: "current_progress", Value: e.CurrentProgress},
+		{Key: "total_progress", Value: e.TotalProgress}, {Key: "message", Value: noneIfEmpty(e.Message)},
+	}
+}
+func (BgtaskUpdated) Droppable() bool { return false }
+func (BgtaskUpdated) Broadcast() bool { return true }
+
+// bgtaskResult is the shape of bgtask_done and bgtask_failed: (task_id,
+// message).
+type bgtaskResult struct {
+	TaskID  string
+	Message string // "" is sent as None
+}
+
+func (e bgtaskResult) args() pywire.Tuple { return pywire.Tuple{e.TaskID, noneIfEmpty(e.Message)} }
+func (e bgtaskResult) body() pywire.Map {
+	return pywire.Map{{Key: "task_id", Value: e.TaskID}, {Key: "message", Value: noneIfEmpty(e.Message)}}
+}
+
+// BgtaskDone is bgtask_done: the task finished; upstream's pull task
+// returns None, so Message is empty.
+type BgtaskDone bgtaskResult
+
+// BgtaskFailed is bgtask_failed: the task raised; Message says why.
+type BgtaskFailed bgtaskResult
+
+func (BgtaskDone) Name() string           { return "bgtask_done" }
+func (e BgtaskDone) Args() pywire.Tuple   { return bgtaskResult(e).args() }
+func (e BgtaskDone) Body() pywire.Map     { return bgtaskResult(e).body() }
+func (BgtaskDone) Droppable() bool        { return false }
+func (BgtaskDone) Broadcast() bool        { return true }
+func (BgtaskFailed) Name() string         { return "bgtask_failed" }
+func (e BgtaskFailed) Args() pywire.Tuple { return bgtaskResult(e).args() }
+func (e BgtaskFailed) Body() pywire.Map   { return bgtaskResult(e).body() }
+func (BgtaskFailed) Droppable() bool      { return false }
+func (BgtaskFailed) Broadcast() bool      { return true }

@@ -129,6 +129,13 @@ var everyEvent = []struct {
 		`["img","i-test-agent",2,null,null]`, `{"image":"img","agent_id":"i-test-agent","timestamp":2,"msg":null,"image_ref":null}`},
 	{"image_pull_failed without ref", ImagePullFailed{Image: "img", AgentID: testAgentID, Msg: "timeout (s:60)"},
 		`["img","i-test-agent","timeout (s:60)"]`, `{"image":"img","agent_id":"i-test-agent","msg":"timeout (s:60)","image_ref":null}`},
+	{"bgtask_updated as a task starts", BgtaskUpdated{TaskID: kernelA, Message: "Task started"},
+		`["` + kernelA + `",0,0,"Task started"]`,
+		`{"task_id":"` + kernelA + `","current_progress":0,"total_progress":0,"message":"Task started"}`},
+	{"bgtask_done without message", BgtaskDone{TaskID: kernelA},
+		`["` + kernelA + `",null]`, `{"task_id":"` + kernelA + `","message":null}`},
+	{"bgtask_failed with the reason", BgtaskFailed{TaskID: kernelA, Message: "pull failed"},
+		`["` + kernelA + `","pull failed"]`, `{"task_id":"` + kernelA + `","message":"pull failed"}`},
 }
 
 func newTestBus(t *testing.T, srv *redistest.Server, dir string, enc Encoding) *Bus {

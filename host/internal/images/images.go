@@ -106,7 +106,8 @@ func (e *PullError) Is(target error) bool { return target == ErrPullFailed || ta
 
 // Options tune a Service.
 type Options struct {
-	// PullTimeout bounds one pull; zero means DefaultPullTimeout.
+	// PullTimeout bounds one pull (api.pull-timeout, DefaultPullTimeout
+	// unless configured); zero means no limit, as upstream treats 0.
 	PullTimeout time.Duration
 	// KernelLabel marks kernel containers: Remove refuses an image a running
 	// container with this label uses. Empty means every container counts.
@@ -136,9 +137,6 @@ type pull struct {
 
 // New returns a Service over a Docker client.
 func New(docker *client.Client, opts Options) *Service {
-	if opts.PullTimeout <= 0 {
-		opts.PullTimeout = DefaultPullTimeout
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{docker: docker, opts: opts, ctx: ctx, cancel: cancel, pulls: map[string]*pull{}}
 }
@@ -301,6 +299,13 @@ func registryAuth(img Image) (string, error) {
 	return base64.URLEncoding.EncodeToString(buf), nil
 }
 
+func (s *Service) pullContext() (context.Context, context.CancelFunc) {
+	if s.opts.PullTimeout > 0 {
+		return context.WithTimeout(s.ctx, s.opts.PullTimeout)
+	}
+	return context.WithCancel(s.ctx)
+}
+
 func (s *Service) pullOnce(img Image) error {
 	host := registryHost(img.Ref)
 	log := s.opts.Logger.With().Str("image", img.Ref).Str("registry", host).Logger()
@@ -311,7 +316,7 @@ func (s *Service) pullOnce(img Image) error {
 	if err != nil {
 		return fail(ErrPullFailed, err)
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.PullTimeout)
+	ctx, cancel := s.pullContext()
 	defer cancel()
 	started := time.Now()
 	log.Info().Bool("credentials", auth != "").Msg("pulling image")

@@ -13,6 +13,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/alloc"
+	"github.com/baiagent/baiagent/host/internal/images"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
@@ -56,11 +57,19 @@ type KernelMethodsOptions struct {
 	// the manager lists but this agent does not know: upstream sends
 	// kernel_terminated with reason already-terminated. May be nil.
 	OnAlreadyTerminated func(ctx context.Context, kernelID, sessionID string)
-	// OnCreating is called before a kernel is created and OnStarted after it
-	// started, with create_kernels' result for it (the agent sends
-	// kernel_preparing/kernel_creating and kernel_started). Both may be nil.
-	OnCreating func(ctx context.Context, kernelID, sessionID string)
-	OnStarted  func(ctx context.Context, kernelID, sessionID string, result map[string]any)
+	// Images makes each kernel's image present per its auto_pull before the
+	// kernel is created. Nil pulls nothing: a missing image then fails the
+	// creation.
+	Images *images.Service
+	// Creation hooks, in upstream's event order: OnPreparing first,
+	// OnPulling only when the image is pulled (image is its canonical name),
+	// OnCreating before the container is made, OnStarted after it started
+	// with create_kernels' result for it (the agent sends kernel_preparing,
+	// kernel_pulling, kernel_creating and kernel_started). All may be nil.
+	OnPreparing func(ctx context.Context, kernelID, sessionID string)
+	OnPulling   func(ctx context.Context, kernelID, sessionID, image string)
+	OnCreating  func(ctx context.Context, kernelID, sessionID string)
+	OnStarted   func(ctx context.Context, kernelID, sessionID string, result map[string]any)
 	// DestroyTimeout bounds the destroys that sync_kernel_registry starts in
 	// the background; zero means 2 minutes.
 	DestroyTimeout time.Duration
@@ -283,6 +292,13 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 		go func(i int) {
 			defer wg.Done()
 			p := pending[i]
+			if km.opts.OnPreparing != nil {
+				km.opts.OnPreparing(ctx, p.req.KernelID, p.req.SessionID)
+			}
+			if err := km.ensureImage(ctx, p); err != nil {
+				errs[i] = err
+				return
+			}
 			if km.opts.OnCreating != nil {
 				km.opts.OnCreating(ctx, p.req.KernelID, p.req.SessionID)
 			}
@@ -318,15 +334,55 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 	return nil, &Error{Name: "TaskGroupError", Err: fmt.Errorf("agent.create_kernels() failed: %s", strings.Join(msgs, "; "))}
 }
 
-// creationErr names image errors by the auto_pull behaviour: this agent
-// pulls from no registry, so a missing image with digest or tag fails as
-// a failed pull, and with none as upstream's ImageNotAvailable.
+// imageSpec is what the image service needs from a kernel's config.
+func imageSpec(ref string, img ImageConfig) images.Image {
+	return images.Image{
+		Ref: ref, Digest: img.Digest, RepoDigest: img.RepoDigest,
+		Registry: images.Registry{Name: img.Registry.Name, URL: img.Registry.URL, Username: img.Registry.Username, Password: img.Registry.Password},
+	}
+}
+
+// ensureImage pulls the kernel's image when its auto_pull asks for it, as
+// upstream's create_kernel does between kernel_preparing and
+// kernel_creating. Local images (is_local) are never pulled.
+func (km *KernelMethods) ensureImage(ctx context.Context, p pendingKernel) error {
+	if km.opts.Images == nil || p.cfg.Image.IsLocal {
+		return nil
+	}
+	onPull := func() {
+		if km.opts.OnPulling != nil {
+			km.opts.OnPulling(ctx, p.req.KernelID, p.req.SessionID, p.req.Image)
+		}
+	}
+	if _, err := km.opts.Images.Ensure(ctx, imageSpec(p.req.Image, p.cfg.Image), images.Policy(p.cfg.AutoPull), onPull); err != nil {
+		return imageErr(err)
+	}
+	return nil
+}
+
+// imageErr names an image error as upstream's exceptions.
+func imageErr(err error) error {
+	switch {
+	case errors.Is(err, images.ErrNotAvailable):
+		return &Error{Name: "ImageNotAvailable", Err: err}
+	case errors.Is(err, images.ErrPullTimeout):
+		return &Error{Name: "ImagePullTimeoutError", Err: err}
+	case errors.Is(err, images.ErrPullFailed):
+		return &Error{Name: "ImagePullFailedError", Err: err}
+	}
+	return &Error{Name: "AgentError", Err: err}
+}
+
+// creationErr names the image error of a kernel whose image was missing at
+// creation: with auto_pull none or a local image (never pulled) as
+// upstream's ImageNotAvailable, otherwise as a failed pull (no image
+// service, or the image went away after the pull).
 func creationErr(p pendingKernel, err error) error {
 	if errors.Is(err, kernel.ErrImageNotFound) {
-		if p.cfg.AutoPull == AutoPullNone {
-			return &Error{Name: "ImageNotAvailable", Err: fmt.Errorf("image %s is not available locally and auto_pull is none: %w", p.req.Image, err)}
+		if p.cfg.AutoPull == AutoPullNone || p.cfg.Image.IsLocal {
+			return &Error{Name: "ImageNotAvailable", Err: fmt.Errorf("image %s is not available locally (auto_pull %s, is_local %v): %w", p.req.Image, p.cfg.AutoPull, p.cfg.Image.IsLocal, err)}
 		}
-		return &Error{Name: "ImagePullFailedError", Err: fmt.Errorf("image %s is not available locally and cannot be pulled (auto_pull %s; this agent pulls from no registry): %w", p.req.Image, p.cfg.AutoPull, err)}
+		return &Error{Name: "ImagePullFailedError", Err: fmt.Errorf("image %s is not available locally after the pull step (auto_pull %s): %w", p.req.Image, p.cfg.AutoPull, err)}
 	}
 	return kernelErr(err)
 }
@@ -760,8 +816,14 @@ func (km *KernelMethods) listKernels(_ context.Context, call *Call) (any, error)
 
 // --- KernelRegistry ---
 
-// IsPulling implements KernelRegistry: this agent pulls no images.
-func (km *KernelMethods) IsPulling(context.Context, string) (bool, error) { return false, nil }
+// IsPulling implements KernelRegistry (check_pulling): whether a pull of
+// the image is in flight, for a kernel or for check_and_pull.
+func (km *KernelMethods) IsPulling(_ context.Context, image string) (bool, error) {
+	if km.opts.Images == nil {
+		return false, nil
+	}
+	return km.opts.Images.IsPulling(image), nil
+}
 
 func (km *KernelMethods) state(kernelID string) string {
 	if u, err := wiremsg.ParseUUID(kernelID); err == nil {

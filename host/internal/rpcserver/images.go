@@ -1,0 +1,303 @@
+package rpcserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/baiagent/baiagent/host/internal/events"
+	"github.com/baiagent/baiagent/host/internal/images"
+	"github.com/baiagent/baiagent/host/internal/pywire"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
+)
+
+// Emitter sends agent events; *events.Bus implements it.
+type Emitter interface {
+	Emit(ctx context.Context, ev events.Event) error
+}
+
+// ImageMethodsOptions configure the image RPC methods.
+type ImageMethodsOptions struct {
+	// AgentID is the agent_id of the image_pull_* events.
+	AgentID string
+	// Events receives the image_pull_* and bgtask_* events; nil drops them.
+	Events Emitter
+	// Now stamps the events; nil means time.Now.
+	Now    func() time.Time
+	Logger zerolog.Logger
+}
+
+// ImageMethods serves check_and_pull and purge_images over an image
+// service; check_pulling is the Server's (KernelMethods.IsPulling, which
+// sees the same service).
+type ImageMethods struct {
+	images *images.Service
+	opts   ImageMethodsOptions
+
+	// ctx bounds the background pull tasks; Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	tasks  sync.WaitGroup
+}
+
+// NewImageMethods wraps an image service.
+func NewImageMethods(svc *images.Service, opts ImageMethodsOptions) *ImageMethods {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &ImageMethods{images: svc, opts: opts, ctx: ctx, cancel: cancel}
+}
+
+// RegisterImageMethods registers check_and_pull and purge_images on s.
+func RegisterImageMethods(s *Server, im *ImageMethods) {
+	s.Register("check_and_pull", im.checkAndPull)
+	s.Register("purge_images", im.purgeImages)
+}
+
+// Wait waits for the background pull tasks.
+func (im *ImageMethods) Wait() { im.tasks.Wait() }
+
+// Close cancels the background pull tasks and waits for them.
+func (im *ImageMethods) Close() {
+	im.cancel()
+	im.tasks.Wait()
+}
+
+func (im *ImageMethods) emit(ctx context.Context, ev events.Event) {
+	if im.opts.Events == nil {
+		return
+	}
+	if err := im.opts.Events.Emit(context.WithoutCancel(ctx), ev); err != nil {
+		im.opts.Logger.Warn().Err(err).Str("event", ev.Name()).Msg("event not sent")
+	}
+}
+
+func (im *ImageMethods) timestamp() float64 {
+	return float64(im.opts.Now().UnixNano()) / float64(time.Second)
+}
+
+// newTaskID is a random (version 4) UUID.
+func newTaskID() (wiremsg.UUID, error) {
+	var u wiremsg.UUID
+	if _, err := rand.Read(u[:]); err != nil {
+		return u, fmt.Errorf("task id: %w", err)
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return u, nil
+}
+
+type pullRequest struct {
+	key    string // the image_configs key, echoed in the answer
+	image  ImageConfig
+	policy images.Policy
+}
+
+// checkAndPull(image_configs: {canonical: ImageConfig}) -> {canonical:
+// bgtask id hex}. Each image is checked and, per its auto_pull, pulled in a
+// background task that emits bgtask_updated, image_pull_started,
+// image_pull_finished or image_pull_failed, then bgtask_done or
+// bgtask_failed, as upstream's AbstractAgent.check_and_pull.
+func (im *ImageMethods) checkAndPull(ctx context.Context, call *Call) (any, error) {
+	const method = "check_and_pull"
+	args, err := call.bind(param{name: "image_configs"})
+	if err != nil {
+		return nil, err
+	}
+	configs, ok := args[0].(wiremsg.Map)
+	if !ok {
+		return nil, typeError("%s(): argument 'image_configs' must be dict, not %s", method, pyName(args[0]))
+	}
+	requests := make([]pullRequest, 0, len(configs))
+	for k, v := range configs {
+		key, ok := k.(string)
+		if !ok {
+			return nil, typeError("%s(): argument 'image_configs' keys must be str, not %s", method, pyName(k))
+		}
+		img, err := decodeImageConfig(fmt.Sprintf("%s(): argument 'image_configs'[%q]", method, key), v)
+		if err != nil {
+			return nil, err
+		}
+		if img.Canonical == "" {
+			img.Canonical = key
+		}
+		policy := images.Policy(img.AutoPull)
+		if policy == "" {
+			policy = images.PolicyDigest
+		}
+		requests = append(requests, pullRequest{key: key, image: img, policy: policy})
+	}
+	sort.Slice(requests, func(i, j int) bool { return requests[i].key < requests[j].key })
+
+	out := make(map[string]any, len(requests))
+	for _, req := range requests {
+		id, err := newTaskID()
+		if err != nil {
+			return nil, err
+		}
+		// As upstream's BackgroundTaskManager.start, the task is announced
+		// before its id is returned.
+		im.emit(ctx, events.BgtaskUpdated{TaskID: id.String(), Message: "Task started"})
+		im.tasks.Add(1)
+		go func() {
+			defer im.tasks.Done()
+			im.pullTask(im.ctx, id.String(), req)
+		}()
+		out[req.key] = hex.EncodeToString(id[:])
+	}
+	return out, nil
+}
+
+// pullTask is one check_and_pull task.
+func (im *ImageMethods) pullTask(ctx context.Context, taskID string, req pullRequest) {
+	canonical := req.image.Canonical
+	ref := imageRefOf(req.image)
+	log := im.opts.Logger.With().Str("task_id", taskID).Str("image", canonical).Logger()
+	fail := func(err error) {
+		log.Warn().Err(err).Msg("check_and_pull task failed")
+		im.emit(ctx, events.BgtaskFailed{TaskID: taskID, Message: err.Error()})
+	}
+	spec := imageSpec(canonical, req.image)
+	need, err := im.images.NeedsPull(ctx, spec, req.policy)
+	if err != nil {
+		// Upstream's check_image raises before any image event.
+		fail(err)
+		return
+	}
+	if !need {
+		im.emit(ctx, events.ImagePullFinished{Image: canonical, AgentID: im.opts.AgentID, Timestamp: im.timestamp(), Msg: "Image already exists", ImageRef: ref})
+		im.emit(ctx, events.BgtaskDone{TaskID: taskID})
+		return
+	}
+	im.emit(ctx, events.ImagePullStarted{Image: canonical, AgentID: im.opts.AgentID, Timestamp: im.timestamp(), ImageRef: ref})
+	if err := im.images.Pull(ctx, spec); err != nil {
+		im.emit(ctx, events.ImagePullFailed{Image: canonical, AgentID: im.opts.AgentID, Msg: err.Error(), ImageRef: ref})
+		fail(err)
+		return
+	}
+	im.emit(ctx, events.ImagePullFinished{Image: canonical, AgentID: im.opts.AgentID, Timestamp: im.timestamp(), ImageRef: ref})
+	im.emit(ctx, events.BgtaskDone{TaskID: taskID})
+}
+
+// purgeImages(image_canonicals, force, noprune) -> {responses: [{image,
+// error}]}, one response per image in order; error is None or why the
+// image was kept (unknown, used by a running kernel without force, ...).
+func (im *ImageMethods) purgeImages(ctx context.Context, call *Call) (any, error) {
+	const method = "purge_images"
+	args, err := call.bind(param{name: "image_canonicals"}, param{name: "force"}, param{name: "noprune"})
+	if err != nil {
+		return nil, err
+	}
+	list, ok := args[0].([]any)
+	if !ok {
+		return nil, typeError("%s(): argument 'image_canonicals' must be a list, not %s", method, pyName(args[0]))
+	}
+	refs := make([]string, len(list))
+	for i, item := range list {
+		if refs[i], err = argString(method, fmt.Sprintf("image_canonicals[%d]", i), item); err != nil {
+			return nil, err
+		}
+	}
+	var opts images.RemoveOptions
+	for _, b := range []struct {
+		name string
+		v    any
+		dst  *bool
+	}{{"force", args[1], &opts.Force}, {"noprune", args[2], &opts.NoPrune}} {
+		v, ok := b.v.(bool)
+		if !ok {
+			return nil, typeError("%s(): argument '%s' must be bool, not %s", method, b.name, pyName(b.v))
+		}
+		*b.dst = v
+	}
+	// Concurrently, as upstream's TaskGroup; answers keep the request order.
+	responses := make([]any, len(refs))
+	var wg sync.WaitGroup
+	for i, ref := range refs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var errText any
+			if err := im.images.Remove(ctx, ref, opts); err != nil {
+				errText = err.Error()
+				im.opts.Logger.Warn().Err(err).Str("image", ref).Msg("purge_images: image kept")
+			}
+			responses[i] = map[string]any{"image": ref, "error": errText}
+		}()
+	}
+	wg.Wait()
+	return map[string]any{"responses": responses}, nil
+}
+
+// defaultRegistry is upstream's default_registry for names without one.
+const defaultRegistry = "index.docker.io"
+
+var errImageRef = errors.New("canonical name does not parse as an ImageRef")
+
+// parseImageRef splits a canonical name as upstream's
+// ImageRef.from_image_str: the first path component is the registry when
+// it is the named registry or an IP address, the project is a prefix of
+// the rest, and the tag follows the last colon (default "latest").
+func parseImageRef(canonical, project, registry string) (pywire.ImageRef, error) {
+	var ref pywire.ImageRef
+	if canonical == "" || strings.Contains(canonical, "://") || strings.HasPrefix(canonical, "//") || strings.Contains(canonical, "@") {
+		return ref, fmt.Errorf("%w: %q", errImageRef, canonical)
+	}
+	ref.Registry, ref.Project = registry, project
+	rest := canonical
+	if first, after, found := strings.Cut(canonical, "/"); found && (first == registry || isIPHost(first)) {
+		ref.Registry, rest = first, after
+	}
+	if ref.Registry == "" {
+		ref.Registry = defaultRegistry
+	}
+	name := rest
+	ref.Tag = "latest"
+	if i := strings.LastIndexByte(rest, ':'); i > strings.LastIndexByte(rest, '/') {
+		name, ref.Tag = rest[:i], rest[i+1:]
+	}
+	switch {
+	case name == "" || ref.Tag == "":
+		return ref, fmt.Errorf("%w: %q has an empty name or tag", errImageRef, canonical)
+	case project == "":
+		ref.Name = name
+	case name == project:
+		ref.Name = ""
+	case strings.HasPrefix(name, project+"/"):
+		ref.Name = strings.TrimPrefix(name, project+"/")
+	default:
+		return ref, fmt.Errorf("%w: %q is not in project %q", errImageRef, canonical, project)
+	}
+	return ref, nil
+}
+
+// isIPHost says whether s is an IP address with an optional port, which
+// upstream always takes for a registry.
+func isIPHost(s string) bool {
+	host := s
+	if h, _, err := net.SplitHostPort(s); err == nil {
+		host = h
+	}
+	return net.ParseIP(strings.Trim(host, "[]")) != nil
+}
+
+// imageRefOf is the image_ref of the image_pull_* events; nil (left out,
+// as upstream allows) when the canonical name does not parse.
+func imageRefOf(img ImageConfig) *pywire.ImageRef {
+	ref, err := parseImageRef(img.Canonical, img.Project, img.Registry.Name)
+	if err != nil {
+		return nil
+	}
+	ref.Architecture, ref.IsLocal = img.Architecture, img.IsLocal
+	return &ref
+}

@@ -1,0 +1,583 @@
+package rpcserver
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"github.com/rs/zerolog"
+
+	"github.com/baiagent/baiagent/host/internal/callosum"
+	"github.com/baiagent/baiagent/host/internal/events"
+	"github.com/baiagent/baiagent/host/internal/images"
+	"github.com/baiagent/baiagent/host/internal/images/registrytest"
+	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/portpool"
+	"github.com/baiagent/baiagent/host/internal/pywire"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
+)
+
+const (
+	registryUser     = "manager-user"
+	registryPassword = "registry-pw"
+)
+
+// recorder keeps what the agent would emit, in order.
+type recorder struct {
+	mu   sync.Mutex
+	list []string
+	evs  []events.Event
+}
+
+func (r *recorder) Emit(_ context.Context, ev events.Event) error {
+	r.add(ev.Name(), ev)
+	return nil
+}
+
+func (r *recorder) add(name string, ev events.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.list = append(r.list, name)
+	r.evs = append(r.evs, ev)
+}
+
+func (r *recorder) take() ([]string, []events.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names, evs := r.list, r.evs
+	r.list, r.evs = nil, nil
+	return names, evs
+}
+
+// imageFixture is a basic-auth registry holding the test busybox (as
+// <host>/test/busybox:1) and a variant with another image ID, and the
+// image service the methods use.
+type imageFixture struct {
+	docker       *client.Client
+	reg          *registrytest.Registry
+	busybox      registrytest.Pushed
+	variant      registrytest.Pushed
+	variantLocal string
+	images       *images.Service
+}
+
+func newImageFixture(t *testing.T) *imageFixture {
+	t.Helper()
+	docker := kerneltest.Docker(t)
+	base := kerneltest.BuildBusybox(t, docker)
+	reg := registrytest.Start(t, registryUser, registryPassword)
+	f := &imageFixture{docker: docker, reg: reg, variantLocal: "baiagent-test/rpc-variant:" + strings.ReplaceAll(reg.Host, ":", "-")}
+	registrytest.BuildVariant(t, docker, base, f.variantLocal, reg.Host)
+	t.Cleanup(func() { registrytest.RemoveImage(t, docker, f.variantLocal) })
+	f.busybox = reg.Push(t, docker, base, "test/busybox:1")
+	f.variant = reg.Push(t, docker, f.variantLocal, "test/variant:1")
+	t.Cleanup(func() {
+		registrytest.RemoveImage(t, docker, f.busybox.Ref)
+		registrytest.RemoveImage(t, docker, f.variant.Ref)
+	})
+	f.images = images.New(docker, images.Options{PullTimeout: time.Minute, KernelLabel: kernel.LabelKernelID, Logger: zerolog.Nop()})
+	t.Cleanup(f.images.Close)
+	return f
+}
+
+// imageConfig is the ImageConfig the manager sends for p.
+func (f *imageFixture) imageConfig(p registrytest.Pushed, password, autoPull, digest string) kv {
+	var d any
+	if digest != "" {
+		d = digest
+	}
+	return obj(
+		"canonical", p.Ref, "project", "test", "architecture", "x86_64", "digest", d, "repo_digest", nil,
+		"registry", obj("name", f.reg.Host, "url", "http://"+f.reg.Host, "username", registryUser, "password", password),
+		"labels", obj(), "is_local", false, "auto_pull", pickleEnum("AutoPullBehavior", autoPull),
+	)
+}
+
+// localState puts the engine in a case's state for the busybox name:
+// "" absent, "same" the registry's image, "other" the variant under that name.
+func (f *imageFixture) localState(t *testing.T, state string) {
+	t.Helper()
+	ctx := context.Background()
+	registrytest.RemoveImage(t, f.docker, f.busybox.Ref)
+	switch state {
+	case "same":
+		img := images.Image{Ref: f.busybox.Ref, Registry: images.Registry{Username: registryUser, Password: registryPassword}}
+		if err := f.images.Pull(ctx, img); err != nil {
+			t.Fatalf("setup pull: %v", err)
+		}
+	case "other":
+		if _, err := f.docker.ImageTag(ctx, client.ImageTagOptions{Source: f.variantLocal, Target: f.busybox.Ref}); err != nil {
+			t.Fatalf("setup tag: %v", err)
+		}
+	}
+}
+
+func (f *imageFixture) localID(ref string) string {
+	insp, err := f.docker.ImageInspect(context.Background(), ref)
+	if err != nil {
+		return ""
+	}
+	return insp.ID
+}
+
+// serve serves the kernel and image methods on a real ZeroMQ socket.
+func serveImages(t *testing.T, km *KernelMethods, im *ImageMethods, ports *portpool.Pool) *callosum.Client {
+	t.Helper()
+	srv, err := New(Options{Endpoint: "tcp://127.0.0.1:*", AgentID: "i-test", PortRangeMin: 30000, PortRangeMax: 30010, Logger: zerolog.Nop()},
+		Deps{Kernels: km, Ports: ports})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	RegisterKernelMethods(srv, km)
+	RegisterImageMethods(srv, im)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("Serve did not return")
+		}
+		im.Close()
+		km.Wait()
+	})
+	return dial(t, srv.Endpoint(), callosum.ClientOptions{})
+}
+
+// realKernels is a kernel manager over the real engine.
+func realKernels(t *testing.T, docker *client.Client) (*kernel.Manager, *portpool.Pool) {
+	t.Helper()
+	runnerPath := kerneltest.RunnerBinary(t)
+	plugins, allocator := kerneltest.CPUPlugin(t)
+	ports := kerneltest.Ports(t)
+	agentID := fmt.Sprintf("rpc-images-agent-%d", rand.Uint64())
+	m, err := kernel.New(kernel.Config{
+		AgentID: agentID, ScratchRoot: t.TempDir(), KernelUID: 1000, KernelGID: 1000, RunnerPath: runnerPath,
+		CreationConcurrency: 4, StopTimeout: 2 * time.Second, ReconcileInterval: time.Second,
+		Docker: docker, Allocator: allocator, Plugins: plugins, Ports: ports, Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kerneltest.RemoveLabelled(t, docker, kernel.LabelAgentID, agentID) })
+	runCtx, stopRun := context.WithCancel(context.Background())
+	runDone := make(chan struct{})
+	go func() { defer close(runDone); _ = m.Run(runCtx) }()
+	t.Cleanup(func() { stopRun(); <-runDone; m.Close() })
+	return m, ports
+}
+
+func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
+	f := newImageFixture(t)
+	m, ports := realKernels(t, f.docker)
+	var hooks recorder
+	km := NewKernelMethods(m, KernelMethodsOptions{
+		KernelHost: "127.0.0.1", Images: f.images,
+		OnPreparing: func(context.Context, string, string) { hooks.add("preparing", nil) },
+		OnPulling:   func(_ context.Context, _, _, image string) { hooks.add("pulling "+image, nil) },
+		OnCreating:  func(context.Context, string, string) { hooks.add("creating", nil) },
+		OnStarted:   func(context.Context, string, string, map[string]any) { hooks.add("started", nil) },
+	})
+	im := NewImageMethods(f.images, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
+	c := serveImages(t, km, im, ports)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const repo = "test/busybox"
+	pulling := "pulling " + f.busybox.Ref
+
+	cases := []struct {
+		description string
+		local       string // "", "same" or "other" (see localState)
+		autoPull    string
+		password    string
+		digest      string
+		wantPull    bool
+		wantHooks   []string
+		wantErr     string
+		wantText    []string
+	}{
+		{description: "tag pulls a missing image with the registry's credentials", autoPull: "tag", password: registryPassword,
+			wantPull: true, wantHooks: []string{"preparing", pulling, "creating", "started"}},
+		{description: "digest keeps a local image whose ID is the manager's digest", local: "same", autoPull: "digest",
+			password: registryPassword, digest: f.busybox.ID, wantHooks: []string{"preparing", "creating", "started"}},
+		{description: "digest pulls over a local image with another ID", local: "other", autoPull: "digest",
+			password: registryPassword, digest: f.busybox.ID, wantPull: true, wantHooks: []string{"preparing", pulling, "creating", "started"}},
+		{description: "a wrong password fails as ImagePullFailedError saying authentication failed", autoPull: "tag", password: "wrong",
+			wantHooks: []string{"preparing", pulling}, wantErr: "ImagePullFailedError",
+			wantText: []string{f.busybox.Ref, f.reg.Host, "authentication failed"}},
+		{description: "none with a missing image fails as ImageNotAvailable", autoPull: "none", password: registryPassword,
+			wantHooks: []string{"preparing"}, wantErr: "ImageNotAvailable", wantText: []string{f.busybox.Ref}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			f.localState(t, tc.local)
+			hooks.take()
+			sid, kid := randomUUID(), randomUUID()
+			cfg := managerConfig(t, kid, sid, f.busybox.Ref).with("mounts", []any{}).
+				with("image", f.imageConfig(f.busybox, tc.password, tc.autoPull, tc.digest)).
+				with("auto_pull", pickleEnum("AutoPullBehavior", tc.autoPull))
+			before := f.reg.ManifestFetches(repo)
+			got, err := invokeRaw(ctx, c, "create_kernels", createArgs(t, sid, map[string]kv{kid: cfg}, nil), nil)
+			names, _ := hooks.take()
+			if strings.Join(names, ", ") != strings.Join(tc.wantHooks, ", ") {
+				t.Errorf("hooks %q, want %q", names, tc.wantHooks)
+			}
+			// Refused requests are not counted: only a pull with the right
+			// credentials reaches the manifests.
+			if fetched := f.reg.ManifestFetches(repo) - before; (fetched > 0) != tc.wantPull {
+				t.Errorf("%d manifest requests; want a pull: %v", fetched, tc.wantPull)
+			}
+			if tc.wantErr != "" {
+				for _, text := range tc.wantText {
+					wantFailure(t, tc.description, got, err, tc.wantErr, text)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("create_kernels: %v", err)
+			}
+			if results, ok := got.([]any); !ok || len(results) != 1 || results[0].(wiremsg.Map)["id"] != kid {
+				t.Errorf("create_kernels returned %#v", got)
+			}
+			if tc.wantPull {
+				if id := f.localID(f.busybox.Ref); id != f.busybox.ID {
+					t.Errorf("local image %s after the pull, want %s", id, f.busybox.ID)
+				}
+			}
+			if _, err := invokeRaw(ctx, c, "destroy_kernel", []any{kid, sid, "user-requested"}, nil); err != nil {
+				t.Errorf("destroy_kernel: %v", err)
+			}
+		})
+	}
+}
+
+func TestCheckAndPullOverRPC(t *testing.T) {
+	f := newImageFixture(t)
+	var evs recorder
+	km := NewKernelMethods(newFakeKernels(), KernelMethodsOptions{Images: f.images})
+	im := NewImageMethods(f.images, ImageMethodsOptions{AgentID: "i-test", Events: &evs, Logger: zerolog.Nop(),
+		Now: func() time.Time { return time.Unix(1700000000, 500_000_000) }})
+	c := serveImages(t, km, im, kerneltest.Ports(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	cases := []struct {
+		description string
+		local       string
+		autoPull    string
+		password    string
+		wantEvents  []string
+		wantText    string // in the image_pull_failed / bgtask_failed message, or image_pull_finished's msg
+		wantPresent bool
+	}{
+		{"a missing image is pulled", "", "tag", registryPassword,
+			[]string{"bgtask_updated", "image_pull_started", "image_pull_finished", "bgtask_done"}, "", true},
+		{"a present image is not pulled again", "same", "digest", registryPassword,
+			[]string{"bgtask_updated", "image_pull_finished", "bgtask_done"}, "Image already exists", true},
+		{"a wrong password fails the task", "", "tag", "wrong",
+			[]string{"bgtask_updated", "image_pull_started", "image_pull_failed", "bgtask_failed"}, "authentication failed", false},
+		{"none with a missing image fails before any image event", "", "none", registryPassword,
+			[]string{"bgtask_updated", "bgtask_failed"}, "not available locally", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			f.localState(t, tc.local)
+			evs.take()
+			digest := ""
+			if tc.local == "same" {
+				digest = f.busybox.ID
+			}
+			got, err := invokeRaw(ctx, c, "check_and_pull", []any{obj(f.busybox.Ref, f.imageConfig(f.busybox, tc.password, tc.autoPull, digest))}, nil)
+			if err != nil {
+				t.Fatalf("check_and_pull: %v", err)
+			}
+			answer, ok := got.(wiremsg.Map)
+			taskHex, _ := answer[f.busybox.Ref].(string)
+			raw, hexErr := hex.DecodeString(taskHex)
+			if !ok || len(answer) != 1 || hexErr != nil || len(raw) != 16 {
+				t.Fatalf("check_and_pull returned %#v, want {canonical: 32 hex digits}", got)
+			}
+			var taskID wiremsg.UUID
+			copy(taskID[:], raw)
+			im.Wait()
+			names, list := evs.take()
+			if strings.Join(names, ", ") != strings.Join(tc.wantEvents, ", ") {
+				t.Fatalf("events %q, want %q", names, tc.wantEvents)
+			}
+			checkImageEvents(t, list, taskID.String(), f.busybox.Ref, f.reg.Host, tc.wantText)
+			if present := f.localID(f.busybox.Ref) != ""; present != tc.wantPresent {
+				t.Errorf("image present %v, want %v", present, tc.wantPresent)
+			}
+		})
+	}
+
+	// check_pulling is true while the task's pull is in flight.
+	f.localState(t, "")
+	release := f.reg.Hold()
+	defer release()
+	if _, err := invokeRaw(ctx, c, "check_and_pull", []any{obj(f.busybox.Ref, f.imageConfig(f.busybox, registryPassword, "tag", ""))}, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pulling, err := invokeRaw(ctx, c, "check_pulling", []any{f.busybox.Ref}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pulling == true {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("check_pulling never said true during the pull")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if other, err := invokeRaw(ctx, c, "check_pulling", []any{f.variant.Ref}, nil); err != nil || other != false {
+		t.Errorf("check_pulling of an image nobody pulls: %v, %v", other, err)
+	}
+	release()
+	im.Wait()
+	if pulling, err := invokeRaw(ctx, c, "check_pulling", []any{f.busybox.Ref}, nil); err != nil || pulling != false {
+		t.Errorf("check_pulling after the pull: %v, %v", pulling, err)
+	}
+}
+
+// checkImageEvents checks the events of one task: every bgtask event names
+// it, every image event names the image with its ImageRef, and the message
+// carries want.
+func checkImageEvents(t *testing.T, list []events.Event, taskID, image, registry, want string) {
+	t.Helper()
+	wantRef := pywire.ImageRef{Name: "busybox", Project: "test", Tag: "1", Registry: registry, Architecture: "x86_64"}
+	found := want == ""
+	for _, ev := range list {
+		var id, msg string
+		var ref *pywire.ImageRef
+		switch e := ev.(type) {
+		case events.BgtaskUpdated:
+			id, msg = e.TaskID, e.Message
+		case events.BgtaskDone:
+			id, msg = e.TaskID, e.Message
+		case events.BgtaskFailed:
+			id, msg = e.TaskID, e.Message
+		case events.ImagePullStarted:
+			ref = e.ImageRef
+			if e.Image != image || e.AgentID != "i-test" || e.Timestamp != 1700000000.5 {
+				t.Errorf("%+v", e)
+			}
+		case events.ImagePullFinished:
+			ref, msg = e.ImageRef, e.Msg
+			if e.Image != image || e.AgentID != "i-test" || e.Timestamp != 1700000000.5 {
+				t.Errorf("%+v", e)
+			}
+		case events.ImagePullFailed:
+			ref, msg = e.ImageRef, e.Msg
+			if e.Image != image || e.AgentID != "i-test" {
+				t.Errorf("%+v", e)
+			}
+		default:
+			t.Errorf("unexpected event %T", ev)
+		}
+		if strings.HasPrefix(ev.Name(), "bgtask_") && id != taskID {
+			t.Errorf("%s names task %s, want %s", ev.Name(), id, taskID)
+		}
+		if strings.HasPrefix(ev.Name(), "image_pull_") && (ref == nil || *ref != wantRef) {
+			t.Errorf("%s image_ref %+v, want %+v", ev.Name(), ref, wantRef)
+		}
+		if want != "" && strings.Contains(msg, want) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no event message mentions %q", want)
+	}
+}
+
+func TestPurgeImagesOverRPC(t *testing.T) {
+	f := newImageFixture(t)
+	km := NewKernelMethods(newFakeKernels(), KernelMethodsOptions{Images: f.images})
+	im := NewImageMethods(f.images, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
+	c := serveImages(t, km, im, kerneltest.Ports(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, p := range []registrytest.Pushed{f.busybox, f.variant} {
+		if err := f.images.Pull(ctx, images.Image{Ref: p.Ref, Registry: images.Registry{Username: registryUser, Password: registryPassword}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A running kernel container from the variant.
+	created, err := f.docker.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{Image: f.variant.Ref, Cmd: []string{"sleep", "60"}, Labels: map[string]string{kernel.LabelKernelID: "k-purge-test"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = f.docker.ContainerRemove(context.Background(), created.ID, client.ContainerRemoveOptions{Force: true})
+	})
+	if _, err := f.docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	unknown := f.reg.Host + "/test/never-pulled:1"
+
+	cases := []struct {
+		description string
+		images      []any
+		force       bool
+		// wantErrors holds, per image, "" for success or a text the error has.
+		wantErrors []string
+		wantGone   []bool
+	}{
+		{"an unused image goes, an unknown one and one a kernel runs from are reported", []any{f.busybox.Ref, unknown, f.variant.Ref}, false,
+			[]string{"", "no such image", "in use by a running kernel"}, []bool{true, true, false}},
+		{"force removes the image a kernel runs from", []any{f.variant.Ref}, true, []string{""}, []bool{true}},
+	}
+	for _, tc := range cases {
+		got, err := invokeRaw(ctx, c, "purge_images", []any{tc.images, tc.force, false}, nil)
+		if err != nil {
+			t.Fatalf("%s: purge_images: %v", tc.description, err)
+		}
+		responses, _ := got.(wiremsg.Map)["responses"].([]any)
+		if len(responses) != len(tc.images) {
+			t.Fatalf("%s: %#v", tc.description, got)
+		}
+		for i, r := range responses {
+			resp := r.(wiremsg.Map)
+			if resp["image"] != tc.images[i] {
+				t.Errorf("%s: response %d is for %v, want %v", tc.description, i, resp["image"], tc.images[i])
+			}
+			switch msg := resp["error"].(type) {
+			case nil:
+				if tc.wantErrors[i] != "" {
+					t.Errorf("%s: %v: no error, want one mentioning %q", tc.description, tc.images[i], tc.wantErrors[i])
+				}
+			case string:
+				if tc.wantErrors[i] == "" || !strings.Contains(msg, tc.wantErrors[i]) {
+					t.Errorf("%s: %v: error %q, want %q", tc.description, tc.images[i], msg, tc.wantErrors[i])
+				}
+			default:
+				t.Errorf("%s: error is %T", tc.description, msg)
+			}
+			if gone := f.localID(tc.images[i].(string)) == ""; gone != tc.wantGone[i] {
+				t.Errorf("%s: %v gone %v, want %v", tc.description, tc.images[i], gone, tc.wantGone[i])
+			}
+		}
+	}
+}
+
+func TestImageMethodArguments(t *testing.T) {
+	docker := kerneltest.Docker(t)
+	svc := images.New(docker, images.Options{Logger: zerolog.Nop()})
+	t.Cleanup(svc.Close)
+	km := NewKernelMethods(newFakeKernels(), KernelMethodsOptions{Images: svc})
+	im := NewImageMethods(svc, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
+	c := serveImages(t, km, im, kerneltest.Ports(t))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cases := []struct {
+		description string
+		method      string
+		args        []any
+		wantErr     string
+		wantText    string
+	}{
+		{"check_and_pull of a list", "check_and_pull", []any{[]any{"img"}}, "TypeError", "'image_configs' must be dict"},
+		{"check_and_pull with a non-dict config", "check_and_pull", []any{obj("img", 5)}, "TypeError", `image_configs'[\"img\"]: must be dict, not int`},
+		{"check_and_pull with a non-dict registry", "check_and_pull", []any{obj("img", obj("canonical", "img", "registry", 5))}, "TypeError", `[\"registry\"]: must be dict`},
+		{"check_and_pull with an unknown auto_pull", "check_and_pull", []any{obj("img", obj("canonical", "img", "auto_pull", "sometimes"))}, "ValueError", "auto_pull"},
+		{"check_and_pull without arguments", "check_and_pull", []any{}, "TypeError", "'image_configs'"},
+		{"purge_images of a string", "purge_images", []any{"img", false, false}, "TypeError", "'image_canonicals' must be a list"},
+		{"purge_images of a number in the list", "purge_images", []any{[]any{5}, false, false}, "TypeError", "'image_canonicals[0]'"},
+		{"purge_images with a string force", "purge_images", []any{[]any{}, "yes", false}, "TypeError", "'force' must be bool"},
+		{"purge_images with a None noprune", "purge_images", []any{[]any{}, false, nil}, "TypeError", "'noprune' must be bool"},
+		{"purge_images without force", "purge_images", []any{[]any{}}, "TypeError", "'force'"},
+		{"check_pulling of a number", "check_pulling", []any{5}, "TypeError", "'image'"},
+	}
+	for _, tc := range cases {
+		got, err := invokeRaw(ctx, c, tc.method, tc.args, nil)
+		wantFailure(t, tc.description, got, err, tc.wantErr, tc.wantText)
+	}
+	// An empty purge is an empty answer.
+	if got, err := invokeRaw(ctx, c, "purge_images", []any{[]any{}, false, false}, nil); err != nil ||
+		len(got.(wiremsg.Map)["responses"].([]any)) != 0 {
+		t.Errorf("empty purge_images: %#v, %v", got, err)
+	}
+}
+
+func TestParseImageRef(t *testing.T) {
+	cases := []struct {
+		description string
+		canonical   string
+		project     string
+		registry    string
+		want        pywire.ImageRef
+		wantErr     bool
+	}{
+		{"registry, project, name and tag", "cr.backend.ai/stable/python:3.11", "stable", "cr.backend.ai",
+			pywire.ImageRef{Name: "python", Project: "stable", Tag: "3.11", Registry: "cr.backend.ai"}, false},
+		{"nested name under the project", "cr.backend.ai/stable/ngc/pytorch:24.01-py3", "stable", "cr.backend.ai",
+			pywire.ImageRef{Name: "ngc/pytorch", Project: "stable", Tag: "24.01-py3", Registry: "cr.backend.ai"}, false},
+		{"an IP registry with a port is the registry whatever its name", "127.0.0.1:5000/test/busybox:1", "test", "local",
+			pywire.ImageRef{Name: "busybox", Project: "test", Tag: "1", Registry: "127.0.0.1:5000"}, false},
+		{"no tag means latest", "cr.backend.ai/stable/python", "stable", "cr.backend.ai",
+			pywire.ImageRef{Name: "python", Project: "stable", Tag: "latest", Registry: "cr.backend.ai"}, false},
+		{"a name without the registry takes the named one", "stable/python:3.11", "stable", "cr.backend.ai",
+			pywire.ImageRef{Name: "python", Project: "stable", Tag: "3.11", Registry: "cr.backend.ai"}, false},
+		{"no registry at all is Docker Hub", "python:3.11", "", "",
+			pywire.ImageRef{Name: "python", Tag: "3.11", Registry: "index.docker.io"}, false},
+		{"the project is the whole name", "cr.backend.ai/solo:1", "solo", "cr.backend.ai",
+			pywire.ImageRef{Name: "", Project: "solo", Tag: "1", Registry: "cr.backend.ai"}, false},
+		{"a project the name is not in", "cr.backend.ai/stable/python:3.11", "other", "cr.backend.ai", pywire.ImageRef{}, true},
+		{"a URL", "https://cr.backend.ai/stable/python:3.11", "stable", "cr.backend.ai", pywire.ImageRef{}, true},
+		{"a digest reference", "cr.backend.ai/stable/python@sha256:abcd", "stable", "cr.backend.ai", pywire.ImageRef{}, true},
+		{"an empty tag", "cr.backend.ai/stable/python:", "stable", "cr.backend.ai", pywire.ImageRef{}, true},
+	}
+	for _, tc := range cases {
+		got, err := parseImageRef(tc.canonical, tc.project, tc.registry)
+		if (err != nil) != tc.wantErr || (err == nil && got != tc.want) {
+			t.Errorf("%s: got %+v, %v; want %+v (error %v)", tc.description, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+// FuzzParseImageRef feeds parseImageRef the strings a manager sends: it
+// must not panic, and what it accepts must rebuild the canonical name.
+func FuzzParseImageRef(f *testing.F) {
+	f.Add("cr.backend.ai/stable/python:3.11", "stable", "cr.backend.ai")
+	f.Add("127.0.0.1:5000/test/busybox:1", "test", "x")
+	f.Add("[::1]:5000/a/b:c", "", "")
+	f.Add("python", "", "")
+	f.Add("a/b/c:d:e", "b", "a")
+	f.Fuzz(func(t *testing.T, canonical, project, registry string) {
+		ref, err := parseImageRef(canonical, project, registry)
+		if err != nil {
+			return
+		}
+		if ref.Tag == "" || strings.Contains(ref.Tag, "/") || ref.Project != project {
+			t.Fatalf("%q, %q, %q parsed as %+v", canonical, project, registry, ref)
+		}
+		var parts []string
+		for _, p := range []string{ref.Project, ref.Name} {
+			if p != "" {
+				parts = append(parts, p)
+			}
+		}
+		rest := strings.Join(parts, "/")
+		// The name with its tag (or the implied latest) ends the canonical name.
+		if !strings.HasSuffix(canonical, rest+":"+ref.Tag) && !(ref.Tag == "latest" && strings.HasSuffix(canonical, rest)) {
+			t.Fatalf("%q, %q, %q parsed as %+v, which does not rebuild it", canonical, project, registry, ref)
+		}
+	})
+}
