@@ -468,9 +468,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	defer imageMethods.Close()
 	rpcserver.RegisterImageMethods(rpc, imageMethods)
-	kernelOps := rpcserver.NewKernelOps(kernels, rpcserver.KernelOpsOptions{Events: bus, Logger: a.log.With().Str("component", "kernel-ops").Logger()})
-	defer kernelOps.Close()
-	rpcserver.RegisterKernelOpsMethods(rpc, kernelOps)
+	rpcserver.RegisterKernelOpsMethods(rpc, rpcserver.NewKernelOps(kernels))
 	a.runKernels(ctx, kernels)
 	rpcDone := make(chan error, 1)
 	var rpcServing atomic.Bool
