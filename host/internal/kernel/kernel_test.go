@@ -62,9 +62,10 @@ func newEnv(t testing.TB) *env {
 	return e
 }
 
-func (e *env) manager(t testing.TB) *kernel.Manager {
+// manager makes a manager over e; each option may change its config.
+func (e *env) manager(t testing.TB, options ...func(*kernel.Config)) *kernel.Manager {
 	t.Helper()
-	m, err := kernel.New(kernel.Config{
+	cfg := kernel.Config{
 		AgentID: e.agentID, ScratchRoot: e.scratchRoot, KernelUID: 1000, KernelGID: 1000,
 		RunnerPath: e.runnerPath, CreationConcurrency: 4, StopTimeout: 2 * time.Second,
 		ReconcileInterval: 500 * time.Millisecond,
@@ -74,7 +75,11 @@ func (e *env) manager(t testing.TB) *kernel.Manager {
 			e.mu.Unlock()
 		},
 		Docker: e.docker, Allocator: e.allocator, Plugins: e.plugins, Ports: e.ports, Logger: zerolog.Nop(),
-	})
+	}
+	for _, option := range options {
+		option(&cfg)
+	}
+	m, err := kernel.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,32 +8,11 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
-	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 )
-
-// eventsOnlyManager is e.manager with reconciliation pushed out of the
-// test's reach: whatever it notices, it noticed through Docker's events.
-func eventsOnlyManager(t *testing.T, e *env) *kernel.Manager {
-	t.Helper()
-	m, err := kernel.New(kernel.Config{
-		AgentID: e.agentID, ScratchRoot: e.scratchRoot, KernelUID: 1000, KernelGID: 1000,
-		RunnerPath: e.runnerPath, StopTimeout: 2 * time.Second, ReconcileInterval: time.Hour,
-		OnTerminated: func(term kernel.Termination) {
-			e.mu.Lock()
-			e.terminations = append(e.terminations, term)
-			e.mu.Unlock()
-		},
-		Docker: e.docker, Allocator: e.allocator, Plugins: e.plugins, Ports: e.ports, Logger: zerolog.Nop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 // waitTermination waits for the kernel's termination report.
 func (e *env) waitTermination(t *testing.T, kernelID string) kernel.Termination {
@@ -58,7 +37,9 @@ func (e *env) waitTermination(t *testing.T, kernelID string) kernel.Termination 
 // reasons: self-terminated with the container's exit code, oom-killed.
 func TestKernelDeathsNoticedThroughDockerEvents(t *testing.T) {
 	e := newEnv(t)
-	m := eventsOnlyManager(t, e)
+	// Reconciliation is pushed out of the test's reach: whatever the
+	// manager notices, it noticed through Docker's events.
+	m := e.manager(t, func(cfg *kernel.Config) { cfg.ReconcileInterval = time.Hour })
 	start(t, m)
 	before := e.allocator.Snapshot()
 
