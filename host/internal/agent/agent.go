@@ -468,7 +468,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	defer imageMethods.Close()
 	rpcserver.RegisterImageMethods(rpc, imageMethods)
-	rpcserver.RegisterKernelOpsMethods(rpc, rpcserver.NewKernelOps(kernels))
+	kernelOps := rpcserver.NewKernelOps(kernels, rpcserver.KernelOpsOptions{Events: bus, Logger: a.log.With().Str("component", "kernel-ops").Logger()})
+	defer kernelOps.Close()
+	rpcserver.RegisterKernelOpsMethods(rpc, kernelOps)
 	a.runKernels(ctx, kernels)
 	rpcDone := make(chan error, 1)
 	var rpcServing atomic.Bool
@@ -509,6 +511,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err := a.startStats(ctx, statDB, kernels); err != nil {
 			return err
 		}
+		go reportCommits(ctx, statDB, kernels.OngoingCommits, commitStatusInterval, commitStatusTTL, a.log)
 	}
 	go heartbeat.Run(ctx, heartbeat.Options{
 		AgentID: a.cfg.Agent.ID,

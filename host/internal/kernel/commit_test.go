@@ -17,24 +17,14 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
-	"github.com/rs/zerolog"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 )
 
-// commitManager is e.manager with an image-commit-path.
-func (e *env) commitManager(t *testing.T, commitPath string) *kernel.Manager {
-	t.Helper()
-	m, err := kernel.New(kernel.Config{
-		AgentID: e.agentID, ScratchRoot: e.scratchRoot, KernelUID: 1000, KernelGID: 1000,
-		RunnerPath: e.runnerPath, StopTimeout: 2 * time.Second, CommitPath: commitPath,
-		Docker: e.docker, Allocator: e.allocator, Plugins: e.plugins, Ports: e.ports, Logger: zerolog.Nop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+// withCommitPath sets image-commit-path.
+func withCommitPath(path string) func(*kernel.Config) {
+	return func(c *kernel.Config) { c.CommitPath = path }
 }
 
 func removeImageAtEnd(t *testing.T, e *env, ref string) {
@@ -51,7 +41,7 @@ func removeImageAtEnd(t *testing.T, e *env, ref string) {
 func TestCommitKernel(t *testing.T) {
 	e := newEnv(t)
 	commitPath := t.TempDir()
-	m := e.commitManager(t, commitPath)
+	m := e.manager(t, withCommitPath(commitPath))
 	start(t, m)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -183,7 +173,7 @@ func TestCommitPathsStayInside(t *testing.T) {
 	e := newEnv(t)
 	parent := t.TempDir()
 	commitPath := filepath.Join(parent, "commit")
-	m := e.commitManager(t, commitPath)
+	m := e.manager(t, withCommitPath(commitPath))
 	start(t, m)
 	create(t, m, request("k-paths"))
 	for _, tc := range []struct {

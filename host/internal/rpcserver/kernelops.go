@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"sync"
 
+	"github.com/rs/zerolog"
+
+	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
@@ -13,6 +18,8 @@ import (
 // *kernel.Manager implements it.
 type KernelOpsService interface {
 	Restart(ctx context.Context, req kernel.RestartRequest) (kernel.Created, error)
+	StartCommit(req kernel.CommitRequest) (*kernel.Commit, error)
+	CommitStatus(kernelID, subdir string) (string, error)
 	CreateLocalNetwork(ctx context.Context, name string) error
 	DestroyLocalNetwork(ctx context.Context, name string) error
 	Reset(ctx context.Context) ([]kernel.Termination, error)
@@ -20,20 +27,54 @@ type KernelOpsService interface {
 
 var _ KernelOpsService = (*kernel.Manager)(nil)
 
-// KernelOps serves restart_kernel, create_local_network,
-// destroy_local_network and reset_agent.
+// KernelOpsOptions configure the kernel operation methods.
+type KernelOpsOptions struct {
+	// Events receives the bgtask_* events of commits; nil drops them.
+	Events Emitter
+	Logger zerolog.Logger
+}
+
+// KernelOps serves restart_kernel, commit, get_commit_status,
+// create_local_network, destroy_local_network and reset_agent.
 type KernelOps struct {
-	svc KernelOpsService
+	svc  KernelOpsService
+	opts KernelOpsOptions
+
+	// ctx bounds the background commits; Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	tasks  sync.WaitGroup
 }
 
 // NewKernelOps wraps a kernel service.
-func NewKernelOps(svc KernelOpsService) *KernelOps {
-	return &KernelOps{svc: svc}
+func NewKernelOps(svc KernelOpsService, opts KernelOpsOptions) *KernelOps {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &KernelOps{svc: svc, opts: opts, ctx: ctx, cancel: cancel}
+}
+
+// Wait waits for the background commits.
+func (o *KernelOps) Wait() { o.tasks.Wait() }
+
+// Close cancels the background commits and waits for them.
+func (o *KernelOps) Close() {
+	o.cancel()
+	o.tasks.Wait()
+}
+
+func (o *KernelOps) emit(ctx context.Context, ev events.Event) {
+	if o.opts.Events == nil {
+		return
+	}
+	if err := o.opts.Events.Emit(context.WithoutCancel(ctx), ev); err != nil {
+		o.opts.Logger.Warn().Err(err).Str("event", ev.Name()).Msg("event not sent")
+	}
 }
 
 // RegisterKernelOpsMethods registers the kernel operation methods on s.
 func RegisterKernelOpsMethods(s *Server, ops *KernelOps) {
 	s.Register("restart_kernel", ops.restartKernel)
+	s.Register("commit", ops.commit)
+	s.Register("get_commit_status", ops.getCommitStatus)
 	s.Register("create_local_network", ops.createLocalNetwork)
 	s.Register("destroy_local_network", ops.destroyLocalNetwork)
 	s.Register("reset_agent", ops.resetAgent)
@@ -42,8 +83,12 @@ func RegisterKernelOpsMethods(s *Server, ops *KernelOps) {
 // kernelOpsErr names the operation errors the manager tells apart, and
 // the kernel errors as kernelErr does.
 func kernelOpsErr(err error) error {
-	if errors.Is(err, kernel.ErrInvalidNetwork) {
+	switch {
+	case errors.Is(err, kernel.ErrInvalidNetwork):
 		return &Error{Name: "InvalidArgumentError", Err: err}
+	case errors.Is(err, kernel.ErrInvalidPath), errors.Is(err, kernel.ErrInvalidCommit):
+		// Upstream: ValueError("malformed committed path.").
+		return &Error{Name: "ValueError", Err: err}
 	}
 	return kernelErr(err)
 }
@@ -233,4 +278,102 @@ func decodeRestartUpdate(path string, v any) (func(*kernel.CreateRequest), error
 			req.BlockServicePorts = mapped.BlockServicePorts
 		}
 	}, nil
+}
+
+// commit(kernel_id, subdir, *, canonical=None, filename=None,
+// extra_labels=None) -> {bgtask_id, kernel, path}. The commit runs as a
+// background task (bgtask_updated, then bgtask_done or bgtask_failed);
+// the request is checked and the kernel's commit lock taken before the
+// answer, so a bad path or a commit already running fails the call itself
+// (upstream lets the second commit pass silently). path is
+// subdir/filename relative to image-commit-path, or None.
+func (o *KernelOps) commit(ctx context.Context, call *Call) (any, error) {
+	const method = "commit"
+	if len(call.Args) > 2 {
+		return nil, typeError("%s() takes 3 positional arguments but %d were given", method, len(call.Args)+1)
+	}
+	args, err := call.bind(param{name: "kernel_id"}, param{name: "subdir"}, param{name: "canonical", optional: true},
+		param{name: "filename", optional: true}, param{name: "extra_labels", optional: true})
+	if err != nil {
+		return nil, err
+	}
+	kernelID, err := kernelIDArg(method, "kernel_id", args[0])
+	if err != nil {
+		return nil, err
+	}
+	req := kernel.CommitRequest{KernelID: kernelID}
+	if req.Subdir, err = argString(method, "subdir", args[1]); err != nil {
+		return nil, err
+	}
+	optional := func(name string, v any) (string, error) {
+		if v == nil {
+			return "", nil
+		}
+		return argString(method, name, v)
+	}
+	if req.Canonical, err = optional("canonical", args[2]); err != nil {
+		return nil, err
+	}
+	if req.Filename, err = optional("filename", args[3]); err != nil {
+		return nil, err
+	}
+	if args[4] != nil {
+		labels, err := plainMap(method+"(): argument 'extra_labels'", args[4])
+		if err != nil {
+			return nil, err
+		}
+		req.ExtraLabels = make(map[string]string, len(labels))
+		for k, v := range labels {
+			if req.ExtraLabels[k], err = strValue(fmt.Sprintf("%s(): argument 'extra_labels'[%q]", method, k), v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	taskID, err := newTaskID()
+	if err != nil {
+		return nil, err
+	}
+	c, err := o.svc.StartCommit(req)
+	if err != nil {
+		return nil, kernelOpsErr(err)
+	}
+	task := taskID.String()
+	o.emit(ctx, events.BgtaskUpdated{TaskID: task, Message: "Task started"})
+	o.tasks.Add(1)
+	go func() {
+		defer o.tasks.Done()
+		if _, err := c.Run(o.ctx); err != nil {
+			o.opts.Logger.Error().Err(err).Str("kernel", kernelID).Msg("commit failed")
+			o.emit(o.ctx, events.BgtaskFailed{TaskID: task, Message: err.Error()})
+			return
+		}
+		o.emit(o.ctx, events.BgtaskDone{TaskID: task})
+	}()
+	var relPath any
+	if req.Filename != "" {
+		relPath = path.Join(req.Subdir, req.Filename)
+	}
+	return map[string]any{"bgtask_id": task, "kernel": kernelID, "path": relPath}, nil
+}
+
+// getCommitStatus(kernel_id, subdir) -> {kernel, status: ready|ongoing}.
+func (o *KernelOps) getCommitStatus(_ context.Context, call *Call) (any, error) {
+	const method = "get_commit_status"
+	args, err := call.bind(param{name: "kernel_id"}, param{name: "subdir"})
+	if err != nil {
+		return nil, err
+	}
+	kernelID, err := kernelIDArg(method, "kernel_id", args[0])
+	if err != nil {
+		return nil, err
+	}
+	subdir, err := argString(method, "subdir", args[1])
+	if err != nil {
+		return nil, err
+	}
+	status, err := o.svc.CommitStatus(kernelID, subdir)
+	if err != nil {
+		return nil, kernelOpsErr(err)
+	}
+	return map[string]any{"kernel": kernelID, "status": status}, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/callosum"
+	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/portpool"
@@ -31,6 +34,10 @@ type opsAgent struct {
 	allocator *alloc.Allocator
 	ports     *portpool.Pool
 	rpc       *callosum.Client
+	ops       *KernelOps
+	events    *recorder
+	// commitPath is the agent's image-commit-path.
+	commitPath string
 
 	mu    sync.Mutex
 	terms []kernel.Termination
@@ -38,7 +45,7 @@ type opsAgent struct {
 
 func newOpsAgent(t *testing.T) *opsAgent {
 	t.Helper()
-	a := &opsAgent{docker: kerneltest.Docker(t)}
+	a := &opsAgent{docker: kerneltest.Docker(t), events: &recorder{}, commitPath: t.TempDir()}
 	a.image = kerneltest.BuildBusybox(t, a.docker)
 	plugins, allocator := kerneltest.CPUPlugin(t)
 	a.allocator, a.ports = allocator, kerneltest.Ports(t)
@@ -46,7 +53,7 @@ func newOpsAgent(t *testing.T) *opsAgent {
 	scratchRoot := t.TempDir()
 	m, err := kernel.New(kernel.Config{
 		AgentID: agentID, ScratchRoot: scratchRoot, KernelUID: 1000, KernelGID: 1000, RunnerPath: kerneltest.RunnerBinary(t),
-		StopTimeout: 2 * time.Second, ReconcileInterval: time.Second,
+		StopTimeout: 2 * time.Second, ReconcileInterval: time.Second, CommitPath: a.commitPath,
 		OnTerminated: func(term kernel.Termination) {
 			a.mu.Lock()
 			a.terms = append(a.terms, term)
@@ -78,7 +85,9 @@ func newOpsAgent(t *testing.T) *opsAgent {
 		t.Fatal(err)
 	}
 	RegisterKernelMethods(srv, km)
-	RegisterKernelOpsMethods(srv, NewKernelOps(m))
+	a.ops = NewKernelOps(m, KernelOpsOptions{Events: a.events, Logger: zerolog.Nop()})
+	t.Cleanup(a.ops.Close)
+	RegisterKernelOpsMethods(srv, a.ops)
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(serveCtx) }()
@@ -200,6 +209,19 @@ func TestSessionNetworkAndResetOverRPC(t *testing.T) {
 	}
 }
 
+// createKernel makes one busybox kernel over create_kernels.
+func (a *opsAgent) createKernel(t *testing.T, ctx context.Context) (sid, kid string, ref mpExt, created wiremsg.Map) {
+	t.Helper()
+	sid, kid = randomUUID(), randomUUID()
+	ref = pickleImageRef("busybox", "", "latest", "baiagent-test", "x86_64", true)
+	cfg := managerConfig(t, kid, sid, a.image).with("mounts", []any{}).with("auto_pull", pickleEnum("AutoPullBehavior", "none"))
+	got, err := a.call(ctx, "create_kernels", createArgs(t, sid, map[string]kv{kid: cfg}, map[string]mpExt{kid: ref})...)
+	if err != nil {
+		t.Fatalf("create_kernels: %v", err)
+	}
+	return sid, kid, ref, got.([]any)[0].(wiremsg.Map)
+}
+
 // execStdout runs code in a kernel over RPC and returns its stdout.
 func (a *opsAgent) execStdout(t *testing.T, ctx context.Context, sid, kid, code string) string {
 	t.Helper()
@@ -222,19 +244,12 @@ func TestRestartKernelOverRPC(t *testing.T) {
 	a := newOpsAgent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sid, kid := randomUUID(), randomUUID()
-	ref := pickleImageRef("busybox", "", "latest", "baiagent-test", "x86_64", true)
-	cfg := managerConfig(t, kid, sid, a.image).with("mounts", []any{}).with("auto_pull", pickleEnum("AutoPullBehavior", "none"))
-	got, err := a.call(ctx, "create_kernels", createArgs(t, sid, map[string]kv{kid: cfg}, map[string]mpExt{kid: ref})...)
-	if err != nil {
-		t.Fatalf("create_kernels: %v", err)
-	}
-	created := got.([]any)[0].(wiremsg.Map)
+	sid, kid, ref, created := a.createKernel(t, ctx)
 	if out := a.execStdout(t, ctx, sid, kid, "echo kept > /home/work/kept.txt; echo $GREETING"); out != "from-manager\n" {
 		t.Fatalf("before restart: %q", out)
 	}
 
-	got, err = a.call(ctx, "restart_kernel", sid, kid, ref, obj("environ", obj("GREETING", "restarted"), "resource_slots", obj("cpu", "1", "mem", "268435456")))
+	got, err := a.call(ctx, "restart_kernel", sid, kid, ref, obj("environ", obj("GREETING", "restarted"), "resource_slots", obj("cpu", "1", "mem", "268435456")))
 	if err != nil {
 		t.Fatalf("restart_kernel: %v", err)
 	}
@@ -257,5 +272,100 @@ func TestRestartKernelOverRPC(t *testing.T) {
 	}
 	if n := a.ports.InUse(); n != 0 {
 		t.Errorf("%d host ports still assigned", n)
+	}
+}
+
+// TestCommitOverRPC: commit answers a bgtask id at once and reports the
+// task's end by event; the image or tar is where commit said; bad
+// arguments and paths fail the call itself.
+func TestCommitOverRPC(t *testing.T) {
+	a := newOpsAgent(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sid, kid, _, _ := a.createKernel(t, ctx)
+	if out := a.execStdout(t, ctx, sid, kid, "echo from-rpc > /tmp/marker; echo ok"); out != "ok\n" {
+		t.Fatalf("execute: %q", out)
+	}
+	canonical := fmt.Sprintf("baiagent-test/rpc-commit-%d:v1", rand.Uint64())
+	t.Cleanup(func() {
+		_, _ = a.docker.ImageRemove(context.Background(), canonical, client.ImageRemoveOptions{Force: true})
+	})
+	const subdir = "user@example.com"
+
+	for _, tc := range []struct {
+		description string
+		args        []any
+		kwargs      kv
+		name, text  string
+	}{
+		{"a parent subdir", []any{kid, ".."}, nil, "ValueError", ".."},
+		{"a subdir with a separator", []any{kid, "a/b"}, nil, "ValueError", "single path component"},
+		{"a filename climbing out", []any{kid, subdir}, obj("filename", "../../etc/x.tar"), "ValueError", "../../etc/x.tar"},
+		{"canonical given positionally", []any{kid, subdir, canonical}, nil, "TypeError", "takes 3 positional"},
+		{"an int subdir", []any{kid, 5}, nil, "TypeError", "'subdir' must be str"},
+		{"a label that is not a str", []any{kid, subdir}, obj("extra_labels", obj("k", 1)), "TypeError", "extra_labels"},
+		{"an unknown kernel", []any{randomUUID(), subdir}, nil, "KernelNotFoundError", "kernel not found"},
+	} {
+		got, err := invokeRaw(ctx, a.rpc, "commit", tc.args, tc.kwargs)
+		wantFailure(t, tc.description, got, err, tc.name, tc.text)
+	}
+	if entries, _ := os.ReadDir(a.commitPath); len(entries) != 0 {
+		t.Errorf("refused commits left %v in the commit path", entries)
+	}
+	got, err := a.call(ctx, "get_commit_status", kid, "..")
+	wantFailure(t, "status of a parent subdir", got, err, "ValueError", "..")
+
+	// To an image, then to a tar.
+	got, err = invokeRaw(ctx, a.rpc, "commit", []any{kid, subdir}, obj("canonical", canonical, "extra_labels", obj("com.example.by", "rpc")))
+	if err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	res := got.(wiremsg.Map)
+	task, _ := res["bgtask_id"].(string)
+	if _, err := wiremsg.ParseUUID(task); err != nil || res["kernel"] != kid || res["path"] != nil {
+		t.Errorf("commit result %#v", res)
+	}
+	a.ops.Wait()
+	names, evs := a.events.take()
+	if len(names) != 2 || names[0] != "bgtask_updated" || names[1] != "bgtask_done" || evs[1].(events.BgtaskDone).TaskID != task {
+		t.Errorf("events %v %+v, want bgtask_updated and bgtask_done for %s", names, evs, task)
+	}
+	if img, err := a.docker.ImageInspect(ctx, canonical); err != nil || img.Config.Labels["com.example.by"] != "rpc" {
+		t.Errorf("committed image: %v (labels %v)", err, img.Config)
+	}
+	if got, err := a.call(ctx, "get_commit_status", kid, subdir); err != nil || got.(wiremsg.Map)["status"] != "ready" || got.(wiremsg.Map)["kernel"] != kid {
+		t.Errorf("get_commit_status after the commit: %#v, %v", got, err)
+	}
+
+	got, err = invokeRaw(ctx, a.rpc, "commit", []any{kid, subdir}, obj("filename", "snap.tar.gz"))
+	if err != nil {
+		t.Fatalf("commit to a file: %v", err)
+	}
+	if res := got.(wiremsg.Map); res["path"] != subdir+"/snap.tar.gz" {
+		t.Errorf("commit result %#v, want path %s/snap.tar.gz", res, subdir)
+	}
+	a.ops.Wait()
+	if names, _ := a.events.take(); len(names) != 2 || names[1] != "bgtask_done" {
+		t.Errorf("events %v", names)
+	}
+	if st, err := os.Stat(filepath.Join(a.commitPath, subdir, "snap.tar.gz")); err != nil || st.Size() == 0 {
+		t.Errorf("the tar: %v", err)
+	}
+
+	// A commit Docker refuses (an invalid reference) fails its task.
+	got, err = invokeRaw(ctx, a.rpc, "commit", []any{kid, subdir}, obj("canonical", "Not/A:Valid:Ref"))
+	if err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	a.ops.Wait()
+	names, evs = a.events.take()
+	if len(names) != 2 || names[1] != "bgtask_failed" || evs[1].(events.BgtaskFailed).Message == "" {
+		t.Errorf("events %v %+v, want bgtask_failed with a message", names, evs)
+	}
+	if got, err := a.call(ctx, "get_commit_status", kid, subdir); err != nil || got.(wiremsg.Map)["status"] != "ready" {
+		t.Errorf("get_commit_status after a failed commit: %#v, %v", got, err)
+	}
+	if _, err := a.call(ctx, "destroy_kernel", kid, sid, nil); err != nil {
+		t.Fatal(err)
 	}
 }
