@@ -151,10 +151,13 @@ func run(t *testing.T, m *kernel.Manager, kernelID, runID, mode, code string) ru
 	}
 }
 
-func stdout(res runnerclient.Result) string {
+func stdout(res runnerclient.Result) string { return consoleOf(res, "stdout") }
+
+// consoleOf joins the run's console items of one type (stdout, stderr).
+func consoleOf(res runnerclient.Result, typ string) string {
 	var b strings.Builder
 	for _, item := range res.Console {
-		if item.Type == "stdout" {
+		if item.Type == typ {
 			b.WriteString(item.Data)
 		}
 	}

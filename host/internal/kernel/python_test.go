@@ -13,16 +13,6 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 )
 
-func stderrOf(res runnerclient.Result) string {
-	var b strings.Builder
-	for _, item := range res.Console {
-		if item.Type == "stderr" {
-			b.WriteString(item.Data)
-		}
-	}
-	return b.String()
-}
-
 // TestPythonKernelSession runs a kernel of a real python image (Debian's
 // python3 from debootstrap, labelled as upstream's python images are) and
 // uses it as the manager's query mode does: one persistent interpreter, so
@@ -56,7 +46,7 @@ func TestPythonKernelSession(t *testing.T) {
 	wantOutput(t, run(t, m, "k-py", "r5", runnerclient.ModeQuery, "fact(5) + x"), 0, "161\n")
 
 	res := run(t, m, "k-py", "r6", runnerclient.ModeQuery, "def boom():\n    return 1 / 0\n\nboom()")
-	errText := stderrOf(res)
+	errText := consoleOf(res, "stderr")
 	if res.Status != runnerclient.StatusFinished || res.ExitCode == nil || *res.ExitCode == 0 || stdout(res) != "" ||
 		!strings.Contains(errText, "Traceback (most recent call last):") || !strings.Contains(errText, "in boom") ||
 		!strings.Contains(errText, "ZeroDivisionError: division by zero") {
