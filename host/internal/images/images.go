@@ -372,7 +372,7 @@ func (s *Service) Remove(ctx context.Context, ref string, opts RemoveOptions) er
 		return fmt.Errorf("inspect image %s: %w", ref, err)
 	}
 	if !opts.Force {
-		users, err := s.runningUsers(ctx, insp.ID)
+		users, err := s.runningUsers(ctx, ref, insp.ID, len(insp.RepoTags) <= 1)
 		if err != nil {
 			return err
 		}
@@ -390,9 +390,13 @@ func (s *Service) Remove(ctx context.Context, ref string, opts RemoveOptions) er
 	return nil
 }
 
-// runningUsers lists the running kernel containers created from imageID
-// itself (the ancestor filter also matches images built on top of it).
-func (s *Service) runningUsers(ctx context.Context, imageID string) ([]string, error) {
+// runningUsers lists the running kernel containers that removing ref
+// would hurt: those created by that name, and, when ref is the image's
+// last tag, every one running the image. Removing one of several tags
+// only untags it, which a kernel started by another name never notices.
+// (The ancestor filter also matches images built on top of the image, so
+// the image ID is compared too.)
+func (s *Service) runningUsers(ctx context.Context, ref, imageID string, lastTag bool) ([]string, error) {
 	filters := client.Filters{}.Add("ancestor", imageID).Add("status", "running")
 	if s.opts.KernelLabel != "" {
 		filters.Add("label", s.opts.KernelLabel)
@@ -403,7 +407,7 @@ func (s *Service) runningUsers(ctx context.Context, imageID string) ([]string, e
 	}
 	var names []string
 	for _, c := range list.Items {
-		if c.ImageID != imageID {
+		if c.ImageID != imageID || (!lastTag && normalize(c.Image) != normalize(ref)) {
 			continue
 		}
 		name := c.ID

@@ -286,6 +286,8 @@ func TestRemove(t *testing.T) {
 	}{
 		{"an unknown image is reported", f.reg.Host + "/test/never-pushed:1", images.RemoveOptions{}, images.ErrNotFound, true},
 		{"an image a running kernel uses is refused", img.Ref, images.RemoveOptions{}, images.ErrInUse, false},
+		{"another tag of that image goes: only the name is dropped", f.variantLocal, images.RemoveOptions{}, nil, true},
+		{"the kernel's name, now the last tag, is still refused", img.Ref, images.RemoveOptions{}, images.ErrInUse, false},
 		{"force removes it anyway", img.Ref, images.RemoveOptions{Force: true}, nil, true},
 	}
 	for _, tc := range cases {
@@ -302,7 +304,8 @@ func TestRemove(t *testing.T) {
 		}
 	}
 
-	// Without a kernel using it, a plain remove works.
+	// A kernel runs from the variant, not from busybox: a plain remove works
+	// (also while other tests run kernels from busybox under another name).
 	if err := svc.Pull(ctx, f.image(f.busybox, testPassword)); err != nil {
 		t.Fatal(err)
 	}
