@@ -581,3 +581,37 @@ func FuzzParseImageRef(f *testing.F) {
 		}
 	})
 }
+
+func TestCreateKernelsPullTimeout(t *testing.T) {
+	f := newImageFixture(t)
+	short := images.New(f.docker, images.Options{PullTimeout: 300 * time.Millisecond, Logger: zerolog.Nop()})
+	t.Cleanup(short.Close)
+	fake := newFakeKernels()
+	var hooks recorder
+	km := NewKernelMethods(fake, KernelMethodsOptions{Images: short,
+		OnPulling:  func(_ context.Context, _, _, image string) { hooks.add("pulling "+image, nil) },
+		OnCreating: func(context.Context, string, string) { hooks.add("creating", nil) },
+	})
+	im := NewImageMethods(short, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
+	c := serveImages(t, km, im, kerneltest.Ports(t))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f.localState(t, "")
+	release := f.reg.Hold()
+	defer release()
+	sid, kid := randomUUID(), randomUUID()
+	cfg := managerConfig(t, kid, sid, f.busybox.Ref).with("mounts", []any{}).
+		with("image", f.imageConfig(f.busybox, registryPassword, "tag", "")).with("auto_pull", pickleEnum("AutoPullBehavior", "tag"))
+	got, err := invokeRaw(ctx, c, "create_kernels", createArgs(t, sid, map[string]kv{kid: cfg}, nil), nil)
+	for _, text := range []string{f.busybox.Ref, f.reg.Host, "timed out after 300ms"} {
+		wantFailure(t, "a pull past api.pull-timeout", got, err, "ImagePullTimeoutError", text)
+	}
+	if names, _ := hooks.take(); strings.Join(names, ", ") != "pulling "+f.busybox.Ref {
+		t.Errorf("hooks %q, want only the pulling one", names)
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if len(fake.requests) != 0 {
+		t.Errorf("the kernel service was asked to create %d kernels after a failed pull", len(fake.requests))
+	}
+}
