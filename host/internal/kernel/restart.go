@@ -82,25 +82,27 @@ func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, erro
 		return Created{}, fmt.Errorf("%w: %s is %s", ErrNotRunning, rr.KernelID, k.state)
 	}
 	k.state = stateRestarting
-	oldContainer, oldRunner := k.containerID, k.runner
+	oldContainer, oldRunner, oldRec := k.containerID, k.runner, k.recovery
 	k.runner = nil
 	m.mu.Unlock()
 
+	// From here on the caller going away must not leave the kernel half
+	// replaced: the rest is bounded by the stop and runner timeouts.
+	ctx = context.WithoutCancel(ctx)
 	if oldRunner != nil {
 		_ = oldRunner.Close()
 	}
 	if err := m.removeContainer(ctx, oldContainer); err != nil {
-		// The old container may still run: the kernel stays as it is
-		// (without a runner connection until the next restart or
-		// recovery) rather than be half replaced.
+		// The old container may still run: the kernel stays as it was,
+		// reconnected, rather than be half replaced (if it stopped,
+		// reconciliation cleans it).
+		rc, derr := runnerclient.Dial(net127(oldRec.ReplInPort), net127(oldRec.ReplOutPort))
 		m.mu.Lock()
+		if derr == nil {
+			k.runner = rc
+		}
 		k.state = stateRunning
 		m.mu.Unlock()
-		if rc, derr := runnerclient.Dial(net127(k.recovery.ReplInPort), net127(k.recovery.ReplOutPort)); derr == nil {
-			m.mu.Lock()
-			k.runner = rc
-			m.mu.Unlock()
-		}
 		return Created{}, fmt.Errorf("restart kernel %s: %w", rr.KernelID, err)
 	}
 	m.mu.Lock()
@@ -111,7 +113,7 @@ func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, erro
 	var undo undoStack
 	l, err := m.launch(ctx, req, img, k.createdAt, dirs, allocation, &undo)
 	if err != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if uerr := undo.run(cctx); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("cleanup: %w", uerr))
@@ -129,7 +131,7 @@ func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, erro
 	}
 
 	m.mu.Lock()
-	oldPorts := k.recovery.HostPorts()
+	oldPorts := oldRec.HostPorts()
 	k.containerID, k.recovery, k.runner, k.image = l.containerID, l.recovery, l.runner, req.Image
 	k.state = stateRunning
 	info := m.infoLocked(k)
