@@ -202,8 +202,9 @@ func (b *Bus) record(ev Event) {
 	logEvent.Msg("event")
 }
 
-// send writes one message: XADD, plus PUBLISH for broadcast events, in one
-// MULTI/EXEC so that a failure leaves neither behind.
+// send writes one message: XADD, plus PUBLISH for broadcast events (only
+// PUBLISH for broadcast-only ones), in one MULTI/EXEC so that a failure
+// leaves neither behind.
 func (b *Bus) send(ctx context.Context, msg message) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.SendTimeout)
 	defer cancel()
@@ -212,7 +213,9 @@ func (b *Bus) send(ctx context.Context, msg message) error {
 		values[i] = f
 	}
 	_, err := b.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey, MaxLen: StreamMaxLen, Approx: true, Values: values})
+		if !msg.broadcastOnly {
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey, MaxLen: StreamMaxLen, Approx: true, Values: values})
+		}
 		if msg.publish != nil {
 			pipe.Publish(ctx, BroadcastChannel, msg.publish)
 		}

@@ -25,6 +25,15 @@ type Event interface {
 	Broadcast() bool
 }
 
+// BroadcastOnly marks the events upstream only broadcasts (its
+// broadcast_event: the bgtask_* events): they are published on events_all
+// and not added to the anycast stream, where the manager has no consumer
+// for them.
+type BroadcastOnly interface {
+	Event
+	BroadcastOnly()
+}
+
 // Reasons the agent gives for its own start and stop.
 const (
 	ReasonSelfStarted = "self-started"
@@ -374,6 +383,7 @@ func (e BgtaskUpdated) Body() pywire.Map {
 }
 func (BgtaskUpdated) Droppable() bool { return false }
 func (BgtaskUpdated) Broadcast() bool { return true }
+func (BgtaskUpdated) BroadcastOnly()  {}
 
 // bgtaskResult is the shape of bgtask_done and bgtask_failed: (task_id,
 // message).
@@ -399,8 +409,10 @@ func (e BgtaskDone) Args() pywire.Tuple   { return bgtaskResult(e).args() }
 func (e BgtaskDone) Body() pywire.Map     { return bgtaskResult(e).body() }
 func (BgtaskDone) Droppable() bool        { return false }
 func (BgtaskDone) Broadcast() bool        { return true }
+func (BgtaskDone) BroadcastOnly()         {}
 func (BgtaskFailed) Name() string         { return "bgtask_failed" }
 func (e BgtaskFailed) Args() pywire.Tuple { return bgtaskResult(e).args() }
 func (e BgtaskFailed) Body() pywire.Map   { return bgtaskResult(e).body() }
 func (BgtaskFailed) Droppable() bool      { return false }
 func (BgtaskFailed) Broadcast() bool      { return true }
+func (BgtaskFailed) BroadcastOnly()       {}

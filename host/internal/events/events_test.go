@@ -181,7 +181,20 @@ func TestEveryEventAsTheManagerReadsIt(t *testing.T) {
 				if err := bus.Emit(ctx, tc.event); err != nil {
 					t.Fatal(err)
 				}
+				argField, want := "args", tc.wantArgs
+				if enc == EncodingJSONPayload {
+					argField, want = "payload", tc.wantPayload
+				}
 				msgs := readStream(t, streamDB)
+				if _, only := tc.event.(BroadcastOnly); only {
+					if len(msgs) != 0 {
+						t.Fatalf("a broadcast-only event is in the stream: %v", msgs)
+					}
+					if got := decodeArg(t, enc, checkBroadcast(t, sub, tc.event, argField, "")); got != want {
+						t.Errorf("broadcast %s\n got %s\nwant %s", argField, got, want)
+					}
+					return
+				}
 				if len(msgs) != 1 {
 					t.Fatalf("stream has %d entries, want 1", len(msgs))
 				}
@@ -191,10 +204,6 @@ func TestEveryEventAsTheManagerReadsIt(t *testing.T) {
 				}
 				if fields["metadata"] != emptyMetadata {
 					t.Errorf("metadata = %v", fields["metadata"])
-				}
-				argField, want := "args", tc.wantArgs
-				if enc == EncodingJSONPayload {
-					argField, want = "payload", tc.wantPayload
 				}
 				if len(fields) != 4 {
 					t.Errorf("fields = %v, want name, source, %s, metadata", fields, argField)
@@ -227,8 +236,10 @@ func decodeArg(t *testing.T, enc Encoding, raw string) string {
 }
 
 // checkBroadcast reads events_all: broadcast events carry the same
-// arguments (base64 for msgpack), the others publish nothing.
-func checkBroadcast(t *testing.T, sub *redis.PubSub, ev Event, argField, streamValue string) {
+// arguments (base64 for msgpack), the others publish nothing. It returns
+// the broadcast's argument value; streamValue "" skips the comparison with
+// the stream entry (broadcast-only events have none).
+func checkBroadcast(t *testing.T, sub *redis.PubSub, ev Event, argField, streamValue string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
@@ -237,7 +248,7 @@ func checkBroadcast(t *testing.T, sub *redis.PubSub, ev Event, argField, streamV
 		if err == nil {
 			t.Errorf("%s published %q, want nothing", ev.Name(), msg.Payload)
 		}
-		return
+		return ""
 	}
 	if err != nil {
 		t.Fatalf("no broadcast for %s: %v", ev.Name(), err)
@@ -254,9 +265,10 @@ func checkBroadcast(t *testing.T, sub *redis.PubSub, ev Event, argField, streamV
 		}
 		value = string(b)
 	}
-	if got["name"] != ev.Name() || got["source"] != testAgentID || value != streamValue || got["metadata"] != emptyMetadata {
+	if got["name"] != ev.Name() || got["source"] != testAgentID || (streamValue != "" && value != streamValue) || got["metadata"] != emptyMetadata {
 		t.Errorf("broadcast %v does not match the stream entry", got)
 	}
+	return value
 }
 
 func TestOutageQueuesLifecycleEventsInOrder(t *testing.T) {
@@ -434,6 +446,31 @@ func TestParseEncoding(t *testing.T) {
 	}
 }
 
+// TestSpoolKeepsWhereAnEventGoes: an event queued during an outage is
+// delivered later exactly as it would have been at once (a broadcast-only
+// bgtask event must not turn into a stream entry).
+func TestSpoolKeepsWhereAnEventGoes(t *testing.T) {
+	for _, tc := range everyEvent {
+		t.Run(tc.description, func(t *testing.T) {
+			m, err := encodeMessage(tc.event, testAgentID, EncodingArgs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, only := tc.event.(BroadcastOnly)
+			if m.broadcastOnly != only || (m.publish != nil) != tc.event.Broadcast() {
+				t.Fatalf("encoded broadcastOnly=%v publish=%v for %s", m.broadcastOnly, m.publish != nil, tc.event.Name())
+			}
+			back, err := unmarshalSpool(m.marshalSpool())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(back) != fmt.Sprint(m) {
+				t.Errorf("spool round trip changed %+v into %+v", m, back)
+			}
+		})
+	}
+}
+
 func FuzzUnmarshalSpool(f *testing.F) {
 	for _, tc := range everyEvent {
 		m, err := encodeMessage(tc.event, testAgentID, EncodingArgs)
@@ -442,7 +479,8 @@ func FuzzUnmarshalSpool(f *testing.F) {
 		}
 		f.Add(m.marshalSpool())
 	}
-	f.Add([]byte{spoolFormatVersion, 2, 4, 'n', 'a', 'm', 'e', 1, 'x', 0})
+	f.Add([]byte{spoolAnycast, 2, 4, 'n', 'a', 'm', 'e', 1, 'x', 0})
+	f.Add([]byte{spoolBroadcastOnly, 2, 4, 'n', 'a', 'm', 'e', 1, 'x', 2, '{', '}'})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := unmarshalSpool(data)
 		if err != nil {

@@ -60,6 +60,9 @@ type message struct {
 	name    string
 	fields  []string // field, value, field, value, ...
 	publish []byte   // nil: not broadcast
+	// broadcastOnly: publish only, no XADD (fields still name the event,
+	// for the queue and the logs).
+	broadcastOnly bool
 }
 
 // encodeMessage renders ev for the wire in the given encoding.
@@ -98,19 +101,29 @@ func encodeMessage(ev Event, source string, enc Encoding) (message, error) {
 			return message{}, fmt.Errorf("encode %s broadcast: %w", name, err)
 		}
 		m.publish = pub
+		_, m.broadcastOnly = ev.(BroadcastOnly)
 	}
 	return m, nil
 }
 
 // Spooled message layout: version byte, uvarint field count, each field as
 // uvarint length + bytes, then uvarint length + broadcast message (0: none).
-const spoolFormatVersion = 1
+// The version byte also says where the message goes: spoolAnycast records
+// are added to the stream (and published when they carry a broadcast
+// message), spoolBroadcastOnly ones are only published.
+const (
+	spoolAnycast       = 1
+	spoolBroadcastOnly = 2
+)
 
 // maxSpoolFields bounds the field count read back from disk.
 const maxSpoolFields = 64
 
 func (m message) marshalSpool() []byte {
-	out := []byte{spoolFormatVersion}
+	out := []byte{spoolAnycast}
+	if m.broadcastOnly {
+		out[0] = spoolBroadcastOnly
+	}
 	out = binary.AppendUvarint(out, uint64(len(m.fields)))
 	for _, f := range m.fields {
 		out = binary.AppendUvarint(out, uint64(len(f)))
@@ -124,9 +137,10 @@ var errSpoolRecord = errors.New("malformed spooled event")
 
 // unmarshalSpool decodes a record written by marshalSpool.
 func unmarshalSpool(data []byte) (message, error) {
-	if len(data) == 0 || data[0] != spoolFormatVersion {
+	if len(data) == 0 || (data[0] != spoolAnycast && data[0] != spoolBroadcastOnly) {
 		return message{}, fmt.Errorf("%w: unknown version", errSpoolRecord)
 	}
+	broadcastOnly := data[0] == spoolBroadcastOnly
 	rest := data[1:]
 	readBytes := func() ([]byte, error) {
 		n, k := binary.Uvarint(rest)
@@ -164,6 +178,10 @@ func unmarshalSpool(data []byte) (message, error) {
 	if len(rest) != 0 {
 		return message{}, fmt.Errorf("%w: %d trailing bytes", errSpoolRecord, len(rest))
 	}
+	if broadcastOnly && m.publish == nil {
+		return message{}, fmt.Errorf("%w: broadcast-only without a broadcast message", errSpoolRecord)
+	}
+	m.broadcastOnly = broadcastOnly
 	return m, nil
 }
 
