@@ -2,7 +2,6 @@ package rpcserver
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -42,11 +41,7 @@ type ImageMethodsOptions struct {
 type ImageMethods struct {
 	images *images.Service
 	opts   ImageMethodsOptions
-
-	// ctx bounds the background pull tasks; Close cancels it.
-	ctx    context.Context
-	cancel context.CancelFunc
-	tasks  sync.WaitGroup
+	tasks  *backgroundTasks // the pulls of check_and_pull
 }
 
 // NewImageMethods wraps an image service.
@@ -54,8 +49,7 @@ func NewImageMethods(svc *images.Service, opts ImageMethodsOptions) *ImageMethod
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &ImageMethods{images: svc, opts: opts, ctx: ctx, cancel: cancel}
+	return &ImageMethods{images: svc, opts: opts, tasks: newBackgroundTasks(opts.Events, opts.Logger)}
 }
 
 // RegisterImageMethods registers check_and_pull and purge_images on s.
@@ -68,33 +62,12 @@ func RegisterImageMethods(s *Server, im *ImageMethods) {
 func (im *ImageMethods) Wait() { im.tasks.Wait() }
 
 // Close cancels the background pull tasks and waits for them.
-func (im *ImageMethods) Close() {
-	im.cancel()
-	im.tasks.Wait()
-}
+func (im *ImageMethods) Close() { im.tasks.Close() }
 
-func (im *ImageMethods) emit(ctx context.Context, ev events.Event) {
-	if im.opts.Events == nil {
-		return
-	}
-	if err := im.opts.Events.Emit(context.WithoutCancel(ctx), ev); err != nil {
-		im.opts.Logger.Warn().Err(err).Str("event", ev.Name()).Msg("event not sent")
-	}
-}
+func (im *ImageMethods) emit(ctx context.Context, ev events.Event) { im.tasks.emit(ctx, ev) }
 
 func (im *ImageMethods) timestamp() float64 {
 	return float64(im.opts.Now().UnixNano()) / float64(time.Second)
-}
-
-// newTaskID is a random (version 4) UUID.
-func newTaskID() (wiremsg.UUID, error) {
-	var u wiremsg.UUID
-	if _, err := rand.Read(u[:]); err != nil {
-		return u, fmt.Errorf("task id: %w", err)
-	}
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return u, nil
 }
 
 type pullRequest struct {
@@ -145,48 +118,34 @@ func (im *ImageMethods) checkAndPull(ctx context.Context, call *Call) (any, erro
 		if err != nil {
 			return nil, err
 		}
-		// As upstream's BackgroundTaskManager.start, the task is announced
-		// before its id is returned.
-		im.emit(ctx, events.BgtaskUpdated{TaskID: id.String(), Message: "Task started"})
-		im.tasks.Add(1)
-		go func() {
-			defer im.tasks.Done()
-			im.pullTask(im.ctx, id.String(), req)
-		}()
+		im.tasks.start(ctx, id, "check_and_pull task", func(ctx context.Context) error { return im.pullTask(ctx, req) })
 		out[req.key] = hex.EncodeToString(id[:])
 	}
 	return out, nil
 }
 
-// pullTask is one check_and_pull task.
-func (im *ImageMethods) pullTask(ctx context.Context, taskID string, req pullRequest) {
+// pullTask is one check_and_pull task: its image_pull_* events; the
+// bgtask_* ones are backgroundTasks'.
+func (im *ImageMethods) pullTask(ctx context.Context, req pullRequest) error {
 	canonical := req.image.Canonical
 	ref := imageRefOf(req.image)
-	log := im.opts.Logger.With().Str("task_id", taskID).Str("image", canonical).Logger()
-	fail := func(err error) {
-		log.Warn().Err(err).Msg("check_and_pull task failed")
-		im.emit(ctx, events.BgtaskFailed{TaskID: taskID, Message: err.Error()})
-	}
 	spec := imageSpec(canonical, req.image)
 	need, err := im.images.NeedsPull(ctx, spec, req.policy)
 	if err != nil {
 		// Upstream's check_image raises before any image event.
-		fail(err)
-		return
+		return fmt.Errorf("%s: %w", canonical, err)
 	}
 	if !need {
 		im.emit(ctx, events.ImagePullFinished{Image: canonical, AgentID: im.opts.AgentID, Timestamp: im.timestamp(), Msg: "Image already exists", ImageRef: ref})
-		im.emit(ctx, events.BgtaskDone{TaskID: taskID})
-		return
+		return nil
 	}
 	im.emit(ctx, events.ImagePullStarted{Image: canonical, AgentID: im.opts.AgentID, Timestamp: im.timestamp(), ImageRef: ref})
 	if err := im.images.Pull(ctx, spec); err != nil {
 		im.emit(ctx, events.ImagePullFailed{Image: canonical, AgentID: im.opts.AgentID, Msg: err.Error(), ImageRef: ref})
-		fail(err)
-		return
+		return err
 	}
 	im.emit(ctx, events.ImagePullFinished{Image: canonical, AgentID: im.opts.AgentID, Timestamp: im.timestamp(), ImageRef: ref})
-	im.emit(ctx, events.BgtaskDone{TaskID: taskID})
+	return nil
 }
 
 // purgeImages(image_canonicals, force, noprune) -> {responses: [{image,

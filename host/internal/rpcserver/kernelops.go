@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"sync"
 
 	"github.com/rs/zerolog"
 
-	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
@@ -37,38 +35,21 @@ type KernelOpsOptions struct {
 // KernelOps serves restart_kernel, commit, get_commit_status,
 // create_local_network, destroy_local_network and reset_agent.
 type KernelOps struct {
-	svc  KernelOpsService
-	opts KernelOpsOptions
-
-	// ctx bounds the background commits; Close cancels it.
-	ctx    context.Context
-	cancel context.CancelFunc
-	tasks  sync.WaitGroup
+	svc   KernelOpsService
+	opts  KernelOpsOptions
+	tasks *backgroundTasks // the commits
 }
 
 // NewKernelOps wraps a kernel service.
 func NewKernelOps(svc KernelOpsService, opts KernelOpsOptions) *KernelOps {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &KernelOps{svc: svc, opts: opts, ctx: ctx, cancel: cancel}
+	return &KernelOps{svc: svc, opts: opts, tasks: newBackgroundTasks(opts.Events, opts.Logger)}
 }
 
 // Wait waits for the background commits.
 func (o *KernelOps) Wait() { o.tasks.Wait() }
 
 // Close cancels the background commits and waits for them.
-func (o *KernelOps) Close() {
-	o.cancel()
-	o.tasks.Wait()
-}
-
-func (o *KernelOps) emit(ctx context.Context, ev events.Event) {
-	if o.opts.Events == nil {
-		return
-	}
-	if err := o.opts.Events.Emit(context.WithoutCancel(ctx), ev); err != nil {
-		o.opts.Logger.Warn().Err(err).Str("event", ev.Name()).Msg("event not sent")
-	}
-}
+func (o *KernelOps) Close() { o.tasks.Close() }
 
 // RegisterKernelOpsMethods registers the kernel operation methods on s.
 func RegisterKernelOpsMethods(s *Server, ops *KernelOps) {
@@ -337,18 +318,11 @@ func (o *KernelOps) commit(ctx context.Context, call *Call) (any, error) {
 	if err != nil {
 		return nil, kernelOpsErr(err)
 	}
+	o.tasks.start(ctx, taskID, "commit of kernel "+kernelID, func(ctx context.Context) error {
+		_, err := c.Run(ctx)
+		return err
+	})
 	task := taskID.String()
-	o.emit(ctx, events.BgtaskUpdated{TaskID: task, Message: "Task started"})
-	o.tasks.Add(1)
-	go func() {
-		defer o.tasks.Done()
-		if _, err := c.Run(o.ctx); err != nil {
-			o.opts.Logger.Error().Err(err).Str("kernel", kernelID).Msg("commit failed")
-			o.emit(o.ctx, events.BgtaskFailed{TaskID: task, Message: err.Error()})
-			return
-		}
-		o.emit(o.ctx, events.BgtaskDone{TaskID: task})
-	}()
 	var relPath any
 	if req.Filename != "" {
 		relPath = path.Join(req.Subdir, req.Filename)
