@@ -283,6 +283,9 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 	for _, pm := range merged.Mounts {
 		mounts = append(mounts, scratch.Mount{Source: pm.Source, Target: pm.Target, ReadOnly: pm.ReadOnly})
 	}
+	for _, h := range merged.Hooks {
+		mounts = append(mounts, scratch.Mount{Source: h.Source, Target: h.Target, ReadOnly: true})
+	}
 	mounts = append(mounts, req.Mounts...)
 
 	env := map[string]string{}
@@ -304,6 +307,13 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 	}
 	if gids := groupIDs(merged.GroupAdd); gids != "" {
 		env["ADDITIONAL_GIDS"] = gids
+	}
+	if preload := merged.preload(); preload != "" {
+		// The hooks come after whatever the session asked to preload.
+		if cur := env["LD_PRELOAD"]; cur != "" {
+			preload = cur + ":" + preload
+		}
+		env["LD_PRELOAD"] = preload
 	}
 
 	bytesSlots := m.bytesSlots()
@@ -343,6 +353,13 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 	})
 	if err := scratch.AppendContainerID(dirs, resp.ID); err != nil {
 		return launched{}, err
+	}
+	for _, n := range merged.Networks {
+		// As upstream, after the container's own network: a plugin's
+		// network (an RDMA or storage fabric, say) is an extra interface.
+		if _, err := docker.NetworkConnect(ctx, n.Name, client.NetworkConnectOptions{Container: resp.ID}); err != nil {
+			return launched{}, fmt.Errorf("plugin %s: connect to docker network %s: %w", n.Plugin, n.Name, err)
+		}
 	}
 	if _, err := docker.ContainerStart(ctx, resp.ID, client.ContainerStartOptions{}); err != nil {
 		return launched{}, fmt.Errorf("docker start: %w", err)
@@ -447,7 +464,17 @@ func (m *Manager) prepareContainer(ctx context.Context, kernelID string, dirs sc
 		}
 		specs = append(specs, pluginSpec{Plugin: rp.Name, Spec: spec})
 	}
-	return mergeSpecs(specs)
+	merged, err := mergeSpecs(specs)
+	if err != nil {
+		return mergedSpec{}, err
+	}
+	for _, h := range merged.Hooks {
+		// Docker would refuse the bind mount too, without naming the plugin.
+		if st, err := os.Stat(h.Source); err != nil || !st.Mode().IsRegular() {
+			return mergedSpec{}, fmt.Errorf("plugin %s: hook %s: %w", h.Plugin, h.Source, errors.Join(err, errIf(err == nil, "not a regular file")))
+		}
+	}
+	return merged, nil
 }
 
 func (m *Manager) bytesSlots() map[string]bool {

@@ -2,6 +2,8 @@ package kernel
 
 import (
 	"fmt"
+	"path"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -32,7 +34,35 @@ type mergedSpec struct {
 	Runtime        string
 	ResourceData   map[string]string
 	Attached       map[string][]sdk.AttachedDevice
-	Networks       []string
+	// Networks are Docker networks the plugins want the container on, each
+	// once, with the plugin that named it first.
+	Networks []pluginNetwork
+	// Hooks are the plugins' shared objects, each bind-mounted read-only
+	// under HookDir and preloaded (upstream's get_hooks in mount_krunner).
+	Hooks []hookMount
+}
+
+// HookDir is where plugin hooks appear in the container.
+const HookDir = "/opt/kernel"
+
+type hookMount struct {
+	Plugin string
+	Source string // absolute host path
+	Target string // HookDir/<base name>
+}
+
+type pluginNetwork struct {
+	Plugin string
+	Name   string
+}
+
+// preload is the LD_PRELOAD value of the hooks, in merge order.
+func (m mergedSpec) preload() string {
+	targets := make([]string, len(m.Hooks))
+	for i, h := range m.Hooks {
+		targets[i] = h.Target
+	}
+	return strings.Join(targets, ":")
 }
 
 // mergeSpecs combines the plugins' specs in plugin-name order. Two plugins
@@ -119,9 +149,39 @@ func mergeSpecs(specs []pluginSpec) (mergedSpec, error) {
 		if len(s.AttachedDevices) > 0 {
 			m.Attached[ps.Plugin] = s.AttachedDevices
 		}
-		m.Networks = append(m.Networks, s.DockerNetworks...)
+		for _, n := range s.DockerNetworks {
+			if !slices.ContainsFunc(m.Networks, func(p pluginNetwork) bool { return p.Name == n }) {
+				m.Networks = append(m.Networks, pluginNetwork{Plugin: ps.Plugin, Name: n})
+			}
+		}
+		for _, h := range s.Hooks {
+			if err := m.addHook(ps.Plugin, h); err != nil {
+				return mergedSpec{}, err
+			}
+		}
 	}
 	return m, nil
+}
+
+// addHook adds one plugin hook. The same file from two plugins is mounted
+// once (upstream's already_injected_hooks); two files with one base name
+// would need the same place in the container, which is a conflict.
+func (m *mergedSpec) addHook(plugin, source string) error {
+	if !filepath.IsAbs(source) {
+		return fmt.Errorf("plugin %s: hook %q is not an absolute host path", plugin, source)
+	}
+	source = filepath.Clean(source)
+	target := path.Join(HookDir, filepath.Base(source))
+	for _, h := range m.Hooks {
+		switch {
+		case h.Source == source:
+			return nil
+		case h.Target == target:
+			return fmt.Errorf("plugins %s and %s both have a hook named %s (%s, %s)", h.Plugin, plugin, filepath.Base(source), h.Source, source)
+		}
+	}
+	m.Hooks = append(m.Hooks, hookMount{Plugin: plugin, Source: source, Target: target})
+	return nil
 }
 
 // groupIDs turns numeric group names into the ADDITIONAL_GIDS value.

@@ -125,3 +125,71 @@ func FuzzParseServicePorts(f *testing.F) {
 		}
 	})
 }
+
+func TestMergeSpecsHooksAndNetworks(t *testing.T) {
+	tests := []struct {
+		description  string
+		specs        []pluginSpec
+		wantPreload  string
+		wantNetworks []pluginNetwork
+		wantErr      string
+	}{
+		{
+			description: "hooks of two plugins mount under /opt/kernel, preloaded in plugin order",
+			specs: []pluginSpec{
+				{Plugin: "rocm", Spec: sdk.ContainerSpec{Hooks: []string{"/usr/lib/baiagent/librocmhook.so"}}},
+				{Plugin: "cuda", Spec: sdk.ContainerSpec{Hooks: []string{"/usr/lib/baiagent/libcudahook.so"}}},
+			},
+			wantPreload: "/opt/kernel/libcudahook.so:/opt/kernel/librocmhook.so",
+		},
+		{
+			description: "the same hook from two plugins is mounted once",
+			specs: []pluginSpec{
+				{Plugin: "a", Spec: sdk.ContainerSpec{Hooks: []string{"/lib/hook.so"}}},
+				{Plugin: "b", Spec: sdk.ContainerSpec{Hooks: []string{"/lib/./hook.so"}}},
+			},
+			wantPreload: "/opt/kernel/hook.so",
+		},
+		{
+			description: "two hooks with one base name conflict",
+			specs: []pluginSpec{
+				{Plugin: "a", Spec: sdk.ContainerSpec{Hooks: []string{"/a/hook.so"}}},
+				{Plugin: "b", Spec: sdk.ContainerSpec{Hooks: []string{"/b/hook.so"}}},
+			},
+			wantErr: "plugins a and b both have a hook named hook.so",
+		},
+		{
+			description: "a relative hook path is refused",
+			specs:       []pluginSpec{{Plugin: "a", Spec: sdk.ContainerSpec{Hooks: []string{"hook.so"}}}},
+			wantErr:     `plugin a: hook "hook.so" is not an absolute host path`,
+		},
+		{
+			description: "networks are joined once each, named with the first plugin",
+			specs: []pluginSpec{
+				{Plugin: "b", Spec: sdk.ContainerSpec{DockerNetworks: []string{"fabric", "storage"}}},
+				{Plugin: "a", Spec: sdk.ContainerSpec{DockerNetworks: []string{"fabric"}}},
+			},
+			wantNetworks: []pluginNetwork{{Plugin: "a", Name: "fabric"}, {Plugin: "b", Name: "storage"}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.description, func(t *testing.T) {
+			merged, err := mergeSpecs(tc.specs)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := merged.preload(); got != tc.wantPreload {
+				t.Errorf("LD_PRELOAD %q, want %q", got, tc.wantPreload)
+			}
+			if !reflect.DeepEqual(merged.Networks, tc.wantNetworks) {
+				t.Errorf("networks %+v, want %+v", merged.Networks, tc.wantNetworks)
+			}
+		})
+	}
+}

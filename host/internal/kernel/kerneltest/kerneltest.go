@@ -178,6 +178,11 @@ func WithFakeGPUs(t testing.TB) map[string]map[string]any {
 	}}
 }
 
+// FakePlugin names the plugin host's test plugin in Plugins' config: kind
+// "fake" with two devices of slot "fake.device", and its config keys
+// "hook" and "network" come back in every container spec.
+const FakePlugin = "fake"
+
 // Plugins runs the cpu plugin, and each plugin named in config (built from
 // plugins/<name>) with that configuration, and builds the allocator. A
 // "cpu" entry configures the cpu plugin (e.g. cpu-overcommit-factor).
@@ -189,7 +194,11 @@ func Plugins(t testing.TB, config map[string]map[string]any) (*pluginhost.Host, 
 		if name == "cpu" {
 			continue // built above; config only configures it
 		}
-		testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/"+name+"/cmd/baiagent-plugin-"+name, dir, pluginhost.ExecutablePrefix+name)
+		pkg := "github.com/baiagent/baiagent/plugins/" + name + "/cmd/baiagent-plugin-" + name
+		if name == FakePlugin {
+			pkg = "github.com/baiagent/baiagent/host/internal/pluginhost/testdata/fakeplugin"
+		}
+		testutil.BuildBinary(t, pkg, dir, pluginhost.ExecutablePrefix+name)
 	}
 	host := pluginhost.New(pluginhost.Options{Dirs: []string{dir}, RuntimeDir: testutil.ShortTempDir(t), PluginConfig: config, Logger: zerolog.Nop()})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

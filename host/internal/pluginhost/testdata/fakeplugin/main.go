@@ -6,6 +6,10 @@
 //	baiagent-plugin-unprefixed  describes a slot not prefixed by its kind
 //	baiagent-plugin-badconfig   rejects its configuration key "mode"
 //	baiagent-plugin-oldapi      speaks only plugin API 0.9
+//
+// Its configuration keys "hook" (a host path) and "network" (a Docker
+// network name) are handed back in every container spec, for the kernel
+// tests of plugin hooks and plugin networks.
 package main
 
 import (
@@ -13,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/shopspring/decimal"
 
@@ -22,6 +27,10 @@ import (
 type fake struct {
 	name string
 	slot string
+
+	mu      sync.Mutex
+	hook    string
+	network string
 }
 
 func (f *fake) Describe(context.Context) (sdk.Description, error) {
@@ -49,6 +58,10 @@ func (f *fake) Configure(_ context.Context, req sdk.ConfigureRequest) error {
 	if f.name == "badconfig" {
 		return &sdk.ConfigError{Problems: []sdk.ConfigProblem{{Key: "mode", Reason: "must be one of a, b"}}}
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hook, _ = req.Config["hook"].(string)
+	f.network, _ = req.Config["network"].(string)
 	return nil
 }
 
@@ -80,7 +93,16 @@ func (f *fake) PrepareContainer(_ context.Context, req sdk.PrepareRequest) (sdk.
 	for id := range req.Allocation[f.slot] {
 		ids = append(ids, id)
 	}
-	return sdk.ContainerSpec{Env: map[string]string{"FAKE_DEVICES": strings.Join(ids, ",")}}, nil
+	spec := sdk.ContainerSpec{Env: map[string]string{"FAKE_DEVICES": strings.Join(ids, ",")}}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hook != "" {
+		spec.Hooks = []string{f.hook}
+	}
+	if f.network != "" {
+		spec.DockerNetworks = []string{f.network}
+	}
+	return spec, nil
 }
 
 func (f *fake) RestoreAllocation(context.Context, sdk.RestoreRequest) (sdk.Allocation, error) {
