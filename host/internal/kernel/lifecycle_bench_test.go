@@ -7,6 +7,10 @@ package kernel_test
 //     container create+start, until the kernel runner answers) against
 //     BenchmarkDockerCreateStart (ContainerCreate + ContainerStart of the same
 //     image through the same Docker API client). Target: under 1.2x.
+//     BenchmarkDockerCreateStartKernelConfig is Docker's own share of a
+//     kernel: the same create+start with what a kernel's container carries
+//     (init, capabilities, three published ports, two bind mounts), so the
+//     agent's overhead is the difference to BenchmarkCreateKernel.
 //   - BenchmarkExecuteTrivial (Manager.Execute of "echo hi" in the kernel's
 //     persistent shell) against BenchmarkDockerExecAPI (ExecCreate + attach +
 //     ExecInspect of "echo hi" in a running container) and
@@ -19,14 +23,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
@@ -87,6 +95,77 @@ func BenchmarkDockerCreateStart(b *testing.B) {
 	}
 	b.StopTimer()
 	lat.report(b)
+}
+
+func BenchmarkDockerCreateStartKernelConfig(b *testing.B) {
+	e := newEnv(b)
+	ctx := context.Background()
+	work, config := b.TempDir(), b.TempDir()
+	var lat latencies
+	for i := 0; b.Loop(); i++ {
+		var ports [3]int
+		for j := range ports {
+			p, err := e.ports.Assign()
+			if err != nil {
+				b.Fatal(err)
+			}
+			ports[j] = p
+		}
+		t0 := time.Now()
+		id := kernelLikeContainer(b, e, fmt.Sprintf("bench-kcfg-%s-%d", e.agentID, i), ports, work, config)
+		lat = append(lat, time.Since(t0))
+		b.StopTimer()
+		if _, err := e.docker.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
+			b.Fatalf("remove: %v", err)
+		}
+		for _, p := range ports {
+			_ = e.ports.Release(p)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	lat.report(b)
+}
+
+// kernelLikeContainer creates and starts the busybox image with the
+// settings of a kernel's container: docker-init, IPC_LOCK and SYS_NICE,
+// the two runner ports published on 127.0.0.1 and a service port on all
+// addresses, the config (read-only) and work bind mounts.
+func kernelLikeContainer(b *testing.B, e *env, name string, ports [3]int, work, config string) string {
+	b.Helper()
+	ctx := context.Background()
+	init := true
+	loopback := netip.MustParseAddr("127.0.0.1")
+	exposed := network.PortSet{}
+	bindings := network.PortMap{}
+	for i, cp := range []string{"2000/tcp", "2001/tcp", "8080/tcp"} {
+		p := network.MustParsePort(cp)
+		exposed[p] = struct{}{}
+		binding := network.PortBinding{HostIP: loopback, HostPort: strconv.Itoa(ports[i])}
+		if i == 2 {
+			binding.HostIP = netip.Addr{}
+		}
+		bindings[p] = []network.PortBinding{binding}
+	}
+	created, err := e.docker.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: name,
+		Config: &container.Config{Image: e.image, Cmd: []string{"sleep", "3600"}, ExposedPorts: exposed,
+			Labels: map[string]string{kernel.LabelAgentID: e.agentID}},
+		HostConfig: &container.HostConfig{
+			Init: &init, CapAdd: []string{"IPC_LOCK", "SYS_NICE"}, PortBindings: bindings,
+			Mounts: []mount.Mount{
+				{Type: mount.TypeBind, Source: config, Target: "/home/config", ReadOnly: true},
+				{Type: mount.TypeBind, Source: work, Target: "/home/work"},
+			},
+		},
+	})
+	if err != nil {
+		b.Fatalf("docker create: %v", err)
+	}
+	if _, err := e.docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		b.Fatalf("docker start: %v", err)
+	}
+	return created.ID
 }
 
 // plainContainer creates and starts a container of the busybox image the

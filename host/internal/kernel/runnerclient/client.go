@@ -209,7 +209,11 @@ func Dial(inputAddr, outputAddr string) (*Client, error) {
 			if err := s.SetLinger(0); err != nil {
 				return err
 			}
-			if err := s.SetReconnectIvl(100 * time.Millisecond); err != nil {
+			// Docker's port proxy accepts before the runner binds and then
+			// drops the connection; zmq retries after this interval,
+			// doubling up to the maximum, so a fresh kernel is reached
+			// within milliseconds of its runner's start.
+			if err := s.SetReconnectIvl(10 * time.Millisecond); err != nil {
 				return err
 			}
 			if err := s.SetReconnectIvlMax(time.Second); err != nil {
@@ -315,10 +319,21 @@ func (c *Client) read(pull *zmq.Socket) {
 	}
 }
 
-// request sends typ and waits for a reply of replyType, resending every
-// retry (when non-zero) until ctx ends: a runner that is still starting
-// drops what it receives before it binds.
-func (c *Client) request(ctx context.Context, typ string, payload []byte, replyType string, retry time.Duration) ([]byte, error) {
+// Resending a status request while a runner starts: first after
+// statusRetryFirst, each wait twice the last, then every statusRetryMax
+// (upstream's check_status polls every 0.3 s). The short first waits
+// notice a fresh runner within a few milliseconds of its binding; the
+// doubling keeps a slow start from queueing hundreds of requests.
+const (
+	statusRetryFirst = 5 * time.Millisecond
+	statusRetryMax   = 300 * time.Millisecond
+)
+
+// request sends typ and waits for a reply of replyType, resending after
+// retryFirst (when non-zero), then after waits doubling up to retryMax,
+// until ctx ends: a runner that is still starting drops what it receives
+// before it binds.
+func (c *Client) request(ctx context.Context, typ string, payload []byte, replyType string, retryFirst, retryMax time.Duration) ([]byte, error) {
 	mu := c.replyMu[replyType]
 	mu.Lock()
 	defer mu.Unlock()
@@ -330,11 +345,15 @@ func (c *Client) request(ctx context.Context, typ string, payload []byte, replyT
 			drained = true
 		}
 	}
-	var tick <-chan time.Time
-	if retry > 0 {
-		t := time.NewTicker(retry)
-		defer t.Stop()
-		tick = t.C
+	var (
+		retry *time.Timer
+		tick  <-chan time.Time
+		wait  = retryFirst
+	)
+	if retryFirst > 0 {
+		retry = time.NewTimer(wait)
+		defer retry.Stop()
+		tick = retry.C
 	}
 	if err := c.send(typ, payload); err != nil {
 		return nil, err
@@ -347,6 +366,8 @@ func (c *Client) request(ctx context.Context, typ string, payload []byte, replyT
 			if err := c.send(typ, payload); err != nil {
 				return nil, err
 			}
+			wait = min(2*wait, retryMax)
+			retry.Reset(wait)
 		case <-c.closing:
 			return nil, ErrClosed
 		case <-ctx.Done():
@@ -355,10 +376,10 @@ func (c *Client) request(ctx context.Context, typ string, payload []byte, replyT
 	}
 }
 
-// Status asks the runner for its status, resending every 300 ms as
-// upstream's check_status polling does, until ctx ends.
+// Status asks the runner for its status, resending (statusRetryFirst,
+// doubling up to statusRetryMax) until ctx ends.
 func (c *Client) Status(ctx context.Context) (protocol.Status, error) {
-	raw, err := c.request(ctx, protocol.TypeStatus, nil, protocol.TypeStatusReply, 300*time.Millisecond)
+	raw, err := c.request(ctx, protocol.TypeStatus, nil, protocol.TypeStatusReply, statusRetryFirst, statusRetryMax)
 	if err != nil {
 		return protocol.Status{}, err
 	}
@@ -371,7 +392,7 @@ func (c *Client) Status(ctx context.Context) (protocol.Status, error) {
 
 // Complete asks for completions of the code at the cursor.
 func (c *Client) Complete(ctx context.Context, req protocol.CompletionRequest) ([]string, error) {
-	raw, err := c.request(ctx, protocol.TypeComplete, protocol.MustJSON(req), protocol.TypeCompletion, 0)
+	raw, err := c.request(ctx, protocol.TypeComplete, protocol.MustJSON(req), protocol.TypeCompletion, 0, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -384,7 +405,7 @@ func (c *Client) Complete(ctx context.Context, req protocol.CompletionRequest) (
 
 // StartService asks the runner to start a service process.
 func (c *Client) StartService(ctx context.Context, req protocol.ServiceRequest) (protocol.ServiceResult, error) {
-	raw, err := c.request(ctx, protocol.TypeStartService, protocol.MustJSON(req), protocol.TypeServiceResult, 0)
+	raw, err := c.request(ctx, protocol.TypeStartService, protocol.MustJSON(req), protocol.TypeServiceResult, 0, 0)
 	if err != nil {
 		return protocol.ServiceResult{}, err
 	}
@@ -397,13 +418,13 @@ func (c *Client) StartService(ctx context.Context, req protocol.ServiceRequest) 
 
 // ShutdownService stops a service the runner started.
 func (c *Client) ShutdownService(ctx context.Context, name string) error {
-	_, err := c.request(ctx, protocol.TypeShutdownService, []byte(name), protocol.TypeShutdownResult, 0)
+	_, err := c.request(ctx, protocol.TypeShutdownService, []byte(name), protocol.TypeShutdownResult, 0, 0)
 	return err
 }
 
 // GetApps lists the services the image defines.
 func (c *Client) GetApps(ctx context.Context) (protocol.AppsResult, error) {
-	raw, err := c.request(ctx, protocol.TypeGetApps, nil, protocol.TypeAppsResult, 0)
+	raw, err := c.request(ctx, protocol.TypeGetApps, nil, protocol.TypeAppsResult, 0, 0)
 	if err != nil {
 		return protocol.AppsResult{}, err
 	}
