@@ -275,10 +275,6 @@ func read[T any](ctx context.Context, c *Client, ch <-chan T, timeout <-chan tim
 func (c *Client) drainLocked(wakeReader bool) {
 	delivered := false
 	for {
-		events, err := c.dealer.GetEvents()
-		if err != nil || events&zmq.POLLIN == 0 {
-			break
-		}
 		frames, err := c.dealer.RecvMessageBytes(zmq.DONTWAIT)
 		if err != nil {
 			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
