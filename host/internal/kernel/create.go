@@ -572,6 +572,9 @@ func (m *Manager) containerConfig(req CreateRequest, rec scratch.Recovery, servi
 			DeviceRequests: merged.DeviceRequests,
 		},
 	}
+	if merged.SeccompProfile != "" {
+		hostCfg.SecurityOpt = []string{"seccomp=" + merged.SeccompProfile}
+	}
 	var netCfg *network.NetworkingConfig
 	if req.Network != "" {
 		// As upstream's apply_network in bridge mode: the session network

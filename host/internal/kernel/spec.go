@@ -40,6 +40,12 @@ type mergedSpec struct {
 	// Hooks are the plugins' shared objects, each bind-mounted read-only
 	// under HookDir and preloaded (upstream's get_hooks in mount_krunner).
 	Hooks []hookMount
+	// AllowedSyscalls are the syscalls the plugins need beyond Docker's
+	// default seccomp profile, sorted, each once.
+	AllowedSyscalls []string
+	// SeccompProfile is the profile JSON with AllowedSyscalls added; empty
+	// leaves the engine's default profile.
+	SeccompProfile string
 }
 
 // HookDir is where plugin hooks appear in the container.
@@ -159,6 +165,22 @@ func mergeSpecs(specs []pluginSpec) (mergedSpec, error) {
 				return mergedSpec{}, err
 			}
 		}
+		for _, name := range s.AllowedSyscalls {
+			if !validSyscallName(name) {
+				return mergedSpec{}, fmt.Errorf("plugin %s: allowed syscall %q is not a syscall name", ps.Plugin, name)
+			}
+			if !slices.Contains(m.AllowedSyscalls, name) {
+				m.AllowedSyscalls = append(m.AllowedSyscalls, name)
+			}
+		}
+	}
+	slices.Sort(m.AllowedSyscalls)
+	if len(m.AllowedSyscalls) > 0 {
+		profile, err := seccompProfile(m.AllowedSyscalls)
+		if err != nil {
+			return mergedSpec{}, err
+		}
+		m.SeccompProfile = profile
 	}
 	return m, nil
 }

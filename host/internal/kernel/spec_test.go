@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -126,12 +127,13 @@ func FuzzParseServicePorts(f *testing.F) {
 	})
 }
 
-func TestMergeSpecsHooksAndNetworks(t *testing.T) {
+func TestMergeSpecsHooksNetworksSyscalls(t *testing.T) {
 	tests := []struct {
 		description  string
 		specs        []pluginSpec
 		wantPreload  string
 		wantNetworks []pluginNetwork
+		wantSyscalls []string
 		wantErr      string
 	}{
 		{
@@ -171,6 +173,19 @@ func TestMergeSpecsHooksAndNetworks(t *testing.T) {
 			},
 			wantNetworks: []pluginNetwork{{Plugin: "a", Name: "fabric"}, {Plugin: "b", Name: "storage"}},
 		},
+		{
+			description: "allowed syscalls of all plugins, sorted, each once",
+			specs: []pluginSpec{
+				{Plugin: "a", Spec: sdk.ContainerSpec{AllowedSyscalls: []string{"perf_event_open", "kcmp"}}},
+				{Plugin: "b", Spec: sdk.ContainerSpec{AllowedSyscalls: []string{"kcmp"}}},
+			},
+			wantSyscalls: []string{"kcmp", "perf_event_open"},
+		},
+		{
+			description: "a syscall name that is not one is refused",
+			specs:       []pluginSpec{{Plugin: "a", Spec: sdk.ContainerSpec{AllowedSyscalls: []string{"kcmp; rm"}}}},
+			wantErr:     `plugin a: allowed syscall "kcmp; rm" is not a syscall name`,
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.description, func(t *testing.T) {
@@ -189,6 +204,31 @@ func TestMergeSpecsHooksAndNetworks(t *testing.T) {
 			}
 			if !reflect.DeepEqual(merged.Networks, tc.wantNetworks) {
 				t.Errorf("networks %+v, want %+v", merged.Networks, tc.wantNetworks)
+			}
+			if !reflect.DeepEqual(merged.AllowedSyscalls, tc.wantSyscalls) {
+				t.Errorf("allowed syscalls %v, want %v", merged.AllowedSyscalls, tc.wantSyscalls)
+			}
+			// The profile is Docker's default plus one rule with exactly
+			// these names; without any, the engine's own default applies.
+			if (merged.SeccompProfile != "") != (len(tc.wantSyscalls) > 0) {
+				t.Errorf("seccomp profile set: %v", merged.SeccompProfile != "")
+			}
+			if len(tc.wantSyscalls) > 0 {
+				var profile struct {
+					DefaultAction string `json:"defaultAction"`
+					Syscalls      []struct {
+						Names  []string `json:"names"`
+						Action string   `json:"action"`
+					} `json:"syscalls"`
+				}
+				if err := json.Unmarshal([]byte(merged.SeccompProfile), &profile); err != nil {
+					t.Fatal(err)
+				}
+				last := profile.Syscalls[len(profile.Syscalls)-1]
+				if profile.DefaultAction != "SCMP_ACT_ERRNO" || len(profile.Syscalls) < 10 ||
+					!reflect.DeepEqual(last.Names, tc.wantSyscalls) || last.Action != "SCMP_ACT_ALLOW" {
+					t.Errorf("profile: default %s, %d rules, last %+v", profile.DefaultAction, len(profile.Syscalls), last)
+				}
 			}
 		})
 	}

@@ -7,9 +7,10 @@
 //	baiagent-plugin-badconfig   rejects its configuration key "mode"
 //	baiagent-plugin-oldapi      speaks only plugin API 0.9
 //
-// Its configuration keys "hook" (a host path) and "network" (a Docker
-// network name) are handed back in every container spec, for the kernel
-// tests of plugin hooks and plugin networks.
+// Its configuration keys "hook" (a host path), "network" (a Docker network
+// name) and "syscalls" (a list of syscall names) are handed back in every
+// container spec, for the kernel tests of plugin hooks, networks and
+// seccomp allowances.
 package main
 
 import (
@@ -28,9 +29,10 @@ type fake struct {
 	name string
 	slot string
 
-	mu      sync.Mutex
-	hook    string
-	network string
+	mu       sync.Mutex
+	hook     string
+	network  string
+	syscalls []string
 }
 
 func (f *fake) Describe(context.Context) (sdk.Description, error) {
@@ -62,6 +64,14 @@ func (f *fake) Configure(_ context.Context, req sdk.ConfigureRequest) error {
 	defer f.mu.Unlock()
 	f.hook, _ = req.Config["hook"].(string)
 	f.network, _ = req.Config["network"].(string)
+	f.syscalls = nil
+	if list, ok := req.Config["syscalls"].([]any); ok {
+		for _, v := range list {
+			if name, ok := v.(string); ok {
+				f.syscalls = append(f.syscalls, name)
+			}
+		}
+	}
 	return nil
 }
 
@@ -102,6 +112,7 @@ func (f *fake) PrepareContainer(_ context.Context, req sdk.PrepareRequest) (sdk.
 	if f.network != "" {
 		spec.DockerNetworks = []string{f.network}
 	}
+	spec.AllowedSyscalls = f.syscalls
 	return spec, nil
 }
 
