@@ -23,48 +23,30 @@ const (
 	kernelLabel  = "ai.backend.kernel-id"
 )
 
-// fixture is a registry holding the busybox image (as <host>/test/busybox:1)
-// and a variant of it with another ID (as <host>/test/variant:1).
-type fixture struct {
-	docker  *client.Client
-	reg     *registrytest.Registry
-	busybox registrytest.Pushed
-	variant registrytest.Pushed
-	// variantLocal is the variant's local build tag.
-	variantLocal string
-}
+// fixture is the registry with the busybox image and its variant.
+type fixture struct{ *registrytest.Images }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	docker := kerneltest.Docker(t)
 	base := kerneltest.BuildBusybox(t, docker)
-	reg := registrytest.Start(t, testUser, testPassword)
-	f := &fixture{docker: docker, reg: reg, variantLocal: "baiagent-test/images-variant:" + strings.ReplaceAll(reg.Host, ":", "-")}
-	registrytest.BuildVariant(t, docker, base, f.variantLocal, reg.Host)
-	t.Cleanup(func() { registrytest.RemoveImage(t, docker, f.variantLocal) })
-	f.busybox = reg.Push(t, docker, base, "test/busybox:1")
-	f.variant = reg.Push(t, docker, f.variantLocal, "test/variant:1")
-	t.Cleanup(func() {
-		registrytest.RemoveImage(t, docker, f.busybox.Ref)
-		registrytest.RemoveImage(t, docker, f.variant.Ref)
-	})
-	return f
+	return &fixture{registrytest.StartImages(t, docker, base, testUser, testPassword, "baiagent-test/images-variant")}
 }
 
 func (f *fixture) service(t *testing.T, timeout time.Duration) *images.Service {
 	t.Helper()
-	svc := images.New(f.docker, images.Options{PullTimeout: timeout, KernelLabel: kernelLabel, Logger: zerolog.Nop()})
+	svc := images.New(f.Docker, images.Options{PullTimeout: timeout, KernelLabel: kernelLabel, Logger: zerolog.Nop()})
 	t.Cleanup(svc.Close)
 	return svc
 }
 
 func (f *fixture) image(p registrytest.Pushed, password string) images.Image {
-	return images.Image{Ref: p.Ref, Registry: images.Registry{Name: f.reg.Host, URL: "http://" + f.reg.Host, Username: testUser, Password: password}}
+	return images.Image{Ref: p.Ref, Registry: images.Registry{Name: f.Registry.Host, URL: "http://" + f.Registry.Host, Username: testUser, Password: password}}
 }
 
 func (f *fixture) localID(t *testing.T, ref string) string {
 	t.Helper()
-	insp, err := f.docker.ImageInspect(context.Background(), ref)
+	insp, err := f.Docker.ImageInspect(context.Background(), ref)
 	if err != nil {
 		return ""
 	}
@@ -91,47 +73,49 @@ func TestEnsureFollowsAutoPull(t *testing.T) {
 		{description: "tag pulls a missing image with the registry's credentials", local: "", policy: images.PolicyTag, wantPull: true},
 		{description: "tag leaves a present image alone", local: "same", policy: images.PolicyTag},
 		{description: "tag does not check the digest", local: "other", policy: images.PolicyTag,
-			mutate: func(img *images.Image) { img.Digest = f.busybox.ID }},
+			mutate: func(img *images.Image) { img.Digest = f.Busybox.ID }},
 		{description: "none uses a present image", local: "same", policy: images.PolicyNone},
 		{description: "none fails on a missing image", local: "", policy: images.PolicyNone,
-			wantErr: images.ErrNotAvailable, wantText: []string{f.busybox.Ref, "auto_pull is none"}},
+			wantErr: images.ErrNotAvailable, wantText: []string{f.Busybox.Ref, "auto_pull is none"}},
 		{description: "digest pulls a missing image", local: "", policy: images.PolicyDigest,
-			mutate: func(img *images.Image) { img.Digest = f.busybox.ID }, wantPull: true},
+			mutate: func(img *images.Image) { img.Digest = f.Busybox.ID }, wantPull: true},
 		{description: "digest keeps a local image whose ID matches", local: "same", policy: images.PolicyDigest,
-			mutate: func(img *images.Image) { img.Digest = f.busybox.ID }},
+			mutate: func(img *images.Image) { img.Digest = f.Busybox.ID }},
 		{description: "digest keeps a local image whose repo digest matches", local: "same", policy: images.PolicyDigest,
-			mutate: func(img *images.Image) { img.RepoDigest = f.reg.Host + "/" + repo + "@" + f.busybox.ManifestDigest }},
+			mutate: func(img *images.Image) {
+				img.RepoDigest = f.Registry.Host + "/" + repo + "@" + f.Busybox.ManifestDigest
+			}},
 		{description: "digest replaces a local image with another ID", local: "other", policy: images.PolicyDigest,
-			mutate: func(img *images.Image) { img.Digest = f.busybox.ID }, wantPull: true},
+			mutate: func(img *images.Image) { img.Digest = f.Busybox.ID }, wantPull: true},
 		{description: "digest with no digest given keeps a present image", local: "other", policy: images.PolicyDigest},
 		{description: "a wrong password fails as an authentication error", local: "", policy: images.PolicyTag,
 			mutate:  func(img *images.Image) { img.Registry.Password = "wrong" },
-			wantErr: images.ErrUnauthorized, wantText: []string{f.busybox.Ref, f.reg.Host, "authentication failed"}},
+			wantErr: images.ErrUnauthorized, wantText: []string{f.Busybox.Ref, f.Registry.Host, "authentication failed"}},
 		{description: "no credentials fail as an authentication error", local: "", policy: images.PolicyTag,
 			mutate:  func(img *images.Image) { img.Registry.Username, img.Registry.Password = "", "" },
-			wantErr: images.ErrUnauthorized, wantText: []string{f.busybox.Ref, "authentication failed"}},
+			wantErr: images.ErrUnauthorized, wantText: []string{f.Busybox.Ref, "authentication failed"}},
 		{description: "an unknown tag fails as a pull error, not an authentication one", local: "", policy: images.PolicyTag,
-			mutate:  func(img *images.Image) { img.Ref = f.reg.Host + "/" + repo + ":no-such-tag" },
-			wantErr: images.ErrPullFailed, wantText: []string{"no-such-tag", f.reg.Host}},
+			mutate:  func(img *images.Image) { img.Ref = f.Registry.Host + "/" + repo + ":no-such-tag" },
+			wantErr: images.ErrPullFailed, wantText: []string{"no-such-tag", f.Registry.Host}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.description, func(t *testing.T) {
-			registrytest.RemoveImage(t, f.docker, f.busybox.Ref)
+			registrytest.RemoveImage(t, f.Docker, f.Busybox.Ref)
 			switch tc.local {
 			case "same":
-				if err := svc.Pull(ctx, f.image(f.busybox, testPassword)); err != nil {
+				if err := svc.Pull(ctx, f.image(f.Busybox, testPassword)); err != nil {
 					t.Fatalf("setup pull: %v", err)
 				}
 			case "other":
-				if _, err := f.docker.ImageTag(ctx, client.ImageTagOptions{Source: f.variantLocal, Target: f.busybox.Ref}); err != nil {
+				if _, err := f.Docker.ImageTag(ctx, client.ImageTagOptions{Source: f.VariantLocal, Target: f.Busybox.Ref}); err != nil {
 					t.Fatalf("setup tag: %v", err)
 				}
 			}
-			img := f.image(f.busybox, testPassword)
+			img := f.image(f.Busybox, testPassword)
 			if tc.mutate != nil {
 				tc.mutate(&img)
 			}
-			before := f.reg.ManifestFetches(repo)
+			before := f.Registry.ManifestFetches(repo)
 			var hookCalls int
 			pulled, err := svc.Ensure(ctx, img, tc.policy, func() { hookCalls++ })
 			if tc.wantErr != nil {
@@ -152,18 +136,18 @@ func TestEnsureFollowsAutoPull(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Ensure: %v", err)
 			}
-			fetched := f.reg.ManifestFetches(repo) - before
+			fetched := f.Registry.ManifestFetches(repo) - before
 			if pulled != tc.wantPull || (fetched > 0) != tc.wantPull || (hookCalls == 1) != tc.wantPull {
 				t.Errorf("pulled %v, manifest fetches %d, onPull calls %d; want a pull: %v", pulled, fetched, hookCalls, tc.wantPull)
 			}
 			if tc.wantPull {
-				if id := f.localID(t, f.busybox.Ref); id != f.busybox.ID {
-					t.Errorf("local image %s after the pull, want the registry's %s", id, f.busybox.ID)
+				if id := f.localID(t, f.Busybox.Ref); id != f.Busybox.ID {
+					t.Errorf("local image %s after the pull, want the registry's %s", id, f.Busybox.ID)
 				}
 			}
 		})
 	}
-	if f.reg.Refused() == 0 {
+	if f.Registry.Refused() == 0 {
 		t.Error("the registry never refused a credential: the wrong-password case proved nothing")
 	}
 }
@@ -173,29 +157,29 @@ func TestConcurrentPullsShareOne(t *testing.T) {
 	svc := f.service(t, time.Minute)
 	ctx := context.Background()
 	const repo = "test/variant"
-	img := f.image(f.variant, testPassword)
+	img := f.image(f.Variant, testPassword)
 
 	// Pulls alone, to learn how many manifest requests one makes once the
 	// engine has seen the image (the first pull asks more).
 	var perPull int
 	for range 2 {
-		registrytest.RemoveImage(t, f.docker, img.Ref)
-		before := f.reg.ManifestFetches(repo)
+		registrytest.RemoveImage(t, f.Docker, img.Ref)
+		before := f.Registry.ManifestFetches(repo)
 		if err := svc.Pull(ctx, img); err != nil {
 			t.Fatal(err)
 		}
-		perPull = f.reg.ManifestFetches(repo) - before
+		perPull = f.Registry.ManifestFetches(repo) - before
 	}
-	registrytest.RemoveImage(t, f.docker, img.Ref)
+	registrytest.RemoveImage(t, f.Docker, img.Ref)
 
-	release := f.reg.Hold()
+	release := f.Registry.Hold()
 	defer release()
-	before := f.reg.ManifestFetches(repo)
+	before := f.Registry.ManifestFetches(repo)
 	const pullers = 4
 	errs := make(chan error, pullers)
 	go func() { errs <- svc.Pull(ctx, img) }()
-	waitFor(t, "the first pull to be in flight", func() bool { return svc.IsPulling(img.Ref) && f.reg.ManifestFetches(repo) > before })
-	if svc.IsPulling(f.busybox.Ref) {
+	waitFor(t, "the first pull to be in flight", func() bool { return svc.IsPulling(img.Ref) && f.Registry.ManifestFetches(repo) > before })
+	if svc.IsPulling(f.Busybox.Ref) {
 		t.Error("IsPulling does not tell the image in flight from another")
 	}
 	var wg sync.WaitGroup
@@ -219,23 +203,23 @@ func TestConcurrentPullsShareOne(t *testing.T) {
 			t.Errorf("pull: %v", err)
 		}
 	}
-	if got := f.reg.ManifestFetches(repo) - before; got != perPull {
+	if got := f.Registry.ManifestFetches(repo) - before; got != perPull {
 		t.Errorf("%d concurrent pullers made %d manifest fetches, one pull makes %d", pullers, got, perPull)
 	}
 	if svc.IsPulling(img.Ref) {
 		t.Error("IsPulling is still true after the pull")
 	}
-	if id := f.localID(t, img.Ref); id != f.variant.ID {
-		t.Errorf("local image %s, want %s", id, f.variant.ID)
+	if id := f.localID(t, img.Ref); id != f.Variant.ID {
+		t.Errorf("local image %s, want %s", id, f.Variant.ID)
 	}
 }
 
 func TestPullTimeout(t *testing.T) {
 	f := newFixture(t)
 	svc := f.service(t, 500*time.Millisecond)
-	img := f.image(f.variant, testPassword)
-	registrytest.RemoveImage(t, f.docker, img.Ref)
-	release := f.reg.Hold()
+	img := f.image(f.Variant, testPassword)
+	registrytest.RemoveImage(t, f.Docker, img.Ref)
+	release := f.Registry.Hold()
 	defer release()
 	started := time.Now()
 	err := svc.Pull(context.Background(), img)
@@ -245,7 +229,7 @@ func TestPullTimeout(t *testing.T) {
 	if took := time.Since(started); took > 30*time.Second {
 		t.Errorf("the timed-out pull took %s", took)
 	}
-	for _, text := range []string{img.Ref, f.reg.Host, "timed out after 500ms"} {
+	for _, text := range []string{img.Ref, f.Registry.Host, "timed out after 500ms"} {
 		if !strings.Contains(err.Error(), text) {
 			t.Errorf("error %q does not mention %q", err, text)
 		}
@@ -259,21 +243,21 @@ func TestRemove(t *testing.T) {
 	f := newFixture(t)
 	svc := f.service(t, time.Minute)
 	ctx := context.Background()
-	img := f.image(f.variant, testPassword)
+	img := f.image(f.Variant, testPassword)
 	if err := svc.Pull(ctx, img); err != nil {
 		t.Fatal(err)
 	}
 	// A running kernel container keeps the image unless forced.
-	created, err := f.docker.ContainerCreate(ctx, client.ContainerCreateOptions{
+	created, err := f.Docker.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{Image: img.Ref, Cmd: []string{"sleep", "60"}, Labels: map[string]string{kernelLabel: "k-images-test"}},
 	})
 	if err != nil {
 		t.Fatalf("create container: %v", err)
 	}
 	t.Cleanup(func() {
-		_, _ = f.docker.ContainerRemove(context.Background(), created.ID, client.ContainerRemoveOptions{Force: true})
+		_, _ = f.Docker.ContainerRemove(context.Background(), created.ID, client.ContainerRemoveOptions{Force: true})
 	})
-	if _, err := f.docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+	if _, err := f.Docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		t.Fatalf("start container: %v", err)
 	}
 
@@ -284,9 +268,9 @@ func TestRemove(t *testing.T) {
 		wantErr     error
 		wantGone    bool
 	}{
-		{"an unknown image is reported", f.reg.Host + "/test/never-pushed:1", images.RemoveOptions{}, images.ErrNotFound, true},
+		{"an unknown image is reported", f.Registry.Host + "/test/never-pushed:1", images.RemoveOptions{}, images.ErrNotFound, true},
 		{"an image a running kernel uses is refused", img.Ref, images.RemoveOptions{}, images.ErrInUse, false},
-		{"another tag of that image goes: only the name is dropped", f.variantLocal, images.RemoveOptions{}, nil, true},
+		{"another tag of that image goes: only the name is dropped", f.VariantLocal, images.RemoveOptions{}, nil, true},
 		{"the kernel's name, now the last tag, is still refused", img.Ref, images.RemoveOptions{}, images.ErrInUse, false},
 		{"force removes it anyway", img.Ref, images.RemoveOptions{Force: true}, nil, true},
 	}
@@ -306,13 +290,13 @@ func TestRemove(t *testing.T) {
 
 	// A kernel runs from the variant, not from busybox: a plain remove works
 	// (also while other tests run kernels from busybox under another name).
-	if err := svc.Pull(ctx, f.image(f.busybox, testPassword)); err != nil {
+	if err := svc.Pull(ctx, f.image(f.Busybox, testPassword)); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Remove(ctx, f.busybox.Ref, images.RemoveOptions{}); err != nil {
+	if err := svc.Remove(ctx, f.Busybox.Ref, images.RemoveOptions{}); err != nil {
 		t.Errorf("remove an unused image: %v", err)
 	}
-	if f.localID(t, f.busybox.Ref) != "" {
+	if f.localID(t, f.Busybox.Ref) != "" {
 		t.Error("the unused image is still there")
 	}
 }

@@ -603,26 +603,7 @@ func writeCreationRequest(dirs scratch.Dirs, req CreateRequest) error {
 	if err != nil {
 		return fmt.Errorf("creation request: %w", err)
 	}
-	path := filepath.Join(dirs.Config, CreationRequestFile)
-	tmp, err := os.CreateTemp(dirs.Config, "."+CreationRequestFile+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, werr := tmp.Write(append(raw, '\n'))
-	if werr == nil {
-		werr = tmp.Chmod(0o644)
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), path)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, werr)
-	}
-	return nil
+	return scratch.WriteFileAtomic(filepath.Join(dirs.Config, CreationRequestFile), append(raw, '\n'), 0o644)
 }
 
 func readCreationRequest(dirs scratch.Dirs) (CreateRequest, error) {

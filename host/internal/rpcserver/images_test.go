@@ -57,32 +57,18 @@ func (r *recorder) take() ([]string, []events.Event) {
 	return names, evs
 }
 
-// imageFixture is a basic-auth registry holding the test busybox (as
-// <host>/test/busybox:1) and a variant with another image ID, and the
-// image service the methods use.
+// imageFixture is the registry with the busybox image and its variant,
+// and the image service the methods use.
 type imageFixture struct {
-	docker       *client.Client
-	reg          *registrytest.Registry
-	busybox      registrytest.Pushed
-	variant      registrytest.Pushed
-	variantLocal string
-	images       *images.Service
+	*registrytest.Images
+	images *images.Service
 }
 
 func newImageFixture(t *testing.T) *imageFixture {
 	t.Helper()
 	docker := kerneltest.Docker(t)
 	base := kerneltest.BuildBusybox(t, docker)
-	reg := registrytest.Start(t, registryUser, registryPassword)
-	f := &imageFixture{docker: docker, reg: reg, variantLocal: "baiagent-test/rpc-variant:" + strings.ReplaceAll(reg.Host, ":", "-")}
-	registrytest.BuildVariant(t, docker, base, f.variantLocal, reg.Host)
-	t.Cleanup(func() { registrytest.RemoveImage(t, docker, f.variantLocal) })
-	f.busybox = reg.Push(t, docker, base, "test/busybox:1")
-	f.variant = reg.Push(t, docker, f.variantLocal, "test/variant:1")
-	t.Cleanup(func() {
-		registrytest.RemoveImage(t, docker, f.busybox.Ref)
-		registrytest.RemoveImage(t, docker, f.variant.Ref)
-	})
+	f := &imageFixture{Images: registrytest.StartImages(t, docker, base, registryUser, registryPassword, "baiagent-test/rpc-variant")}
 	f.images = images.New(docker, images.Options{PullTimeout: time.Minute, KernelLabel: kernel.LabelKernelID, Logger: zerolog.Nop()})
 	t.Cleanup(f.images.Close)
 	return f
@@ -96,7 +82,7 @@ func (f *imageFixture) imageConfig(p registrytest.Pushed, password, autoPull, di
 	}
 	return obj(
 		"canonical", p.Ref, "project", "test", "architecture", "x86_64", "digest", d, "repo_digest", nil,
-		"registry", obj("name", f.reg.Host, "url", "http://"+f.reg.Host, "username", registryUser, "password", password),
+		"registry", obj("name", f.Registry.Host, "url", "http://"+f.Registry.Host, "username", registryUser, "password", password),
 		"labels", obj(), "is_local", false, "auto_pull", pickleEnum("AutoPullBehavior", autoPull),
 	)
 }
@@ -106,22 +92,22 @@ func (f *imageFixture) imageConfig(p registrytest.Pushed, password, autoPull, di
 func (f *imageFixture) localState(t *testing.T, state string) {
 	t.Helper()
 	ctx := context.Background()
-	registrytest.RemoveImage(t, f.docker, f.busybox.Ref)
+	registrytest.RemoveImage(t, f.Docker, f.Busybox.Ref)
 	switch state {
 	case "same":
-		img := images.Image{Ref: f.busybox.Ref, Registry: images.Registry{Username: registryUser, Password: registryPassword}}
+		img := images.Image{Ref: f.Busybox.Ref, Registry: images.Registry{Username: registryUser, Password: registryPassword}}
 		if err := f.images.Pull(ctx, img); err != nil {
 			t.Fatalf("setup pull: %v", err)
 		}
 	case "other":
-		if _, err := f.docker.ImageTag(ctx, client.ImageTagOptions{Source: f.variantLocal, Target: f.busybox.Ref}); err != nil {
+		if _, err := f.Docker.ImageTag(ctx, client.ImageTagOptions{Source: f.VariantLocal, Target: f.Busybox.Ref}); err != nil {
 			t.Fatalf("setup tag: %v", err)
 		}
 	}
 }
 
 func (f *imageFixture) localID(ref string) string {
-	insp, err := f.docker.ImageInspect(context.Background(), ref)
+	insp, err := f.Docker.ImageInspect(context.Background(), ref)
 	if err != nil {
 		return ""
 	}
@@ -138,22 +124,7 @@ func serveImages(t *testing.T, km *KernelMethods, im *ImageMethods, ports *portp
 	}
 	RegisterKernelMethods(srv, km)
 	RegisterImageMethods(srv, im)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("Serve did not return")
-		}
-		im.Close()
-		km.Wait()
-	})
+	serveUntilCleanup(t, srv, im.Close, km.Wait)
 	return dial(t, srv.Endpoint(), callosum.ClientOptions{})
 }
 
@@ -182,7 +153,7 @@ func realKernels(t *testing.T, docker *client.Client) (*kernel.Manager, *portpoo
 
 func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
 	f := newImageFixture(t)
-	m, ports := realKernels(t, f.docker)
+	m, ports := realKernels(t, f.Docker)
 	var hooks recorder
 	km := NewKernelMethods(m, KernelMethodsOptions{
 		KernelHost: "127.0.0.1", Images: f.images,
@@ -196,7 +167,7 @@ func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	const repo = "test/busybox"
-	pulling := "pulling " + f.busybox.Ref
+	pulling := "pulling " + f.Busybox.Ref
 
 	cases := []struct {
 		description string
@@ -212,24 +183,24 @@ func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
 		{description: "tag pulls a missing image with the registry's credentials", autoPull: "tag", password: registryPassword,
 			wantPull: true, wantHooks: []string{"preparing", pulling, "creating", "started"}},
 		{description: "digest keeps a local image whose ID is the manager's digest", local: "same", autoPull: "digest",
-			password: registryPassword, digest: f.busybox.ID, wantHooks: []string{"preparing", "creating", "started"}},
+			password: registryPassword, digest: f.Busybox.ID, wantHooks: []string{"preparing", "creating", "started"}},
 		{description: "digest pulls over a local image with another ID", local: "other", autoPull: "digest",
-			password: registryPassword, digest: f.busybox.ID, wantPull: true, wantHooks: []string{"preparing", pulling, "creating", "started"}},
+			password: registryPassword, digest: f.Busybox.ID, wantPull: true, wantHooks: []string{"preparing", pulling, "creating", "started"}},
 		{description: "a wrong password fails as ImagePullFailedError saying authentication failed", autoPull: "tag", password: "wrong",
 			wantHooks: []string{"preparing", pulling}, wantErr: "ImagePullFailedError",
-			wantText: []string{f.busybox.Ref, f.reg.Host, "authentication failed"}},
+			wantText: []string{f.Busybox.Ref, f.Registry.Host, "authentication failed"}},
 		{description: "none with a missing image fails as ImageNotAvailable", autoPull: "none", password: registryPassword,
-			wantHooks: []string{"preparing"}, wantErr: "ImageNotAvailable", wantText: []string{f.busybox.Ref}},
+			wantHooks: []string{"preparing"}, wantErr: "ImageNotAvailable", wantText: []string{f.Busybox.Ref}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.description, func(t *testing.T) {
 			f.localState(t, tc.local)
 			hooks.take()
 			sid, kid := randomUUID(), randomUUID()
-			cfg := managerConfig(t, kid, sid, f.busybox.Ref).with("mounts", []any{}).
-				with("image", f.imageConfig(f.busybox, tc.password, tc.autoPull, tc.digest)).
+			cfg := managerConfig(t, kid, sid, f.Busybox.Ref).with("mounts", []any{}).
+				with("image", f.imageConfig(f.Busybox, tc.password, tc.autoPull, tc.digest)).
 				with("auto_pull", pickleEnum("AutoPullBehavior", tc.autoPull))
-			before := f.reg.ManifestFetches(repo)
+			before := f.Registry.ManifestFetches(repo)
 			got, err := invokeRaw(ctx, c, "create_kernels", createArgs(t, sid, map[string]kv{kid: cfg}, nil), nil)
 			names, _ := hooks.take()
 			if strings.Join(names, ", ") != strings.Join(tc.wantHooks, ", ") {
@@ -237,7 +208,7 @@ func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
 			}
 			// Refused requests are not counted: only a pull with the right
 			// credentials reaches the manifests.
-			if fetched := f.reg.ManifestFetches(repo) - before; (fetched > 0) != tc.wantPull {
+			if fetched := f.Registry.ManifestFetches(repo) - before; (fetched > 0) != tc.wantPull {
 				t.Errorf("%d manifest requests; want a pull: %v", fetched, tc.wantPull)
 			}
 			if tc.wantErr != "" {
@@ -253,8 +224,8 @@ func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
 				t.Errorf("create_kernels returned %#v", got)
 			}
 			if tc.wantPull {
-				if id := f.localID(f.busybox.Ref); id != f.busybox.ID {
-					t.Errorf("local image %s after the pull, want %s", id, f.busybox.ID)
+				if id := f.localID(f.Busybox.Ref); id != f.Busybox.ID {
+					t.Errorf("local image %s after the pull, want %s", id, f.Busybox.ID)
 				}
 			}
 			if _, err := invokeRaw(ctx, c, "destroy_kernel", []any{kid, sid, "user-requested"}, nil); err != nil {
@@ -298,14 +269,14 @@ func TestCheckAndPullOverRPC(t *testing.T) {
 			evs.take()
 			digest := ""
 			if tc.local == "same" {
-				digest = f.busybox.ID
+				digest = f.Busybox.ID
 			}
-			got, err := invokeRaw(ctx, c, "check_and_pull", []any{obj(f.busybox.Ref, f.imageConfig(f.busybox, tc.password, tc.autoPull, digest))}, nil)
+			got, err := invokeRaw(ctx, c, "check_and_pull", []any{obj(f.Busybox.Ref, f.imageConfig(f.Busybox, tc.password, tc.autoPull, digest))}, nil)
 			if err != nil {
 				t.Fatalf("check_and_pull: %v", err)
 			}
 			answer, ok := got.(wiremsg.Map)
-			taskHex, _ := answer[f.busybox.Ref].(string)
+			taskHex, _ := answer[f.Busybox.Ref].(string)
 			raw, hexErr := hex.DecodeString(taskHex)
 			if !ok || len(answer) != 1 || hexErr != nil || len(raw) != 16 {
 				t.Fatalf("check_and_pull returned %#v, want {canonical: 32 hex digits}", got)
@@ -317,8 +288,8 @@ func TestCheckAndPullOverRPC(t *testing.T) {
 			if strings.Join(names, ", ") != strings.Join(tc.wantEvents, ", ") {
 				t.Fatalf("events %q, want %q", names, tc.wantEvents)
 			}
-			checkImageEvents(t, list, taskID.String(), f.busybox.Ref, f.reg.Host, tc.wantText)
-			if present := f.localID(f.busybox.Ref) != ""; present != tc.wantPresent {
+			checkImageEvents(t, list, taskID.String(), f.Busybox.Ref, f.Registry.Host, tc.wantText)
+			if present := f.localID(f.Busybox.Ref) != ""; present != tc.wantPresent {
 				t.Errorf("image present %v, want %v", present, tc.wantPresent)
 			}
 		})
@@ -326,14 +297,14 @@ func TestCheckAndPullOverRPC(t *testing.T) {
 
 	// check_pulling is true while the task's pull is in flight.
 	f.localState(t, "")
-	release := f.reg.Hold()
+	release := f.Registry.Hold()
 	defer release()
-	if _, err := invokeRaw(ctx, c, "check_and_pull", []any{obj(f.busybox.Ref, f.imageConfig(f.busybox, registryPassword, "tag", ""))}, nil); err != nil {
+	if _, err := invokeRaw(ctx, c, "check_and_pull", []any{obj(f.Busybox.Ref, f.imageConfig(f.Busybox, registryPassword, "tag", ""))}, nil); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		pulling, err := invokeRaw(ctx, c, "check_pulling", []any{f.busybox.Ref}, nil)
+		pulling, err := invokeRaw(ctx, c, "check_pulling", []any{f.Busybox.Ref}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -345,12 +316,12 @@ func TestCheckAndPullOverRPC(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if other, err := invokeRaw(ctx, c, "check_pulling", []any{f.variant.Ref}, nil); err != nil || other != false {
+	if other, err := invokeRaw(ctx, c, "check_pulling", []any{f.Variant.Ref}, nil); err != nil || other != false {
 		t.Errorf("check_pulling of an image nobody pulls: %v, %v", other, err)
 	}
 	release()
 	im.Wait()
-	if pulling, err := invokeRaw(ctx, c, "check_pulling", []any{f.busybox.Ref}, nil); err != nil || pulling != false {
+	if pulling, err := invokeRaw(ctx, c, "check_pulling", []any{f.Busybox.Ref}, nil); err != nil || pulling != false {
 		t.Errorf("check_pulling after the pull: %v, %v", pulling, err)
 	}
 }
@@ -412,25 +383,25 @@ func TestPurgeImagesOverRPC(t *testing.T) {
 	c := serveImages(t, km, im, kerneltest.Ports(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for _, p := range []registrytest.Pushed{f.busybox, f.variant} {
+	for _, p := range []registrytest.Pushed{f.Busybox, f.Variant} {
 		if err := f.images.Pull(ctx, images.Image{Ref: p.Ref, Registry: images.Registry{Username: registryUser, Password: registryPassword}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A running kernel container from the variant.
-	created, err := f.docker.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: &container.Config{Image: f.variant.Ref, Cmd: []string{"sleep", "60"}, Labels: map[string]string{kernel.LabelKernelID: "k-purge-test"}},
+	created, err := f.Docker.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{Image: f.Variant.Ref, Cmd: []string{"sleep", "60"}, Labels: map[string]string{kernel.LabelKernelID: "k-purge-test"}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_, _ = f.docker.ContainerRemove(context.Background(), created.ID, client.ContainerRemoveOptions{Force: true})
+		_, _ = f.Docker.ContainerRemove(context.Background(), created.ID, client.ContainerRemoveOptions{Force: true})
 	})
-	if _, err := f.docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+	if _, err := f.Docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	unknown := f.reg.Host + "/test/never-pulled:1"
+	unknown := f.Registry.Host + "/test/never-pulled:1"
 
 	cases := []struct {
 		description string
@@ -440,9 +411,9 @@ func TestPurgeImagesOverRPC(t *testing.T) {
 		wantErrors []string
 		wantGone   []bool
 	}{
-		{"an unused image goes, an unknown one and one a kernel runs from are reported", []any{f.busybox.Ref, unknown, f.variant.Ref}, false,
+		{"an unused image goes, an unknown one and one a kernel runs from are reported", []any{f.Busybox.Ref, unknown, f.Variant.Ref}, false,
 			[]string{"", "no such image", "in use by a running kernel"}, []bool{true, true, false}},
-		{"force removes the image a kernel runs from", []any{f.variant.Ref}, true, []string{""}, []bool{true}},
+		{"force removes the image a kernel runs from", []any{f.Variant.Ref}, true, []string{""}, []bool{true}},
 	}
 	for _, tc := range cases {
 		got, err := invokeRaw(ctx, c, "purge_images", []any{tc.images, tc.force, false}, nil)
@@ -584,7 +555,7 @@ func FuzzParseImageRef(f *testing.F) {
 
 func TestCreateKernelsPullTimeout(t *testing.T) {
 	f := newImageFixture(t)
-	short := images.New(f.docker, images.Options{PullTimeout: 300 * time.Millisecond, Logger: zerolog.Nop()})
+	short := images.New(f.Docker, images.Options{PullTimeout: 300 * time.Millisecond, Logger: zerolog.Nop()})
 	t.Cleanup(short.Close)
 	fake := newFakeKernels()
 	var hooks recorder
@@ -597,16 +568,16 @@ func TestCreateKernelsPullTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	f.localState(t, "")
-	release := f.reg.Hold()
+	release := f.Registry.Hold()
 	defer release()
 	sid, kid := randomUUID(), randomUUID()
-	cfg := managerConfig(t, kid, sid, f.busybox.Ref).with("mounts", []any{}).
-		with("image", f.imageConfig(f.busybox, registryPassword, "tag", "")).with("auto_pull", pickleEnum("AutoPullBehavior", "tag"))
+	cfg := managerConfig(t, kid, sid, f.Busybox.Ref).with("mounts", []any{}).
+		with("image", f.imageConfig(f.Busybox, registryPassword, "tag", "")).with("auto_pull", pickleEnum("AutoPullBehavior", "tag"))
 	got, err := invokeRaw(ctx, c, "create_kernels", createArgs(t, sid, map[string]kv{kid: cfg}, nil), nil)
-	for _, text := range []string{f.busybox.Ref, f.reg.Host, "timed out after 300ms"} {
+	for _, text := range []string{f.Busybox.Ref, f.Registry.Host, "timed out after 300ms"} {
 		wantFailure(t, "a pull past api.pull-timeout", got, err, "ImagePullTimeoutError", text)
 	}
-	if names, _ := hooks.take(); strings.Join(names, ", ") != "pulling "+f.busybox.Ref {
+	if names, _ := hooks.take(); strings.Join(names, ", ") != "pulling "+f.Busybox.Ref {
 		t.Errorf("hooks %q, want only the pulling one", names)
 	}
 	fake.mu.Lock()

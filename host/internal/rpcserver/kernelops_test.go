@@ -71,13 +71,7 @@ func newOpsAgent(t *testing.T) *opsAgent {
 			t.Errorf("scratch dirs left behind: %v", left)
 		}
 	})
-	runCtx, stopRun := context.WithCancel(context.Background())
-	if _, err := m.Recover(runCtx); err != nil {
-		t.Fatal(err)
-	}
-	runDone := make(chan struct{})
-	go func() { defer close(runDone); _ = m.Run(runCtx) }()
-	t.Cleanup(func() { stopRun(); <-runDone; m.Close() })
+	runManager(t, m)
 
 	km := NewKernelMethods(m, KernelMethodsOptions{})
 	srv, err := New(Options{Endpoint: "tcp://127.0.0.1:*", AgentID: "i-test", Logger: zerolog.Nop()}, Deps{Kernels: km, Ports: a.ports})
@@ -88,15 +82,7 @@ func newOpsAgent(t *testing.T) *opsAgent {
 	a.ops = NewKernelOps(m, KernelOpsOptions{Events: a.events, Logger: zerolog.Nop()})
 	t.Cleanup(a.ops.Close)
 	RegisterKernelOpsMethods(srv, a.ops)
-	serveCtx, stopServe := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(serveCtx) }()
-	t.Cleanup(func() {
-		stopServe()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	serveUntilCleanup(t, srv)
 	a.rpc = dial(t, srv.Endpoint(), callosum.ClientOptions{})
 	return a
 }

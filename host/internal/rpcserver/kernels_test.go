@@ -157,21 +157,7 @@ func kernelServer(t testing.TB, svc KernelService, ports *portpool.Pool, onAlrea
 		t.Fatalf("New: %v", err)
 	}
 	RegisterKernelMethods(srv, km)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("Serve did not return")
-		}
-		km.Wait()
-	})
+	serveUntilCleanup(t, srv, km.Wait)
 	return km, dial(t, srv.Endpoint(), callosum.ClientOptions{})
 }
 
@@ -477,13 +463,7 @@ func TestKernelLifecycleOverRPC(t *testing.T) {
 			t.Errorf("scratch dirs left behind: %v", left)
 		}
 	})
-	runCtx, stopRun := context.WithCancel(context.Background())
-	if _, err := m.Recover(runCtx); err != nil {
-		t.Fatal(err)
-	}
-	runDone := make(chan struct{})
-	go func() { defer close(runDone); _ = m.Run(runCtx) }()
-	t.Cleanup(func() { stopRun(); <-runDone; m.Close() })
+	runManager(t, m)
 
 	_, c := kernelServer(t, m, ports, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/baiagent/baiagent/host/internal/callosum"
+	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -62,6 +63,44 @@ func startServer(t testing.TB, opts Options, hw HardwareSource) *testServer {
 		}
 	})
 	return ts
+}
+
+// serveUntilCleanup serves srv until the test ends, then checks that Serve
+// returned cleanly and runs after (waiting for the methods' background
+// work, say).
+func serveUntilCleanup(t testing.TB, srv *Server, after ...func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("Serve did not return")
+		}
+		for _, f := range after {
+			f()
+		}
+	})
+}
+
+// runManager takes back what the engine holds for this agent and runs the
+// kernel manager's event loop until the test ends.
+func runManager(t testing.TB, m *kernel.Manager) {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	if _, err := m.Recover(ctx); err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done; m.Close() })
 }
 
 func dial(t testing.TB, endpoint string, opts callosum.ClientOptions) *callosum.Client {

@@ -248,3 +248,34 @@ func RemoveImage(t testing.TB, docker *client.Client, ref string) {
 		t.Fatalf("image %s is still present after removal", ref)
 	}
 }
+
+// Images is a basic-auth registry holding the test busybox image (as
+// <host>/test/busybox:1) and a variant of it with another image ID (as
+// <host>/test/variant:1); the pushed tags and the variant's local build
+// are removed from the engine when the test ends.
+type Images struct {
+	Docker   *client.Client
+	Registry *Registry
+	Busybox  Pushed
+	Variant  Pushed
+	// VariantLocal is the variant's local build tag.
+	VariantLocal string
+}
+
+// StartImages starts the registry with username/password and pushes the
+// two images; localPrefix names the variant's local build (one per test
+// package, so that packages testing at once do not share it).
+func StartImages(t testing.TB, docker *client.Client, base, username, password, localPrefix string) *Images {
+	t.Helper()
+	reg := Start(t, username, password)
+	f := &Images{Docker: docker, Registry: reg, VariantLocal: localPrefix + ":" + strings.ReplaceAll(reg.Host, ":", "-")}
+	BuildVariant(t, docker, base, f.VariantLocal, reg.Host)
+	t.Cleanup(func() { RemoveImage(t, docker, f.VariantLocal) })
+	f.Busybox = reg.Push(t, docker, base, "test/busybox:1")
+	f.Variant = reg.Push(t, docker, f.VariantLocal, "test/variant:1")
+	t.Cleanup(func() {
+		RemoveImage(t, docker, f.Busybox.Ref)
+		RemoveImage(t, docker, f.Variant.Ref)
+	})
+	return f
+}

@@ -110,7 +110,7 @@ func WriteRecovery(d Dirs, r Recovery) error {
 	if err != nil {
 		return fmt.Errorf("recovery data: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(d.Config, RecoveryFile), append(raw, '\n'), 0o644)
+	return WriteFileAtomic(filepath.Join(d.Config, RecoveryFile), append(raw, '\n'), 0o644)
 }
 
 // ReadRecovery reads config/recovery.json.

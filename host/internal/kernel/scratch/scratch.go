@@ -174,7 +174,7 @@ func WriteResourceFile(d Dirs, spec ResourceSpec) error {
 	if err := sdk.WriteResourceData(&b, data); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(d.Config, ResourceFile), []byte(b.String()), 0o644)
+	return WriteFileAtomic(filepath.Join(d.Config, ResourceFile), []byte(b.String()), 0o644)
 }
 
 // AppendContainerID adds the CID= line once the container exists, as
@@ -221,10 +221,12 @@ func WriteEnviron(d Dirs, env map[string]string) error {
 		}
 		b.WriteString(k + "=" + v + "\n")
 	}
-	return writeFileAtomic(filepath.Join(d.Config, EnvironFile), []byte(b.String()), 0o644)
+	return WriteFileAtomic(filepath.Join(d.Config, EnvironFile), []byte(b.String()), 0o644)
 }
 
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+// WriteFileAtomic replaces path with data in one rename, so that a reader
+// (a restarted agent, the kernel) never sees half a file.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
