@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -52,6 +53,9 @@ and mounts volumes under etcd's volumes/_mount. Run it as root.`,
 	return cmd
 }
 
+// WatcherTokenCacheFile is the watcher's token cache under var-base-path.
+const WatcherTokenCacheFile = "watcher-token"
+
 // runWatcher serves the watcher API until ctx ends.
 func runWatcher(ctx context.Context, cfg *config.Config, log zerolog.Logger, sys watcher.System) error {
 	w := cfg.Watcher
@@ -62,10 +66,12 @@ func runWatcher(ctx context.Context, cfg *config.Config, log zerolog.Logger, sys
 			return err
 		}
 	}
+	// The agent owns an embedded etcd, so that etcd is down whenever the
+	// agent is: the token cached at the last successful read keeps the
+	// watcher able to start the agent then.
+	tokenCache := filepath.Join(cfg.Agent.VarBasePath, WatcherTokenCacheFile)
 	if cfg.Etcd.Embedded {
-		// The agent owns the embedded etcd; the watcher is only its client,
-		// so it cannot authenticate requests while the agent is down.
-		log.Warn().Msg("etcd is embedded in the agent: the watcher answers 503 whenever the agent (and so etcd) is down")
+		log.Info().Str("token_cache", tokenCache).Msg("etcd is embedded in the agent: while it is down the watcher uses the token cached at its last read")
 	}
 	store := watcher.NewEtcdStore(etcdstore.OptionsFromConfig(cfg, log))
 	defer store.Close()
@@ -75,6 +81,7 @@ func runWatcher(ctx context.Context, cfg *config.Config, log zerolog.Logger, sys
 		Store:              store,
 		System:             sys,
 		Log:                log,
+		TokenCacheFile:     tokenCache,
 	})
 	if err := srv.RefreshToken(ctx); err != nil {
 		log.Warn().Err(err).Msg("cannot read the watcher token yet; answering 503 and retrying on each request")

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/baiagent/baiagent/host/internal/atomicfile"
 )
 
 // A pid record remembers a plugin process so that an agent that was killed
@@ -35,11 +37,10 @@ func writePidRecord(runtimeDir, name string, pid int) error {
 		return fmt.Errorf("read exe of pid %d: %w", pid, err)
 	}
 	data := fmt.Sprintf("%d\n%s\n%s\n", pid, start, exe)
-	tmp := pidFilePath(runtimeDir, name) + ".tmp"
-	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
-		return fmt.Errorf("write pid record: %w", err)
+	if err := atomicfile.Write(pidFilePath(runtimeDir, name), []byte(data), 0o600); err != nil {
+		return fmt.Errorf("pid record: %w", err)
 	}
-	return os.Rename(tmp, pidFilePath(runtimeDir, name))
+	return nil
 }
 
 func readPidRecord(path string) (pidRecord, error) {

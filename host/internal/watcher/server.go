@@ -12,9 +12,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -23,6 +25,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/baiagent/baiagent/host/internal/atomicfile"
 )
 
 // The etcd keys the watcher reads (global scope).
@@ -64,6 +68,11 @@ type Options struct {
 	// TokenTTL is how long the token read from etcd is trusted before it is
 	// read again (default 10 s); a failed read keeps the last token.
 	TokenTTL time.Duration
+	// TokenCacheFile keeps the last token read from etcd (mode 0600), for a
+	// watcher that starts while etcd is unreachable: with the agent's
+	// embedded etcd that is exactly when the agent is down and needs the
+	// watcher to start it. Empty: no cache.
+	TokenCacheFile string
 	// EtcdTimeout bounds each etcd read (default 3 s).
 	EtcdTimeout time.Duration
 	// CommandTimeout bounds each systemctl call (default 10 min).
@@ -156,7 +165,16 @@ func (s *Server) refreshTokenLocked(ctx context.Context) error {
 	s.tokenFetched = s.opts.Now()
 	value, found, err := s.opts.Store.Get(ctx, TokenKey)
 	if err != nil {
-		return fmt.Errorf("read %s from etcd: %w", TokenKey, err)
+		err = fmt.Errorf("read %s from etcd: %w", TokenKey, err)
+		if !s.tokenKnown {
+			if cached, cerr := s.readCachedToken(); cerr == nil {
+				s.log.Warn().Err(err).Str("file", s.opts.TokenCacheFile).Msg("etcd unreachable: using the watcher token cached at the last successful read")
+				s.token, s.tokenKnown = cached, true
+			} else if !errors.Is(cerr, fs.ErrNotExist) {
+				s.log.Warn().Err(cerr).Msg("cannot read the cached watcher token")
+			}
+		}
+		return err
 	}
 	if !found {
 		value = DefaultToken
@@ -168,8 +186,48 @@ func (s *Server) refreshTokenLocked(ctx context.Context) error {
 			s.log.Info().Msg("watcher token read from etcd")
 		}
 	}
+	if value != s.token || !s.tokenKnown {
+		if err := s.cacheToken(value); err != nil {
+			s.log.Warn().Err(err).Msg("cannot cache the watcher token")
+		}
+	}
 	s.token, s.tokenKnown = value, true
 	return nil
+}
+
+// maxTokenCache bounds what is read back from the cache file.
+const maxTokenCache = 4 << 10
+
+func (s *Server) readCachedToken() (string, error) {
+	if s.opts.TokenCacheFile == "" {
+		return "", fs.ErrNotExist
+	}
+	f, err := os.Open(s.opts.TokenCacheFile)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenCache+1))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", s.opts.TokenCacheFile, err)
+	}
+	token := strings.TrimSpace(string(data))
+	if len(data) > maxTokenCache || token == "" {
+		return "", fmt.Errorf("%s: not a cached token", s.opts.TokenCacheFile)
+	}
+	return token, nil
+}
+
+// cacheToken replaces the cache file, readable by root only.
+func (s *Server) cacheToken(token string) error {
+	path := s.opts.TokenCacheFile
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, []byte(token+"\n"), 0o600)
 }
 
 // currentToken returns the token, re-reading it when the cached one is

@@ -24,14 +24,14 @@ type harness struct {
 	http  *httptest.Server
 }
 
-func newHarness(t *testing.T, softReset bool) *harness {
+func newHarness(t *testing.T, softReset bool, options ...func(*Options)) *harness {
 	t.Helper()
 	h := &harness{
 		sys:   newFakeSystem(),
 		store: &fakeStore{kv: map[string]string{TokenKey: testToken, MountPrefixKey: "/vfroot"}},
 		clock: &fakeClock{now: time.Unix(1_700_000_000, 0)},
 	}
-	h.srv = New(Options{
+	opts := Options{
 		TargetService:      "baiagent.service",
 		SoftResetAvailable: softReset,
 		Store:              h.store,
@@ -39,7 +39,11 @@ func newHarness(t *testing.T, softReset bool) *harness {
 		Log:                testLogger(t),
 		ShutdownDelay:      time.Millisecond,
 		Now:                h.clock.Now,
-	})
+	}
+	for _, o := range options {
+		o(&opts)
+	}
+	h.srv = New(opts)
 	h.http = httptest.NewServer(h.srv.Handler())
 	t.Cleanup(h.http.Close)
 	return h
@@ -112,6 +116,54 @@ func TestAuthentication(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestTokenCacheWhileEtcdIsDown: a watcher started while etcd is
+// unreachable (the agent's embedded etcd is down with the agent) still
+// authenticates with the token cached at its last successful read.
+func TestTokenCacheWhileEtcdIsDown(t *testing.T) {
+	cache := filepath.Join(t.TempDir(), "state", "watcher-token")
+	withCache := func(o *Options) { o.TokenCacheFile = cache }
+
+	// A watcher that reads the token from etcd caches it, root-only.
+	h := newHarness(t, false, withCache)
+	h.sys.stdout["systemctl is-active"] = "active\n"
+	if status, _, body := h.do(t, http.MethodGet, "/", testToken, ""); status != http.StatusOK {
+		t.Fatalf("status %d (%s)", status, body)
+	}
+	st, err := os.Stat(cache)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("cache file %v, %v; want mode 0600", st, err)
+	}
+
+	cases := []struct {
+		description string
+		cacheData   *string // nil: leave what the first watcher wrote
+		header      string
+		wantStatus  int
+	}{
+		{"cached token accepted", nil, testToken, http.StatusOK},
+		{"another token refused", nil, "nope", http.StatusForbidden},
+		{"empty cache file is no token", ptr(""), testToken, http.StatusServiceUnavailable},
+		{"no cache file", ptr("-"), testToken, http.StatusServiceUnavailable},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			if tc.cacheData != nil {
+				if *tc.cacheData == "-" {
+					_ = os.Remove(cache)
+				} else if err := os.WriteFile(cache, []byte(*tc.cacheData), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			down := newHarness(t, false, withCache)
+			down.store.err = errors.New("etcd down")
+			down.sys.stdout["systemctl is-active"] = "active\n"
+			if status, _, body := down.do(t, http.MethodGet, "/", tc.header, ""); status != tc.wantStatus {
+				t.Fatalf("status %d, want %d (%s)", status, tc.wantStatus, body)
+			}
+		})
+	}
+}
 
 func TestAuthenticationAppliesToEveryRoute(t *testing.T) {
 	h := newHarness(t, true)
