@@ -44,10 +44,13 @@ import (
 //	preopen_ports                      -> PreopenPorts
 //	block_service_ports                -> BlockServicePorts
 //	cluster_info.network_config        -> Network (mode "bridge": network_name)
+//	cluster_info.ssh_keypair /
+//	cluster_ssh_port_mapping           -> ClusterSSHKey / ClusterSSHPortMapping
+//	internal_data.ssh_keypair          -> UserSSHKey
 //	image.labels                       -> read from the local image instead
 //
 // resource_opts, bootstrap_script, startup_command, package_directory,
-// internal_data, network_id (the session id) and the registry credentials
+// the rest of internal_data, network_id (the session id) and the registry credentials
 // are not used here (the caller pulls the image; see the package's report
 // for what is left).
 type CreateRequest struct {
@@ -69,6 +72,13 @@ type CreateRequest struct {
 	// container joins it instead of the default bridge, reachable by
 	// ClusterHostname. Empty means Docker's default bridge.
 	Network string
+	// The SSH keys are written into the scratch dir once, at creation
+	// (scratch.WriteSSH), and never stored in kconfig.json: a restart
+	// keeps the scratch dir and so the keys, and private keys live only
+	// in 0600 files.
+	UserSSHKey            *scratch.SSHKeypair `json:"-"`
+	ClusterSSHKey         *scratch.SSHKeypair `json:"-"`
+	ClusterSSHPortMapping map[string]any      `json:"-"`
 }
 
 // Created is what create_kernels reports for one kernel.
@@ -178,6 +188,9 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 	}
 	m.setField(func() { k.dirs = dirs })
 	undo.push(func(context.Context) error { return scratch.Remove(m.cfg.ScratchRoot, req.KernelID) })
+	if err := scratch.WriteSSH(dirs, sshFiles(req, m.uid, m.gid)); err != nil {
+		return Created{}, err
+	}
 
 	l, err := m.launch(ctx, req, img, k.createdAt, dirs, allocation, undo)
 	if err != nil {
@@ -190,6 +203,17 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 	m.mu.Unlock()
 	m.log.Info().Str("kernel", req.KernelID).Str("container", l.containerID[:12]).Str("image", req.Image).Msg("kernel started")
 	return Created{Info: info, ContainerID: l.containerID, ServicePorts: l.recovery.ServicePorts, Attached: l.attached}, nil
+}
+
+// sshFiles are the SSH files of a new kernel.
+func sshFiles(req CreateRequest, uid, gid int) scratch.SSHFiles {
+	f := scratch.SSHFiles{Cluster: req.ClusterSSHKey, PortMapping: req.ClusterSSHPortMapping, User: req.UserSSHKey, UID: uid, GID: gid}
+	for _, mt := range req.Mounts {
+		if filepath.Clean(mt.Target) == "/home/work/.ssh" {
+			f.UserSSHMounted = true
+		}
+	}
+	return f
 }
 
 // imageInfo is what a container takes from its image.

@@ -75,18 +75,20 @@ type KernelCreationConfig struct {
 	LocalRank       int
 	ClusterHostname string
 	// UID, MainGID: -1 when absent or None.
-	UID                int
-	MainGID            int
-	SupplementaryGIDs  []int
-	ResourceSlots      map[string]decimal.Decimal
-	ResourceOpts       map[string]any
-	Environ            map[string]string
-	Mounts             []VFolderMount
-	PackageDirectory   []string
-	IdleTimeout        int64
-	BootstrapScript    string
-	StartupCommand     string
-	InternalData       map[string]any
+	UID               int
+	MainGID           int
+	SupplementaryGIDs []int
+	ResourceSlots     map[string]decimal.Decimal
+	ResourceOpts      map[string]any
+	Environ           map[string]string
+	Mounts            []VFolderMount
+	PackageDirectory  []string
+	IdleTimeout       int64
+	BootstrapScript   string
+	StartupCommand    string
+	InternalData      map[string]any
+	// UserSSHKeypair is internal_data.ssh_keypair, the user's keypair.
+	UserSSHKeypair     *ClusterSSHKeyPair
 	PreopenPorts       []int
 	AllocatedHostPorts []int
 	ScalingGroup       string
@@ -582,6 +584,11 @@ func DecodeKernelCreationConfig(path string, v any) (KernelCreationConfig, error
 	if cfg.InternalData, err = r.anyMap("internal_data"); err != nil {
 		return cfg, err
 	}
+	if kp, ok := cfg.InternalData["ssh_keypair"]; ok && kp != nil {
+		if cfg.UserSSHKeypair, err = decodeSSHKeypair(r.sub("internal_data")+"[\"ssh_keypair\"]", kp); err != nil {
+			return cfg, err
+		}
+	}
 	mounts, err := r.list("mounts")
 	if err != nil {
 		return cfg, err
@@ -637,16 +644,8 @@ func DecodeClusterInfo(path string, v any) (ClusterInfo, error) {
 	if ci.NetworkName, err = r.str("network_name"); err != nil {
 		return ci, err
 	}
-	if kpValue, ok := r.get("ssh_keypair"); ok {
-		kp, err := newFieldReader(r.sub("ssh_keypair"), kpValue)
-		if err != nil {
-			return ci, err
-		}
-		ci.SSHKeypair = &ClusterSSHKeyPair{}
-		if ci.SSHKeypair.PublicKey, err = kp.str("public_key"); err != nil {
-			return ci, err
-		}
-		if ci.SSHKeypair.PrivateKey, err = kp.str("private_key"); err != nil {
+	if kpValue, ok := r.get("ssh_keypair"); ok && kpValue != nil {
+		if ci.SSHKeypair, err = decodeSSHKeypair(r.sub("ssh_keypair"), kpValue); err != nil {
 			return ci, err
 		}
 	}
@@ -654,6 +653,22 @@ func DecodeClusterInfo(path string, v any) (ClusterInfo, error) {
 		return ci, err
 	}
 	return ci, nil
+}
+
+// decodeSSHKeypair decodes a {public_key, private_key} dict.
+func decodeSSHKeypair(path string, v any) (*ClusterSSHKeyPair, error) {
+	kp, err := newFieldReader(path, v)
+	if err != nil {
+		return nil, err
+	}
+	out := &ClusterSSHKeyPair{}
+	if out.PublicKey, err = kp.str("public_key"); err != nil {
+		return nil, err
+	}
+	if out.PrivateKey, err = kp.str("private_key"); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // canonicalKernelID parses a kernel or session id the way upstream's

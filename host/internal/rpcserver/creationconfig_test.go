@@ -325,6 +325,19 @@ func TestDecodeKernelCreationConfig(t *testing.T) {
 		wantErr     string // Python exception name
 		wantText    string // in the message: the argument path
 	}{
+		{description: "internal_data.ssh_keypair is the user's keypair",
+			cfg: base.with("internal_data", obj("ssh_keypair", obj("public_key", "ssh-rsa AAA", "private_key", "-----BEGIN"))),
+			check: func(c KernelCreationConfig) bool {
+				return c.UserSSHKeypair != nil && *c.UserSSHKeypair == ClusterSSHKeyPair{PublicKey: "ssh-rsa AAA", PrivateKey: "-----BEGIN"}
+			}},
+		{description: "internal_data.ssh_keypair None is no keypair",
+			cfg:   base.with("internal_data", obj("ssh_keypair", nil)),
+			check: func(c KernelCreationConfig) bool { return c.UserSSHKeypair == nil }},
+		{description: "internal_data.ssh_keypair not a dict", cfg: base.with("internal_data", obj("ssh_keypair", "ssh-rsa AAA")),
+			wantErr: "TypeError", wantText: `internal_data"]["ssh_keypair"]`},
+		{description: "internal_data.ssh_keypair public_key not a str",
+			cfg:     base.with("internal_data", obj("ssh_keypair", obj("public_key", 1, "private_key", "x"))),
+			wantErr: "TypeError", wantText: `["ssh_keypair"]["public_key"]`},
 		{description: "resource_slots as a pickled ResourceSlot",
 			cfg:   base.with("resource_slots", goldenExt(t, wiremsg.ExtResourceSlot, goldenResourceSlot)),
 			check: func(c KernelCreationConfig) bool { return c.ResourceSlots["mem"].String() == "4294967296" }},

@@ -279,6 +279,10 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 		}
 		pending[i] = pendingKernel{id: id, cfg: cfg, req: creationRequest(id, sessionID, image, cfg)}
 		pending[i].req.Network = sessionNetwork(clusterInfo)
+		if kp := clusterInfo.SSHKeypair; kp != nil {
+			pending[i].req.ClusterSSHKey = &scratch.SSHKeypair{PublicKey: kp.PublicKey, PrivateKey: kp.PrivateKey}
+			pending[i].req.ClusterSSHPortMapping = clusterInfo.SSHPortMapping
+		}
 	}
 
 	// Kernels are created concurrently; the manager bounds the concurrency
@@ -395,6 +399,10 @@ func creationRequest(kernelID, sessionID, image string, cfg KernelCreationConfig
 		mounts = append(mounts, scratch.Mount{Source: m.HostPath, Target: m.KernelPath, ReadOnly: m.MountPerm == "ro"})
 	}
 	block, _ := cfg.InternalData["block_service_ports"].(bool)
+	var userKey *scratch.SSHKeypair
+	if kp := cfg.UserSSHKeypair; kp != nil {
+		userKey = &scratch.SSHKeypair{PublicKey: kp.PublicKey, PrivateKey: kp.PrivateKey}
+	}
 	hostname := cfg.ClusterHostname
 	if hostname == "" && cfg.ClusterRole != "" {
 		hostname = fmt.Sprintf("%s%d", cfg.ClusterRole, cfg.ClusterIdx)
@@ -405,6 +413,7 @@ func creationRequest(kernelID, sessionID, image string, cfg KernelCreationConfig
 		OwnerUserID: cfg.OwnerUserID, OwnerProjectID: cfg.OwnerProjectID,
 		ClusterRole: cfg.ClusterRole, ClusterIdx: cfg.ClusterIdx, ClusterHostname: hostname,
 		PreopenPorts: cfg.PreopenPorts, BlockServicePorts: block,
+		UserSSHKey: userKey,
 	}
 }
 
