@@ -12,7 +12,7 @@ import (
 // batch, input or continue; the result holds what the run printed within
 // opts.FlushTimeout and its status.
 func (m *Manager) Execute(ctx context.Context, kernelID, runID, mode, code string, opts runnerclient.ExecOptions) (runnerclient.Result, error) {
-	k, err := m.running(kernelID)
+	k, err := m.running(ctx, kernelID)
 	if err != nil {
 		return runnerclient.Result{}, err
 	}
@@ -24,8 +24,8 @@ func (m *Manager) Execute(ctx context.Context, kernelID, runID, mode, code strin
 }
 
 // Interrupt sends SIGINT to the kernel's running code (interrupt_kernel).
-func (m *Manager) Interrupt(_ context.Context, kernelID string) error {
-	k, err := m.running(kernelID)
+func (m *Manager) Interrupt(ctx context.Context, kernelID string) error {
+	k, err := m.running(ctx, kernelID)
 	if err != nil {
 		return err
 	}
@@ -34,7 +34,7 @@ func (m *Manager) Interrupt(_ context.Context, kernelID string) error {
 
 // Complete returns completions at the cursor (get_completions).
 func (m *Manager) Complete(ctx context.Context, kernelID string, req protocol.CompletionRequest) ([]string, error) {
-	k, err := m.running(kernelID)
+	k, err := m.running(ctx, kernelID)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +45,7 @@ func (m *Manager) Complete(ctx context.Context, kernelID string, req protocol.Co
 // container ports come from the kernel's service ports when the request
 // names none.
 func (m *Manager) StartService(ctx context.Context, kernelID string, req protocol.ServiceRequest) (protocol.ServiceResult, error) {
-	k, err := m.running(kernelID)
+	k, err := m.running(ctx, kernelID)
 	if err != nil {
 		return protocol.ServiceResult{}, err
 	}
@@ -65,7 +65,7 @@ func (m *Manager) StartService(ctx context.Context, kernelID string, req protoco
 
 // ShutdownService stops a service the kernel's runner started.
 func (m *Manager) ShutdownService(ctx context.Context, kernelID, name string) error {
-	k, err := m.running(kernelID)
+	k, err := m.running(ctx, kernelID)
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func (m *Manager) ShutdownService(ctx context.Context, kernelID, name string) er
 
 // Apps lists the services the kernel's image defines.
 func (m *Manager) Apps(ctx context.Context, kernelID string) (protocol.AppsResult, error) {
-	k, err := m.running(kernelID)
+	k, err := m.running(ctx, kernelID)
 	if err != nil {
 		return protocol.AppsResult{}, err
 	}

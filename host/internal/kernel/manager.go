@@ -6,6 +6,7 @@
 package kernel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -156,6 +157,9 @@ type kernel struct {
 	// guarded by Manager.mu
 	state      state
 	stopReason string
+	// restarted is closed when a restart_kernel of this kernel ends; calls
+	// arriving meanwhile wait for it (nil when no restart runs).
+	restarted chan struct{}
 
 	cleanOnce   sync.Once
 	cleaned     chan struct{}
@@ -288,15 +292,30 @@ func (m *Manager) Close() {
 	}
 }
 
-func (m *Manager) running(kernelID string) (*kernel, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k, ok := m.reg[kernelID]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrKernelNotFound, kernelID)
+func (m *Manager) running(ctx context.Context, kernelID string) (*kernel, error) {
+	for {
+		m.mu.Lock()
+		k, ok := m.reg[kernelID]
+		if !ok {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("%w: %s", ErrKernelNotFound, kernelID)
+		}
+		if k.state == stateRestarting && k.restarted != nil {
+			// As upstream, a call during restart_kernel waits for the new
+			// container instead of failing.
+			restarted := k.restarted
+			m.mu.Unlock()
+			select {
+			case <-restarted:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w: %s is restarting: %w", ErrNotRunning, kernelID, ctx.Err())
+			}
+		}
+		defer m.mu.Unlock()
+		if k.state != stateRunning || k.runner == nil {
+			return nil, fmt.Errorf("%w: %s is %s", ErrNotRunning, kernelID, k.state)
+		}
+		return k, nil
 	}
-	if k.state != stateRunning || k.runner == nil {
-		return nil, fmt.Errorf("%w: %s is %s", ErrNotRunning, kernelID, k.state)
-	}
-	return k, nil
 }

@@ -82,9 +82,19 @@ func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, erro
 		return Created{}, fmt.Errorf("%w: %s is %s", ErrNotRunning, rr.KernelID, k.state)
 	}
 	k.state = stateRestarting
+	restarted := make(chan struct{})
+	k.restarted = restarted
 	oldContainer, oldRunner, oldRec := k.containerID, k.runner, k.recovery
 	k.runner = nil
 	m.mu.Unlock()
+	defer func() {
+		// Whatever the outcome (running again, or terminated), the calls
+		// waiting for the restart look again.
+		m.mu.Lock()
+		k.restarted = nil
+		m.mu.Unlock()
+		close(restarted)
+	}()
 
 	// From here on the caller going away must not leave the kernel half
 	// replaced: the rest is bounded by the stop and runner timeouts.

@@ -41,10 +41,37 @@ func TestRestartKernel(t *testing.T) {
 	held := e.allocator.Snapshot()
 	wantOutput(t, run(t, m, "k-restart", "w", runnerclient.ModeQuery, "echo kept > /home/work/kept.txt; inmemory=yes; echo ok"), 0, "ok\n")
 
-	restarted, err := m.Restart(ctx, kernel.RestartRequest{
-		KernelID: "k-restart", SessionID: "sess-k-restart",
-		Update: func(req *kernel.CreateRequest) { req.Env = map[string]string{"GREETING": "after-restart"} },
-	})
+	type restartResult struct {
+		created kernel.Created
+		err     error
+	}
+	done := make(chan restartResult, 1)
+	go func() {
+		c, err := m.Restart(ctx, kernel.RestartRequest{
+			KernelID: "k-restart", SessionID: "sess-k-restart",
+			Update: func(req *kernel.CreateRequest) { req.Env = map[string]string{"GREETING": "after-restart"} },
+		})
+		done <- restartResult{c, err}
+	}()
+	// A call that arrives during the restart waits for the new container,
+	// as upstream's execute does, instead of failing.
+	for {
+		info, err := m.Get("k-restart")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State == "restarting" {
+			break
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("restart ended (%v) before it was seen in progress", r.err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	wantOutput(t, run(t, m, "k-restart", "during", runnerclient.ModeQuery, "echo $GREETING"), 0, "after-restart\n")
+	r := <-done
+	restarted, err := r.created, r.err
 	if err != nil {
 		t.Fatalf("restart: %v", err)
 	}
