@@ -45,7 +45,9 @@ type Config struct {
 	Env []string
 	// ServiceOpenTimeout bounds the wait for a started service's port.
 	ServiceOpenTimeout time.Duration
-	Logger             *slog.Logger
+	// SSHD is the intrinsic sshd's keys and boot port.
+	SSHD   SSHDConfig
+	Logger *slog.Logger
 }
 
 // DefaultConfig is the configuration inside a kernel container.
@@ -60,6 +62,7 @@ func DefaultConfig(runtimeType, runtimePath string) Config {
 		OutputAddr:         fmt.Sprintf("tcp://0.0.0.0:%d", protocol.OutputPort),
 		Env:                os.Environ(),
 		ServiceOpenTimeout: 30 * time.Second,
+		SSHD:               defaultSSHDConfig(),
 		Logger:             slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	}
 }
@@ -176,7 +179,8 @@ func Run(ctx context.Context, cfg Config) error {
 	s.interp = newInterpreter(kind, path, cfg.WorkDir, cfg.Env, inputR, tmpDir, s.emit)
 	defer s.interp.Close()
 	s.services = &services{defsDir: cfg.ServiceDefsDir, runtimePath: path, dir: cfg.WorkDir, env: cfg.Env,
-		openTimeout: cfg.ServiceOpenTimeout, running: map[string]*serviceProcess{}}
+		openTimeout: cfg.ServiceOpenTimeout, running: map[string]*serviceProcess{},
+		shellPath: shellPath, sshdConfig: cfg.SSHD, log: cfg.Logger}
 	defer s.services.StopAll()
 
 	s.out = zmq4.NewPush(ctx)
@@ -194,6 +198,13 @@ func Run(ctx context.Context, cfg Config) error {
 		s.log.Warn("interpreter did not start; the first run will retry", "err", err)
 	}
 	s.log.Info("kernel runner ready", "runtime", kind, "interpreter", path)
+	if cfg.SSHD.BootPort > 0 {
+		// As upstream's runner starts its intrinsic services at boot;
+		// start-service sshd retries if this fails.
+		if res := s.services.Start(ctx, protocol.ServiceRequest{Name: SSHDName, Port: cfg.SSHD.BootPort}); res.Status == "failed" {
+			s.log.Warn("intrinsic sshd did not start", "err", res.Error)
+		}
+	}
 
 	var wg sync.WaitGroup
 	wg.Add(2)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -35,9 +36,14 @@ type services struct {
 	dir         string
 	env         []string
 	openTimeout time.Duration
+	// shellPath runs sshd's exec requests; sshdConfig locates its keys.
+	shellPath  string
+	sshdConfig SSHDConfig
+	log        *slog.Logger
 
 	mu      sync.Mutex
 	running map[string]*serviceProcess
+	sshd    *sshServer // the intrinsic sshd, once started
 }
 
 type serviceProcess struct {
@@ -73,8 +79,13 @@ func (s *services) definition(name string) (serviceDefinition, bool, error) {
 }
 
 // Start starts the service unless it runs already, then waits until its
-// port accepts connections.
+// port accepts connections. sshd is intrinsic: the runner serves it itself,
+// whatever the image defines (upstream's runner, too, handles it before
+// the image's service definitions).
 func (s *services) Start(ctx context.Context, req protocol.ServiceRequest) protocol.ServiceResult {
+	if req.Name == SSHDName {
+		return s.startSSHD(req)
+	}
 	ports := req.Ports
 	if len(ports) == 0 && req.Port > 0 {
 		ports = []int{req.Port}
@@ -156,6 +167,9 @@ func (s *services) expand(arg string, ports []int) string {
 
 // Shutdown stops a started service.
 func (s *services) Shutdown(name string) bool {
+	if name == SSHDName {
+		return s.stopSSHD()
+	}
 	s.mu.Lock()
 	proc, ok := s.running[name]
 	delete(s.running, name)
@@ -169,6 +183,7 @@ func (s *services) Shutdown(name string) bool {
 
 // StopAll kills every service's process group.
 func (s *services) StopAll() {
+	s.stopSSHD()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, proc := range s.running {

@@ -1,0 +1,578 @@
+package runner
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/creack/pty"
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/baiagent/baiagent/host/internal/runner/protocol"
+)
+
+// SSHDName is the intrinsic service upstream runs with dropbear: SSH and
+// SFTP into the kernel, for the "SSH / SFTP" app and a cluster session's
+// kernels reaching each other.
+const SSHDName = "sshd"
+
+// SSHDPort is the container port of sshd in upstream's intrinsic ports.
+const SSHDPort = 2200
+
+// SSHDConfig says where sshd finds its keys.
+type SSHDConfig struct {
+	// BootPort is where sshd starts when the runner starts, as upstream's
+	// runner starts its intrinsic services; 0 starts it only on request.
+	BootPort int
+	// HostKeyPath is the agent-written host key (OpenSSH PEM); without it
+	// sshd makes one for this runner's lifetime.
+	HostKeyPath string
+	// AuthorizedKeys are the files of keys allowed to log in: the user's
+	// authorized_keys and the session's cluster public key.
+	AuthorizedKeys []string
+	// UserKeyDir is /home/work: when its .ssh/authorized_keys is missing
+	// (the manager sent no user keypair), sshd makes a keypair there, its
+	// private half in id_container for the user to download, as upstream's
+	// init_sshd_service does.
+	UserKeyDir string
+}
+
+// defaultSSHDConfig is the layout the agent writes (scratch.WriteSSH).
+func defaultSSHDConfig() SSHDConfig {
+	return SSHDConfig{
+		BootPort:       SSHDPort,
+		HostKeyPath:    "/home/config/ssh/ssh_host_ed25519_key",
+		AuthorizedKeys: []string{"/home/work/.ssh/authorized_keys", "/home/config/ssh/id_cluster.pub"},
+		UserKeyDir:     "/home/work",
+	}
+}
+
+// sshServer is the runner's sshd: public-key logins only, sessions run as
+// the runner's own user (the kernel's), with the kernel's environment.
+type sshServer struct {
+	cfg       SSHDConfig
+	config    *ssh.ServerConfig
+	shellPath string // for exec requests: shell -c command
+	workDir   string
+	env       []string
+	log       *slog.Logger
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[*ssh.ServerConn]struct{}
+	closed    bool
+	wg        sync.WaitGroup
+}
+
+func newSSHServer(cfg SSHDConfig, shellPath, workDir string, env []string, log *slog.Logger) (*sshServer, error) {
+	signer, err := loadOrMakeHostKey(cfg.HostKeyPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureUserKey(cfg.UserKeyDir); err != nil {
+		log.Warn("sshd: no user keypair and none could be made", "err", err)
+	}
+	s := &sshServer{cfg: cfg, shellPath: shellPath, workDir: workDir, env: env, log: log, conns: map[*ssh.ServerConn]struct{}{}}
+	s.config = &ssh.ServerConfig{PublicKeyCallback: s.checkKey}
+	s.config.AddHostKey(signer)
+	return s, nil
+}
+
+// checkKey accepts a key listed in one of the authorized-keys files. The
+// files are read at every login, so keys the user adds later count.
+func (s *sshServer) checkKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	want := key.Marshal()
+	for _, path := range s.cfg.AuthorizedKeys {
+		keys, err := readAuthorizedKeys(path)
+		if err != nil {
+			continue
+		}
+		for _, k := range keys {
+			if bytes.Equal(k.Marshal(), want) {
+				return &ssh.Permissions{}, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("sshd: key %s of %q is not authorized", ssh.FingerprintSHA256(key), meta.User())
+}
+
+// readAuthorizedKeys parses an authorized_keys file, skipping lines that
+// are no key (comments, blank lines, garbage).
+func readAuthorizedKeys(path string) ([]ssh.PublicKey, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var keys []ssh.PublicKey
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		if k, _, _, _, err := ssh.ParseAuthorizedKey(line); err == nil {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+func loadOrMakeHostKey(path string) (ssh.Signer, error) {
+	if path != "" {
+		if raw, err := os.ReadFile(path); err == nil {
+			if signer, err := ssh.ParsePrivateKey(raw); err == nil {
+				return signer, nil
+			}
+		}
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("sshd host key: %w", err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("sshd host key: %w", err)
+	}
+	return signer, nil
+}
+
+// ensureUserKey makes the user a keypair when the agent wrote none.
+func ensureUserKey(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	sshDir := filepath.Join(dir, ".ssh")
+	authorized := filepath.Join(sshDir, "authorized_keys")
+	if _, err := os.Stat(authorized); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate user key: %w", err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return fmt.Errorf("user public key: %w", err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		return fmt.Errorf("user private key: %w", err)
+	}
+	if err := os.MkdirAll(sshDir, 0o700); err != nil {
+		return fmt.Errorf("user ssh dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "id_container"), pem.EncodeToMemory(block), 0o600); err != nil {
+		return fmt.Errorf("user private key: %w", err)
+	}
+	if err := os.WriteFile(authorized, ssh.MarshalAuthorizedKey(sshPub), 0o600); err != nil {
+		return fmt.Errorf("authorized_keys: %w", err)
+	}
+	return nil
+}
+
+// Listen starts serving on the ports; all or none.
+func (s *sshServer) Listen(ports []int) error {
+	var ls []net.Listener
+	for _, p := range ports {
+		l, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(p)))
+		if err != nil {
+			for _, l := range ls {
+				_ = l.Close()
+			}
+			return fmt.Errorf("sshd: listen on port %d: %w", p, err)
+		}
+		ls = append(ls, l)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+		return errors.New("sshd: closed")
+	}
+	s.listeners = append(s.listeners, ls...)
+	for _, l := range ls {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.accept(l) }()
+	}
+	return nil
+}
+
+func (s *sshServer) accept(l net.Listener) {
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.serveConn(nc) }()
+	}
+}
+
+// Close stops listening and drops every connection.
+func (s *sshServer) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for _, l := range s.listeners {
+		_ = l.Close()
+	}
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *sshServer) serveConn(nc net.Conn) {
+	conn, chans, reqs, err := ssh.NewServerConn(nc, s.config)
+	if err != nil {
+		s.log.Debug("sshd: handshake", "remote", nc.RemoteAddr(), "err", err)
+		_ = nc.Close()
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = conn.Close()
+		return
+	}
+	s.conns[conn] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, conn)
+		s.mu.Unlock()
+		_ = conn.Close()
+	}()
+	go ssh.DiscardRequests(reqs)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for nch := range chans {
+		switch nch.ChannelType() {
+		case "session":
+			ch, chReqs, err := nch.Accept()
+			if err != nil {
+				continue
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); s.session(ch, chReqs) }()
+		case "direct-tcpip":
+			// Local port forwarding (ssh -L, editors' remote modes), as
+			// dropbear allows by default.
+			wg.Add(1)
+			go func() { defer wg.Done(); s.forward(nch) }()
+		default:
+			_ = nch.Reject(ssh.UnknownChannelType, "unsupported channel type")
+		}
+	}
+}
+
+func (s *sshServer) forward(nch ssh.NewChannel) {
+	var target struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if err := ssh.Unmarshal(nch.ExtraData(), &target); err != nil {
+		_ = nch.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
+		return
+	}
+	dst, err := net.Dial("tcp", net.JoinHostPort(target.Host, strconv.Itoa(int(target.Port))))
+	if err != nil {
+		_ = nch.Reject(ssh.ConnectionFailed, err.Error())
+		return
+	}
+	ch, reqs, err := nch.Accept()
+	if err != nil {
+		_ = dst.Close()
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(dst, ch); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(ch, dst); done <- struct{}{} }()
+	<-done
+	_ = ch.Close()
+	_ = dst.Close()
+	<-done
+}
+
+// ptyRequest is RFC 4254 6.2's pty-req payload.
+type ptyRequest struct {
+	Term     string
+	Cols     uint32
+	Rows     uint32
+	WidthPx  uint32
+	HeightPx uint32
+	Modes    string
+}
+
+// sessionState is one session channel's requests so far.
+type sessionState struct {
+	env     []string
+	pty     *ptyRequest
+	started bool
+
+	mu   sync.Mutex
+	ptmx *os.File // set once a pty shell or command runs
+	pgid int      // the process group to hang up when the client leaves
+}
+
+func (s *sshServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
+	st := &sessionState{}
+	done := make(chan struct{})
+	defer func() {
+		// The client closed the channel: hang up what still runs, as a
+		// terminal going away would.
+		st.mu.Lock()
+		pgid := st.pgid
+		st.mu.Unlock()
+		if pgid > 0 {
+			select {
+			case <-done:
+			default:
+				_ = syscall.Kill(-pgid, syscall.SIGHUP)
+			}
+		}
+	}()
+	for req := range reqs {
+		ok := false
+		switch req.Type {
+		case "env":
+			var kv struct{ Name, Value string }
+			if ssh.Unmarshal(req.Payload, &kv) == nil && kv.Name != "" {
+				st.env = append(st.env, kv.Name+"="+kv.Value)
+				ok = true
+			}
+		case "pty-req":
+			var p ptyRequest
+			if !st.started && ssh.Unmarshal(req.Payload, &p) == nil {
+				st.pty, ok = &p, true
+			}
+		case "window-change":
+			var w struct{ Cols, Rows, WidthPx, HeightPx uint32 }
+			if ssh.Unmarshal(req.Payload, &w) == nil {
+				st.mu.Lock()
+				if st.ptmx != nil {
+					ok = pty.Setsize(st.ptmx, &pty.Winsize{Cols: uint16(w.Cols), Rows: uint16(w.Rows)}) == nil
+				} else if st.pty != nil {
+					st.pty.Cols, st.pty.Rows, ok = w.Cols, w.Rows, true
+				}
+				st.mu.Unlock()
+			}
+		case "shell", "exec":
+			if st.started {
+				break
+			}
+			var command string
+			if req.Type == "exec" {
+				var p struct{ Command string }
+				if ssh.Unmarshal(req.Payload, &p) != nil {
+					break
+				}
+				command = p.Command
+			}
+			cmd := s.command(command, st)
+			if err := s.start(ch, cmd, st, done); err != nil {
+				_, _ = fmt.Fprintf(ch.Stderr(), "sshd: %v\r\n", err)
+				break
+			}
+			st.started, ok = true, true
+		case "subsystem":
+			var p struct{ Name string }
+			if st.started || ssh.Unmarshal(req.Payload, &p) != nil || p.Name != "sftp" {
+				break
+			}
+			st.started, ok = true, true
+			go func() {
+				defer close(done)
+				s.sftp(ch)
+			}()
+		}
+		if req.WantReply {
+			_ = req.Reply(ok, nil)
+		}
+	}
+}
+
+// command is the process of a shell or exec request: the user's shell
+// (as a login shell when interactive) or shell -c command, in the work
+// dir, with the kernel's environment plus what the client sent.
+func (s *sshServer) command(command string, st *sessionState) *exec.Cmd {
+	var cmd *exec.Cmd
+	if command == "" {
+		shell := loginShell(s.shellPath, s.env)
+		cmd = exec.Command(shell)
+		cmd.Args = []string{"-" + filepath.Base(shell)}
+	} else {
+		cmd = exec.Command(s.shellPath, "-c", command)
+	}
+	cmd.Dir = s.workDir
+	if fi, err := os.Stat(s.workDir); err != nil || !fi.IsDir() {
+		cmd.Dir = "/"
+	}
+	cmd.Env = append(append([]string(nil), s.env...), st.env...)
+	if st.pty != nil && st.pty.Term != "" {
+		cmd.Env = append(cmd.Env, "TERM="+st.pty.Term)
+	}
+	return cmd
+}
+
+// loginShell is $SHELL if it runs, else bash if the image has it, else
+// the runner's POSIX shell.
+func loginShell(fallback string, env []string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "SHELL="); ok && v != "" {
+			if p, err := exec.LookPath(v); err == nil {
+				return p
+			}
+		}
+	}
+	if p, err := exec.LookPath("/bin/bash"); err == nil {
+		return p
+	}
+	return fallback
+}
+
+// start runs cmd for the channel and, once it ends, sends its exit status
+// and closes the channel; done is closed then.
+func (s *sshServer) start(ch ssh.Channel, cmd *exec.Cmd, st *sessionState, done chan struct{}) error {
+	var wait func() error
+	if st.pty != nil {
+		st.mu.Lock()
+		ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: uint16(st.pty.Cols), Rows: uint16(st.pty.Rows)})
+		if err != nil {
+			st.mu.Unlock()
+			return fmt.Errorf("start %s on a pty: %w", cmd.Path, err)
+		}
+		st.ptmx, st.pgid = ptmx, cmd.Process.Pid
+		st.mu.Unlock()
+		go func() { _, _ = io.Copy(ptmx, ch) }()
+		output := make(chan struct{})
+		// The output ends (EIO) once every holder of the terminal is gone.
+		go func() { _, _ = io.Copy(ch, ptmx); close(output) }()
+		wait = func() error {
+			err := cmd.Wait()
+			<-output
+			// Under the lock: a window-change may be resizing it.
+			st.mu.Lock()
+			_ = ptmx.Close()
+			st.ptmx = nil
+			st.mu.Unlock()
+			return err
+		}
+	} else {
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return fmt.Errorf("stdin of %s: %w", cmd.Path, err)
+		}
+		cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start %s: %w", cmd.Path, err)
+		}
+		st.mu.Lock()
+		st.pgid = cmd.Process.Pid
+		st.mu.Unlock()
+		// Not cmd.Stdin = ch: Wait would wait for the client's EOF.
+		go func() { _, _ = io.Copy(stdin, ch); _ = stdin.Close() }()
+		wait = cmd.Wait
+	}
+	go func() {
+		defer close(done)
+		code := exitCode(wait())
+		_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, uint32(code)))
+		_ = ch.Close()
+	}()
+	return nil
+}
+
+// exitCode is the status a shell would report: 128+N for a signal.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return 255
+}
+
+func (s *sshServer) sftp(ch ssh.Channel) {
+	defer ch.Close()
+	opts := []sftp.ServerOption{}
+	if fi, err := os.Stat(s.workDir); err == nil && fi.IsDir() {
+		opts = append(opts, sftp.WithServerWorkingDirectory(s.workDir))
+	}
+	srv, err := sftp.NewServer(ch, opts...)
+	if err != nil {
+		s.log.Warn("sshd: sftp", "err", err)
+		return
+	}
+	if err := srv.Serve(); err != nil && !errors.Is(err, io.EOF) {
+		s.log.Debug("sshd: sftp session", "err", err)
+	}
+	_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, 0))
+}
+
+// startSSHD starts the intrinsic sshd on the request's ports (2200 when
+// none), unless it runs already.
+func (s *services) startSSHD(req protocol.ServiceRequest) protocol.ServiceResult {
+	ports := req.Ports
+	if len(ports) == 0 && req.Port > 0 {
+		ports = []int{req.Port}
+	}
+	if len(ports) == 0 {
+		ports = []int{SSHDPort}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sshd != nil {
+		return protocol.ServiceResult{Status: "running"}
+	}
+	srv, err := newSSHServer(s.sshdConfig, s.shellPath, s.dir, s.env, s.log)
+	if err != nil {
+		return protocol.ServiceResult{Status: "failed", Error: err.Error()}
+	}
+	if err := srv.Listen(ports); err != nil {
+		return protocol.ServiceResult{Status: "failed", Error: err.Error()}
+	}
+	s.sshd = srv
+	return protocol.ServiceResult{Status: "started"}
+}
+
+// stopSSHD stops the intrinsic sshd; it reports whether it ran.
+func (s *services) stopSSHD() bool {
+	s.mu.Lock()
+	srv := s.sshd
+	s.sshd = nil
+	s.mu.Unlock()
+	if srv == nil {
+		return false
+	}
+	srv.Close()
+	return true
+}
