@@ -13,6 +13,8 @@ import (
 	"github.com/golang/snappy"
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
 // MessageType is the header's "type" (callosum rpc/message.py).
@@ -113,7 +115,8 @@ func DecodeHeader(frame []byte) (Header, error) {
 	var h Header
 	var seen [5]bool // type, meth, okey, seq, zip
 	r := bytes.NewReader(frame)
-	dec := msgpack.NewDecoder(r)
+	dec, release := wiremsg.NewDecoder(r)
+	defer release()
 	fail := func(err error) (Header, error) {
 		return h, &HeaderError{Partial: h, Addressable: seen[1] && seen[2] && seen[3], Err: err}
 	}
@@ -225,7 +228,8 @@ func (e ErrorInfo) Encode() []byte {
 
 // DecodeErrorInfo reads FAILURE/ERROR metadata.
 func DecodeErrorInfo(meta []byte) (ErrorInfo, error) {
-	dec := msgpack.NewDecoder(bytes.NewReader(meta))
+	dec, release := wiremsg.NewDecoder(bytes.NewReader(meta))
+	defer release()
 	n, err := dec.DecodeArrayLen()
 	if err != nil {
 		return ErrorInfo{}, fmt.Errorf("error metadata: %w", err)
@@ -293,7 +297,8 @@ func DecodeBody(frame []byte, zip bool, maxSize int) (meta, payload []byte, err 
 		}
 	}
 	r := bytes.NewReader(frame)
-	dec := msgpack.NewDecoder(r)
+	dec, release := wiremsg.NewDecoder(r)
+	defer release()
 	n, err := dec.DecodeMapLen()
 	if err != nil {
 		return nil, nil, fmt.Errorf("callosum body: not a map: %w", err)

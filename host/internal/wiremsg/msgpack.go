@@ -25,7 +25,8 @@ const maxDepth = 256
 // Trailing bytes are an error, as in Python's unpackb.
 func Unmarshal(data []byte) (any, error) {
 	r := bytes.NewReader(data)
-	dec := msgpack.NewDecoder(r)
+	dec, release := NewDecoder(r)
+	defer release()
 	v, err := decodeValue(dec, r, 0)
 	if err != nil {
 		return nil, err
@@ -34,6 +35,24 @@ func Unmarshal(data []byte) (any, error) {
 		return nil, fmt.Errorf("msgpack: %d trailing bytes", r.Len())
 	}
 	return v, nil
+}
+
+// pooledDecoderMax is the largest input decoded with a pooled decoder: a
+// decoder keeps the scratch buffer its longest string needed, and a pooled
+// one must not keep a large body's.
+const pooledDecoderMax = 64 << 10
+
+// NewDecoder returns a msgpack decoder over r, from msgpack's pool when r
+// is small (the RPC path decodes a header, a body and an envelope per
+// call); release gives it back and must be called once, after which
+// neither the decoder nor r may be used.
+func NewDecoder(r *bytes.Reader) (dec *msgpack.Decoder, release func()) {
+	if r.Len() > pooledDecoderMax {
+		return msgpack.NewDecoder(r), func() {}
+	}
+	dec = msgpack.GetDecoder()
+	dec.Reset(r)
+	return dec, func() { msgpack.PutDecoder(dec) }
 }
 
 func decodeValue(dec *msgpack.Decoder, r *bytes.Reader, depth int) (any, error) {
