@@ -105,8 +105,8 @@ func TestConcurrentKernels(t *testing.T) {
 			seenPorts[p] = info.KernelID
 		}
 	}
-	if got := e.ports.InUse() - portsBefore; got != 3*concurrentKernels {
-		t.Errorf("%d ports in use, want %d (3 a kernel)", got, 3*concurrentKernels)
+	if got := e.ports.InUse() - portsBefore; got != 4*concurrentKernels {
+		t.Errorf("%d ports in use, want %d (4 a kernel: repl in/out, sshd, web)", got, 4*concurrentKernels)
 	}
 	allocated := map[string]decimal.Decimal{}
 	for _, u := range e.allocator.Snapshot() {

@@ -243,6 +243,7 @@ func (m *Manager) inspectImage(ctx context.Context, req CreateRequest) (imageInf
 		for _, p := range req.PreopenPorts {
 			info.servicePorts = append(info.servicePorts, ServicePort{Name: "preopen-" + strconv.Itoa(p), Protocol: "preopen", Ports: []int{p}})
 		}
+		info.servicePorts = WithIntrinsicServicePorts(info.servicePorts)
 	}
 	return info, nil
 }

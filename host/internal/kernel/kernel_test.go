@@ -202,11 +202,12 @@ func TestKernelLifecycle(t *testing.T) {
 	before := e.allocator.Snapshot()
 
 	created := create(t, m, request("k-life"))
-	if len(created.ServicePorts) != 1 || created.ServicePorts[0].Name != "web" || len(created.ServicePorts[0].HostPorts) != 1 {
-		t.Fatalf("service ports %+v, want web with one host port", created.ServicePorts)
+	if len(created.ServicePorts) != 2 || created.ServicePorts[0].Name != "sshd" || created.ServicePorts[1].Name != "web" ||
+		len(created.ServicePorts[0].HostPorts) != 1 || len(created.ServicePorts[1].HostPorts) != 1 {
+		t.Fatalf("service ports %+v, want the intrinsic sshd and web with one host port each", created.ServicePorts)
 	}
-	if got := e.ports.InUse(); got != 3 {
-		t.Fatalf("%d ports in use, want 3 (repl in/out, web)", got)
+	if got := e.ports.InUse(); got != 4 {
+		t.Fatalf("%d ports in use, want 4 (repl in/out, sshd, web)", got)
 	}
 	if sameUsage(e.allocator.Snapshot(), before) {
 		t.Fatal("creation did not allocate anything")
@@ -227,7 +228,7 @@ func TestKernelLifecycle(t *testing.T) {
 	}
 	c := insp.Container
 	if c.Name != "/kernel.busybox.k-life" || c.Config.Labels[kernel.LabelKernelID] != "k-life" ||
-		c.Config.Labels[kernel.LabelSessionID] != "sess-k-life" || c.Config.Labels[kernel.LabelServicePorts] != "web:http:8080" ||
+		c.Config.Labels[kernel.LabelSessionID] != "sess-k-life" || c.Config.Labels[kernel.LabelServicePorts] != "sshd:tcp:2200,web:http:8080" ||
 		c.Config.User != "1000:1000" || c.Config.StopSignal != "SIGINT" ||
 		c.HostConfig.Memory != 256<<20 || c.HostConfig.MemorySwap != 256<<20 || c.HostConfig.CpusetCpus == "" {
 		t.Errorf("container settings: name %s labels %v user %s stop %s mem %d swap %d cpuset %q",
@@ -362,8 +363,8 @@ func TestRecoverAfterAgentRestart(t *testing.T) {
 	if err := e.allocator.Apply(alive.Allocation); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.ports.InUse(); got != 3 {
-		t.Errorf("%d ports reserved after recovery, want 3", got)
+	if got := e.ports.InUse(); got != 4 {
+		t.Errorf("%d ports reserved after recovery, want 4", got)
 	}
 	info, err := second.Get("k-alive")
 	if err != nil || info.ContainerID != alive.ContainerID {

@@ -3,8 +3,11 @@ package kernel
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 )
 
 // Docker labels of kernel containers (upstream's ai.backend.* labels) and
@@ -89,6 +92,21 @@ func ParseServicePorts(label string) ([]ServicePort, error) {
 		out = append(out, sp)
 	}
 	return out, nil
+}
+
+// WithIntrinsicServicePorts puts the runner's sshd before the given
+// service ports, as upstream's _prepare_intrinsic_service_ports orders
+// them, unless one of them is named sshd or takes its port already
+// (upstream refuses such a kernel; here the image's wins). Upstream also
+// lists ttyd (7681), a web terminal the runner does not serve.
+func WithIntrinsicServicePorts(ports []ServicePort) []ServicePort {
+	for _, sp := range ports {
+		if sp.Name == protocol.SSHDService || slices.Contains(sp.Ports, protocol.SSHDPort) {
+			return ports
+		}
+	}
+	sshd := ServicePort{Name: protocol.SSHDService, Protocol: "tcp", Ports: []int{protocol.SSHDPort}}
+	return append([]ServicePort{sshd}, ports...)
 }
 
 // FormatServicePorts writes the label ParseServicePorts reads.

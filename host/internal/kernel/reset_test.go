@@ -37,8 +37,8 @@ func TestResetAgentDestroysEveryKernel(t *testing.T) {
 		create(t, m, req)
 		ids = append(ids, id)
 	}
-	if n := e.ports.InUse(); n != 9 {
-		t.Fatalf("%d ports in use with 3 kernels, want 9", n)
+	if n := e.ports.InUse(); n != 12 {
+		t.Fatalf("%d ports in use with 3 kernels, want 12", n)
 	}
 
 	terms, err := m.Reset(ctx)

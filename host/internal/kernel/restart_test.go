@@ -87,8 +87,8 @@ func TestRestartKernel(t *testing.T) {
 	if got := e.allocator.Snapshot(); !sameUsage(got, held) {
 		t.Errorf("allocation changed by the restart:\n got %+v\nwant %+v", got, held)
 	}
-	if n := e.ports.InUse(); n != 3 {
-		t.Errorf("%d ports in use after restart, want 3 (old ones released, new ones held)", n)
+	if n := e.ports.InUse(); n != 4 {
+		t.Errorf("%d ports in use after restart, want 4 (old ones released, new ones held)", n)
 	}
 	// work/ survives, the shell's memory does not, the updated environment
 	// is the new container's.

@@ -233,3 +233,27 @@ func TestMergeSpecsHooksNetworksSyscalls(t *testing.T) {
 		})
 	}
 }
+
+func TestWithIntrinsicServicePorts(t *testing.T) {
+	cases := []struct {
+		description string
+		label       string
+		want        string
+	}{
+		{description: "no service ports: sshd alone", label: "", want: "sshd:tcp:2200"},
+		{description: "sshd comes first, as upstream orders intrinsic ports", label: "jupyter:http:8080", want: "sshd:tcp:2200,jupyter:http:8080"},
+		{description: "an image's own sshd wins", label: "jupyter:http:8080,sshd:tcp:2222", want: "jupyter:http:8080,sshd:tcp:2222"},
+		{description: "an image's service on port 2200 wins", label: "myssh:tcp:[2200,2201]", want: "myssh:tcp:[2200,2201]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			ports, err := ParseServicePorts(tc.label)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := FormatServicePorts(WithIntrinsicServicePorts(ports)); got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

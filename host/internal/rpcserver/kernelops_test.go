@@ -244,7 +244,7 @@ func TestRestartKernelOverRPC(t *testing.T) {
 	if res["container_id"] == created["container_id"] || res["container_id"] == "" || in == 0 || res["stdin_port"] != int64(0) {
 		t.Errorf("restart_kernel result %#v (created %#v)", res, created)
 	}
-	if sp, _ := res["service_ports"].([]any); len(sp) != 1 || sp[0].(wiremsg.Map)["name"] != "web" {
+	if sp, _ := res["service_ports"].([]any); len(sp) != 2 || sp[0].(wiremsg.Map)["name"] != "sshd" || sp[1].(wiremsg.Map)["name"] != "web" {
 		t.Errorf("service ports %#v", res["service_ports"])
 	}
 	if info, err := a.manager.Get(kid); err != nil || info.ContainerID != res["container_id"] || int64(info.ReplInPort) != in {

@@ -238,7 +238,8 @@ func TestKernelMethodsWithFakeService(t *testing.T) {
 
 	got, err := invokeRaw(ctx, c, "create_kernels", createArgs(t, sid, map[string]kv{
 		k1: managerConfig(t, k1, sid, "cr.backend.ai/stable/python:3.11"),
-		k2: managerConfig(t, k2, sid, "cr.backend.ai/stable/python:3.11").with("preopen_ports", []any{9000}),
+		k2: managerConfig(t, k2, sid, "cr.backend.ai/stable/python:3.11").with("preopen_ports", []any{9000}).
+			with("internal_data", obj("ssh_keypair", obj("public_key", "user-pk", "private_key", "user-sk"))),
 	}, map[string]mpExt{k1: ref, k2: ref}), kv{{"agent_id", "i-test"}})
 	if err != nil {
 		t.Fatalf("create_kernels: %v", err)
@@ -287,6 +288,17 @@ func TestKernelMethodsWithFakeService(t *testing.T) {
 		}
 		if req.KernelID == k2 && !reflect.DeepEqual(req.PreopenPorts, []int{9000}) {
 			t.Errorf("preopen ports %v", req.PreopenPorts)
+		}
+		// cluster_info.ssh_keypair goes to every kernel, internal_data's to its own.
+		if req.ClusterSSHKey == nil || *req.ClusterSSHKey != (scratch.SSHKeypair{PublicKey: "pk", PrivateKey: "sk"}) {
+			t.Errorf("%s: cluster ssh key %+v", req.KernelID, req.ClusterSSHKey)
+		}
+		wantUser := (*scratch.SSHKeypair)(nil)
+		if req.KernelID == k2 {
+			wantUser = &scratch.SSHKeypair{PublicKey: "user-pk", PrivateKey: "user-sk"}
+		}
+		if !reflect.DeepEqual(req.UserSSHKey, wantUser) {
+			t.Errorf("%s: user ssh key %+v, want %+v", req.KernelID, req.UserSSHKey, wantUser)
 		}
 	}
 	fake.mu.Unlock()
@@ -489,7 +501,7 @@ func TestKernelLifecycleOverRPC(t *testing.T) {
 	if res["id"] != kid || res["container_id"] == "" || in < 20000 || out < 20000 || in == out {
 		t.Errorf("create result %#v", res)
 	}
-	if sp := res["service_ports"].([]any); len(sp) != 1 || sp[0].(wiremsg.Map)["name"] != "web" {
+	if sp := res["service_ports"].([]any); len(sp) != 2 || sp[0].(wiremsg.Map)["name"] != "sshd" || sp[1].(wiremsg.Map)["name"] != "web" {
 		t.Errorf("service ports %#v", res["service_ports"])
 	}
 	if running, err := invokeRaw(ctx, c, "check_running", []any{kid}, nil); err != nil || running != true {

@@ -201,7 +201,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.SSHD.BootPort > 0 {
 		// As upstream's runner starts its intrinsic services at boot;
 		// start-service sshd retries if this fails.
-		if res := s.services.Start(ctx, protocol.ServiceRequest{Name: SSHDName, Port: cfg.SSHD.BootPort}); res.Status == "failed" {
+		if res := s.services.Start(ctx, protocol.ServiceRequest{Name: protocol.SSHDService, Port: cfg.SSHD.BootPort}); res.Status == "failed" {
 			s.log.Warn("intrinsic sshd did not start", "err", res.Error)
 		}
 	}

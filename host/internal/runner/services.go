@@ -83,7 +83,7 @@ func (s *services) definition(name string) (serviceDefinition, bool, error) {
 // whatever the image defines (upstream's runner, too, handles it before
 // the image's service definitions).
 func (s *services) Start(ctx context.Context, req protocol.ServiceRequest) protocol.ServiceResult {
-	if req.Name == SSHDName {
+	if req.Name == protocol.SSHDService {
 		return s.startSSHD(req)
 	}
 	ports := req.Ports
@@ -167,7 +167,7 @@ func (s *services) expand(arg string, ports []int) string {
 
 // Shutdown stops a started service.
 func (s *services) Shutdown(name string) bool {
-	if name == SSHDName {
+	if name == protocol.SSHDService {
 		return s.stopSSHD()
 	}
 	s.mu.Lock()

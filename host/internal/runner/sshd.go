@@ -27,15 +27,10 @@ import (
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 )
 
-// SSHDName is the intrinsic service upstream runs with dropbear: SSH and
-// SFTP into the kernel, for the "SSH / SFTP" app and a cluster session's
-// kernels reaching each other.
-const SSHDName = "sshd"
-
-// SSHDPort is the container port of sshd in upstream's intrinsic ports.
-const SSHDPort = 2200
-
-// SSHDConfig says where sshd finds its keys.
+// SSHDConfig says where sshd finds its keys. sshd (protocol.SSHDService)
+// is the intrinsic service upstream runs with dropbear: SSH and SFTP into
+// the kernel, for the "SSH / SFTP" app and a cluster session's kernels
+// reaching each other.
 type SSHDConfig struct {
 	// BootPort is where sshd starts when the runner starts, as upstream's
 	// runner starts its intrinsic services; 0 starts it only on request.
@@ -56,7 +51,7 @@ type SSHDConfig struct {
 // defaultSSHDConfig is the layout the agent writes (scratch.WriteSSH).
 func defaultSSHDConfig() SSHDConfig {
 	return SSHDConfig{
-		BootPort:       SSHDPort,
+		BootPort:       protocol.SSHDPort,
 		HostKeyPath:    "/home/config/ssh/ssh_host_ed25519_key",
 		AuthorizedKeys: []string{"/home/work/.ssh/authorized_keys", "/home/config/ssh/id_cluster.pub"},
 		UserKeyDir:     "/home/work",
@@ -546,7 +541,7 @@ func (s *services) startSSHD(req protocol.ServiceRequest) protocol.ServiceResult
 		ports = []int{req.Port}
 	}
 	if len(ports) == 0 {
-		ports = []int{SSHDPort}
+		ports = []int{protocol.SSHDPort}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

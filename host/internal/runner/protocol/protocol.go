@@ -17,7 +17,13 @@ import (
 const (
 	InputPort  = 2000 // PULL: requests from the agent
 	OutputPort = 2001 // PUSH: output and replies to the agent
+	// SSHDPort is where the runner's intrinsic sshd listens (upstream's
+	// dropbear on 2200).
+	SSHDPort = 2200
 )
+
+// SSHDService names the intrinsic sshd in start-service and service ports.
+const SSHDService = "sshd"
 
 // Requests, agent -> runner.
 const (
