@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -15,10 +16,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/creack/pty"
 	"github.com/pkg/sftp"
@@ -46,15 +49,22 @@ type SSHDConfig struct {
 	// private half in id_container for the user to download, as upstream's
 	// init_sshd_service does.
 	UserKeyDir string
+	// ClusterKeyPath and PortMappingPath are the session's cluster key and
+	// cluster_ssh_port_mapping; with the key there, sshd adds the
+	// session's kernels to the user's .ssh/config, as upstream does.
+	ClusterKeyPath  string
+	PortMappingPath string
 }
 
 // defaultSSHDConfig is the layout the agent writes (scratch.WriteSSH).
 func defaultSSHDConfig() SSHDConfig {
 	return SSHDConfig{
-		BootPort:       protocol.SSHDPort,
-		HostKeyPath:    "/home/config/ssh/ssh_host_ed25519_key",
-		AuthorizedKeys: []string{"/home/work/.ssh/authorized_keys", "/home/config/ssh/id_cluster.pub"},
-		UserKeyDir:     "/home/work",
+		BootPort:        protocol.SSHDPort,
+		HostKeyPath:     "/home/config/ssh/ssh_host_ed25519_key",
+		AuthorizedKeys:  []string{"/home/work/.ssh/authorized_keys", "/home/config/ssh/id_cluster.pub"},
+		UserKeyDir:      "/home/work",
+		ClusterKeyPath:  "/home/config/ssh/id_cluster",
+		PortMappingPath: "/home/config/ssh/port-mapping.json",
 	}
 }
 
@@ -82,6 +92,9 @@ func newSSHServer(cfg SSHDConfig, shellPath, workDir string, env []string, log *
 	}
 	if err := ensureUserKey(cfg.UserKeyDir); err != nil {
 		log.Warn("sshd: no user keypair and none could be made", "err", err)
+	}
+	if err := writeClusterSSHConfig(cfg, env); err != nil {
+		log.Warn("sshd: the cluster's hosts are not in .ssh/config", "err", err)
 	}
 	s := &sshServer{cfg: cfg, shellPath: shellPath, workDir: workDir, env: env, log: log, conns: map[*ssh.ServerConn]struct{}{}}
 	s.config = &ssh.ServerConfig{PublicKeyCallback: s.checkKey}
@@ -182,6 +195,84 @@ func ensureUserKey(dir string) error {
 	return nil
 }
 
+// writeClusterSSHConfig adds the session's kernels to the user's
+// .ssh/config with the cluster key, as upstream's init_sshd_service: by
+// port-mapping.json's hostname and port when there is one, else one
+// "Host <role>*" entry (port 2200) per role of BACKENDAI_CLUSTER_REPLICAS.
+// Hosts already in the file are left alone, so restarts add nothing.
+func writeClusterSSHConfig(cfg SSHDConfig, env []string) error {
+	if cfg.ClusterKeyPath == "" || cfg.UserKeyDir == "" {
+		return nil
+	}
+	if _, err := os.Stat(cfg.ClusterKeyPath); err != nil {
+		return nil // no cluster key: a single kernel, or an older manager
+	}
+	type entry struct{ host, hostname, port string }
+	var entries []entry
+	if raw, err := os.ReadFile(cfg.PortMappingPath); err == nil {
+		var mapping map[string][]json.RawMessage
+		if err := json.Unmarshal(raw, &mapping); err != nil {
+			return fmt.Errorf("%s: %w", cfg.PortMappingPath, err)
+		}
+		for host, addr := range mapping {
+			var hostname string
+			var port int
+			if len(addr) != 2 || json.Unmarshal(addr[0], &hostname) != nil || json.Unmarshal(addr[1], &port) != nil {
+				return fmt.Errorf("%s: %q: want [hostname, port]", cfg.PortMappingPath, host)
+			}
+			entries = append(entries, entry{host: host, hostname: hostname, port: strconv.Itoa(port)})
+		}
+		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.host, b.host) })
+	} else {
+		replicas := "main:1"
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, "BACKENDAI_CLUSTER_REPLICAS="); ok && v != "" {
+				replicas = v
+			}
+		}
+		for _, pair := range strings.Split(replicas, ",") {
+			role, _, _ := strings.Cut(strings.TrimSpace(pair), ":")
+			if role != "" {
+				entries = append(entries, entry{host: role + "*", port: strconv.Itoa(protocol.SSHDPort)})
+			}
+		}
+	}
+	path := filepath.Join(cfg.UserKeyDir, ".ssh", "config")
+	existing, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		if bytes.Contains(append([]byte("\n"), existing...), []byte("\nHost "+e.host+"\n")) {
+			continue
+		}
+		b.WriteString("\nHost " + e.host + "\n")
+		if e.hostname != "" {
+			b.WriteString("\tHostName " + e.hostname + "\n")
+		}
+		b.WriteString("\tPort " + e.port + "\n\tStrictHostKeyChecking no\n\tIdentityFile " + cfg.ClusterKeyPath + "\n")
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("user ssh dir: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	_, werr := f.WriteString(b.String())
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("write %s: %w", path, werr)
+	}
+	return nil
+}
+
 // Listen starts serving on the ports; all or none.
 func (s *sshServer) Listen(ports []int) error {
 	var ls []net.Listener
@@ -236,8 +327,16 @@ func (s *sshServer) Close() {
 	s.wg.Wait()
 }
 
+// handshakeTimeout bounds a connection's time to log in, so that silent
+// clients do not pile up.
+const handshakeTimeout = time.Minute
+
 func (s *sshServer) serveConn(nc net.Conn) {
+	_ = nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	conn, chans, reqs, err := ssh.NewServerConn(nc, s.config)
+	if err == nil {
+		err = nc.SetDeadline(time.Time{})
+	}
 	if err != nil {
 		s.log.Debug("sshd: handshake", "remote", nc.RemoteAddr(), "err", err)
 		_ = nc.Close()

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -250,5 +251,70 @@ func TestSSHDMakesUserKeyWhenNoneGiven(t *testing.T) {
 	}
 	if _, err := f.dial(t, key); err != nil {
 		t.Fatalf("the made key is refused: %v", err)
+	}
+}
+
+func TestWriteClusterSSHConfig(t *testing.T) {
+	const entryFmt = "\nHost %s\n%s\tPort %s\n\tStrictHostKeyChecking no\n\tIdentityFile %s\n"
+	cases := []struct {
+		description string
+		clusterKey  bool
+		mapping     string // port-mapping.json; "" for none
+		env         []string
+		existing    string // .ssh/config before
+		want        func(keyPath string) string
+		wantErr     bool
+	}{
+		{description: "no cluster key: nothing written", env: []string{"BACKENDAI_CLUSTER_REPLICAS=main:1,sub:2"},
+			want: func(string) string { return "" }},
+		{description: "one entry per role on port 2200", clusterKey: true, env: []string{"BACKENDAI_CLUSTER_REPLICAS=main:1,sub:2"},
+			want: func(k string) string {
+				return fmt.Sprintf(entryFmt, "main*", "", "2200", k) + fmt.Sprintf(entryFmt, "sub*", "", "2200", k)
+			}},
+		{description: "no replicas in the environment: main", clusterKey: true,
+			want: func(k string) string { return fmt.Sprintf(entryFmt, "main*", "", "2200", k) }},
+		{description: "the port mapping gives hostnames and ports", clusterKey: true,
+			mapping: `{"sub1":["10.0.0.2",30022],"main1":["10.0.0.1",30021]}`,
+			want: func(k string) string {
+				return fmt.Sprintf(entryFmt, "main1", "\tHostName 10.0.0.1\n", "30021", k) + fmt.Sprintf(entryFmt, "sub1", "\tHostName 10.0.0.2\n", "30022", k)
+			}},
+		{description: "hosts already there are not added again (a restart)", clusterKey: true,
+			env: []string{"BACKENDAI_CLUSTER_REPLICAS=main:1,sub:1"}, existing: "\nHost main*\n\tPort 2200\n",
+			want: func(k string) string {
+				return "\nHost main*\n\tPort 2200\n" + fmt.Sprintf(entryFmt, "sub*", "", "2200", k)
+			}},
+		{description: "a malformed port mapping is an error", clusterKey: true, mapping: `{"main1":"10.0.0.1"}`, wantErr: true,
+			want: func(string) string { return "" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			work, config := t.TempDir(), t.TempDir()
+			cfg := SSHDConfig{UserKeyDir: work, ClusterKeyPath: filepath.Join(config, "id_cluster"), PortMappingPath: filepath.Join(config, "port-mapping.json")}
+			if tc.clusterKey {
+				if err := os.WriteFile(cfg.ClusterKeyPath, []byte("key"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.mapping != "" {
+				if err := os.WriteFile(cfg.PortMappingPath, []byte(tc.mapping), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sshConfig := filepath.Join(work, ".ssh", "config")
+			if tc.existing != "" {
+				_ = os.MkdirAll(filepath.Dir(sshConfig), 0o700)
+				if err := os.WriteFile(sshConfig, []byte(tc.existing), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := writeClusterSSHConfig(cfg, tc.env)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v, want error %v", err, tc.wantErr)
+			}
+			got, _ := os.ReadFile(sshConfig)
+			if want := tc.want(cfg.ClusterKeyPath); string(got) != want {
+				t.Fatalf(".ssh/config\n%q\nwant\n%q", got, want)
+			}
+		})
 	}
 }
