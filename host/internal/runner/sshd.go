@@ -80,7 +80,7 @@ type sshServer struct {
 
 	mu        sync.Mutex
 	listeners []net.Listener
-	conns     map[*ssh.ServerConn]struct{}
+	conns     map[net.Conn]struct{} // from accept on, handshakes included
 	closed    bool
 	wg        sync.WaitGroup
 }
@@ -96,7 +96,7 @@ func newSSHServer(cfg SSHDConfig, shellPath, workDir string, env []string, log *
 	if err := writeClusterSSHConfig(cfg, env); err != nil {
 		log.Warn("sshd: the cluster's hosts are not in .ssh/config", "err", err)
 	}
-	s := &sshServer{cfg: cfg, shellPath: shellPath, workDir: workDir, env: env, log: log, conns: map[*ssh.ServerConn]struct{}{}}
+	s := &sshServer{cfg: cfg, shellPath: shellPath, workDir: workDir, env: env, log: log, conns: map[net.Conn]struct{}{}}
 	s.config = &ssh.ServerConfig{PublicKeyCallback: s.checkKey}
 	s.config.AddHostKey(signer)
 	return s, nil
@@ -332,6 +332,20 @@ func (s *sshServer) Close() {
 const handshakeTimeout = time.Minute
 
 func (s *sshServer) serveConn(nc net.Conn) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	s.conns[nc] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, nc)
+		s.mu.Unlock()
+		_ = nc.Close()
+	}()
 	_ = nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	conn, chans, reqs, err := ssh.NewServerConn(nc, s.config)
 	if err == nil {
@@ -339,23 +353,9 @@ func (s *sshServer) serveConn(nc net.Conn) {
 	}
 	if err != nil {
 		s.log.Debug("sshd: handshake", "remote", nc.RemoteAddr(), "err", err)
-		_ = nc.Close()
 		return
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		_ = conn.Close()
-		return
-	}
-	s.conns[conn] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, conn)
-		s.mu.Unlock()
-		_ = conn.Close()
-	}()
+	defer conn.Close()
 	go ssh.DiscardRequests(reqs)
 	var wg sync.WaitGroup
 	defer wg.Wait()

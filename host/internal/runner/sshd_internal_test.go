@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -316,5 +318,24 @@ func TestWriteClusterSSHConfig(t *testing.T) {
 				t.Fatalf(".ssh/config\n%q\nwant\n%q", got, want)
 			}
 		})
+	}
+}
+
+// TestSSHDCloseDropsHandshakes: a client that connects and says nothing
+// does not hold up the runner's shutdown.
+func TestSSHDCloseDropsHandshakes(t *testing.T) {
+	f := startTestSSHD(t, true)
+	silent, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	// The server's version line shows the connection is being served.
+	if _, err := bufio.NewReader(silent).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Close()
+	if _, err := io.ReadAll(silent); err != nil {
+		t.Fatalf("the silent connection was not closed cleanly: %v", err)
 	}
 }
