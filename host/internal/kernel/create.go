@@ -23,6 +23,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/alloc"
+	"github.com/baiagent/baiagent/host/internal/atomicfile"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
@@ -628,7 +629,7 @@ func writeCreationRequest(dirs scratch.Dirs, req CreateRequest) error {
 	if err != nil {
 		return fmt.Errorf("creation request: %w", err)
 	}
-	return scratch.WriteFileAtomic(filepath.Join(dirs.Config, CreationRequestFile), append(raw, '\n'), 0o644)
+	return atomicfile.Write(filepath.Join(dirs.Config, CreationRequestFile), append(raw, '\n'), 0o644)
 }
 
 func readCreationRequest(dirs scratch.Dirs) (CreateRequest, error) {

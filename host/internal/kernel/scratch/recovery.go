@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/baiagent/baiagent/host/internal/atomicfile"
 )
 
 // RecoveryVersion is the recovery.json format this agent writes.
@@ -110,7 +112,7 @@ func WriteRecovery(d Dirs, r Recovery) error {
 	if err != nil {
 		return fmt.Errorf("recovery data: %w", err)
 	}
-	return WriteFileAtomic(filepath.Join(d.Config, RecoveryFile), append(raw, '\n'), 0o644)
+	return atomicfile.Write(filepath.Join(d.Config, RecoveryFile), append(raw, '\n'), 0o644)
 }
 
 // ReadRecovery reads config/recovery.json.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/baiagent/baiagent/host/internal/atomicfile"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
 
@@ -174,7 +175,7 @@ func WriteResourceFile(d Dirs, spec ResourceSpec) error {
 	if err := sdk.WriteResourceData(&b, data); err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(d.Config, ResourceFile), []byte(b.String()), 0o644)
+	return atomicfile.Write(filepath.Join(d.Config, ResourceFile), []byte(b.String()), 0o644)
 }
 
 // AppendContainerID adds the CID= line once the container exists, as
@@ -221,29 +222,5 @@ func WriteEnviron(d Dirs, env map[string]string) error {
 		}
 		b.WriteString(k + "=" + v + "\n")
 	}
-	return WriteFileAtomic(filepath.Join(d.Config, EnvironFile), []byte(b.String()), 0o644)
-}
-
-// WriteFileAtomic replaces path with data in one rename, so that a reader
-// (a restarted agent, the kernel) never sees half a file.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, werr := tmp.Write(data)
-	if werr == nil {
-		werr = tmp.Chmod(perm)
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), path)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, werr)
-	}
-	return nil
+	return atomicfile.Write(filepath.Join(d.Config, EnvironFile), []byte(b.String()), 0o644)
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/baiagent/baiagent/host/internal/atomicfile"
 )
 
 // Paths of the SSH files, as upstream's prepare_ssh and process_mounts
@@ -66,7 +68,7 @@ func WriteSSH(d Dirs, f SSHFiles) error {
 		if err != nil {
 			return err
 		}
-		if err := WriteFileAtomic(hostKey, pemKey, 0o600); err != nil {
+		if err := atomicfile.Write(hostKey, pemKey, 0o600); err != nil {
 			return fmt.Errorf("ssh host key: %w", err)
 		}
 	} else if err != nil {
@@ -85,7 +87,7 @@ func WriteSSH(d Dirs, f SSHFiles) error {
 		}
 		for _, file := range files {
 			path := filepath.Join(sshDir, file.name)
-			if err := WriteFileAtomic(path, []byte(file.data), file.perm); err != nil {
+			if err := atomicfile.Write(path, []byte(file.data), file.perm); err != nil {
 				return fmt.Errorf("cluster ssh key: %w", err)
 			}
 			owned = append(owned, path)
@@ -96,7 +98,7 @@ func WriteSSH(d Dirs, f SSHFiles) error {
 				return fmt.Errorf("cluster ssh port mapping: %w", err)
 			}
 			path := filepath.Join(sshDir, PortMappingFile)
-			if err := WriteFileAtomic(path, raw, 0o644); err != nil {
+			if err := atomicfile.Write(path, raw, 0o644); err != nil {
 				return fmt.Errorf("cluster ssh port mapping: %w", err)
 			}
 			owned = append(owned, path)
@@ -112,20 +114,20 @@ func WriteSSH(d Dirs, f SSHFiles) error {
 			return fmt.Errorf("user ssh dir: %w", err)
 		}
 		authorized := filepath.Join(userDir, AuthorizedKeysFile)
-		if err := WriteFileAtomic(authorized, []byte(f.User.PublicKey), 0o600); err != nil {
+		if err := atomicfile.Write(authorized, []byte(f.User.PublicKey), 0o600); err != nil {
 			return fmt.Errorf("user ssh key: %w", err)
 		}
 		owned = append(owned, userDir, authorized)
 		// The user's own id_rsa (from an earlier session's work dir) wins.
 		idRSA := filepath.Join(userDir, UserKeyFile)
 		if _, err := os.Stat(idRSA); errors.Is(err, os.ErrNotExist) {
-			if err := WriteFileAtomic(idRSA, []byte(f.User.PrivateKey), 0o600); err != nil {
+			if err := atomicfile.Write(idRSA, []byte(f.User.PrivateKey), 0o600); err != nil {
 				return fmt.Errorf("user ssh key: %w", err)
 			}
 			owned = append(owned, idRSA)
 		}
 		idContainer := filepath.Join(d.Work, ContainerKeyFile)
-		if err := WriteFileAtomic(idContainer, []byte(f.User.PrivateKey), 0o600); err != nil {
+		if err := atomicfile.Write(idContainer, []byte(f.User.PrivateKey), 0o600); err != nil {
 			return fmt.Errorf("user ssh key: %w", err)
 		}
 		owned = append(owned, idContainer)
