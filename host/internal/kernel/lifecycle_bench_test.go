@@ -9,8 +9,9 @@ package kernel_test
 //     image through the same Docker API client). Target: under 1.2x.
 //     BenchmarkDockerCreateStartKernelConfig is Docker's own share of a
 //     kernel: the same create+start with what a kernel's container carries
-//     (init, capabilities, three published ports, two bind mounts), so the
-//     agent's overhead is the difference to BenchmarkCreateKernel.
+//     (init, capabilities, four published ports: the runner's two, sshd and
+//     the image's service; two bind mounts), so the agent's overhead is the
+//     difference to BenchmarkCreateKernel.
 //   - BenchmarkExecuteTrivial (Manager.Execute of "echo hi" in the kernel's
 //     persistent shell) against BenchmarkDockerExecAPI (ExecCreate + attach +
 //     ExecInspect of "echo hi" in a running container) and
@@ -103,7 +104,7 @@ func BenchmarkDockerCreateStartKernelConfig(b *testing.B) {
 	work, config := b.TempDir(), b.TempDir()
 	var lat latencies
 	for i := 0; b.Loop(); i++ {
-		var ports [3]int
+		var ports [4]int
 		for j := range ports {
 			p, err := e.ports.Assign()
 			if err != nil {
@@ -129,20 +130,21 @@ func BenchmarkDockerCreateStartKernelConfig(b *testing.B) {
 
 // kernelLikeContainer creates and starts the busybox image with the
 // settings of a kernel's container: docker-init, IPC_LOCK and SYS_NICE,
-// the two runner ports published on 127.0.0.1 and a service port on all
-// addresses, the config (read-only) and work bind mounts.
-func kernelLikeContainer(b *testing.B, e *env, name string, ports [3]int, work, config string) string {
+// the two runner ports published on 127.0.0.1 and two service ports (sshd,
+// the image's web) on all addresses, the config (read-only) and work bind
+// mounts.
+func kernelLikeContainer(b *testing.B, e *env, name string, ports [4]int, work, config string) string {
 	b.Helper()
 	ctx := context.Background()
 	init := true
 	loopback := netip.MustParseAddr("127.0.0.1")
 	exposed := network.PortSet{}
 	bindings := network.PortMap{}
-	for i, cp := range []string{"2000/tcp", "2001/tcp", "8080/tcp"} {
+	for i, cp := range []string{"2000/tcp", "2001/tcp", "2200/tcp", "8080/tcp"} {
 		p := network.MustParsePort(cp)
 		exposed[p] = struct{}{}
 		binding := network.PortBinding{HostIP: loopback, HostPort: strconv.Itoa(ports[i])}
-		if i == 2 {
+		if i >= 2 {
 			binding.HostIP = netip.Addr{}
 		}
 		bindings[p] = []network.PortBinding{binding}
