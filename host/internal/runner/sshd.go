@@ -127,6 +127,11 @@ func readAuthorizedKeys(path string) ([]ssh.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseAuthorizedKeys(raw), nil
+}
+
+// parseAuthorizedKeys reads the keys of an authorized_keys file's content.
+func parseAuthorizedKeys(raw []byte) []ssh.PublicKey {
 	var keys []ssh.PublicKey
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -139,7 +144,7 @@ func readAuthorizedKeys(path string) ([]ssh.PublicKey, error) {
 			keys = append(keys, k)
 		}
 	}
-	return keys, nil
+	return keys
 }
 
 func loadOrMakeHostKey(path string) (ssh.Signer, error) {
@@ -197,6 +202,33 @@ func ensureUserKey(dir string) error {
 
 // writeClusterSSHConfig adds the session's kernels to the user's
 // .ssh/config with the cluster key, as upstream's init_sshd_service: by
+// sshHostEntry is one Host block of the user's ssh config.
+type sshHostEntry struct{ host, hostname, port string }
+
+// parsePortMapping reads port-mapping.json ({host: [hostname, port]}, the
+// manager's cluster_ssh_port_mapping), sorted by host. Names that would
+// break out of their line in ssh_config are refused.
+func parsePortMapping(raw []byte) ([]sshHostEntry, error) {
+	var mapping map[string][]json.RawMessage
+	if err := json.Unmarshal(raw, &mapping); err != nil {
+		return nil, err
+	}
+	var entries []sshHostEntry
+	for host, addr := range mapping {
+		var hostname string
+		var port int
+		if len(addr) != 2 || json.Unmarshal(addr[0], &hostname) != nil || json.Unmarshal(addr[1], &port) != nil {
+			return nil, fmt.Errorf("%q: want [hostname, port]", host)
+		}
+		if host == "" || hostname == "" || strings.ContainsAny(host+hostname, " \t\r\n#\"") || port <= 0 || port > 65535 {
+			return nil, fmt.Errorf("%q: [%q, %d] is not a host name and port", host, hostname, port)
+		}
+		entries = append(entries, sshHostEntry{host: host, hostname: hostname, port: strconv.Itoa(port)})
+	}
+	slices.SortFunc(entries, func(a, b sshHostEntry) int { return strings.Compare(a.host, b.host) })
+	return entries, nil
+}
+
 // port-mapping.json's hostname and port when there is one, else one
 // "Host <role>*" entry (port 2200) per role of BACKENDAI_CLUSTER_REPLICAS.
 // Hosts already in the file are left alone, so restarts add nothing.
@@ -207,22 +239,11 @@ func writeClusterSSHConfig(cfg SSHDConfig, env []string) error {
 	if _, err := os.Stat(cfg.ClusterKeyPath); err != nil {
 		return nil // no cluster key: a single kernel, or an older manager
 	}
-	type entry struct{ host, hostname, port string }
-	var entries []entry
+	var entries []sshHostEntry
 	if raw, err := os.ReadFile(cfg.PortMappingPath); err == nil {
-		var mapping map[string][]json.RawMessage
-		if err := json.Unmarshal(raw, &mapping); err != nil {
+		if entries, err = parsePortMapping(raw); err != nil {
 			return fmt.Errorf("%s: %w", cfg.PortMappingPath, err)
 		}
-		for host, addr := range mapping {
-			var hostname string
-			var port int
-			if len(addr) != 2 || json.Unmarshal(addr[0], &hostname) != nil || json.Unmarshal(addr[1], &port) != nil {
-				return fmt.Errorf("%s: %q: want [hostname, port]", cfg.PortMappingPath, host)
-			}
-			entries = append(entries, entry{host: host, hostname: hostname, port: strconv.Itoa(port)})
-		}
-		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.host, b.host) })
 	} else {
 		replicas := "main:1"
 		for _, kv := range env {
@@ -233,7 +254,7 @@ func writeClusterSSHConfig(cfg SSHDConfig, env []string) error {
 		for _, pair := range strings.Split(replicas, ",") {
 			role, _, _ := strings.Cut(strings.TrimSpace(pair), ":")
 			if role != "" {
-				entries = append(entries, entry{host: role + "*", port: strconv.Itoa(protocol.SSHDPort)})
+				entries = append(entries, sshHostEntry{host: role + "*", port: strconv.Itoa(protocol.SSHDPort)})
 			}
 		}
 	}
