@@ -199,7 +199,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 	}
 	m.mu.Lock()
 	k.containerID, k.recovery, k.runner = l.containerID, l.recovery, l.runner
-	k.state = stateRunning
+	m.markRunningLocked(k)
 	info := m.infoLocked(k)
 	m.mu.Unlock()
 	m.log.Info().Str("kernel", req.KernelID).Str("container", l.containerID[:12]).Str("image", req.Image).Msg("kernel started")

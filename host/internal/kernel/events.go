@@ -108,6 +108,11 @@ func (m *Manager) handleEvent(ctx context.Context, msg events.Message) {
 // container is gone or stopped are cleaned, and containers of this agent
 // that no kernel owns are removed with their scratch dirs.
 func (m *Manager) Reconcile(ctx context.Context) error {
+	// A kernel that becomes running while the list is taken may have a
+	// container the list missed: only kernels running before it count.
+	m.mu.Lock()
+	listedAfter := m.runningGen
+	m.mu.Unlock()
 	list, err := m.cfg.Docker.ContainerList(ctx, client.ContainerListOptions{
 		All: true, Filters: client.Filters{}.Add("label", LabelAgentID+"="+m.cfg.AgentID),
 	})
@@ -125,7 +130,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if k.containerID != "" {
 			owned[k.containerID] = true
 		}
-		if k.state.busy() {
+		if k.state.busy() || k.runningGen > listedAfter {
 			continue
 		}
 		c, ok := byID[k.containerID]

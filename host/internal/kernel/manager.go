@@ -160,6 +160,9 @@ type kernel struct {
 	// restarted is closed when a restart_kernel of this kernel ends; calls
 	// arriving meanwhile wait for it (nil when no restart runs).
 	restarted chan struct{}
+	// runningGen is Manager.runningGen when the kernel last became
+	// running, with the container it has now.
+	runningGen uint64
 
 	cleanOnce   sync.Once
 	cleaned     chan struct{}
@@ -177,6 +180,10 @@ type Manager struct {
 	mu   sync.Mutex
 	reg  map[string]*kernel
 	ooms map[string]bool // container id -> an oom event was seen
+	// runningGen counts transitions to running (guarded by mu):
+	// reconciliation judges only kernels that were running, with their
+	// container, before it listed the containers.
+	runningGen uint64
 	// recovered is set by Recover; until then reconciliation must not take
 	// the previous run's kernels for strangers.
 	recovered bool
@@ -290,6 +297,13 @@ func (m *Manager) Close() {
 			_ = k.runner.Close()
 		}
 	}
+}
+
+// markRunningLocked makes k running with the container it has now; m.mu
+// must be held.
+func (m *Manager) markRunningLocked(k *kernel) {
+	m.runningGen++
+	k.state, k.runningGen = stateRunning, m.runningGen
 }
 
 func (m *Manager) running(ctx context.Context, kernelID string) (*kernel, error) {

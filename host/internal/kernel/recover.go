@@ -130,6 +130,7 @@ func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 			cancel()
 		}
 		m.mu.Lock()
+		m.markRunningLocked(k)
 		m.reg[k.id] = k
 		m.mu.Unlock()
 		report.Recovered = append(report.Recovered, k.id)

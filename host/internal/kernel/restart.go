@@ -111,7 +111,7 @@ func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, erro
 		if derr == nil {
 			k.runner = rc
 		}
-		k.state = stateRunning
+		m.markRunningLocked(k)
 		m.mu.Unlock()
 		return Created{}, fmt.Errorf("restart kernel %s: %w", rr.KernelID, err)
 	}
@@ -143,7 +143,7 @@ func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, erro
 	m.mu.Lock()
 	oldPorts := oldRec.HostPorts()
 	k.containerID, k.recovery, k.runner, k.image = l.containerID, l.recovery, l.runner, req.Image
-	k.state = stateRunning
+	m.markRunningLocked(k)
 	info := m.infoLocked(k)
 	m.mu.Unlock()
 	for _, p := range oldPorts {
