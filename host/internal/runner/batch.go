@@ -68,5 +68,5 @@ func (b *batchProcess) run(ctx context.Context, shell, command, dir string, env 
 	b.mu.Lock()
 	b.pid = 0
 	b.mu.Unlock()
-	return exitCodeOf(err)
+	return exitCodeOf(err, 1)
 }

@@ -273,7 +273,7 @@ func (it *interpreter) launch(ctx context.Context) (*interpProcess, error) {
 	go readStatuses(statusR, p.statuses)
 	go func() {
 		err := cmd.Wait()
-		p.exitCode = exitCodeOf(err)
+		p.exitCode = exitCodeOf(err, 1)
 		close(p.exited)
 	}()
 
@@ -479,8 +479,9 @@ next:
 }
 
 // exitCodeOf turns a Wait error into a shell-style exit code: the status,
-// or 128+signal for a process killed by a signal.
-func exitCodeOf(err error) int {
+// or 128+signal for a process killed by a signal; otherwise for an error
+// that is no exit status (the process could not run).
+func exitCodeOf(err error, otherwise int) int {
 	if err == nil {
 		return 0
 	}
@@ -491,5 +492,5 @@ func exitCodeOf(err error) int {
 		}
 		return ee.ExitCode()
 	}
-	return 1
+	return otherwise
 }

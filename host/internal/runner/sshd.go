@@ -614,26 +614,11 @@ func (s *sshServer) start(ch ssh.Channel, cmd *exec.Cmd, st *sessionState, done 
 	}
 	go func() {
 		defer close(done)
-		code := exitCode(wait())
+		code := exitCodeOf(wait(), 255) // 255: the command could not run, as ssh reports
 		_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, uint32(code)))
 		_ = ch.Close()
 	}()
 	return nil
-}
-
-// exitCode is the status a shell would report: 128+N for a signal.
-func exitCode(err error) int {
-	if err == nil {
-		return 0
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ee.ExitCode()
-	}
-	return 255
 }
 
 func (s *sshServer) sftp(ch ssh.Channel) {
