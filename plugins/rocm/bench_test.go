@@ -34,7 +34,7 @@ func BenchmarkNodeMetrics(b *testing.B) {
 func BenchmarkDiscover(b *testing.B) {
 	sys, dev := extractFixture(b, fixtureMI300X)
 	cfg := defaultConfig()
-	cfg.sysfsRoot, cfg.devRoot = sys, dev
+	cfg.SysfsRoot, cfg.DevRoot = sys, dev
 	for b.Loop() {
 		if _, err := discover(cfg); err != nil {
 			b.Fatal(err)

@@ -2,13 +2,9 @@ package rocm
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/proto/sdk"
 	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
@@ -18,43 +14,19 @@ import (
 // the devices in enumeration order, which is the order the container's ROCr
 // will number them in.
 func (p *Plugin) resolveAllocation(alloc sdk.Allocation) ([]gpu, error) {
-	byID := make(map[string]int, len(p.gpus))
-	for i, g := range p.gpus {
-		byID[g.id] = i
+	ids := make([]string, len(p.gpus))
+	for i, d := range p.gpus {
+		ids[i] = d.id
 	}
-	var picked []int
-	for slot, perDevice := range alloc {
-		if slot != slotDevice {
-			return nil, fmt.Errorf("slot %q does not belong to the rocm plugin", slot)
-		}
-		for id, amount := range perDevice {
-			if amount.IsZero() {
-				continue
-			}
-			i, ok := byID[id]
-			if !ok {
-				return nil, fmt.Errorf("slot %q: device %q is not a known ROCm device (known: %s)", slot, id, p.knownIDsLocked())
-			}
-			if amount.IsNegative() || amount.GreaterThan(decimal.NewFromInt(1)) {
-				return nil, fmt.Errorf("slot %q: device %q: amount %s is outside 0..1", slot, id, amount)
-			}
-			picked = append(picked, i)
-		}
+	picked, err := pluginkit.WholeDevices(alloc, slotDevice, ids, kindKey, "device", "ROCm device")
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(picked)
 	out := make([]gpu, 0, len(picked))
 	for _, i := range picked {
 		out = append(out, p.gpus[i])
 	}
 	return out, nil
-}
-
-func (p *Plugin) knownIDsLocked() string {
-	ids := make([]string, 0, len(p.gpus))
-	for _, g := range p.gpus {
-		ids = append(ids, g.id)
-	}
-	return pluginkit.KnownIDs(ids)
 }
 
 // PrepareContainer passes /dev/kfd and each allocated device's DRM render
@@ -72,7 +44,7 @@ func (p *Plugin) PrepareContainer(_ context.Context, req sdk.PrepareRequest) (sd
 	if len(gpus) == 0 {
 		return spec, nil
 	}
-	devRoot := p.cfg.devRoot
+	devRoot := p.cfg.DevRoot
 	spec.Devices = append(spec.Devices, sdk.DeviceNode{
 		HostPath: filepath.Join(devRoot, "kfd"), ContainerPath: "/dev/kfd", CgroupPermissions: "rwm",
 	})

@@ -54,11 +54,11 @@ func (g gpu) uuid() string {
 // nodes, PCI device and NUMA node. Masked devices are dropped without
 // renumbering the others.
 func discover(cfg config) ([]gpu, error) {
-	nodes, err := readKFDNodes(cfg.sysfsRoot)
+	nodes, err := readKFDNodes(cfg.SysfsRoot)
 	if err != nil {
 		return nil, err
 	}
-	cards := drmIndex(cfg.sysfsRoot)
+	cards := drmIndex(cfg.SysfsRoot)
 	var gpus []gpu
 	perPCI := map[string]int{}
 	for _, n := range nodes {
@@ -86,11 +86,11 @@ func discover(cfg config) ([]gpu, error) {
 		}
 		g.partition = perPCI[g.pciAddr]
 		perPCI[g.pciAddr]++
-		if card, ok := cardForRender(cfg.sysfsRoot, cards, g.renderMinor); ok {
+		if card, ok := cardForRender(cfg.SysfsRoot, cards, g.renderMinor); ok {
 			g.cardMinor = card
 		}
-		g.numaNode = numaNodeOf(cfg.sysfsRoot, g.pciAddr)
-		if dir, err := filepath.EvalSymlinks(filepath.Join(cfg.sysfsRoot, pciDevices, g.pciAddr)); err == nil {
+		g.numaNode = numaNodeOf(cfg.SysfsRoot, g.pciAddr)
+		if dir, err := filepath.EvalSymlinks(filepath.Join(cfg.SysfsRoot, pciDevices, g.pciAddr)); err == nil {
 			g.pciDir = dir
 			g.sensors = findSensors(dir)
 			product, _ := readTrimmed(filepath.Join(dir, "product_name"))
@@ -109,11 +109,11 @@ func discover(cfg config) ([]gpu, error) {
 	out := gpus[:0]
 	for _, g := range gpus {
 		g.partitions = perPCI[g.pciAddr]
-		if masked(cfg.deviceMask, g) {
+		if masked(cfg.DeviceMask, g) {
 			continue
 		}
-		if cfg.checkDeviceNodes {
-			g.health, g.reason = nodeHealth(cfg.devRoot, g)
+		if cfg.CheckDeviceNodes {
+			g.health, g.reason = nodeHealth(cfg.DevRoot, g)
 		}
 		out = append(out, g)
 	}

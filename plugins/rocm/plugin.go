@@ -112,7 +112,7 @@ func (p *Plugin) Configure(ctx context.Context, req sdk.ConfigureRequest) error 
 	if discoverErr != nil {
 		p.logger.Warn("no ROCm devices", "error", discoverErr)
 	} else {
-		p.logger.Info("rocm plugin configured", "devices", len(gpus), "sysfs_root", cfg.sysfsRoot)
+		p.logger.Info("rocm plugin configured", "devices", len(gpus), "sysfs_root", cfg.SysfsRoot)
 	}
 	go func() {
 		defer close(done)
@@ -195,7 +195,7 @@ func (p *Plugin) broadcast() { p.watch.Broadcast(p.devices) }
 
 // monitor re-reads the devices every watch interval until ctx ends.
 func (p *Plugin) monitor(ctx context.Context, cfg config) {
-	pluginkit.Poll(ctx, cfg.watchInterval, func() { p.rediscover(cfg) })
+	pluginkit.Poll(ctx, cfg.WatchInterval, func() { p.rediscover(cfg) })
 }
 
 // rediscover re-reads sysfs (hot-plug, driver load or unload, partition
@@ -218,8 +218,8 @@ func (p *Plugin) HardwareInfo(context.Context) (sdk.HardwareInfo, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	meta := map[string]string{
-		"sysfs_root":   p.cfg.sysfsRoot,
-		"dev_root":     p.cfg.devRoot,
+		"sysfs_root":   p.cfg.SysfsRoot,
+		"dev_root":     p.cfg.DevRoot,
 		"device_count": strconv.Itoa(len(p.gpus)),
 	}
 	if !p.configured {

@@ -338,7 +338,7 @@ func TestConfigureErrors(t *testing.T) {
 	}
 	good := map[string]any{keyWatchInterval: 2.5, keyCheckDeviceNodes: "false", keyDeviceMask: "0,1"}
 	cfg, err := parseConfig(good)
-	if err != nil || cfg.watchInterval.Seconds() != 2.5 || cfg.checkDeviceNodes || len(cfg.deviceMask) != 2 {
+	if err != nil || cfg.WatchInterval.Seconds() != 2.5 || cfg.CheckDeviceNodes || len(cfg.DeviceMask) != 2 {
 		t.Fatalf("config %+v err %v", cfg, err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 func BenchmarkDiscover(b *testing.B) {
 	sys, dev := extractFixture(b, fixtureV5e)
 	cfg := defaultConfig()
-	cfg.sysfsRoot, cfg.devRoot = sys, dev
+	cfg.SysfsRoot, cfg.DevRoot = sys, dev
 	for b.Loop() {
 		if _, err := discover(cfg); err != nil {
 			b.Fatal(err)

@@ -1,70 +1,23 @@
 package tpu
 
-import (
-	"time"
+import "github.com/baiagent/baiagent/proto/sdk/pluginkit"
 
-	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
-)
-
-// Configuration keys, from agent.toml [plugins.tpu].
+// Configuration keys, from agent.toml [plugins.tpu]: pluginkit's
+// SysfsConfig, which the rocm plugin shares.
 const (
-	// keySysfsRoot is where sysfs is mounted (default /sys); tests point it
-	// at a fixture tree.
-	keySysfsRoot = "sysfs-root"
-	// keyDevRoot is the directory of the device nodes (default /dev). The
-	// container spec's host paths are under it.
-	keyDevRoot = "dev-root"
+	keySysfsRoot = pluginkit.KeySysfsRoot
+	keyDevRoot   = pluginkit.KeyDevRoot
 	// keyDeviceMask hides chips by index ID or PCI address.
-	keyDeviceMask = "device-mask"
-	// keyWatchInterval is how often devices and their health are re-read.
-	keyWatchInterval = "watch-interval"
+	keyDeviceMask    = pluginkit.KeyDeviceMask
+	keyWatchInterval = pluginkit.KeyWatchInterval
 	// keyCheckDeviceNodes marks a chip unhealthy when its /dev/accel<N> or
 	// /dev/vfio/<group> node (or /dev/vfio/vfio) is missing.
-	keyCheckDeviceNodes = "check-device-nodes"
+	keyCheckDeviceNodes = pluginkit.KeyCheckDeviceNodes
 )
 
-func knownKeys() []string {
-	return []string{keyCheckDeviceNodes, keyDevRoot, keyDeviceMask, keySysfsRoot, keyWatchInterval}
-}
+type config = pluginkit.SysfsConfig
 
-type config struct {
-	sysfsRoot        string
-	devRoot          string
-	deviceMask       []string
-	watchInterval    time.Duration
-	checkDeviceNodes bool
-}
-
-func defaultConfig() config {
-	return config{
-		sysfsRoot:        "/sys",
-		devRoot:          "/dev",
-		watchInterval:    30 * time.Second,
-		checkDeviceNodes: true,
-	}
-}
+func defaultConfig() config { return pluginkit.DefaultSysfsConfig() }
 
 // parseConfig checks every key and reports all problems at once.
-func parseConfig(raw map[string]any) (config, error) {
-	cfg := defaultConfig()
-	err := pluginkit.ParseKeys(raw, knownKeys(), func(key string, value any) error {
-		var err error
-		switch key {
-		case keySysfsRoot:
-			cfg.sysfsRoot, err = pluginkit.ExistingDir(value)
-		case keyDevRoot:
-			cfg.devRoot, err = pluginkit.ExistingDir(value)
-		case keyDeviceMask:
-			cfg.deviceMask, err = pluginkit.StringListOrCSV(value)
-		case keyWatchInterval:
-			cfg.watchInterval, err = pluginkit.Duration(value, "30s")
-		case keyCheckDeviceNodes:
-			cfg.checkDeviceNodes, err = pluginkit.Bool(value)
-		}
-		return err
-	})
-	if err != nil {
-		return config{}, err
-	}
-	return cfg, nil
-}
+func parseConfig(raw map[string]any) (config, error) { return pluginkit.ParseSysfsConfig(raw) }

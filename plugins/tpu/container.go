@@ -4,11 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/proto/sdk"
 	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
@@ -17,46 +14,22 @@ import (
 // resolveAllocation checks the allocation against the inventory and returns
 // the chips in host order.
 func (p *Plugin) resolveAllocation(alloc sdk.Allocation) ([]chip, error) {
-	byID := make(map[string]int, len(p.chips))
-	for i, c := range p.chips {
-		byID[c.id] = i
+	ids := make([]string, len(p.chips))
+	for i, d := range p.chips {
+		ids[i] = d.id
 	}
-	var picked []int
-	for slot, perDevice := range alloc {
-		if slot != slotDevice {
-			return nil, fmt.Errorf("slot %q does not belong to the tpu plugin", slot)
-		}
-		for id, amount := range perDevice {
-			if amount.IsZero() {
-				continue
-			}
-			i, ok := byID[id]
-			if !ok {
-				return nil, fmt.Errorf("slot %q: chip %q is not a known TPU chip (known: %s)", slot, id, p.knownIDsLocked())
-			}
-			if amount.IsNegative() || amount.GreaterThan(decimal.NewFromInt(1)) {
-				return nil, fmt.Errorf("slot %q: chip %q: amount %s is outside 0..1", slot, id, amount)
-			}
-			if p.chips[i].kind == nodeNone {
-				return nil, fmt.Errorf("chip %q has no device node: %s", id, p.chips[i].reason)
-			}
-			picked = append(picked, i)
-		}
+	picked, err := pluginkit.WholeDevices(alloc, slotDevice, ids, kindKey, "chip", "TPU chip")
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(picked)
 	out := make([]chip, 0, len(picked))
 	for _, i := range picked {
+		if p.chips[i].kind == nodeNone {
+			return nil, fmt.Errorf("chip %q has no device node: %s", p.chips[i].id, p.chips[i].reason)
+		}
 		out = append(out, p.chips[i])
 	}
 	return out, nil
-}
-
-func (p *Plugin) knownIDsLocked() string {
-	ids := make([]string, 0, len(p.chips))
-	for _, c := range p.chips {
-		ids = append(ids, c.id)
-	}
-	return pluginkit.KnownIDs(ids)
 }
 
 // PrepareContainer passes the allocated chips' device nodes and sets
@@ -77,7 +50,7 @@ func (p *Plugin) PrepareContainer(_ context.Context, req sdk.PrepareRequest) (sd
 	if len(chips) == 0 {
 		return spec, nil
 	}
-	devRoot := p.cfg.devRoot
+	devRoot := p.cfg.DevRoot
 	visible := make([]string, 0, len(chips))
 	globalIDs := make([]string, 0, len(chips))
 	vfio := false

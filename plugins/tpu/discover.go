@@ -120,7 +120,7 @@ func isTPU(known bool, baseClass uint8, classErr error) bool {
 // numbered in accel order when every chip has an accel node, otherwise in
 // PCI address order; masked chips keep the others' numbers.
 func discover(cfg config) ([]chip, error) {
-	dir := filepath.Join(cfg.sysfsRoot, pciDevices)
+	dir := filepath.Join(cfg.SysfsRoot, pciDevices)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -153,7 +153,7 @@ func discover(cfg config) ([]chip, error) {
 		if target, err := os.Readlink(filepath.Join(dev, "driver")); err == nil {
 			c.driver = filepath.Base(target)
 		}
-		if idx, ok := accelIndexOf(cfg.sysfsRoot, dev); ok {
+		if idx, ok := accelIndexOf(cfg.SysfsRoot, dev); ok {
 			c.kind, c.accelIndex = nodeAccel, idx
 		} else if target, err := os.Readlink(filepath.Join(dev, "iommu_group")); err == nil && c.driver == "vfio-pci" {
 			if group, err := strconv.Atoi(filepath.Base(target)); err == nil && group >= 0 {
@@ -175,7 +175,7 @@ func discover(cfg config) ([]chip, error) {
 	out := chips[:0]
 	for i, c := range chips {
 		c.id = strconv.Itoa(i)
-		if slices.Contains(cfg.deviceMask, c.id) || slices.Contains(cfg.deviceMask, c.pciAddr) {
+		if slices.Contains(cfg.DeviceMask, c.id) || slices.Contains(cfg.DeviceMask, c.pciAddr) {
 			continue
 		}
 		c.health, c.reason = chipHealth(cfg, c)
@@ -231,12 +231,12 @@ func chipHealth(cfg config, c chip) (sdk.Health, string) {
 	if c.kind == nodeNone {
 		return sdk.HealthUnhealthy, fmt.Sprintf("no accel or vfio device node (driver %q)", c.driver)
 	}
-	if !cfg.checkDeviceNodes {
+	if !cfg.CheckDeviceNodes {
 		return sdk.HealthHealthy, ""
 	}
-	nodes := c.hostNodes(cfg.devRoot)
+	nodes := c.hostNodes(cfg.DevRoot)
 	if c.kind == nodeVFIO {
-		nodes = append(nodes, filepath.Join(cfg.devRoot, "vfio", "vfio"))
+		nodes = append(nodes, filepath.Join(cfg.DevRoot, "vfio", "vfio"))
 	}
 	var missing []string
 	for _, n := range nodes {

@@ -113,7 +113,7 @@ func (p *Plugin) Configure(ctx context.Context, req sdk.ConfigureRequest) error 
 	if discoverErr != nil {
 		p.logger.Warn("cannot list TPU chips", "error", discoverErr)
 	} else {
-		p.logger.Info("tpu plugin configured", "chips", len(chips), "sysfs_root", cfg.sysfsRoot)
+		p.logger.Info("tpu plugin configured", "chips", len(chips), "sysfs_root", cfg.SysfsRoot)
 	}
 	go func() {
 		defer close(done)
@@ -147,7 +147,7 @@ func (p *Plugin) devicesLocked() []sdk.Device {
 		if c.known {
 			attrs["generation"] = c.info.generation
 		}
-		if nodes := c.hostNodes(p.cfg.devRoot); len(nodes) > 0 {
+		if nodes := c.hostNodes(p.cfg.DevRoot); len(nodes) > 0 {
 			attrs["device_node"] = nodes[0]
 		}
 		out = append(out, sdk.Device{
@@ -189,7 +189,7 @@ func (p *Plugin) broadcast() { p.watch.Broadcast(p.devices) }
 
 // monitor re-reads the devices every watch interval until ctx ends.
 func (p *Plugin) monitor(ctx context.Context, cfg config) {
-	pluginkit.Poll(ctx, cfg.watchInterval, func() { p.rediscover(cfg) })
+	pluginkit.Poll(ctx, cfg.WatchInterval, func() { p.rediscover(cfg) })
 }
 
 // rediscover re-reads sysfs (hot-plug, driver binding changes, device
@@ -211,8 +211,8 @@ func (p *Plugin) HardwareInfo(context.Context) (sdk.HardwareInfo, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	meta := map[string]string{
-		"sysfs_root":   p.cfg.sysfsRoot,
-		"dev_root":     p.cfg.devRoot,
+		"sysfs_root":   p.cfg.SysfsRoot,
+		"dev_root":     p.cfg.DevRoot,
 		"device_count": strconv.Itoa(len(p.chips)),
 	}
 	switch {

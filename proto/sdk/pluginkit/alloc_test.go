@@ -1,6 +1,7 @@
 package pluginkit
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -68,6 +69,38 @@ func TestKnownIDs(t *testing.T) {
 		t.Run(tc.description, func(t *testing.T) {
 			if got := KnownIDs(tc.ids); got != tc.want {
 				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWholeDevices(t *testing.T) {
+	one, zero := decimal.NewFromInt(1), decimal.Zero
+	ids := []string{"0", "1", "2"}
+	tests := []struct {
+		description string
+		alloc       sdk.Allocation
+		want        []int
+		wantErr     string
+	}{
+		{"devices in inventory order, zero amounts skipped", sdk.Allocation{"x.device": {"2": one, "0": one, "1": zero}}, []int{0, 2}, ""},
+		{"empty allocation", sdk.Allocation{}, nil, ""},
+		{"another plugin's slot", sdk.Allocation{"y.device": {"0": one}}, nil, `slot "y.device" does not belong to the x plugin`},
+		{"unknown device", sdk.Allocation{"x.device": {"7": one}}, nil, `slot "x.device": chip "7" is not a known X chip (known: 0, 1, 2)`},
+		{"fraction above one", sdk.Allocation{"x.device": {"1": decimal.RequireFromString("1.5")}}, nil, `slot "x.device": chip "1": amount 1.5 is outside 0..1`},
+		{"negative amount", sdk.Allocation{"x.device": {"1": decimal.NewFromInt(-1)}}, nil, "outside 0..1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.description, func(t *testing.T) {
+			got, err := WholeDevices(tc.alloc, "x.device", ids, "x", "chip", "X chip")
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
 			}
 		})
 	}
