@@ -186,6 +186,34 @@ func (m *pickleMachine) recall(key uint32) error {
 	return nil
 }
 
+// addToTop pops the items of APPEND(S), SETITEM(S) or ADDITEMS (n of them,
+// or up to the MARK when n < 0) and adds them to the collection on top of
+// the stack, counting them against maxPickleItems.
+func addToTop[T any](m *pickleMachine, n int, what string, add func(T, []any) error) error {
+	var items []any
+	var err error
+	if n < 0 {
+		items, err = m.popMark()
+	} else {
+		items, err = m.popN(n)
+	}
+	if err != nil {
+		return err
+	}
+	target, err := m.top()
+	if err != nil {
+		return err
+	}
+	collection, ok := target.(T)
+	if !ok {
+		return fmt.Errorf("%s %T", what, target)
+	}
+	if err := m.countItems(len(items)); err != nil {
+		return err
+	}
+	return add(collection, items)
+}
+
 func (m *pickleMachine) popN(n int) ([]any, error) {
 	out := make([]any, n)
 	for i := n - 1; i >= 0; i-- {
@@ -300,28 +328,14 @@ func (m *pickleMachine) step(op byte) error {
 		}
 		m.push(&pyList{Items: items})
 	case 'a', 'e': // APPEND, APPENDS
-		var items []any
-		var err error
+		n := -1 // APPENDS: everything since the MARK
 		if op == 'a' {
-			items, err = m.popN(1)
-		} else {
-			items, err = m.popMark()
+			n = 1
 		}
-		if err != nil {
-			return err
-		}
-		target, err := m.top()
-		if err != nil {
-			return err
-		}
-		list, ok := target.(*pyList)
-		if !ok {
-			return fmt.Errorf("append to %T", target)
-		}
-		if err := m.countItems(len(items)); err != nil {
-			return err
-		}
-		list.Items = append(list.Items, items...)
+		return addToTop(m, n, "append to", func(list *pyList, items []any) error {
+			list.Items = append(list.Items, items...)
+			return nil
+		})
 	case '}', 0x8f: // EMPTY_DICT; EMPTY_SET is kept as a list of items
 		if op == '}' {
 			m.push(&pyDict{})
@@ -339,42 +353,16 @@ func (m *pickleMachine) step(op byte) error {
 		}
 		m.push(dict)
 	case 's', 'u': // SETITEM, SETITEMS
-		var items []any
-		var err error
+		n := -1
 		if op == 's' {
-			items, err = m.popN(2)
-		} else {
-			items, err = m.popMark()
+			n = 2 // one key and its value
 		}
-		if err != nil {
-			return err
-		}
-		target, err := m.top()
-		if err != nil {
-			return err
-		}
-		dict, ok := target.(*pyDict)
-		if !ok {
-			return fmt.Errorf("setitem on %T", target)
-		}
-		if err := m.countItems(len(items)); err != nil {
-			return err
-		}
-		return setItems(dict, items)
+		return addToTop(m, n, "setitem on", setItems)
 	case 0x90: // ADDITEMS
-		items, err := m.popMark()
-		if err != nil {
-			return err
-		}
-		target, err := m.top()
-		if err != nil {
-			return err
-		}
-		set, ok := target.(*pyList)
-		if !ok {
-			return fmt.Errorf("additems on %T", target)
-		}
-		set.Items = append(set.Items, items...)
+		return addToTop(m, -1, "additems on", func(set *pyList, items []any) error {
+			set.Items = append(set.Items, items...)
+			return nil
+		})
 	case 0x91: // FROZENSET
 		items, err := m.popMark()
 		if err != nil {
