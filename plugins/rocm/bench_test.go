@@ -5,12 +5,13 @@ import (
 	"testing"
 
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/plugintest"
 )
 
 // BenchmarkNodeMetrics is one metrics poll over the 8-GPU MI300X fixture
 // (10 devices), directly and through the gRPC client the agent uses.
 func BenchmarkNodeMetrics(b *testing.B) {
-	p := configuredPlugin(b, fixtureConfig(b, fixtureMI300X, nil))
+	p := plugintest.Configured(b, New(), plugintest.SysfsFixtureConfig(b, fixtureMI300X, nil))
 	ctx := context.Background()
 	b.Run("direct", func(b *testing.B) {
 		for b.Loop() {
@@ -32,7 +33,7 @@ func BenchmarkNodeMetrics(b *testing.B) {
 // BenchmarkDiscover is one full re-read of the topology, the watch loop's
 // cost per interval.
 func BenchmarkDiscover(b *testing.B) {
-	sys, dev := extractFixture(b, fixtureMI300X)
+	sys, dev := plugintest.ExtractSysfsFixture(b, fixtureMI300X)
 	cfg := defaultConfig()
 	cfg.SysfsRoot, cfg.DevRoot = sys, dev
 	for b.Loop() {

@@ -12,6 +12,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/plugintest"
 )
 
 // wantDevice is what discovery must find for one device.
@@ -101,7 +102,7 @@ func TestDiscovery(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.description, func(t *testing.T) {
-			p := configuredPlugin(t, fixtureConfig(t, tc.archive, tc.extra))
+			p := plugintest.Configured(t, New(), plugintest.SysfsFixtureConfig(t, tc.archive, tc.extra))
 			devs, err := p.ListDevices(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -139,7 +140,7 @@ func TestDiscovery(t *testing.T) {
 }
 
 func TestNoDriver(t *testing.T) {
-	p := configuredPlugin(t, map[string]any{keySysfsRoot: t.TempDir(), keyDevRoot: t.TempDir()})
+	p := plugintest.Configured(t, New(), map[string]any{keySysfsRoot: t.TempDir(), keyDevRoot: t.TempDir()})
 	devs, _ := p.ListDevices(context.Background())
 	hw, _ := p.HardwareInfo(context.Background())
 	if len(devs) != 0 || hw.Status != sdk.HealthUnknown || !strings.Contains(hw.StatusInfo, "amdgpu driver is not loaded") {
@@ -167,9 +168,9 @@ func TestDescribeBeforeConfigure(t *testing.T) {
 }
 
 func TestPrepareContainer(t *testing.T) {
-	cfg := fixtureConfig(t, fixtureMI300X, nil)
+	cfg := plugintest.SysfsFixtureConfig(t, fixtureMI300X, nil)
 	devRoot := cfg[keyDevRoot].(string)
-	p := configuredPlugin(t, cfg)
+	p := plugintest.Configured(t, New(), cfg)
 	one := decimal.NewFromInt(1)
 	node := func(name string) sdk.DeviceNode {
 		host := filepath.Join(devRoot, name)
@@ -264,7 +265,7 @@ func TestPrepareContainer(t *testing.T) {
 }
 
 func TestRestoreRoundTrip(t *testing.T) {
-	p := configuredPlugin(t, fixtureConfig(t, fixtureMI300X, nil))
+	p := plugintest.Configured(t, New(), plugintest.SysfsFixtureConfig(t, fixtureMI300X, nil))
 	one := decimal.NewFromInt(1)
 	tests := []struct {
 		description string
@@ -344,9 +345,9 @@ func TestConfigureErrors(t *testing.T) {
 }
 
 func TestHotPlug(t *testing.T) {
-	cfg := fixtureConfig(t, fixtureMI300X, map[string]any{keyWatchInterval: "20ms"})
+	cfg := plugintest.SysfsFixtureConfig(t, fixtureMI300X, map[string]any{keyWatchInterval: "20ms"})
 	sys, dev := cfg[keySysfsRoot].(string), cfg[keyDevRoot].(string)
-	p := configuredPlugin(t, cfg)
+	p := plugintest.Configured(t, New(), cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	updates, err := p.WatchDevices(ctx)
@@ -411,11 +412,11 @@ func TestDeviceNodeCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.description, func(t *testing.T) {
-			cfg := fixtureConfig(t, fixtureW7900, map[string]any{keyCheckDeviceNodes: tc.check})
+			cfg := plugintest.SysfsFixtureConfig(t, fixtureW7900, map[string]any{keyCheckDeviceNodes: tc.check})
 			if err := os.Remove(filepath.Join(cfg[keyDevRoot].(string), "kfd")); err != nil {
 				t.Fatal(err)
 			}
-			p := configuredPlugin(t, cfg)
+			p := plugintest.Configured(t, New(), cfg)
 			devs, _ := p.ListDevices(context.Background())
 			for _, d := range devs {
 				if d.Health != tc.want {
@@ -431,7 +432,7 @@ func TestDeviceNodeCheck(t *testing.T) {
 }
 
 func TestNodeMetrics(t *testing.T) {
-	p := configuredPlugin(t, fixtureConfig(t, fixtureMI300X, nil))
+	p := plugintest.Configured(t, New(), plugintest.SysfsFixtureConfig(t, fixtureMI300X, nil))
 	metrics, err := p.NodeMetrics(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -486,7 +487,7 @@ func TestNodeMetrics(t *testing.T) {
 		t.Fatalf("per-device util %v", byKey["rocm_util"].PerDevice)
 	}
 	// The workstation reports power1_average.
-	w := configuredPlugin(t, fixtureConfig(t, fixtureW7900, nil))
+	w := plugintest.Configured(t, New(), plugintest.SysfsFixtureConfig(t, fixtureW7900, nil))
 	wm, _ := w.NodeMetrics(context.Background())
 	for _, m := range wm {
 		if m.Key == "rocm_power" && !m.PerDevice["1"].Value.Equal(decimal.NewFromInt(241)) {

@@ -12,6 +12,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/plugintest"
 )
 
 type wantChip struct {
@@ -98,14 +99,14 @@ func TestDiscovery(t *testing.T) {
 			if tc.archive == "" {
 				cfg = map[string]any{keySysfsRoot: t.TempDir(), keyDevRoot: t.TempDir()}
 			} else {
-				cfg = fixtureConfig(t, tc.archive, tc.extra)
+				cfg = plugintest.SysfsFixtureConfig(t, tc.archive, tc.extra)
 			}
 			if tc.edit != nil {
 				if err := tc.edit(cfg[keySysfsRoot].(string)); err != nil {
 					t.Fatal(err)
 				}
 			}
-			p := configuredPlugin(t, cfg)
+			p := plugintest.Configured(t, New(), cfg)
 			devs, _ := p.ListDevices(context.Background())
 			if len(devs) != len(tc.want) {
 				t.Fatalf("got %d chips, want %d: %+v", len(devs), len(tc.want), devs)
@@ -199,9 +200,9 @@ func TestPrepareContainer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.description, func(t *testing.T) {
-			cfg := fixtureConfig(t, tc.archive, nil)
+			cfg := plugintest.SysfsFixtureConfig(t, tc.archive, nil)
 			devRoot := cfg[keyDevRoot].(string)
-			p := configuredPlugin(t, cfg)
+			p := plugintest.Configured(t, New(), cfg)
 			spec, err := p.PrepareContainer(context.Background(), sdk.PrepareRequest{Allocation: tc.alloc})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -264,7 +265,7 @@ func TestChipBoundsTable(t *testing.T) {
 }
 
 func TestRestoreRoundTrip(t *testing.T) {
-	p := configuredPlugin(t, fixtureConfig(t, fixtureV4, nil))
+	p := plugintest.Configured(t, New(), plugintest.SysfsFixtureConfig(t, fixtureV4, nil))
 	one := decimal.NewFromInt(1)
 	tests := []struct {
 		description string
@@ -331,9 +332,9 @@ func TestConfigureErrors(t *testing.T) {
 }
 
 func TestHotPlug(t *testing.T) {
-	cfg := fixtureConfig(t, fixtureV5e, map[string]any{keyWatchInterval: "20ms"})
+	cfg := plugintest.SysfsFixtureConfig(t, fixtureV5e, map[string]any{keyWatchInterval: "20ms"})
 	sys, dev := cfg[keySysfsRoot].(string), cfg[keyDevRoot].(string)
-	p := configuredPlugin(t, cfg)
+	p := plugintest.Configured(t, New(), cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	updates, err := p.WatchDevices(ctx)
@@ -407,7 +408,7 @@ func TestHotPlug(t *testing.T) {
 }
 
 func TestNoMetrics(t *testing.T) {
-	p := configuredPlugin(t, fixtureConfig(t, fixtureV4, nil))
+	p := plugintest.Configured(t, New(), plugintest.SysfsFixtureConfig(t, fixtureV4, nil))
 	m, err := p.NodeMetrics(context.Background())
 	if err != nil || m != nil {
 		t.Fatalf("metrics %v %v", m, err)

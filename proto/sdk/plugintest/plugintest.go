@@ -3,10 +3,15 @@
 package plugintest
 
 import (
+	"context"
+	"maps"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
+	"github.com/baiagent/baiagent/proto/sdk/sysfsfixture"
 )
 
 // DevicesByID indexes a device list by device ID.
@@ -37,4 +42,36 @@ func WaitForDevices(t testing.TB, updates <-chan []sdk.Device, timeout time.Dura
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// ExtractSysfsFixture unpacks a sysfsfixture archive holding sys/ and dev/
+// into a fresh directory and returns the two roots.
+func ExtractSysfsFixture(t testing.TB, archive string) (sysRoot, devRoot string) {
+	t.Helper()
+	dir := sysfsfixture.ExtractTemp(t, archive)
+	return filepath.Join(dir, "sys"), filepath.Join(dir, "dev")
+}
+
+// SysfsFixtureConfig unpacks archive and returns a plugin configuration
+// (pluginkit.SysfsConfig's keys) pointing at it, with extra keys added.
+func SysfsFixtureConfig(t testing.TB, archive string, extra map[string]any) map[string]any {
+	t.Helper()
+	sys, dev := ExtractSysfsFixture(t, archive)
+	cfg := map[string]any{pluginkit.KeySysfsRoot: sys, pluginkit.KeyDevRoot: dev}
+	maps.Copy(cfg, extra)
+	return cfg
+}
+
+// Configured configures p with cfg, failing the test on an error, and
+// closes it when the test ends.
+func Configured[P interface {
+	sdk.Plugin
+	Close()
+}](t testing.TB, p P, cfg map[string]any) P {
+	t.Helper()
+	t.Cleanup(p.Close)
+	if err := p.Configure(context.Background(), sdk.ConfigureRequest{APIVersion: sdk.APIVersion, Config: cfg}); err != nil {
+		t.Fatalf("Configure: %v", err)
+	}
+	return p
 }
