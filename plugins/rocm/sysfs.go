@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
 )
 
 // Paths under the sysfs root.
@@ -51,40 +53,9 @@ func parseUint(data []byte) (uint64, error) {
 	s := string(bytes.TrimSpace(data))
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("not an unsigned number: %q", truncate(s))
+		return 0, fmt.Errorf("not an unsigned number: %q", pluginkit.Truncate(s))
 	}
 	return n, nil
-}
-
-// parseNUMANode reads numa_node; -1 (no NUMA information), garbage and
-// out-of-range values are unknown.
-func parseNUMANode(data []byte) int {
-	n, err := strconv.Atoi(string(bytes.TrimSpace(data)))
-	if err != nil || n < 0 || n > 1<<16 {
-		return -1
-	}
-	return n
-}
-
-// parseHexID reads a PCI id file such as vendor ("0x1002").
-func parseHexID(data []byte) (uint16, error) {
-	s := string(bytes.TrimSpace(data))
-	hex, ok := strings.CutPrefix(strings.ToLower(s), "0x")
-	if !ok || len(hex) == 0 || len(hex) > 4 {
-		return 0, fmt.Errorf("not a PCI id: %q", truncate(s))
-	}
-	n, err := strconv.ParseUint(hex, 16, 16)
-	if err != nil {
-		return 0, fmt.Errorf("not a PCI id: %q", truncate(s))
-	}
-	return uint16(n), nil
-}
-
-func truncate(s string) string {
-	if len(s) > 32 {
-		return s[:32] + "…"
-	}
-	return s
 }
 
 // pciAddress forms the sysfs PCI address from KFD's domain and location_id
@@ -121,7 +92,7 @@ func numaNodeOf(sysfsRoot, addr string) int {
 	if err != nil {
 		return -1
 	}
-	return parseNUMANode(data)
+	return pluginkit.ParseNUMANode(data)
 }
 
 // kfdNode is one node of the KFD topology.

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
 	"github.com/baiagent/baiagent/proto/sdk/sysfsfixture"
 )
 
@@ -21,9 +22,9 @@ func TestParsers(t *testing.T) {
 		{"PCI address from location_id", pciAddress(0, 0xc600), "0000:c6:00.0"},
 		{"PCI address with device and function", pciAddress(1, 0x4309), "0001:43:01.1"},
 		{"PCI address ignores bits above 16", pciAddress(0, 1<<28|0x0500), "0000:05:00.0"},
-		{"NUMA node", parseNUMANode([]byte("1\n")), 1},
-		{"NUMA -1 is unknown", parseNUMANode([]byte("-1\n")), -1},
-		{"NUMA garbage is unknown", parseNUMANode([]byte("x")), -1},
+		{"NUMA node", pluginkit.ParseNUMANode([]byte("1\n")), 1},
+		{"NUMA -1 is unknown", pluginkit.ParseNUMANode([]byte("-1\n")), -1},
+		{"NUMA garbage is unknown", pluginkit.ParseNUMANode([]byte("x")), -1},
 		{"model from product_name", modelName("AMD Instinct MI300X OAM", 0x74a1, "gfx942"), "AMD Instinct MI300X OAM"},
 		{"model from the table", modelName("", 0x740f, "gfx90a"), "AMD Instinct MI210"},
 		{"unknown model", modelName("", 0x1234, "gfx1201"), "AMD GPU 0x1234 (gfx1201)"},
@@ -49,7 +50,7 @@ func TestParsers(t *testing.T) {
 	}
 	for _, tc := range hexTests {
 		t.Run("hex id: "+tc.description, func(t *testing.T) {
-			got, err := parseHexID([]byte(tc.in))
+			got, err := pluginkit.ParsePCIID([]byte(tc.in))
 			if (err != nil) != tc.wantErr || got != tc.want {
 				t.Fatalf("got %#x, %v", got, err)
 			}
@@ -91,10 +92,10 @@ func FuzzParseNumbers(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if n := parseNUMANode(data); n < -1 {
+		if n := pluginkit.ParseNUMANode(data); n < -1 {
 			t.Fatalf("NUMA node %d", n)
 		}
 		_, _ = parseUint(data)
-		_, _ = parseHexID(data)
+		_, _ = pluginkit.ParsePCIID(data)
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
 )
 
 const pciDevices = "bus/pci/devices"
@@ -44,42 +45,19 @@ type chip struct {
 	reason     string
 }
 
-// parseHexID reads a PCI id file such as vendor ("0x1ae0").
-func parseHexID(data []byte) (uint16, error) {
-	s := string(bytes.TrimSpace(data))
-	hex, ok := strings.CutPrefix(strings.ToLower(s), "0x")
-	if !ok || len(hex) == 0 || len(hex) > 4 {
-		return 0, fmt.Errorf("not a PCI id: %q", truncate(s))
-	}
-	n, err := strconv.ParseUint(hex, 16, 16)
-	if err != nil {
-		return 0, fmt.Errorf("not a PCI id: %q", truncate(s))
-	}
-	return uint16(n), nil
-}
-
 // parseClass reads a PCI class file ("0x120000") and returns the base
 // class (0x12).
 func parseClass(data []byte) (uint8, error) {
 	s := string(bytes.TrimSpace(data))
 	hex, ok := strings.CutPrefix(strings.ToLower(s), "0x")
 	if !ok || len(hex) == 0 || len(hex) > 6 {
-		return 0, fmt.Errorf("not a PCI class: %q", truncate(s))
+		return 0, fmt.Errorf("not a PCI class: %q", pluginkit.Truncate(s))
 	}
 	n, err := strconv.ParseUint(hex, 16, 24)
 	if err != nil {
-		return 0, fmt.Errorf("not a PCI class: %q", truncate(s))
+		return 0, fmt.Errorf("not a PCI class: %q", pluginkit.Truncate(s))
 	}
 	return uint8(n >> 16), nil
-}
-
-// parseNUMANode reads numa_node; -1, garbage and absurd values are unknown.
-func parseNUMANode(data []byte) int {
-	n, err := strconv.Atoi(string(bytes.TrimSpace(data)))
-	if err != nil || n < 0 || n > 1<<16 {
-		return sdk.UnknownNUMANode
-	}
-	return n
 }
 
 // parseIndexedName reads the number at the end of names such as "accel3".
@@ -93,13 +71,6 @@ func parseIndexedName(name, prefix string) (int, bool) {
 		return 0, false
 	}
 	return n, true
-}
-
-func truncate(s string) string {
-	if len(s) > 32 {
-		return s[:32] + "…"
-	}
-	return s
 }
 
 func readFile(path string) []byte {
@@ -131,15 +102,15 @@ func discover(cfg config) ([]chip, error) {
 	var chips []chip
 	for _, e := range entries {
 		dev := filepath.Join(dir, e.Name())
-		vendor, err := parseHexID(readFile(filepath.Join(dev, "vendor")))
+		vendor, err := pluginkit.ParsePCIID(readFile(filepath.Join(dev, "vendor")))
 		if err != nil || vendor != googleVendorID {
 			continue
 		}
-		deviceID, err := parseHexID(readFile(filepath.Join(dev, "device")))
+		deviceID, err := pluginkit.ParsePCIID(readFile(filepath.Join(dev, "device")))
 		if err != nil {
 			continue
 		}
-		subsys, _ := parseHexID(readFile(filepath.Join(dev, "subsystem_device")))
+		subsys, _ := pluginkit.ParsePCIID(readFile(filepath.Join(dev, "subsystem_device")))
 		info, known := lookupChip(deviceID, subsys)
 		baseClass, classErr := parseClass(readFile(filepath.Join(dev, "class")))
 		if !isTPU(known, baseClass, classErr) {
@@ -147,7 +118,7 @@ func discover(cfg config) ([]chip, error) {
 		}
 		c := chip{
 			pciAddr: e.Name(), deviceID: deviceID, subsystemID: subsys, info: info, known: known,
-			numaNode:   parseNUMANode(readFile(filepath.Join(dev, "numa_node"))),
+			numaNode:   pluginkit.ParseNUMANode(readFile(filepath.Join(dev, "numa_node"))),
 			accelIndex: -1, vfioGroup: -1, health: sdk.HealthHealthy,
 		}
 		if target, err := os.Readlink(filepath.Join(dev, "driver")); err == nil {

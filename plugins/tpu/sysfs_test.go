@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
 	"github.com/baiagent/baiagent/proto/sdk/sysfsfixture"
 )
 
@@ -14,7 +15,7 @@ func hex2(i int) string { return fmt.Sprintf("%02x", i) }
 
 func TestParsers(t *testing.T) {
 	class := func(s string) any { c, err := parseClass([]byte(s)); return fmt.Sprint(c, err == nil) }
-	hexID := func(s string) any { c, err := parseHexID([]byte(s)); return fmt.Sprint(c, err == nil) }
+	hexID := func(s string) any { c, err := pluginkit.ParsePCIID([]byte(s)); return fmt.Sprint(c, err == nil) }
 	idx := func(s string) any { n, ok := parseIndexedName(s, "accel"); return fmt.Sprint(n, ok) }
 	tests := []struct {
 		description string
@@ -28,8 +29,8 @@ func TestParsers(t *testing.T) {
 		{"accel index", idx("accel3"), "3 true"},
 		{"accel with leading zero", idx("accel03"), "0 false"},
 		{"not accel", idx("card0"), "0 false"},
-		{"NUMA", parseNUMANode([]byte("1\n")), 1},
-		{"NUMA -1", parseNUMANode([]byte("-1")), -1},
+		{"NUMA", pluginkit.ParseNUMANode([]byte("1\n")), 1},
+		{"NUMA -1", pluginkit.ParseNUMANode([]byte("-1")), -1},
 		{"known chip", modelName(chipsByDeviceID[0x0062], true, 0x0062), "TPU v5p"},
 	}
 	for _, tc := range tests {
@@ -62,10 +63,10 @@ func FuzzParseSysfsValues(f *testing.F) {
 	f.Add([]byte("0x"))
 	f.Add([]byte("accel-1"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if n := parseNUMANode(data); n < -1 {
+		if n := pluginkit.ParseNUMANode(data); n < -1 {
 			t.Fatalf("NUMA node %d", n)
 		}
-		_, _ = parseHexID(data)
+		_, _ = pluginkit.ParsePCIID(data)
 		_, _ = parseClass(data)
 		if n, ok := parseIndexedName(string(data), "accel"); ok && (n < 0 || "accel"+strconv.Itoa(n) != string(data)) {
 			t.Fatalf("accel index %d from %q", n, data)
