@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 
 	"github.com/shopspring/decimal"
 )
@@ -286,11 +287,7 @@ func (w *msgpackWriter) value(v any, depth int) error {
 			}
 		}
 	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys := slices.Sorted(maps.Keys(x))
 		w.mapHeader(len(keys))
 		for _, k := range keys {
 			w.str(k)
@@ -299,11 +296,7 @@ func (w *msgpackWriter) value(v any, depth int) error {
 			}
 		}
 	case map[string]string:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys := slices.Sorted(maps.Keys(x))
 		w.mapHeader(len(keys))
 		for _, k := range keys {
 			w.str(k)
