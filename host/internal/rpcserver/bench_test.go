@@ -1,22 +1,123 @@
 package rpcserver
 
 import (
+	"bufio"
 	"context"
-	"sort"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+	"github.com/rs/zerolog"
 
 	"github.com/baiagent/baiagent/host/internal/callosum"
 )
 
-// BenchmarkPingSequential measures one ping at a time over loopback TCP and
-// reports p50/p99 latency.
+// The benchmarks' servers run in a child process (this test binary again,
+// with benchServerEnv naming what to serve), because a manager and an agent
+// are two processes: in one process both sides share one Go scheduler and
+// one network poller, and the numbers then describe neither.
+const benchServerEnv = "BAIAGENT_BENCH_SERVER"
+
+func TestMain(m *testing.M) {
+	if kind := os.Getenv(benchServerEnv); kind != "" {
+		if err := serveBench(kind); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// serveBench is the child: it serves kind ("rpc" is our server, "echo" a
+// bare ROUTER that sends every message back), prints its endpoint, and
+// exits when its stdin closes.
+func serveBench(kind string) error {
+	var endpoint string
+	switch kind {
+	case "rpc":
+		srv, err := New(Options{
+			Endpoint: "tcp://127.0.0.1:*", AgentID: "i-bench",
+			PortRangeMin: 30000, PortRangeMax: 30001, Logger: zerolog.Nop(),
+		}, Deps{Kernels: NewMemoryKernels()})
+		if err != nil {
+			return err
+		}
+		endpoint = srv.Endpoint()
+		go func() { _ = srv.Serve(context.Background()) }()
+	case "echo":
+		zctx, err := zmq.NewContext()
+		if err != nil {
+			return err
+		}
+		router, err := zctx.NewSocket(zmq.ROUTER)
+		if err != nil {
+			return err
+		}
+		if err := router.Bind("tcp://127.0.0.1:*"); err != nil {
+			return err
+		}
+		if endpoint, err = router.GetLastEndpoint(); err != nil {
+			return err
+		}
+		go func() {
+			for {
+				msg, err := router.RecvMessageBytes(0)
+				if err != nil {
+					return
+				}
+				if _, err := router.SendMessage(msg); err != nil {
+					return
+				}
+			}
+		}()
+	default:
+		return fmt.Errorf("%s=%q: want rpc or echo", benchServerEnv, kind)
+	}
+	fmt.Println(endpoint)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
+}
+
+// startBenchServer starts a child serving kind and returns its endpoint.
+func startBenchServer(b *testing.B, kind string) string {
+	b.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), benchServerEnv+"="+kind)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("bench server %s: %v", kind, err)
+	}
+	return strings.TrimSpace(line)
+}
+
+// BenchmarkPingSequential measures one ping at a time, our client to our
+// server over loopback TCP, and reports p50/p99 latency.
 func BenchmarkPingSequential(b *testing.B) {
-	ts := startServer(b, Options{}, nil)
-	c := dial(b, ts.srv.Endpoint(), callosum.ClientOptions{})
+	c := dial(b, startBenchServer(b, "rpc"), callosum.ClientOptions{})
 	ctx := context.Background()
 	latencies := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
@@ -28,14 +129,11 @@ func BenchmarkPingSequential(b *testing.B) {
 		latencies = append(latencies, time.Since(start))
 	}
 	b.StopTimer()
-	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
-	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds()), "p99-µs")
+	reportLatencies(b, latencies)
 }
 
 func benchmarkPingInFlight(b *testing.B, inFlight int) {
-	ts := startServer(b, Options{}, nil)
-	c := dial(b, ts.srv.Endpoint(), callosum.ClientOptions{})
+	c := dial(b, startBenchServer(b, "rpc"), callosum.ClientOptions{})
 	ctx := context.Background()
 	work := make(chan struct{}, b.N)
 	for i := 0; i < b.N; i++ {
@@ -65,53 +163,78 @@ func BenchmarkPingInFlight1(b *testing.B)  { benchmarkPingInFlight(b, 1) }
 func BenchmarkPingInFlight32(b *testing.B) { benchmarkPingInFlight(b, 32) }
 
 // BenchmarkZMQEchoFloor is the floor under BenchmarkPingSequential on the
-// same machine in the same run: a bare pebbe/zmq4 DEALER and a ROUTER that
-// echoes, no callosum encoding, no handler.
+// same machine in the same run: a bare pebbe/zmq4 DEALER with blocking
+// receives and a ROUTER that echoes, no callosum encoding, no handler.
 func BenchmarkZMQEchoFloor(b *testing.B) {
-	// A context of its own: Term makes the echo goroutine's blocking
-	// receive return, and that goroutine closes the socket it owns.
+	sequential(b, startBenchServer(b, "echo"), func(uint64) [][]byte {
+		return [][]byte{[]byte("UPPER"), []byte("h"), []byte("b")}
+	})
+}
+
+// BenchmarkServerSequential is our server alone, one call at a time: the
+// bare DEALER of BenchmarkZMQEchoFloor sends callosum ping requests, so our
+// client's share of BenchmarkPingSequential is left out.
+func BenchmarkServerSequential(b *testing.B) {
+	sequential(b, startBenchServer(b, "rpc"), func(seq uint64) [][]byte { return pingRequest(b, seq) })
+}
+
+// BenchmarkZMQEchoFloorInFlight32 is the floor under BenchmarkPingInFlight32
+// in the same run: a bare pebbe/zmq4 DEALER keeping 32 requests of three
+// frames in flight against a ROUTER that echoes them, no callosum encoding,
+// no handler, no waiter bookkeeping.
+func BenchmarkZMQEchoFloorInFlight32(b *testing.B) {
+	pipelined(b, startBenchServer(b, "echo"), 32, [][]byte{[]byte("UPPER"), []byte("h"), []byte("b")})
+}
+
+// BenchmarkServerInFlight32 is our server alone: the bare DEALER of
+// BenchmarkZMQEchoFloorInFlight32 keeps 32 callosum ping requests in flight
+// against the RPC server, so our client's share of BenchmarkPingInFlight32
+// is left out.
+func BenchmarkServerInFlight32(b *testing.B) {
+	pipelined(b, startBenchServer(b, "rpc"), 32, pingRequest(b, 0))
+}
+
+// pingRequest is a callosum ping request's frames after the DEALER's routing.
+func pingRequest(b *testing.B, seq uint64) [][]byte {
+	payload, err := callosum.EncodeEnvelope([]any{"ping"}, map[string]any{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	header := callosum.Header{Type: callosum.TypeFunction, Method: "ping", Seq: seq}
+	return [][]byte{[]byte(callosum.FrameUpper), header.Encode(), callosum.EncodeBody(callosum.MetaFunction, payload, false)}
+}
+
+// bareDealer is a pebbe/zmq4 DEALER connected to endpoint, in a context of
+// its own; both go at the benchmark's end.
+func bareDealer(b *testing.B, endpoint string) *zmq.Socket {
 	zctx, err := zmq.NewContext()
 	if err != nil {
 		b.Fatal(err)
 	}
-	router, err := zctx.NewSocket(zmq.ROUTER)
-	if err != nil {
-		b.Fatal(err)
-	}
-	_ = router.SetLinger(0)
-	if err := router.Bind("tcp://127.0.0.1:*"); err != nil {
-		b.Fatal(err)
-	}
-	endpoint, _ := router.GetLastEndpoint()
-	go func() {
-		defer router.Close()
-		for {
-			msg, err := router.RecvMessageBytes(0)
-			if err != nil {
-				return
-			}
-			if _, err := router.SendMessage(msg); err != nil {
-				return
-			}
-		}
-	}()
 	dealer, err := zctx.NewSocket(zmq.DEALER)
 	if err != nil {
 		b.Fatal(err)
 	}
 	_ = dealer.SetLinger(0)
-	defer func() {
+	b.Cleanup(func() {
 		dealer.Close()
 		_ = zctx.Term()
-	}()
+	})
 	if err := dealer.Connect(endpoint); err != nil {
 		b.Fatal(err)
 	}
+	return dealer
+}
+
+// sequential sends b.N requests from a bare DEALER, one at a time, each
+// waited for with a blocking receive, and reports p50/p99 latency.
+func sequential(b *testing.B, endpoint string, request func(seq uint64) [][]byte) {
+	dealer := bareDealer(b, endpoint)
 	latencies := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
-		if _, err := dealer.SendMessage("UPPER", "h", "b"); err != nil {
+		if _, err := dealer.SendMessage(request(uint64(i))); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := dealer.RecvMessageBytes(0); err != nil {
@@ -120,78 +243,13 @@ func BenchmarkZMQEchoFloor(b *testing.B) {
 		latencies = append(latencies, time.Since(start))
 	}
 	b.StopTimer()
-	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
-	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds()), "p99-µs")
+	reportLatencies(b, latencies)
 }
 
-// BenchmarkZMQEchoFloorInFlight32 is the floor under BenchmarkPingInFlight32
-// in the same run: a bare pebbe/zmq4 DEALER keeping 32 requests of three
-// frames in flight against a ROUTER that echoes them, one goroutine on each
-// side, no callosum encoding, no handler, no waiter bookkeeping.
-func BenchmarkZMQEchoFloorInFlight32(b *testing.B) {
-	zctx, err := zmq.NewContext()
-	if err != nil {
-		b.Fatal(err)
-	}
-	router, err := zctx.NewSocket(zmq.ROUTER)
-	if err != nil {
-		b.Fatal(err)
-	}
-	_ = router.SetLinger(0)
-	if err := router.Bind("tcp://127.0.0.1:*"); err != nil {
-		b.Fatal(err)
-	}
-	endpoint, _ := router.GetLastEndpoint()
-	go func() {
-		defer router.Close()
-		for {
-			msg, err := router.RecvMessageBytes(0)
-			if err != nil {
-				return
-			}
-			if _, err := router.SendMessage(msg); err != nil {
-				return
-			}
-		}
-	}()
-	defer func() { _ = zctx.Term() }()
-	pipelined(b, zctx, endpoint, 32, [][]byte{[]byte("UPPER"), []byte("h"), []byte("b")})
-}
-
-// BenchmarkServerInFlight32 is our server alone: the bare DEALER of
-// BenchmarkZMQEchoFloorInFlight32 keeps 32 callosum ping requests in flight
-// against the RPC server, so our client's share of BenchmarkPingInFlight32
-// is left out.
-func BenchmarkServerInFlight32(b *testing.B) {
-	ts := startServer(b, Options{}, nil)
-	zctx, err := zmq.NewContext()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = zctx.Term() }()
-	payload, err := callosum.EncodeEnvelope([]any{"ping"}, map[string]any{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	header := callosum.Header{Type: callosum.TypeFunction, Method: "ping"}
-	request := [][]byte{[]byte(callosum.FrameUpper), header.Encode(), callosum.EncodeBody(callosum.MetaFunction, payload, false)}
-	pipelined(b, zctx, ts.srv.Endpoint(), 32, request)
-}
-
-// pipelined connects a DEALER to endpoint and sends b.N copies of request,
-// keeping window of them unanswered, from one goroutine; it reports the
-// rate of answers.
-func pipelined(b *testing.B, zctx *zmq.Context, endpoint string, window int, request [][]byte) {
-	dealer, err := zctx.NewSocket(zmq.DEALER)
-	if err != nil {
-		b.Fatal(err)
-	}
-	_ = dealer.SetLinger(0)
-	defer dealer.Close()
-	if err := dealer.Connect(endpoint); err != nil {
-		b.Fatal(err)
-	}
+// pipelined sends b.N copies of request from a bare DEALER, keeping window
+// of them unanswered, from one goroutine; it reports the rate of answers.
+func pipelined(b *testing.B, endpoint string, window int, request [][]byte) {
+	dealer := bareDealer(b, endpoint)
 	b.ResetTimer()
 	start := time.Now()
 	sent, received := 0, 0
@@ -213,4 +271,11 @@ func pipelined(b *testing.B, zctx *zmq.Context, endpoint string, window int, req
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pings/s")
+}
+
+// reportLatencies reports the p50 and p99 of latencies.
+func reportLatencies(b *testing.B, latencies []time.Duration) {
+	slices.Sort(latencies)
+	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds()), "p99-µs")
 }
