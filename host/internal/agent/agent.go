@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -190,9 +192,8 @@ func (a *Agent) refreshMetrics(ctx context.Context, m *httpapi.Metrics, kernels 
 }
 
 // kernelImages lists the local images the manager may schedule kernels
-// on: as upstream's scan_images, tagged images carrying the
-// ai.backend.kernelspec label. A Docker error leaves the list empty for
-// this heartbeat.
+// on, with upstream's scan_images rules (see kernelImage). A Docker error
+// leaves the list empty for this heartbeat.
 func (a *Agent) kernelImages(ctx context.Context) []heartbeat.Image {
 	list, err := a.docker.ImageList(ctx, client.ImageListOptions{})
 	if err != nil {
@@ -201,18 +202,56 @@ func (a *Agent) kernelImages(ctx context.Context) []heartbeat.Image {
 	}
 	var out []heartbeat.Image
 	for _, img := range list.Items {
-		if _, ok := img.Labels["ai.backend.kernelspec"]; !ok {
-			continue
-		}
 		for _, tag := range img.RepoTags {
-			if tag == "<none>:<none>" {
-				continue
+			if kernelImage(tag, img.Labels) {
+				out = append(out, heartbeat.Image{Canonical: tag, Digest: img.ID, Architecture: machineArch()})
 			}
-			out = append(out, heartbeat.Image{Canonical: tag, Digest: img.ID, Architecture: machineArch()})
 		}
 	}
 	slices.SortFunc(out, func(x, y heartbeat.Image) int { return strings.Compare(x.Canonical, y.Canonical) })
 	return out
+}
+
+// Upstream's bounds on ai.backend.kernelspec (MIN_KERNELSPEC, MAX_KERNELSPEC).
+const (
+	minKernelSpec = 1
+	maxKernelSpec = 1
+)
+
+// imageTag is upstream's rx_slug, which an image's tag must match.
+var imageTag = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-._]*[A-Za-z0-9])?$`)
+
+// kernelImage is upstream's scan_images test of one tagged image: it has
+// labels at all, its name is one ImageRef.parse_image_str(name, "*")
+// accepts, and its ai.backend.kernelspec (1 when missing) is an integer in
+// range. Images without the kernelspec label are kernels too, as upstream.
+func kernelImage(repoTag string, labels map[string]string) bool {
+	if len(labels) == 0 || repoTag == "" || strings.HasSuffix(repoTag, "<none>") {
+		return false
+	}
+	if strings.Contains(repoTag, "://") || strings.HasPrefix(repoTag, "//") {
+		return false
+	}
+	nameAndTag := repoTag
+	if _, rest, ok := strings.Cut(repoTag, "/"); ok {
+		nameAndTag = rest // with registry "*", everything before the first / is the registry
+	}
+	name, tag := nameAndTag, "latest"
+	if i := strings.LastIndexByte(nameAndTag, ':'); i >= 0 {
+		name, tag = nameAndTag[:i], nameAndTag[i+1:]
+	}
+	if name == "" || !imageTag.MatchString(tag) {
+		return false
+	}
+	spec := minKernelSpec
+	if raw, ok := labels["ai.backend.kernelspec"]; ok {
+		n, err := strconv.Atoi(strings.TrimSpace(raw))
+		if err != nil {
+			return false
+		}
+		spec = n
+	}
+	return spec >= minKernelSpec && spec <= maxKernelSpec
 }
 
 // machineArch is upstream's architecture name of this machine.
