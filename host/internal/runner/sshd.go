@@ -54,7 +54,17 @@ type SSHDConfig struct {
 	// session's kernels to the user's .ssh/config, as upstream does.
 	ClusterKeyPath  string
 	PortMappingPath string
+	// KeepaliveInterval is how often sshd asks the client whether it is
+	// still there (keepalive@openssh.com), as dropbear's -K 15 in upstream's
+	// kernels: the traffic keeps firewalls and NAT from dropping idle
+	// sessions, and a client that misses keepaliveMissLimit replies in a
+	// row is cut off, so its shells do not run on forever. 0 turns it off.
+	KeepaliveInterval time.Duration
 }
+
+// keepaliveMissLimit is how many intervals a keepalive may go unanswered
+// before the connection is closed (dropbear's DEFAULT_KEEPALIVE_LIMIT).
+const keepaliveMissLimit = 3
 
 // defaultSSHDConfig is the layout the agent writes (scratch.WriteSSH).
 func defaultSSHDConfig() SSHDConfig {
@@ -65,6 +75,8 @@ func defaultSSHDConfig() SSHDConfig {
 		UserKeyDir:      "/home/work",
 		ClusterKeyPath:  "/home/config/ssh/id_cluster",
 		PortMappingPath: "/home/config/ssh/port-mapping.json",
+		// Upstream starts dropbear with -K 15.
+		KeepaliveInterval: 15 * time.Second,
 	}
 }
 
@@ -378,6 +390,9 @@ func (s *sshServer) serveConn(nc net.Conn) {
 	}
 	defer conn.Close()
 	go ssh.DiscardRequests(reqs)
+	stopKeepalive := make(chan struct{})
+	defer close(stopKeepalive)
+	go s.keepalive(conn, stopKeepalive)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for nch := range chans {
@@ -396,6 +411,45 @@ func (s *sshServer) serveConn(nc net.Conn) {
 			go func() { defer wg.Done(); s.forward(nch) }()
 		default:
 			_ = nch.Reject(ssh.UnknownChannelType, "unsupported channel type")
+		}
+	}
+}
+
+// keepalive asks the client for a sign of life every KeepaliveInterval and
+// closes the connection when keepaliveMissLimit intervals pass without an
+// answer. Any answer counts: clients refuse the request (OpenSSH does), and
+// that is a reply too.
+func (s *sshServer) keepalive(conn ssh.Conn, stop <-chan struct{}) {
+	if s.cfg.KeepaliveInterval <= 0 {
+		return
+	}
+	tick := time.NewTicker(s.cfg.KeepaliveInterval)
+	defer tick.Stop()
+	answered := make(chan error, 1) // one request in flight at most
+	inFlight, missed := false, 0
+	for {
+		select {
+		case <-stop:
+			return
+		case err := <-answered:
+			if err != nil { // the connection is gone
+				return
+			}
+			inFlight, missed = false, 0
+		case <-tick.C:
+			if inFlight {
+				if missed++; missed >= keepaliveMissLimit {
+					s.log.Info("sshd: client stopped answering keepalives, closing", "remote", conn.RemoteAddr())
+					_ = conn.Close()
+					return
+				}
+				continue
+			}
+			inFlight = true
+			go func() {
+				_, _, err := conn.SendRequest("keepalive@openssh.com", true, nil)
+				answered <- err
+			}()
 		}
 	}
 }

@@ -15,7 +15,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -43,7 +45,7 @@ type sshdFixture struct {
 	user, cluster      ssh.Signer
 }
 
-func startTestSSHD(t *testing.T, writeUserKey bool) *sshdFixture {
+func startTestSSHD(t *testing.T, writeUserKey bool, configure ...func(*SSHDConfig)) *sshdFixture {
 	t.Helper()
 	f := &sshdFixture{workDir: t.TempDir(), configDir: t.TempDir(), user: newTestKey(t), cluster: newTestKey(t)}
 	if writeUserKey {
@@ -63,6 +65,9 @@ func startTestSSHD(t *testing.T, writeUserKey bool) *sshdFixture {
 		HostKeyPath:    filepath.Join(f.configDir, "ssh_host_ed25519_key"),
 		AuthorizedKeys: []string{filepath.Join(f.workDir, ".ssh", "authorized_keys"), filepath.Join(f.configDir, "id_cluster.pub")},
 		UserKeyDir:     f.workDir,
+	}
+	for _, c := range configure {
+		c(&cfg)
 	}
 	sh, err := exec.LookPath("sh")
 	if err != nil {
@@ -338,4 +343,62 @@ func TestSSHDCloseDropsHandshakes(t *testing.T) {
 	if _, err := io.ReadAll(silent); err != nil {
 		t.Fatalf("the silent connection was not closed cleanly: %v", err)
 	}
+}
+
+func TestSSHDKeepalive(t *testing.T) {
+	const interval = 30 * time.Millisecond
+	f := startTestSSHD(t, true, func(c *SSHDConfig) { c.KeepaliveInterval = interval })
+	// connect logs in with a bare client connection and hands every global
+	// request from the server to handle.
+	connect := func(t *testing.T, handle func(*ssh.Request)) ssh.Conn {
+		nc, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, chans, reqs, err := ssh.NewClientConn(nc, f.addr, &ssh.ClientConfig{
+			User: "work", Auth: []ssh.AuthMethod{ssh.PublicKeys(f.user)}, HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		go func() {
+			for nch := range chans {
+				_ = nch.Reject(ssh.Prohibited, "no")
+			}
+		}()
+		go func() {
+			for r := range reqs {
+				handle(r)
+			}
+		}()
+		return conn
+	}
+
+	t.Run("a client that answers is asked regularly and stays connected", func(t *testing.T) {
+		var keepalives atomic.Int32
+		conn := connect(t, func(r *ssh.Request) {
+			if r.Type == "keepalive@openssh.com" {
+				keepalives.Add(1)
+			}
+			_ = r.Reply(false, nil) // as OpenSSH answers an unknown request
+		})
+		time.Sleep(20 * interval)
+		if n := keepalives.Load(); n < 3 {
+			t.Fatalf("%d keepalives in %v at a %v interval", n, 20*interval, interval)
+		}
+		if _, _, err := conn.SendRequest("still-there@test", true, nil); err != nil {
+			t.Fatalf("connection closed although the client answered: %v", err)
+		}
+	})
+	t.Run("a client that never answers is cut off", func(t *testing.T) {
+		conn := connect(t, func(*ssh.Request) {})
+		closed := make(chan error, 1)
+		go func() { closed <- conn.Wait() }()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("connection still open after %d unanswered keepalives should have closed it", keepaliveMissLimit)
+		}
+	})
 }
