@@ -3,10 +3,10 @@ package cuda
 import (
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/baiagent/baiagent/proto/sdk"
+	"github.com/baiagent/baiagent/proto/sdk/pluginkit"
 )
 
 // numaNodeOf reads <sysfs>/bus/pci/devices/<bus id>/numa_node. The kernel
@@ -20,9 +20,5 @@ func numaNodeOf(sysfsRoot, busID string) int {
 	if err != nil {
 		return sdk.UnknownNUMANode
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || n < 0 {
-		return sdk.UnknownNUMANode
-	}
-	return n
+	return pluginkit.ParseNUMANode(raw)
 }

@@ -126,6 +126,7 @@ func TestNUMANodeFromSysfs(t *testing.T) {
 	write("0000:07:00.0", "1\n")
 	write("0000:08:00.0", "-1\n")
 	write("0000:09:00.0", "garbage\n")
+	write("0000:0b:00.0", "99999999\n")
 	tests := []struct {
 		description string
 		busID       string
@@ -135,6 +136,7 @@ func TestNUMANodeFromSysfs(t *testing.T) {
 		{"-1 means no NUMA information", "0000:08:00.0", sdk.UnknownNUMANode},
 		{"unparsable file", "0000:09:00.0", sdk.UnknownNUMANode},
 		{"missing device", "0000:0a:00.0", sdk.UnknownNUMANode},
+		{"an absurd node number", "0000:0b:00.0", sdk.UnknownNUMANode},
 		{"path traversal is refused", "../../../etc", sdk.UnknownNUMANode},
 	}
 	for _, tc := range tests {
