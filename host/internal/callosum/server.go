@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -53,7 +52,7 @@ type ServerOptions struct {
 	ShutdownGrace time.Duration
 	// Inline reports methods cheap enough to answer on the socket's own
 	// goroutine (no I/O, no locks held for long): ping and lookups in
-	// memory. They skip two goroutine hand-offs and the reply pipe, which is
+	// memory. They skip two goroutine hand-offs and the reply queue, which is
 	// most of a round trip. Everything else runs on its own goroutine.
 	Inline func(method string) bool
 	Logger zerolog.Logger
@@ -68,8 +67,7 @@ const (
 )
 
 // Server is a callosum ROUTER server. One goroutine (Serve's) owns the
-// ROUTER socket; handlers run concurrently and hand their replies back to
-// it through an outbox.
+// ROUTER socket; handlers run concurrently and queue their replies for it.
 type Server struct {
 	opts     ServerOptions
 	handler  HandlerFunc
@@ -181,8 +179,7 @@ func (s *Server) closeSockets() {
 type serveState struct {
 	inflight int
 	draining bool
-	stopped  chan struct{} // closed when Serve stops reading replies
-	replies  *outbox
+	owner    *socketOwner
 	sem      chan struct{}
 	handlers context.Context
 }
@@ -192,78 +189,55 @@ type serveState struct {
 // and closes the socket.
 func (s *Server) Serve(ctx context.Context) error {
 	defer s.closeSockets()
-	replies, err := newOutbox(s.zctx, 1024)
+	owner, err := newSocketOwner(s.router)
 	if err != nil {
 		return err
 	}
+	defer owner.close()
+	defer owner.stop() // handlers that finish after Serve drop their replies
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	st := &serveState{
-		stopped:  make(chan struct{}),
-		replies:  replies,
+		owner:    owner,
 		sem:      make(chan struct{}, s.opts.MaxConcurrency),
 		handlers: handlerCtx,
 	}
-	go replies.forward(ctx.Done())
-	defer replies.close()
-	defer close(st.stopped)
-
-	poller := zmq.NewPoller()
-	poller.Add(s.router, zmq.POLLIN)
-	poller.Add(replies.pull, zmq.POLLIN)
+	stopWaking := context.AfterFunc(ctx, owner.wakeUp)
+	defer stopWaking()
 	s.log.Info().Str("endpoint", s.endpoint).Bool("curve", s.opts.Certificate != nil).Msg("rpc server listening")
 
 	var graceEnd, hardEnd time.Time
-	for {
-		timeout := time.Duration(-1)
-		if st.draining {
-			now := time.Now()
-			switch {
-			case st.inflight == 0:
-				return nil
-			case now.After(hardEnd):
-				s.log.Warn().Int("inflight", st.inflight).Msg("rpc server: giving up on calls that ignore cancellation")
-				return nil
-			case now.After(graceEnd):
-				cancelHandlers()
+	tick := func() (bool, time.Duration) {
+		if !st.draining {
+			if ctx.Err() == nil {
+				return false, 0
 			}
-			timeout = 20 * time.Millisecond
+			st.draining = true
+			graceEnd = time.Now().Add(s.opts.ShutdownGrace)
+			hardEnd = graceEnd.Add(2 * time.Second)
+			s.log.Info().Int("inflight", st.inflight).Msg("rpc server draining")
 		}
-		polled, err := poller.Poll(timeout)
-		if err != nil {
-			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
-				continue
-			}
-			return fmt.Errorf("rpc poll: %w", err)
+		now := time.Now()
+		switch {
+		case st.inflight == 0:
+			return true, 0
+		case now.After(hardEnd):
+			s.log.Warn().Int("inflight", st.inflight).Msg("rpc server: giving up on calls that ignore cancellation")
+			return true, 0
+		case now.After(graceEnd):
+			cancelHandlers()
 		}
-		for _, p := range polled {
-			switch p.Socket {
-			case s.router:
-				err = receiveAll(s.router, func(frames [][]byte) { s.handleIncoming(st, frames) })
-			case replies.pull:
-				err = replies.receive(func(frames [][]byte, wake bool) {
-					if wake { // ctx ended
-						if !st.draining {
-							st.draining = true
-							graceEnd = time.Now().Add(s.opts.ShutdownGrace)
-							hardEnd = graceEnd.Add(2 * time.Second)
-							s.log.Info().Int("inflight", st.inflight).Msg("rpc server draining")
-						}
-						return
-					}
-					st.inflight--
-					s.send(frames)
-				})
-			}
-			if err != nil {
-				return fmt.Errorf("rpc receive: %w", err)
-			}
-		}
+		return false, 20 * time.Millisecond
 	}
+	if err := owner.run(func(frames [][]byte) { s.handleIncoming(st, frames) }, tick); err != nil {
+		return fmt.Errorf("rpc receive: %w", err)
+	}
+	return nil
 }
 
+// send sends on the ROUTER; only the owner's goroutine calls it.
 func (s *Server) send(frames [][]byte) {
-	if _, err := s.router.SendMessage(frames); err != nil {
+	if err := sendAll(s.router, frames); err != nil {
 		s.log.Warn().Err(err).Msg("rpc send")
 	}
 }
@@ -362,7 +336,16 @@ func (s *Server) run(st *serveState, req *Request) {
 	case <-st.handlers.Done():
 		reply = Reply{Type: TypeCancelled}
 	}
-	st.replies.send(replyFrames(req.Peer, req.Header, reply), st.stopped)
+	// inflight is the owner's to count, so it drops when the reply is sent.
+	err := st.owner.enqueue(outgoing{frames: replyFrames(req.Peer, req.Header, reply), sent: func(err error) {
+		st.inflight--
+		if err != nil {
+			s.log.Warn().Err(err).Str("method", req.Header.Method).Msg("rpc send")
+		}
+	}})
+	if err != nil {
+		s.log.Warn().Str("method", req.Header.Method).Msg("rpc: reply dropped, the server has stopped")
+	}
 }
 
 // callHandler turns a panic into a FAILURE so one bad call cannot stop the agent.

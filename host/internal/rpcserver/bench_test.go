@@ -178,6 +178,16 @@ func BenchmarkServerSequential(b *testing.B) {
 	sequential(b, startBenchServer(b, "rpc"), func(seq uint64) [][]byte { return pingRequest(b, seq) })
 }
 
+// BenchmarkServerSequentialGoroutine is BenchmarkServerSequential with a
+// method that runs on a goroutine of its own (check_creating), as every
+// method with I/O does, where ping is answered on the socket's goroutine: the
+// difference is the cost of handing a call to a handler and its reply back.
+func BenchmarkServerSequentialGoroutine(b *testing.B) {
+	sequential(b, startBenchServer(b, "rpc"), func(seq uint64) [][]byte {
+		return callRequest(b, "check_creating", []any{"no-such-kernel"}, seq)
+	})
+}
+
 // BenchmarkZMQEchoFloorInFlight32 is the floor under BenchmarkPingInFlight32
 // in the same run: a bare pebbe/zmq4 DEALER keeping 32 requests of three
 // frames in flight against a ROUTER that echoes them, no callosum encoding,
@@ -196,11 +206,16 @@ func BenchmarkServerInFlight32(b *testing.B) {
 
 // pingRequest is a callosum ping request's frames after the DEALER's routing.
 func pingRequest(b *testing.B, seq uint64) [][]byte {
-	payload, err := callosum.EncodeEnvelope([]any{"ping"}, map[string]any{})
+	return callRequest(b, "ping", []any{"ping"}, seq)
+}
+
+// callRequest is a callosum request's frames after the DEALER's routing.
+func callRequest(b *testing.B, method string, args []any, seq uint64) [][]byte {
+	payload, err := callosum.EncodeEnvelope(args, map[string]any{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	header := callosum.Header{Type: callosum.TypeFunction, Method: "ping", Seq: seq}
+	header := callosum.Header{Type: callosum.TypeFunction, Method: method, Seq: seq}
 	return [][]byte{[]byte(callosum.FrameUpper), header.Encode(), callosum.EncodeBody(callosum.MetaFunction, payload, false)}
 }
 
