@@ -2,11 +2,11 @@ package callosum
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -85,37 +85,43 @@ type callKey struct {
 // Client is the manager's side of the protocol. Call may be used from many
 // goroutines at once.
 //
-// There is no socket-owning goroutine: a caller sends on the DEALER itself
-// (zmq sockets need serialized access; sockMu is the memory barrier libzmq
-// asks for) and one waiting caller at a time, the reader, sleeps on the
-// socket's file descriptor and hands replies to their callers. A sequential
-// call therefore costs no goroutine hand-off at all.
+// There is no goroutine of the client's own: the callers take turns at the
+// DEALER (zmq sockets are not goroutine-safe). One waiting caller at a time
+// is the leader. It alone uses the socket: it sends what others queued,
+// receives every reply and hands each to its caller, and sleeps in poll(2)
+// on the socket's ZMQ_FD and on an eventfd that a caller who queues writes
+// when the leader sleeps. A caller that finds no leader becomes it and
+// sends its request itself, so a call made alone costs no hand-off between
+// threads. Under load the leader sends and receives in batches, and
+// libzmq's per-operation mailbox checks (a poll(2) for each receive that
+// finds nothing) are paid once per batch. When the leader's own reply has
+// come, it hands the role to a waiting caller.
 type Client struct {
 	opts ClientOptions
 	zctx *zmq.Context
 	pong chan struct{}
 	seq  atomic.Uint32
 
-	sockMu sync.Mutex // guards dealer and closed
-	dealer *zmq.Socket
-	closed bool
-	fd     int // the DEALER's ZMQ_FD: readable when events may be pending
+	dealer *zmq.Socket // used by the leader alone
+	fd     int         // the DEALER's ZMQ_FD: readable when events may be pending
+	wakeFd int         // eventfd: wakes a sleeping leader
 
-	// reader is a token: its holder polls fd for everyone.
-	reader chan struct{}
-	// wakeR/wakeW is a pipe that wakes the reader when another goroutine
-	// drained the socket (and so consumed the fd's edge) on its behalf.
-	wakeR, wakeW int
-	closing      chan struct{}
-	once         sync.Once
+	promote chan struct{} // hands the leader's role to a waiting caller
+	closing chan struct{}
+	once    sync.Once
+	leaders sync.WaitGroup // the leader, while there is one
 
-	mu      sync.Mutex
-	waiting map[callKey]chan *Response
+	mu       sync.Mutex // guards everything below
+	leader   bool       // some caller holds the socket
+	sleeping bool       // the leader is in poll(2)
+	closed   bool
+	queue    [][][]byte // requests for the leader to send
+	waiting  map[callKey]chan *Response
 }
 
-// readerPollTimeout bounds how long the reader sleeps before it looks at
-// cancellation again.
-const readerPollTimeout = 20 // ms
+// leaderPollTimeout bounds how long the leader sleeps before it looks at
+// its own cancellation again.
+const leaderPollTimeout = 20 // ms
 
 // Dial connects to endpoint (e.g. "tcp://127.0.0.1:6001") and completes
 // the PING handshake.
@@ -126,28 +132,24 @@ func Dial(ctx context.Context, endpoint string, opts ClientOptions) (*Client, er
 	c := &Client{
 		opts:    opts,
 		pong:    make(chan struct{}, 1),
-		reader:  make(chan struct{}, 1),
+		promote: make(chan struct{}, 1),
 		closing: make(chan struct{}),
 		waiting: map[callKey]chan *Response{},
 	}
-	c.reader <- struct{}{}
 	var err error
 	if c.zctx, err = zmq.NewContext(); err != nil {
 		return nil, fmt.Errorf("zmq context: %w", err)
 	}
-	var pipe [2]int
-	if err := unix.Pipe2(pipe[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+	if c.wakeFd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
 		_ = c.zctx.Term()
-		return nil, fmt.Errorf("wake pipe: %w", err)
+		return nil, fmt.Errorf("client eventfd: %w", err)
 	}
-	c.wakeR, c.wakeW = pipe[0], pipe[1]
 	if err := c.connect(endpoint); err != nil {
 		if c.dealer != nil {
 			c.dealer.Close()
 		}
 		_ = c.zctx.Term()
-		unix.Close(c.wakeR)
-		unix.Close(c.wakeW)
+		unix.Close(c.wakeFd)
 		return nil, err
 	}
 	if err := c.handshake(ctx); err != nil {
@@ -191,12 +193,13 @@ func (c *Client) connect(endpoint string) error {
 }
 
 func (c *Client) handshake(ctx context.Context) error {
-	if err := c.SendFrames([]byte(FramePing), []byte{}, []byte{}); err != nil {
+	leading, err := c.send([][]byte{[]byte(FramePing), {}, {}}, true)
+	if err != nil {
 		return err
 	}
 	timer := time.NewTimer(c.opts.HandshakeTimeout)
 	defer timer.Stop()
-	_, err := await(ctx, c, c.pong, timer.C)
+	_, err = await(ctx, c, c.pong, timer.C, leading)
 	if errors.Is(err, errTimeout) {
 		return ErrAuthentication
 	}
@@ -205,88 +208,199 @@ func (c *Client) handshake(ctx context.Context) error {
 
 var errTimeout = errors.New("timeout")
 
-// await waits for a value on ch. While it waits it may become the reader
-// and pull everyone's replies off the socket.
-func await[T any](ctx context.Context, c *Client, ch <-chan T, timeout <-chan time.Time) (T, error) {
-	var zero T
-	for {
-		select {
-		case v := <-ch:
-			return v, nil
-		case <-ctx.Done():
-			return zero, ctx.Err()
-		case <-timeout:
-			return zero, errTimeout
-		case <-c.closing:
-			return zero, ErrClosed
-		case <-c.reader:
-			v, err := read(ctx, c, ch, timeout)
-			c.reader <- struct{}{}
-			return v, err
-		}
+// send sends frames: itself when there is no leader (and then it is the
+// leader), or else through the leader's queue. It reports whether the
+// caller now leads; with stay false it gives the role up before returning.
+func (c *Client) send(frames [][]byte, stay bool) (leading bool, err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false, ErrClosed
+	}
+	if c.leader {
+		c.queue = append(c.queue, frames)
+		c.wakeLocked()
+		c.mu.Unlock()
+		return false, nil
+	}
+	c.becomeLeaderLocked()
+	c.mu.Unlock()
+	if err := sendAll(c.dealer, frames); err != nil {
+		c.lead(nil, nil)
+		return false, fmt.Errorf("rpc send: %w", err)
+	}
+	if !stay {
+		c.lead(nil, nil)
+		return false, nil
+	}
+	return true, nil
+}
+
+func (c *Client) becomeLeaderLocked() {
+	c.leader = true
+	c.leaders.Add(1)
+}
+
+// takeLead makes a promoted caller the leader, unless someone else already
+// is (or the client is closed).
+func (c *Client) takeLead() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader || c.closed {
+		return false
+	}
+	c.becomeLeaderLocked()
+	return true
+}
+
+func (c *Client) wakeLocked() {
+	if c.sleeping {
+		c.sleeping = false
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		_, _ = unix.Write(c.wakeFd, one[:])
 	}
 }
 
-// read is await for the reader: it sleeps on the socket's fd and the wake
-// pipe, drains the socket and delivers, until its own value arrives.
-func read[T any](ctx context.Context, c *Client, ch <-chan T, timeout <-chan time.Time) (T, error) {
+// await waits for a value on ch: as a follower, or as the leader when the
+// caller is (or is promoted to) one.
+func await[T any](ctx context.Context, c *Client, ch <-chan T, timeout <-chan time.Time, leading bool) (T, error) {
 	var zero T
-	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}, {Fd: int32(c.wakeR), Events: unix.POLLIN}}
-	var scratch [64]byte
 	for {
-		select {
-		case v := <-ch:
-			return v, nil
-		case <-ctx.Done():
-			return zero, ctx.Err()
-		case <-timeout:
-			return zero, errTimeout
-		case <-c.closing:
-			return zero, ErrClosed
-		default:
-		}
-		c.sockMu.Lock()
-		if c.closed {
-			c.sockMu.Unlock()
-			return zero, ErrClosed
-		}
-		c.drainLocked(false)
-		c.sockMu.Unlock()
-		select {
-		case v := <-ch:
-			return v, nil
-		default:
-		}
-		if _, err := unix.Poll(fds, readerPollTimeout); err != nil && !errors.Is(err, unix.EINTR) {
-			return zero, fmt.Errorf("callosum client poll: %w", err)
-		}
-		if fds[1].Revents != 0 {
-			for {
-				if n, _ := unix.Read(c.wakeR, scratch[:]); n <= 0 {
-					break
+		if leading {
+			var v T
+			got := false
+			err := c.lead(func() bool {
+				select {
+				case v = <-ch:
+					got = true
+				default:
 				}
+				return got
+			}, func() error {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-timeout:
+					return errTimeout
+				case <-c.closing:
+					return ErrClosed
+				default:
+					return nil
+				}
+			})
+			if got {
+				return v, nil
+			}
+			return zero, err
+		}
+		select {
+		case v := <-ch:
+			return v, nil
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		case <-timeout:
+			return zero, errTimeout
+		case <-c.closing:
+			return zero, ErrClosed
+		case <-c.promote:
+			leading = c.takeLead()
+		}
+	}
+}
+
+// lead is the leader's loop: send what is queued, receive and deliver what
+// has come, and sleep, until done (nil: after one round) or stop (nil: never)
+// says so; then the role goes to a waiting caller, if there is one.
+func (c *Client) lead(done func() bool, stop func() error) error {
+	defer c.leaders.Done()
+	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}, {Fd: int32(c.wakeFd), Events: unix.POLLIN}}
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue = nil
+		c.mu.Unlock()
+		for _, frames := range batch {
+			if err := sendAll(c.dealer, frames); err != nil {
+				c.opts.Logger.Warn().Err(err).Msg("rpc client: send failed")
+			}
+		}
+		// libzmq signals the fd only on an edge, after a receive that found
+		// nothing (and a send may have taken the edge of a reply already
+		// here), so the leader always receives until nothing is left
+		// before it sleeps or steps down.
+		if err := receiveAll(c.dealer, c.deliver); err != nil {
+			c.resign()
+			return fmt.Errorf("rpc receive: %w", err)
+		}
+		if done == nil || done() {
+			if c.resignIfIdle() {
+				return nil
+			}
+			continue
+		}
+		if stop != nil {
+			if err := stop(); err != nil {
+				c.resign()
+				return err
+			}
+		}
+		c.mu.Lock()
+		if len(c.queue) > 0 {
+			c.mu.Unlock()
+			continue
+		}
+		c.sleeping = true
+		c.mu.Unlock()
+		_, err := unix.Poll(fds, leaderPollTimeout)
+		c.mu.Lock()
+		c.sleeping = false
+		c.mu.Unlock()
+		if fds[1].Revents != 0 {
+			var buf [8]byte
+			_, _ = unix.Read(c.wakeFd, buf[:])
+		}
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			c.resign()
+			return fmt.Errorf("rpc client poll: %w", err)
+		}
+	}
+}
+
+// resignIfIdle steps down unless requests are queued, which the leader
+// must send first.
+func (c *Client) resignIfIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) > 0 && !c.closed {
+		return false
+	}
+	c.resignLocked()
+	return true
+}
+
+// resign steps down after sending what is queued.
+func (c *Client) resign() {
+	for !c.resignIfIdle() {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue = nil
+		c.mu.Unlock()
+		for _, frames := range batch {
+			if err := sendAll(c.dealer, frames); err != nil {
+				c.opts.Logger.Warn().Err(err).Msg("rpc client: send failed")
 			}
 		}
 	}
 }
 
-// drainLocked receives every message waiting on the DEALER and delivers it.
-// A drain by a non-reader consumed the fd's edge, so it wakes the reader.
-func (c *Client) drainLocked(wakeReader bool) {
-	delivered := false
-	for {
-		frames, err := c.dealer.RecvMessageBytes(zmq.DONTWAIT)
-		if err != nil {
-			if zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
-				continue
-			}
-			break
+func (c *Client) resignLocked() {
+	c.leader = false
+	if len(c.waiting) > 0 {
+		select {
+		case c.promote <- struct{}{}:
+		default: // a promotion is pending already
 		}
-		c.deliver(frames)
-		delivered = true
-	}
-	if wakeReader && delivered {
-		_, _ = unix.Write(c.wakeW, []byte{1})
 	}
 }
 
@@ -327,25 +441,8 @@ func (c *Client) deliver(frames [][]byte) {
 // SendFrames sends raw frames (after the DEALER's own routing) without
 // waiting for anything; tests use it for malformed messages.
 func (c *Client) SendFrames(frames ...[]byte) error {
-	c.sockMu.Lock()
-	defer c.sockMu.Unlock()
-	if c.closed {
-		return ErrClosed
-	}
-	for {
-		_, err := c.dealer.SendMessage(frames)
-		if err != nil && zmq.AsErrno(err) == zmq.Errno(syscall.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("rpc send: %w", err)
-		}
-		break
-	}
-	// Sending processes the socket's pending commands and may consume the
-	// fd's edge for a reply already here: take it now.
-	c.drainLocked(true)
-	return nil
+	_, err := c.send(frames, false)
+	return err
 }
 
 // NextHeader returns a FUNCTION header for method with the next seq.
@@ -371,11 +468,12 @@ func (c *Client) Exchange(ctx context.Context, header Header, body []byte) (*Res
 		delete(c.waiting, key)
 		c.mu.Unlock()
 	}
-	if err := c.SendFrames([]byte(FrameUpper), header.Encode(), body); err != nil {
+	leading, err := c.send([][]byte{[]byte(FrameUpper), header.Encode(), body}, true)
+	if err != nil {
 		forget()
 		return nil, err
 	}
-	resp, err := await(ctx, c, ch, nil)
+	resp, err := await(ctx, c, ch, nil, leading)
 	if err != nil {
 		forget()
 		return nil, err
@@ -442,15 +540,15 @@ func EncodeEnvelope(args []any, kwargs map[string]any) ([]byte, error) {
 // Close stops the client; calls in flight fail.
 func (c *Client) Close() error {
 	c.once.Do(func() {
+		c.mu.Lock()
+		c.closed = true // nobody becomes leader any more
+		c.wakeLocked()
+		c.mu.Unlock()
 		close(c.closing)
-		<-c.reader // the reader, if any, has left the socket alone
-		c.sockMu.Lock()
-		c.closed = true
+		c.leaders.Wait() // the leader, if any, has left the socket alone
 		c.dealer.Close()
-		c.sockMu.Unlock()
 		_ = c.zctx.Term()
-		unix.Close(c.wakeR)
-		unix.Close(c.wakeW)
+		unix.Close(c.wakeFd)
 	})
 	return nil
 }
