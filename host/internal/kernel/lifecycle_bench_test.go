@@ -12,13 +12,15 @@ package kernel_test
 //     (init, capabilities, four published ports: the runner's two, sshd and
 //     the image's service; two bind mounts), so the agent's overhead is the
 //     difference to BenchmarkCreateKernel.
+//     BenchmarkCreateSideBySide runs the three interleaved and reports
+//     the ratios.
 //   - BenchmarkExecuteTrivial (Manager.Execute of "echo hi" in the kernel's
 //     persistent shell) against BenchmarkDockerExecAPI (ExecCreate + attach +
 //     ExecInspect of "echo hi" in a running container) and
 //     BenchmarkDockerExecCLI (the `docker exec` command operators type).
 //     Target: 10x faster or more.
 //
-// Run: cd host && go test -run '^$' -bench 'CreateKernel|DockerCreateStart|ExecuteTrivial|DockerExec' -benchtime 20x ./internal/kernel/
+// Run: cd host && go test -run '^$' -bench 'CreateSideBySide|ExecuteTrivial|DockerExec' -benchtime 20x ./internal/kernel/
 
 import (
 	"bytes"
@@ -26,6 +28,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -126,6 +129,92 @@ func BenchmarkDockerCreateStartKernelConfig(b *testing.B) {
 	}
 	b.StopTimer()
 	lat.report(b)
+}
+
+// BenchmarkCreateSideBySide interleaves the three create benchmarks above:
+// each iteration makes a kernel (Manager.Create until its runner answers), a
+// plain container and a kernel-like container, in an order that rotates, so
+// that the minutes-long drift of a shared machine's speed falls on all three
+// alike. It reports each one's p50 and the ratios of the p50s.
+func BenchmarkCreateSideBySide(b *testing.B) {
+	const settle = 200 * time.Millisecond
+	e := newEnv(b)
+	m := e.manager(b)
+	start(b, m)
+	// Docker's containers carry another agent's label: the manager would
+	// take them for orphans of its own and remove them.
+	d := newEnv(b)
+	ctx := context.Background()
+	work, config := b.TempDir(), b.TempDir()
+	remove := func(id string) {
+		if _, err := d.docker.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
+			b.Fatalf("remove: %v", err)
+		}
+	}
+	makers := []struct {
+		name string
+		make func(i int) time.Duration
+	}{
+		{"kernel", func(i int) time.Duration {
+			req := request(fmt.Sprintf("bench-sbs-%d", i))
+			t0 := time.Now()
+			if _, err := m.Create(ctx, req); err != nil {
+				b.Fatalf("create: %v", err)
+			}
+			took := time.Since(t0)
+			if _, err := m.Destroy(ctx, req.KernelID, kernel.ReasonUserRequested); err != nil {
+				b.Fatalf("destroy: %v", err)
+			}
+			return took
+		}},
+		{"plain", func(i int) time.Duration {
+			t0 := time.Now()
+			id := plainContainer(b, d, fmt.Sprintf("bench-sbs-plain-%s-%d", d.agentID, i))
+			took := time.Since(t0)
+			remove(id)
+			return took
+		}},
+		{"kernel-config", func(i int) time.Duration {
+			var ports [4]int
+			for j := range ports {
+				p, err := d.ports.Assign()
+				if err != nil {
+					b.Fatal(err)
+				}
+				ports[j] = p
+			}
+			t0 := time.Now()
+			id := kernelLikeContainer(b, d, fmt.Sprintf("bench-sbs-kcfg-%s-%d", d.agentID, i), ports, work, config)
+			took := time.Since(t0)
+			remove(id)
+			for _, p := range ports {
+				_ = d.ports.Release(p)
+			}
+			return took
+		}},
+	}
+	lat := make([]latencies, len(makers))
+	for i := 0; b.Loop(); i++ {
+		for j := range makers {
+			k := (i + j) % len(makers)
+			lat[k] = append(lat[k], makers[k].make(i))
+			// Docker finishes a removal after answering (the network
+			// sandbox, the port proxies): let it, so that no one's
+			// measurement pays for the one before.
+			time.Sleep(settle)
+		}
+	}
+	b.StopTimer()
+	p50 := make([]float64, len(makers))
+	for k, mk := range makers {
+		s := slices.Clone(lat[k])
+		slices.Sort(s)
+		p50[k] = float64(s[len(s)/2].Microseconds()) / 1000
+		b.ReportMetric(p50[k], mk.name+"-p50-ms")
+	}
+	b.ReportMetric(p50[0]/p50[1], "kernel/plain")
+	b.ReportMetric(p50[0]/p50[2], "kernel/kernel-config")
+	b.ReportMetric(p50[2]/p50[1], "kernel-config/plain")
 }
 
 // kernelLikeContainer creates and starts the busybox image with the

@@ -193,18 +193,28 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := in.Listen(cfg.InputAddr); err != nil {
 		return fmt.Errorf("bind input socket: %w", err)
 	}
-	// Start the interpreter now, so the first query does not pay for it.
-	if err := s.interp.Start(ctx); err != nil {
-		s.log.Warn("interpreter did not start; the first run will retry", "err", err)
-	}
-	s.log.Info("kernel runner ready", "runtime", kind, "interpreter", path)
-	if cfg.SSHD.BootPort > 0 {
-		// As upstream's runner starts its intrinsic services at boot;
-		// start-service sshd retries if this fails.
-		if res := s.services.Start(ctx, protocol.ServiceRequest{Name: protocol.SSHDService, Port: cfg.SSHD.BootPort}); res.Status == "failed" {
-			s.log.Warn("intrinsic sshd did not start", "err", res.Error)
+	// The interpreter and the intrinsic sshd start side by side (they
+	// share nothing), both before the first status answer: a kernel the
+	// agent reports as started runs its first query without waiting for
+	// the interpreter and accepts ssh at once.
+	var boot sync.WaitGroup
+	boot.Go(func() {
+		// Started now, so the first query does not pay for it.
+		if err := s.interp.Start(ctx); err != nil {
+			s.log.Warn("interpreter did not start; the first run will retry", "err", err)
 		}
+	})
+	if cfg.SSHD.BootPort > 0 {
+		boot.Go(func() {
+			// As upstream's runner starts its intrinsic services at boot;
+			// start-service sshd retries if this fails.
+			if res := s.services.Start(ctx, protocol.ServiceRequest{Name: protocol.SSHDService, Port: cfg.SSHD.BootPort}); res.Status == "failed" {
+				s.log.Warn("intrinsic sshd did not start", "err", res.Error)
+			}
+		})
 	}
+	boot.Wait()
+	s.log.Info("kernel runner ready", "runtime", kind, "interpreter", path)
 
 	var wg sync.WaitGroup
 	wg.Add(2)

@@ -211,12 +211,15 @@ func Dial(inputAddr, outputAddr string) (*Client, error) {
 			}
 			// Docker's port proxy accepts before the runner binds and then
 			// drops the connection; zmq retries after this interval,
-			// doubling up to the maximum, so a fresh kernel is reached
-			// within milliseconds of its runner's start.
-			if err := s.SetReconnectIvl(10 * time.Millisecond); err != nil {
+			// doubling up to the maximum. A runner binds 1-5 ms after
+			// `docker start` returns, so the first retries come that soon
+			// (10 ms doubling to 1 s had the agent wait 18 ms at the
+			// median), and the cap keeps a runner that is down from being
+			// dialled more than ten times a second.
+			if err := s.SetReconnectIvl(2 * time.Millisecond); err != nil {
 				return err
 			}
-			if err := s.SetReconnectIvlMax(time.Second); err != nil {
+			if err := s.SetReconnectIvlMax(100 * time.Millisecond); err != nil {
 				return err
 			}
 		}
