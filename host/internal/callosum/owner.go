@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -40,6 +41,8 @@ type socketOwner struct {
 	pending  bool // a wake-up (or a message) came since the loop last looked
 	sleeping bool
 	stopping bool
+
+	handedOff bool // owner's goroutine only: see handOff
 }
 
 func newSocketOwner(sock *zmq.Socket) (*socketOwner, error) {
@@ -75,6 +78,11 @@ func (o *socketOwner) wakeUp() {
 	o.wakeLocked()
 	o.mu.Unlock()
 }
+
+// handOff tells the owner that a message it received was handed to another
+// goroutine whose answer will be queued soon. Only the owner's goroutine
+// (that is, onMessage) calls it.
+func (o *socketOwner) handOff() { o.handedOff = true }
 
 // stop makes run return once what is queued has been sent.
 func (o *socketOwner) stop() {
@@ -135,6 +143,14 @@ func (o *socketOwner) run(onMessage func([][]byte), tick func() (stop bool, with
 func (o *socketOwner) receiveOrSleep(onMessage func([][]byte), within time.Duration) error {
 	if err := receiveAll(o.sock, onMessage); err != nil {
 		return err
+	}
+	if o.handedOff {
+		// Let the goroutines just started run before sleeping: most
+		// answer at once, and their replies are then sent in this
+		// loop's next turn, without waking the owner from poll(2)
+		// through the eventfd (check_creating: 138 -> 98 us p50).
+		o.handedOff = false
+		runtime.Gosched()
 	}
 	o.mu.Lock()
 	if o.pending || o.stopping {

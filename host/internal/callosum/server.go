@@ -307,6 +307,7 @@ func (s *Server) handleIncoming(st *serveState, frames [][]byte) {
 	}
 	st.inflight++
 	go s.run(st, req)
+	st.owner.handOff()
 }
 
 // sendError answers with an ERROR message: a failure of the RPC layer.
