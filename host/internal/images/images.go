@@ -7,6 +7,7 @@ package images
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -126,7 +127,7 @@ type Service struct {
 	wg     sync.WaitGroup
 
 	mu    sync.Mutex
-	pulls map[string]*pull // normalized reference -> the pull in flight
+	pulls map[pullKey]*pull // the pulls in flight
 }
 
 // pull is one in-flight pull; err is set before done is closed.
@@ -138,7 +139,7 @@ type pull struct {
 // New returns a Service over a Docker client.
 func New(docker *client.Client, opts Options) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{docker: docker, opts: opts, ctx: ctx, cancel: cancel, pulls: map[string]*pull{}}
+	return &Service{docker: docker, opts: opts, ctx: ctx, cancel: cancel, pulls: map[pullKey]*pull{}}
 }
 
 // Close cancels the pulls in flight and waits for them to end.
@@ -171,8 +172,27 @@ func registryHost(ref string) string {
 func (s *Service) IsPulling(ref string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.pulls[normalize(ref)]
-	return ok
+	ref = normalize(ref)
+	for key := range s.pulls {
+		if key.ref == ref {
+			return true
+		}
+	}
+	return false
+}
+
+// pullKey names a pull that others may join: the same image with the same
+// credentials. A caller with other credentials pulls on its own (the
+// engine shares the layers), so that good credentials never wait for, or
+// fail with, wrong ones.
+type pullKey struct {
+	ref         string // normalized
+	credentials [sha256.Size]byte
+}
+
+func keyOf(img Image) pullKey {
+	return pullKey{ref: normalize(img.Ref),
+		credentials: sha256.Sum256([]byte(img.Registry.Username + "\x00" + img.Registry.Password))}
 }
 
 // NeedsPull reports whether img must be pulled under policy, as upstream's
@@ -252,11 +272,11 @@ func (s *Service) Ensure(ctx context.Context, img Image, policy Policy, onPull f
 }
 
 // Pull pulls img with its registry's credentials. A pull of the same image
-// already in flight is joined instead of started again (its credentials
-// are used). The pull itself is bounded by the pull timeout, not by ctx:
-// ctx only bounds how long this caller waits.
+// with the same credentials already in flight is joined instead of started
+// again. The pull itself is bounded by the pull timeout, not by ctx: ctx
+// only bounds how long this caller waits.
 func (s *Service) Pull(ctx context.Context, img Image) error {
-	key := normalize(img.Ref)
+	key := keyOf(img)
 	s.mu.Lock()
 	p, joined := s.pulls[key]
 	if !joined {

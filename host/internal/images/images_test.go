@@ -214,6 +214,38 @@ func TestConcurrentPullsShareOne(t *testing.T) {
 	}
 }
 
+// A pull in flight is joined only by callers with the same credentials: a
+// caller whose own credentials are good does not inherit the failure of
+// one whose are wrong.
+func TestPullsWithOtherCredentialsDoNotJoin(t *testing.T) {
+	f := newFixture(t)
+	svc := f.service(t, time.Minute)
+	ctx := context.Background()
+	good, wrong := f.image(f.Variant, testPassword), f.image(f.Variant, "not-"+testPassword)
+	registrytest.RemoveImage(t, f.Docker, good.Ref)
+
+	release := f.Registry.Hold()
+	defer release()
+	wrongErr, goodErr := make(chan error, 1), make(chan error, 1)
+	go func() { wrongErr <- svc.Pull(ctx, wrong) }()
+	waitFor(t, "the pull with wrong credentials to reach the registry", func() bool { return f.Registry.Holding() == 1 })
+	if !svc.IsPulling(good.Ref) {
+		t.Error("IsPulling is false while a pull is in flight")
+	}
+	go func() { goodErr <- svc.Pull(ctx, good) }()
+	waitFor(t, "the pull with good credentials to reach the registry on its own", func() bool { return f.Registry.Holding() == 2 })
+	release()
+	if err := <-wrongErr; !errors.Is(err, images.ErrUnauthorized) {
+		t.Errorf("pull with wrong credentials: %v, want %v", err, images.ErrUnauthorized)
+	}
+	if err := <-goodErr; err != nil {
+		t.Errorf("pull with good credentials: %v", err)
+	}
+	if id := f.localID(t, good.Ref); id != f.Variant.ID {
+		t.Errorf("local image %q, want %s", id, f.Variant.ID)
+	}
+}
+
 func TestPullTimeout(t *testing.T) {
 	f := newFixture(t)
 	svc := f.service(t, 500*time.Millisecond)

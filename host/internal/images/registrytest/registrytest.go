@@ -41,6 +41,7 @@ type Registry struct {
 	manifests map[string]int // repo -> authenticated manifest requests
 	refused   int            // requests refused for bad credentials
 	held      chan struct{}  // while not nil, manifest requests wait for it to close
+	holding   int            // manifest requests waiting for held
 }
 
 // Start serves a registry requiring username and password until the test
@@ -69,8 +70,38 @@ func Start(t testing.TB, username, password string) *Registry {
 func (r *Registry) basicAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		user, pass, ok := req.BasicAuth()
-		if !ok || subtle.ConstantTimeCompare([]byte(user), []byte(r.Username)) != 1 ||
-			subtle.ConstantTimeCompare([]byte(pass), []byte(r.Password)) != 1 {
+		authorized := ok && subtle.ConstantTimeCompare([]byte(user), []byte(r.Username)) == 1 &&
+			subtle.ConstantTimeCompare([]byte(pass), []byte(r.Password)) == 1
+		// /v2/<repo>/manifests/<ref>: a pull asks for the manifest (GET,
+		// or HEAD when the engine knows it already); nothing else does.
+		// Hold stops it, refused or not, so that a test can watch a
+		// pull in flight whatever its credentials.
+		if req.Method == http.MethodGet || req.Method == http.MethodHead {
+			if repo, _, found := strings.Cut(strings.TrimPrefix(req.URL.Path, "/v2/"), "/manifests/"); found {
+				r.mu.Lock()
+				if authorized {
+					r.manifests[repo]++
+				}
+				held := r.held
+				if held != nil {
+					r.holding++
+				}
+				r.mu.Unlock()
+				if held != nil {
+					select {
+					case <-held:
+					case <-req.Context().Done():
+					}
+					r.mu.Lock()
+					r.holding--
+					r.mu.Unlock()
+					if req.Context().Err() != nil {
+						return
+					}
+				}
+			}
+		}
+		if !authorized {
 			r.mu.Lock()
 			if ok {
 				r.refused++
@@ -82,25 +113,15 @@ func (r *Registry) basicAuth(next http.Handler) http.Handler {
 			_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
 			return
 		}
-		// /v2/<repo>/manifests/<ref>: a pull asks for the manifest (GET,
-		// or HEAD when the engine knows it already); nothing else does.
-		if req.Method == http.MethodGet || req.Method == http.MethodHead {
-			if repo, _, found := strings.Cut(strings.TrimPrefix(req.URL.Path, "/v2/"), "/manifests/"); found {
-				r.mu.Lock()
-				r.manifests[repo]++
-				held := r.held
-				r.mu.Unlock()
-				if held != nil {
-					select {
-					case <-held:
-					case <-req.Context().Done():
-						return
-					}
-				}
-			}
-		}
 		next.ServeHTTP(w, req)
 	})
+}
+
+// Holding is how many manifest requests are waiting for Hold's release.
+func (r *Registry) Holding() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.holding
 }
 
 // ManifestFetches is how many authenticated manifest requests repo had.
