@@ -119,7 +119,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		Endpoints:   opts.Endpoints,
 		DialTimeout: dialTimeout,
 		Context:     context.WithoutCancel(ctx),
-		Logger:      newZapLogger(opts.Log.With().Str("component", "etcd-client").Logger()),
+		Logger:      newZapLogger(opts.Log.With().Str("component", "etcd-client").Logger(), nil),
 	}
 	if opts.Username != "" && opts.Password != "" {
 		cfg.Username, cfg.Password = opts.Username, opts.Password

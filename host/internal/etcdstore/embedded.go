@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,7 @@ type Embedded struct {
 	etcd      *embed.Etcd
 	clientURL string
 	log       zerolog.Logger
+	closing   *atomic.Bool // tells etcd's log adapter that errors of closed listeners are expected
 }
 
 // StartEmbedded starts a single-node etcd with its data under dataDir,
@@ -59,7 +61,8 @@ func StartEmbedded(ctx context.Context, dataDir string, listen config.HostPort, 
 	cfg.ListenPeerUrls = []url.URL{peer}
 	cfg.AdvertisePeerUrls = []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(log))
+	closing := &atomic.Bool{}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(log, closing))
 	// A lone member elects itself; short ticks make that take milliseconds
 	// rather than the default second.
 	cfg.TickMs = 10
@@ -78,16 +81,18 @@ func StartEmbedded(ctx context.Context, dataDir string, listen config.HostPort, 
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
+		closing.Store(true)
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd: failed while starting: %w", err)
 	case <-readyCtx.Done():
+		closing.Store(true)
 		e.Server.Stop()
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd: not ready at %s after %s: %w", listen, time.Since(started).Round(time.Millisecond), readyCtx.Err())
 	}
 	log.Info().Str("client_url", clientAdvertise.String()).Str("data_dir", dataDir).
 		Dur("startup", time.Since(started)).Msg("embedded etcd ready")
-	return &Embedded{etcd: e, clientURL: clientAdvertise.String(), log: log}, nil
+	return &Embedded{etcd: e, clientURL: clientAdvertise.String(), log: log, closing: closing}, nil
 }
 
 // ClientURL is the URL clients dial.
@@ -101,6 +106,7 @@ func (e *Embedded) Endpoint() string {
 
 // Close stops the member and releases its ports and data dir lock.
 func (e *Embedded) Close() {
+	e.closing.Store(true)
 	e.etcd.Close()
 	e.log.Info().Msg("embedded etcd stopped")
 }

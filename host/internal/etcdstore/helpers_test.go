@@ -99,7 +99,7 @@ func connectTest(t *testing.T, endpoint, namespace, agentID string) *Client {
 // rawClient reads and writes exact keys, as a manager or etcdctl would.
 func rawClient(t *testing.T, endpoint string) *clientv3.Client {
 	t.Helper()
-	raw, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: newZapLogger(testLogger(t))})
+	raw, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: newZapLogger(testLogger(t), nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,10 @@
 package etcdstore
 
 import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+
 	"github.com/rs/zerolog"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -8,20 +12,25 @@ import (
 
 // zerologCore routes etcd's zap logs into the agent's zerolog logger. Only
 // warnings and worse pass: etcd logs every startup step at info, which would
-// drown the agent's own start-up lines.
+// drown the agent's own start-up lines. The few warnings and errors that a
+// healthy single-node member logs on every start and stop go to debug (see
+// benign), so that an operator reads ERR only when something is wrong.
 type zerologCore struct {
-	log    zerolog.Logger
-	fields []zapcore.Field
+	log     zerolog.Logger
+	fields  []zapcore.Field
+	closing *atomic.Bool // set while the member shuts down; nil for a client
 }
 
-func newZapLogger(log zerolog.Logger) *zap.Logger {
-	return zap.New(&zerologCore{log: log})
+// newZapLogger makes etcd's logger; closing (nil for a client's) is set
+// when an embedded member starts shutting down.
+func newZapLogger(log zerolog.Logger, closing *atomic.Bool) *zap.Logger {
+	return zap.New(&zerologCore{log: log, closing: closing})
 }
 
 func (c *zerologCore) Enabled(level zapcore.Level) bool { return level >= zapcore.WarnLevel }
 
 func (c *zerologCore) With(fields []zapcore.Field) zapcore.Core {
-	return &zerologCore{log: c.log, fields: append(append([]zapcore.Field(nil), c.fields...), fields...)}
+	return &zerologCore{log: c.log, closing: c.closing, fields: append(append([]zapcore.Field(nil), c.fields...), fields...)}
 }
 
 func (c *zerologCore) Check(entry zapcore.Entry, checked *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -41,6 +50,8 @@ func (c *zerologCore) Write(entry zapcore.Entry, fields []zapcore.Field) error {
 	}
 	var event *zerolog.Event
 	switch {
+	case benign(entry.Message, errorText(encoder.Fields), c.closing != nil && c.closing.Load()):
+		event = c.log.Debug()
 	case entry.Level >= zapcore.ErrorLevel:
 		event = c.log.Error()
 	default:
@@ -51,3 +62,32 @@ func (c *zerologCore) Write(entry zapcore.Entry, fields []zapcore.Field) error {
 }
 
 func (c *zerologCore) Sync() error { return nil }
+
+// errorText is the entry's "error" field as text.
+func errorText(fields map[string]any) string {
+	switch e := fields["error"].(type) {
+	case nil:
+		return ""
+	case string:
+		return e
+	default:
+		return fmt.Sprint(e)
+	}
+}
+
+// benign says whether etcd's warning or error is one that a healthy
+// single-node member logs as a matter of course:
+//   - on its first start, before its first raft term is stored, the
+//     storage version monitor cannot read the schema version yet
+//     ("missing term information"; etcd-io/etcd#18978);
+//   - while it shuts down, its listeners report being closed.
+func benign(msg, errText string, closing bool) bool {
+	switch {
+	case strings.Contains(errText, "missing term information"), strings.Contains(errText, "missing confstate information"):
+		return msg == "failed to update storage version" || msg == "Failed to detect schema version"
+	case closing:
+		lower := strings.ToLower(errText)
+		return strings.Contains(lower, "server closed") || strings.Contains(lower, "use of closed network connection")
+	}
+	return false
+}
