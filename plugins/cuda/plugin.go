@@ -88,10 +88,9 @@ type Plugin struct {
 	attach       attachResolution
 	gpus         []gpuEntry
 	// unhealthy holds physical GPUs (by UUID) hit by a critical event.
-	unhealthy   map[string]gpuHealth
-	watch       pluginkit.Broadcaster
-	stopMonitor context.CancelFunc
-	monitorDone chan struct{}
+	unhealthy  map[string]gpuHealth
+	watch      pluginkit.Broadcaster
+	healthLoop pluginkit.Background // the health monitor
 }
 
 var _ sdk.Plugin = (*Plugin)(nil)
@@ -219,22 +218,16 @@ func (p *Plugin) Configure(ctx context.Context, req sdk.ConfigureRequest) error 
 	}
 	gpus, discoverErr := discover(ctx, client, cfg)
 
-	monitorCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
 	p.mu.Lock()
 	p.driver, p.client, p.driverVersion = driver, client, version
 	p.gpus = gpus
 	if discoverErr != nil {
 		p.driverHealth, p.driverReason = sdk.HealthUnhealthy, discoverErr.Error()
 	}
-	p.stopMonitor, p.monitorDone = stop, done
 	p.mu.Unlock()
 	p.logger.Info("cuda plugin configured", "driver", source, "devices", len(gpus), "mode", string(cfg.mode),
 		"attach", string(attach.method), "attach_reason", attach.reason)
-	go func() {
-		defer close(done)
-		p.monitor(monitorCtx, client, cfg)
-	}()
+	p.healthLoop.Start(ctx, func(ctx context.Context) { p.monitor(ctx, client, cfg) })
 	p.broadcast()
 	return nil
 }
@@ -259,14 +252,11 @@ func (p *Plugin) selectDriver(cfg config) (nvmldriver.Driver, string, error) {
 // Close stops the health monitor and releases NVML. The plugin can be
 // configured again afterwards.
 func (p *Plugin) Close() {
+	p.healthLoop.Stop() // first: the monitor uses the driver
 	p.mu.Lock()
-	stop, done, driver := p.stopMonitor, p.monitorDone, p.driver
-	p.stopMonitor, p.monitorDone, p.driver, p.client = nil, nil, nil, nil
+	driver := p.driver
+	p.driver, p.client = nil, nil
 	p.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-done
-	}
 	if driver != nil {
 		_ = driver.Shutdown(context.Background())
 	}

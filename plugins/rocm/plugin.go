@@ -45,11 +45,10 @@ type Plugin struct {
 	cfg        config
 	configured bool
 	// driverErr is why there are no devices at all (no KFD topology).
-	driverErr   error
-	gpus        []gpu
-	watch       pluginkit.Broadcaster
-	stopMonitor context.CancelFunc
-	monitorDone chan struct{}
+	driverErr error
+	gpus      []gpu
+	watch     pluginkit.Broadcaster
+	watchLoop pluginkit.Background
 }
 
 var _ sdk.Plugin = (*Plugin)(nil)
@@ -102,37 +101,22 @@ func (p *Plugin) Configure(ctx context.Context, req sdk.ConfigureRequest) error 
 	}
 	p.Close()
 	gpus, discoverErr := discover(cfg)
-	monitorCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
 	p.mu.Lock()
 	p.cfg, p.configured = cfg, true
 	p.gpus, p.driverErr = gpus, discoverErr
-	p.stopMonitor, p.monitorDone = stop, done
 	p.mu.Unlock()
 	if discoverErr != nil {
 		p.logger.Warn("no ROCm devices", "error", discoverErr)
 	} else {
 		p.logger.Info("rocm plugin configured", "devices", len(gpus), "sysfs_root", cfg.SysfsRoot)
 	}
-	go func() {
-		defer close(done)
-		p.monitor(monitorCtx, cfg)
-	}()
+	p.watchLoop.Start(ctx, func(ctx context.Context) { p.poll(ctx, cfg) })
 	p.broadcast()
 	return nil
 }
 
 // Close stops the watch loop. The plugin can be configured again.
-func (p *Plugin) Close() {
-	p.mu.Lock()
-	stop, done := p.stopMonitor, p.monitorDone
-	p.stopMonitor, p.monitorDone = nil, nil
-	p.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-done
-	}
-}
+func (p *Plugin) Close() { p.watchLoop.Stop() }
 
 // devicesLocked renders the inventory; p.mu must be held.
 func (p *Plugin) devicesLocked() []sdk.Device {
@@ -193,8 +177,8 @@ func (p *Plugin) devices() []sdk.Device {
 // broadcast sends the current list to every watcher; p.mu must not be held.
 func (p *Plugin) broadcast() { p.watch.Broadcast(p.devices) }
 
-// monitor re-reads the devices every watch interval until ctx ends.
-func (p *Plugin) monitor(ctx context.Context, cfg config) {
+// poll re-reads the devices every watch interval until ctx ends.
+func (p *Plugin) poll(ctx context.Context, cfg config) {
 	pluginkit.Poll(ctx, cfg.WatchInterval, func() { p.rediscover(cfg) })
 }
 

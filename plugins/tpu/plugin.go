@@ -46,11 +46,10 @@ type Plugin struct {
 	cfg        config
 	configured bool
 	// driverErr is why the chips could not be listed at all.
-	driverErr   error
-	chips       []chip
-	watch       pluginkit.Broadcaster
-	stopMonitor context.CancelFunc
-	monitorDone chan struct{}
+	driverErr error
+	chips     []chip
+	watch     pluginkit.Broadcaster
+	watchLoop pluginkit.Background
 }
 
 var _ sdk.Plugin = (*Plugin)(nil)
@@ -103,37 +102,22 @@ func (p *Plugin) Configure(ctx context.Context, req sdk.ConfigureRequest) error 
 	}
 	p.Close()
 	chips, discoverErr := discover(cfg)
-	monitorCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
 	p.mu.Lock()
 	p.cfg, p.configured = cfg, true
 	p.chips, p.driverErr = chips, discoverErr
-	p.stopMonitor, p.monitorDone = stop, done
 	p.mu.Unlock()
 	if discoverErr != nil {
 		p.logger.Warn("cannot list TPU chips", "error", discoverErr)
 	} else {
 		p.logger.Info("tpu plugin configured", "chips", len(chips), "sysfs_root", cfg.SysfsRoot)
 	}
-	go func() {
-		defer close(done)
-		p.monitor(monitorCtx, cfg)
-	}()
+	p.watchLoop.Start(ctx, func(ctx context.Context) { p.poll(ctx, cfg) })
 	p.broadcast()
 	return nil
 }
 
 // Close stops the watch loop. The plugin can be configured again.
-func (p *Plugin) Close() {
-	p.mu.Lock()
-	stop, done := p.stopMonitor, p.monitorDone
-	p.stopMonitor, p.monitorDone = nil, nil
-	p.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-done
-	}
-}
+func (p *Plugin) Close() { p.watchLoop.Stop() }
 
 // devicesLocked renders the inventory; p.mu must be held.
 func (p *Plugin) devicesLocked() []sdk.Device {
@@ -187,8 +171,8 @@ func (p *Plugin) devices() []sdk.Device {
 // broadcast sends the current list to every watcher; p.mu must not be held.
 func (p *Plugin) broadcast() { p.watch.Broadcast(p.devices) }
 
-// monitor re-reads the devices every watch interval until ctx ends.
-func (p *Plugin) monitor(ctx context.Context, cfg config) {
+// poll re-reads the devices every watch interval until ctx ends.
+func (p *Plugin) poll(ctx context.Context, cfg config) {
 	pluginkit.Poll(ctx, cfg.WatchInterval, func() { p.rediscover(cfg) })
 }
 
