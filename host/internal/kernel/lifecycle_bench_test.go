@@ -58,55 +58,48 @@ func (l *latencies) report(b *testing.B) {
 	b.ReportMetric(float64(s[(len(s)*99)/100].Microseconds())/1000, "p99-ms")
 }
 
-func BenchmarkCreateKernel(b *testing.B) {
-	e := newEnv(b)
-	m := e.manager(b)
-	start(b, m)
+// creator makes one container (or kernel) its own way, tears it down with
+// the benchmark's timer stopped, and returns how long the making took.
+type creator func(i int) time.Duration
+
+// kernelCreator makes kernels through m: Manager.Create until the runner
+// answers.
+func kernelCreator(b *testing.B, m *kernel.Manager) creator {
 	ctx := context.Background()
-	var lat latencies
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
+	return func(i int) time.Duration {
 		req := request(fmt.Sprintf("bench-create-%d", i))
 		t0 := time.Now()
 		if _, err := m.Create(ctx, req); err != nil {
 			b.Fatalf("create: %v", err)
 		}
-		lat = append(lat, time.Since(t0))
+		took := time.Since(t0)
 		b.StopTimer()
+		defer b.StartTimer()
 		if _, err := m.Destroy(ctx, req.KernelID, kernel.ReasonUserRequested); err != nil {
 			b.Fatalf("destroy: %v", err)
 		}
-		b.StartTimer()
+		return took
 	}
-	b.StopTimer()
-	lat.report(b)
 }
 
-func BenchmarkDockerCreateStart(b *testing.B) {
-	e := newEnv(b)
-	ctx := context.Background()
-	var lat latencies
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
+// plainCreator makes plain containers (plainContainer).
+func plainCreator(b *testing.B, e *env) creator {
+	return func(i int) time.Duration {
 		t0 := time.Now()
 		id := plainContainer(b, e, fmt.Sprintf("bench-plain-%s-%d", e.agentID, i))
-		lat = append(lat, time.Since(t0))
+		took := time.Since(t0)
 		b.StopTimer()
-		if _, err := e.docker.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
-			b.Fatalf("remove: %v", err)
-		}
-		b.StartTimer()
+		defer b.StartTimer()
+		removeContainer(b, e, id)
+		return took
 	}
-	b.StopTimer()
-	lat.report(b)
 }
 
-func BenchmarkDockerCreateStartKernelConfig(b *testing.B) {
-	e := newEnv(b)
-	ctx := context.Background()
+// kernelLikeCreator makes containers with a kernel's settings
+// (kernelLikeContainer) on host ports from e's pool.
+func kernelLikeCreator(b *testing.B, e *env) creator {
 	work, config := b.TempDir(), b.TempDir()
-	var lat latencies
-	for i := 0; b.Loop(); i++ {
+	return func(i int) time.Duration {
 		var ports [4]int
 		for j := range ports {
 			p, err := e.ports.Assign()
@@ -117,26 +110,55 @@ func BenchmarkDockerCreateStartKernelConfig(b *testing.B) {
 		}
 		t0 := time.Now()
 		id := kernelLikeContainer(b, e, fmt.Sprintf("bench-kcfg-%s-%d", e.agentID, i), ports, work, config)
-		lat = append(lat, time.Since(t0))
+		took := time.Since(t0)
 		b.StopTimer()
-		if _, err := e.docker.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
-			b.Fatalf("remove: %v", err)
-		}
+		defer b.StartTimer()
+		removeContainer(b, e, id)
 		for _, p := range ports {
 			_ = e.ports.Release(p)
 		}
-		b.StartTimer()
+		return took
+	}
+}
+
+func removeContainer(b *testing.B, e *env, id string) {
+	if _, err := e.docker.ContainerRemove(context.Background(), id, client.ContainerRemoveOptions{Force: true}); err != nil {
+		b.Fatalf("remove: %v", err)
+	}
+}
+
+// benchmarkCreate times create alone and reports p50 and p99.
+func benchmarkCreate(b *testing.B, create creator) {
+	var lat latencies
+	for i := 0; b.Loop(); i++ {
+		lat = append(lat, create(i))
 	}
 	b.StopTimer()
 	lat.report(b)
 }
 
+func BenchmarkCreateKernel(b *testing.B) {
+	e := newEnv(b)
+	m := e.manager(b)
+	start(b, m)
+	benchmarkCreate(b, kernelCreator(b, m))
+}
+
+func BenchmarkDockerCreateStart(b *testing.B) { benchmarkCreate(b, plainCreator(b, newEnv(b))) }
+
+func BenchmarkDockerCreateStartKernelConfig(b *testing.B) {
+	benchmarkCreate(b, kernelLikeCreator(b, newEnv(b)))
+}
+
 // BenchmarkCreateSideBySide interleaves the three create benchmarks above:
-// each iteration makes a kernel (Manager.Create until its runner answers), a
-// plain container and a kernel-like container, in an order that rotates, so
-// that the minutes-long drift of a shared machine's speed falls on all three
-// alike. It reports each one's p50 and the ratios of the p50s.
+// each iteration makes a kernel, a plain container and a kernel-like
+// container, in an order that rotates, so that the minutes-long drift of a
+// shared machine's speed falls on all three alike. It reports each one's
+// p50 and the ratios of the p50s.
 func BenchmarkCreateSideBySide(b *testing.B) {
+	// Docker finishes a removal after answering (the network sandbox, the
+	// port proxies): each making waits this long after the last teardown,
+	// so that none pays for the one before.
 	const settle = 200 * time.Millisecond
 	e := newEnv(b)
 	m := e.manager(b)
@@ -144,64 +166,22 @@ func BenchmarkCreateSideBySide(b *testing.B) {
 	// Docker's containers carry another agent's label: the manager would
 	// take them for orphans of its own and remove them.
 	d := newEnv(b)
-	ctx := context.Background()
-	work, config := b.TempDir(), b.TempDir()
-	remove := func(id string) {
-		if _, err := d.docker.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil {
-			b.Fatalf("remove: %v", err)
-		}
-	}
 	makers := []struct {
 		name string
-		make func(i int) time.Duration
+		make creator
 	}{
-		{"kernel", func(i int) time.Duration {
-			req := request(fmt.Sprintf("bench-sbs-%d", i))
-			t0 := time.Now()
-			if _, err := m.Create(ctx, req); err != nil {
-				b.Fatalf("create: %v", err)
-			}
-			took := time.Since(t0)
-			if _, err := m.Destroy(ctx, req.KernelID, kernel.ReasonUserRequested); err != nil {
-				b.Fatalf("destroy: %v", err)
-			}
-			return took
-		}},
-		{"plain", func(i int) time.Duration {
-			t0 := time.Now()
-			id := plainContainer(b, d, fmt.Sprintf("bench-sbs-plain-%s-%d", d.agentID, i))
-			took := time.Since(t0)
-			remove(id)
-			return took
-		}},
-		{"kernel-config", func(i int) time.Duration {
-			var ports [4]int
-			for j := range ports {
-				p, err := d.ports.Assign()
-				if err != nil {
-					b.Fatal(err)
-				}
-				ports[j] = p
-			}
-			t0 := time.Now()
-			id := kernelLikeContainer(b, d, fmt.Sprintf("bench-sbs-kcfg-%s-%d", d.agentID, i), ports, work, config)
-			took := time.Since(t0)
-			remove(id)
-			for _, p := range ports {
-				_ = d.ports.Release(p)
-			}
-			return took
-		}},
+		{"kernel", kernelCreator(b, m)},
+		{"plain", plainCreator(b, d)},
+		{"kernel-config", kernelLikeCreator(b, d)},
 	}
 	lat := make([]latencies, len(makers))
 	for i := 0; b.Loop(); i++ {
 		for j := range makers {
 			k := (i + j) % len(makers)
 			lat[k] = append(lat[k], makers[k].make(i))
-			// Docker finishes a removal after answering (the network
-			// sandbox, the port proxies): let it, so that no one's
-			// measurement pays for the one before.
+			b.StopTimer()
 			time.Sleep(settle)
+			b.StartTimer()
 		}
 	}
 	b.StopTimer()
