@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -168,24 +167,6 @@ func TestPluginsListOnDevConfigShowsCPUPluginWithSlots(t *testing.T) {
 	}
 }
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestRunningAgent starts `baiagent server` on the dev config and drives it
 // as an operator and as the manager would: plugins list from the live agent,
 // gather_hwinfo over RPC, /readyz and /metrics, a kernel on a fake GPU.
@@ -196,7 +177,7 @@ func TestRunningAgent(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	go func() {
 		root := NewRootCommand(env)
 		root.SetArgs([]string{"server", "-f", cfg})

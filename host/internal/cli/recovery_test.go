@@ -41,7 +41,7 @@ type realAgent struct {
 	portMin, portMax             int
 	cmd                          *exec.Cmd
 	exited                       chan struct{}
-	logs                         *syncBuffer
+	logs                         *testutil.SyncBuffer
 }
 
 // buildAgent builds bin/baiagent, the kernel runner and the cpu plugin into
@@ -127,7 +127,7 @@ cpu-overcommit-factor = 4
 // start runs `baiagent server -f agent.toml` and waits for "agent started".
 func (a *realAgent) start(t *testing.T) {
 	t.Helper()
-	a.logs = &syncBuffer{}
+	a.logs = &testutil.SyncBuffer{}
 	a.cmd = exec.Command(a.bin, "server", "-f", a.config)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "BACKEND_") {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/etcdstore"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 	"github.com/baiagent/baiagent/host/internal/watcher"
 )
 
@@ -91,11 +92,11 @@ target-service = "baiagent.service"
 }
 
 // startWatcher runs `baiagent watcher` until the test ends.
-func startWatcher(t *testing.T, configPath string) (stderr *syncBuffer) {
+func startWatcher(t *testing.T, configPath string) (stderr *testutil.SyncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	root := NewRootCommand(testEnv(t, nil))
-	stderr = &syncBuffer{}
+	stderr = &testutil.SyncBuffer{}
 	root.SetArgs([]string{"watcher", "-f", configPath})
 	root.SetOut(io.Discard)
 	root.SetErr(stderr)

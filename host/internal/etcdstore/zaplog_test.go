@@ -1,14 +1,15 @@
 package etcdstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"path/filepath"
-	"sync"
+	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 func TestBenign(t *testing.T) {
@@ -39,35 +40,22 @@ func TestBenign(t *testing.T) {
 	}
 }
 
-// syncBuffer collects log lines written from etcd's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) lines() []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for _, line := range bytes.Split(b.buf.Bytes(), []byte("\n")) {
+// jsonLines parses the JSON log lines in out.
+func jsonLines(out string) []map[string]any {
+	var lines []map[string]any
+	for _, line := range strings.Split(out, "\n") {
 		var m map[string]any
-		if json.Unmarshal(line, &m) == nil {
-			out = append(out, m)
+		if json.Unmarshal([]byte(line), &m) == nil {
+			lines = append(lines, m)
 		}
 	}
-	return out
+	return lines
 }
 
 // An embedded member that starts fresh, stops, starts again on its data and
 // stops logs no error: operators read ERR as something to act on.
 func TestEmbeddedLogsNoErrorsWhenHealthy(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	log := zerolog.New(&logs).Level(zerolog.InfoLevel)
 	dir := filepath.Join(t.TempDir(), "etcd")
 	listen := freeListenAddr(t)
@@ -84,7 +72,7 @@ func TestEmbeddedLogsNoErrorsWhenHealthy(t *testing.T) {
 		_ = c.Close()
 		e.Close()
 	}
-	lines := logs.lines()
+	lines := jsonLines(logs.String())
 	if len(lines) == 0 {
 		t.Fatal("no log lines captured")
 	}

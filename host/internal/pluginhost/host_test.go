@@ -1,7 +1,6 @@
 package pluginhost
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -61,27 +60,9 @@ func installScript(t *testing.T, dir, name, body string) string {
 	return path
 }
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newTestHost(t *testing.T, pluginDir string, mutate func(*Options)) (*Host, *syncBuffer) {
+func newTestHost(t *testing.T, pluginDir string, mutate func(*Options)) (*Host, *testutil.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	opts := Options{
 		Dirs:         []string{pluginDir},
 		RuntimeDir:   testutil.ShortTempDir(t),
@@ -355,7 +336,7 @@ func TestPluginsDieWithAgent(t *testing.T) {
 	runtimeDir := testutil.ShortTempDir(t)
 	child := exec.Command(os.Args[0], "-test.run=^TestPluginsDieWithAgent$")
 	child.Env = append(os.Environ(), "BAI_TEST_AGENT_CHILD=1", "BAI_TEST_PLUGIN_DIR="+dir, "BAI_TEST_RUNTIME_DIR="+runtimeDir)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	child.Stdout, child.Stderr = out, out
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
