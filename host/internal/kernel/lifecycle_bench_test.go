@@ -29,7 +29,6 @@ import (
 	"net/netip"
 	"os/exec"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,14 +47,19 @@ import (
 // latencies reports p50 and p99 of the timed iterations beside ns/op.
 type latencies []time.Duration
 
-func (l *latencies) report(b *testing.B) {
-	if len(*l) == 0 {
+func (l latencies) report(b *testing.B) {
+	if len(l) == 0 {
 		return
 	}
-	s := append([]time.Duration(nil), *l...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	b.ReportMetric(float64(s[len(s)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(s[(len(s)*99)/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(l.percentileMs(50), "p50-ms")
+	b.ReportMetric(l.percentileMs(99), "p99-ms")
+}
+
+// percentileMs is the pct-th percentile of l in milliseconds; l must not be
+// empty.
+func (l latencies) percentileMs(pct int) float64 {
+	s := slices.Sorted(slices.Values(l))
+	return float64(s[len(s)*pct/100].Microseconds()) / 1000
 }
 
 // creator makes one container (or kernel) its own way, tears it down with
@@ -187,9 +191,7 @@ func BenchmarkCreateSideBySide(b *testing.B) {
 	b.StopTimer()
 	p50 := make([]float64, len(makers))
 	for k, mk := range makers {
-		s := slices.Clone(lat[k])
-		slices.Sort(s)
-		p50[k] = float64(s[len(s)/2].Microseconds()) / 1000
+		p50[k] = lat[k].percentileMs(50)
 		b.ReportMetric(p50[k], mk.name+"-p50-ms")
 	}
 	b.ReportMetric(p50[0]/p50[1], "kernel/plain")
