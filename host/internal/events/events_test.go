@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 
+	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/redistest"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
@@ -209,6 +210,15 @@ func TestEveryEventAsTheManagerReadsIt(t *testing.T) {
 					t.Errorf("fields = %v, want name, source, %s, metadata", fields, argField)
 				}
 				raw, _ := fields[argField].(string)
+				// The stream entry exactly as the 26.8 manager reads it. The
+				// heartbeat here carries a fragment of AgentInfo; the whole
+				// one is built and decoded strictly in the heartbeat package.
+				if enc == EncodingArgs && tc.event.Name() != "agent_heartbeat" {
+					pairs := []string{"name", fields["name"].(string), "source", fields["source"].(string), argField, raw, "metadata", fields["metadata"].(string)}
+					if _, err := managertest.DecodeStreamEntry(pairs); err != nil {
+						t.Errorf("the manager cannot decode it: %v", err)
+					}
+				}
 				got := decodeArg(t, enc, raw)
 				if got != want {
 					t.Errorf("%s\n got %s\nwant %s", argField, got, want)
@@ -259,6 +269,9 @@ func checkBroadcast(t *testing.T, sub *redis.PubSub, ev Event, argField, streamV
 	}
 	value := got[argField]
 	if argField == "args" {
+		if _, err := managertest.DecodeBroadcast(msg.Payload); err != nil {
+			t.Errorf("the manager cannot decode the broadcast: %v", err)
+		}
 		b, err := base64.StdEncoding.DecodeString(value)
 		if err != nil {
 			t.Fatal(err)
