@@ -329,7 +329,8 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, suppressed
 			if suppressed(t.KernelID) {
 				return
 			}
-			ev := events.KernelTerminated{KernelID: t.KernelID, SessionID: t.SessionID, Reason: t.Reason, ExitCode: t.ExitCode}
+			ev := events.KernelTerminated{KernelID: t.KernelID, SessionID: t.SessionID,
+				Reason: t.Reason, ReasonVerbatim: t.ReasonVerbatim, ExitCode: t.ExitCode}
 			if err := a.bus.Emit(context.WithoutCancel(ctx), ev); err != nil {
 				log.Error().Err(err).Str("kernel_id", t.KernelID).Msg("kernel_terminated event not sent")
 			}
@@ -476,7 +477,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.emit(ctx, events.KernelStarted{KernelID: kernelID, SessionID: sessionID, CreationInfo: orderedMap(result)})
 		},
 		OnAlreadyTerminated: func(ctx context.Context, kernelID, sessionID string) {
-			ev := events.KernelTerminated{KernelID: kernelID, SessionID: sessionID, Reason: "already-terminated", ExitCode: -1}
+			ev := events.KernelTerminated{KernelID: kernelID, SessionID: sessionID, Reason: kernel.ReasonAlreadyTerminated, ExitCode: -1}
 			if err := bus.Emit(context.WithoutCancel(ctx), ev); err != nil {
 				a.log.Warn().Err(err).Msg("kernel_terminated event not sent")
 			}

@@ -62,6 +62,12 @@ func (f *cliKernels) Destroy(_ context.Context, kid, reason string) (kernel.Term
 	return kernel.Termination{KernelID: kid, Reason: reason}, nil
 }
 
+func (f *cliKernels) DestroyEcho(ctx context.Context, kid, reason string) (kernel.Termination, error) {
+	t, err := f.Destroy(ctx, kid, reason)
+	t.ReasonVerbatim = true
+	return t, err
+}
+
 func (f *cliKernels) Execute(_ context.Context, kid, runID, mode, code string, _ runnerclient.ExecOptions) (runnerclient.Result, error) {
 	if _, err := f.Get(kid); err != nil {
 		return runnerclient.Result{}, err

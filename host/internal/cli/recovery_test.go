@@ -52,6 +52,13 @@ type realAgent struct {
 // with assign_port to see which ports are free).
 func buildAgent(t *testing.T) *realAgent {
 	t.Helper()
+	return buildAgentWith(t, "")
+}
+
+// buildAgentWith is buildAgent with extra agent.toml text appended (a
+// [redis] section, say).
+func buildAgentWith(t *testing.T, extraTOML string) *realAgent {
+	t.Helper()
 	root := testutil.ShortTempDir(t)
 	bin := filepath.Join(root, "bin")
 	plugins := filepath.Join(bin, "plugins")
@@ -110,8 +117,9 @@ format = "console"
 
 [plugins.cpu]
 cpu-overcommit-factor = 4
+%s
 `, freePort(t), filepath.Join(vars, "etcd"), a.agentID, a.rpcAddr, a.internalAddr, filepath.Join(vars, "lib"),
-		a.ipc, filepath.Join(root, "run"), plugins, filepath.Join(bin, "baiagent-kernel-runner"), a.scratch, a.portMin, a.portMax)
+		a.ipc, filepath.Join(root, "run"), plugins, filepath.Join(bin, "baiagent-kernel-runner"), a.scratch, a.portMin, a.portMax, extraTOML)
 	a.config = filepath.Join(vars, "agent.toml")
 	if err := os.WriteFile(a.config, []byte(toml), 0o644); err != nil {
 		t.Fatal(err)

@@ -178,18 +178,26 @@ func (KernelStarted) Droppable() bool        { return false }
 func (KernelStarted) Broadcast() bool        { return true }
 
 // KernelTerminated is kernel_terminated: (kernel_id, session_id, reason,
-// exit_code). Reason is a KernelLifecycleEventReason value such as
-// "user-requested"; 26.8.x sends the enum member itself.
+// exit_code). A reason the agent chose is a KernelLifecycleEventReason
+// value such as "self-terminated", sent as the pickled enum member; a
+// reason the manager passed to destroy_kernel as a str (ROUTE_TERMINATION,
+// say) goes back as that plain str (ReasonVerbatim), as upstream echoes it
+// (agent/server.py destroy_kernel, agent/agent.py).
 type KernelTerminated struct {
-	KernelID  string
-	SessionID string
-	Reason    string
-	ExitCode  int
+	KernelID       string
+	SessionID      string
+	Reason         string
+	ReasonVerbatim bool
+	ExitCode       int
 }
 
 func (KernelTerminated) Name() string { return "kernel_terminated" }
 func (e KernelTerminated) Args() pywire.Tuple {
-	return pywire.Tuple{e.KernelID, e.SessionID, pywire.KernelLifecycleEventReason(e.Reason), e.ExitCode}
+	var reason any = pywire.KernelLifecycleEventReason(e.Reason)
+	if e.ReasonVerbatim {
+		reason = e.Reason
+	}
+	return pywire.Tuple{e.KernelID, e.SessionID, reason, e.ExitCode}
 }
 func (e KernelTerminated) Body() pywire.Map {
 	return pywire.Map{

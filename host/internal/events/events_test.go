@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -506,6 +508,31 @@ func FuzzUnmarshalSpool(f *testing.F) {
 			if err != nil || fmt.Sprint(m2) != fmt.Sprint(m) {
 				t.Fatalf("round trip changed %+v into %+v (%v)", m, m2, err)
 			}
+		}
+	})
+}
+
+// FuzzKernelTerminatedDecodes: whatever reason kernel_terminated carries,
+// the manager decodes it when it is the manager's own str echoed back, or a
+// KernelLifecycleEventReason member the agent chose; an agent-chosen value
+// outside the enum is what the manager would drop, and the decoder says so.
+func FuzzKernelTerminatedDecodes(f *testing.F) {
+	f.Add("ROUTE_TERMINATION", true, -1)
+	f.Add("self-terminated", false, 137)
+	f.Add("oom-killed", false, 137)
+	f.Fuzz(func(t *testing.T, reason string, verbatim bool, exitCode int) {
+		if !utf8.ValidString(reason) {
+			return // a Go string from the RPC is always valid UTF-8 (msgpack str)
+		}
+		ev := KernelTerminated{KernelID: kernelA, SessionID: sessionA, Reason: reason, ReasonVerbatim: verbatim, ExitCode: exitCode}
+		packed, err := pywire.Marshal(ev.Args())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = managertest.DecodeArgs(ev.Name(), packed)
+		member := slices.Contains(managertest.KernelLifecycleEventReasons, reason)
+		if (verbatim || member) != (err == nil) {
+			t.Fatalf("reason %q verbatim %v: decode error %v", reason, verbatim, err)
 		}
 	})
 }

@@ -92,6 +92,15 @@ type Created struct {
 	Attached map[string][]sdk.AttachedDevice
 }
 
+// afterStartError is a creation failure after the container started (its
+// runner never answered, say): upstream destroys such a kernel with reason
+// failed-to-start, so the manager hears kernel_terminated as well as the
+// failed RPC (agent/agent.py create_kernel).
+type afterStartError struct{ err error }
+
+func (e afterStartError) Error() string { return e.err.Error() }
+func (e afterStartError) Unwrap() error { return e.err }
+
 // undoStack runs the compensations of a failed creation, newest first.
 type undoStack []func(context.Context) error
 
@@ -161,6 +170,10 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Created, error
 		if uerr := undo.run(cctx); uerr != nil {
 			m.log.Error().Err(uerr).Str("kernel", req.KernelID).Msg("cleaning up a failed kernel creation")
 			err = errors.Join(err, fmt.Errorf("cleanup: %w", uerr))
+		}
+		if started := (afterStartError{}); errors.As(err, &started) && m.cfg.OnTerminated != nil {
+			m.cfg.OnTerminated(Termination{KernelID: req.KernelID, SessionID: req.SessionID,
+				Reason: ReasonFailedToStart, ExitCode: -1})
 		}
 		return Created{}, fmt.Errorf("create kernel %s: %w", req.KernelID, err)
 	}
@@ -393,7 +406,7 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 
 	rc, err := m.connectRunner(ctx, resp.ID, rec)
 	if err != nil {
-		return launched{}, err
+		return launched{}, afterStartError{err}
 	}
 	undo.push(func(context.Context) error { return rc.Close() })
 	return launched{containerID: resp.ID, recovery: rec, runner: rc, attached: merged.Attached}, nil

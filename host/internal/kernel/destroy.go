@@ -18,11 +18,26 @@ import (
 
 // Destroy stops a kernel (SIGINT, then SIGKILL after the stop timeout) and
 // cleans it up: container, scratch dir, ports and allocation. It returns
-// once everything is released.
+// once everything is released. reason is one the agent chose ("" is
+// user-requested).
 func (m *Manager) Destroy(ctx context.Context, kernelID, reason string) (Termination, error) {
 	if reason == "" {
 		reason = ReasonUserRequested
 	}
+	return m.destroy(ctx, kernelID, reason, false)
+}
+
+// DestroyEcho is Destroy for destroy_kernel with the manager's own reason
+// string (ROUTE_TERMINATION, say): the termination carries it verbatim, to
+// be sent back unchanged, as upstream does (agent/server.py destroy_kernel).
+func (m *Manager) DestroyEcho(ctx context.Context, kernelID, reason string) (Termination, error) {
+	if reason == "" {
+		return m.Destroy(ctx, kernelID, "")
+	}
+	return m.destroy(ctx, kernelID, reason, true)
+}
+
+func (m *Manager) destroy(ctx context.Context, kernelID, reason string, verbatim bool) (Termination, error) {
 	m.mu.Lock()
 	k, ok := m.reg[kernelID]
 	if !ok {
@@ -34,7 +49,7 @@ func (m *Manager) Destroy(ctx context.Context, kernelID, reason string) (Termina
 		return Termination{}, fmt.Errorf("%w: %s is %s", ErrNotRunning, kernelID, k.state)
 	}
 	if k.stopReason == "" {
-		k.stopReason = reason
+		k.stopReason, k.stopVerbatim = reason, verbatim
 	}
 	k.state = stateTerminating
 	m.mu.Unlock()
@@ -56,23 +71,20 @@ func (m *Manager) clean(ctx context.Context, k *kernel, exitCode int) (Terminati
 		ctx := context.WithoutCancel(ctx)
 		m.mu.Lock()
 		k.state = stateTerminating
-		reason := k.stopReason
+		reason, verbatim := k.stopReason, k.stopVerbatim
 		m.mu.Unlock()
 
+		oomKilled := false
 		if exitCode < 0 || reason == "" {
 			if insp, err := m.cfg.Docker.ContainerInspect(ctx, k.containerID, client.ContainerInspectOptions{}); err == nil && insp.Container.State != nil {
 				if exitCode < 0 && !insp.Container.State.Running {
 					exitCode = insp.Container.State.ExitCode
 				}
-				if reason == "" && insp.Container.State.OOMKilled {
-					reason = ReasonOOMKilled
-				}
+				oomKilled = insp.Container.State.OOMKilled
 			}
 		}
 		m.mu.Lock()
-		if reason == "" && m.ooms[k.containerID] {
-			reason = ReasonOOMKilled
-		}
+		oomKilled = oomKilled || m.ooms[k.containerID]
 		delete(m.ooms, k.containerID)
 		m.mu.Unlock()
 		if reason == "" {
@@ -113,9 +125,10 @@ func (m *Manager) clean(ctx context.Context, k *kernel, exitCode int) (Terminati
 		if cleanErr != nil {
 			m.log.Error().Err(cleanErr).Str("kernel", k.id).Msg("kernel cleanup was incomplete")
 		}
-		t := Termination{KernelID: k.id, SessionID: k.sessionID, ContainerID: k.containerID, Reason: reason, ExitCode: exitCode}
+		t := Termination{KernelID: k.id, SessionID: k.sessionID, ContainerID: k.containerID,
+			Reason: reason, ReasonVerbatim: verbatim, ExitCode: exitCode, OOMKilled: oomKilled}
 		k.termination = t
-		m.log.Info().Str("kernel", k.id).Str("reason", reason).Int("exit_code", exitCode).Msg("kernel terminated")
+		m.log.Info().Str("kernel", k.id).Str("reason", reason).Int("exit_code", exitCode).Bool("oom_killed", oomKilled).Msg("kernel terminated")
 		if m.cfg.OnTerminated != nil {
 			m.cfg.OnTerminated(t)
 		}

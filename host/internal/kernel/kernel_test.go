@@ -316,6 +316,30 @@ func TestCreateFailuresReleaseEverything(t *testing.T) {
 		t.Errorf("registry after failed creations: %+v", got)
 	}
 	e.wantIdle(t, e.allocator, e.ports, before)
+	e.mu.Lock()
+	if len(e.terminations) != 0 {
+		t.Errorf("failures before the container started reported terminations: %+v", e.terminations)
+	}
+	e.mu.Unlock()
+
+	// A failure after the container started (its runner does not answer in
+	// time) also ends in a termination with failed-to-start, which the
+	// agent sends as kernel_terminated, as upstream destroys such a kernel
+	// with FAILED_TO_START (agent/agent.py create_kernel).
+	// Another agent id, so that the first manager's reconciliation does not
+	// take the new container for a stray one of its own.
+	e2 := newEnv(t)
+	impatient := e2.manager(t, func(cfg *kernel.Config) { cfg.RunnerStartTimeout = time.Millisecond })
+	start(t, impatient)
+	before = e2.allocator.Snapshot()
+	if _, err := impatient.Create(ctx, request("k-mute")); !errors.Is(err, kernel.ErrRunnerTimeout) {
+		t.Errorf("runner timeout: %v, want ErrRunnerTimeout", err)
+	}
+	term, ok := e2.termination("k-mute")
+	if !ok || term.Reason != kernel.ReasonFailedToStart || term.ExitCode != -1 || term.SessionID != "sess-k-mute" || term.ReasonVerbatim {
+		t.Errorf("termination %+v (%v), want failed-to-start with exit code -1", term, ok)
+	}
+	e2.wantIdle(t, e2.allocator, e2.ports, before)
 }
 
 func TestRecoverAfterAgentRestart(t *testing.T) {

@@ -37,14 +37,22 @@ var (
 	ErrRunnerTimeout  = errors.New("kernel runner did not answer in time")
 )
 
-// Termination reasons (upstream's KernelLifecycleEventReason values).
+// Termination reasons the agent chooses itself. Each is a member of 26.8's
+// KernelLifecycleEventReason (common/events/event_types/kernel/types.py):
+// the event carries the pickled enum, and the manager's unpickling raises on
+// any other value. A container that died by itself, OOM-killed or not, is
+// self-terminated, as upstream reports it (agent/docker/agent.py).
 const (
-	ReasonUserRequested    = "user-requested"
-	ReasonSelfTerminated   = "self-terminated"
-	ReasonOOMKilled        = "oom-killed"
-	ReasonFailedToStart    = "failed-to-start"
-	ReasonUnknownContainer = "terminated-unknown-container"
-	ReasonAlreadyDead      = "already-terminated"
+	ReasonUserRequested     = "user-requested"
+	ReasonSelfTerminated    = "self-terminated"
+	ReasonFailedToStart     = "failed-to-start"
+	ReasonUnknownContainer  = "terminated-unknown-container"
+	ReasonAlreadyTerminated = "already-terminated"
+	// ReasonNotFoundInManager: sync_kernel_registry found a kernel the
+	// manager does not list.
+	ReasonNotFoundInManager = "not-found-in-manager"
+	// ReasonForceTerminated: reset_agent destroyed the kernel.
+	ReasonForceTerminated = "force-terminated"
 )
 
 // RunnerMountPath is where the runner binary appears in every container.
@@ -110,8 +118,14 @@ type Termination struct {
 	SessionID   string
 	ContainerID string
 	Reason      string
+	// ReasonVerbatim: Reason is the manager's own str from destroy_kernel,
+	// which goes back in kernel_terminated as it came (a plain str, not the
+	// enum), as upstream echoes it. Otherwise the agent chose Reason.
+	ReasonVerbatim bool
 	// ExitCode is the container's exit code, or -1 when unknown.
 	ExitCode int
+	// OOMKilled: the kernel's cgroup OOM killer ended the container.
+	OOMKilled bool
 }
 
 // DefaultRunnerPath is baiagent-kernel-runner beside the running agent.
@@ -157,6 +171,8 @@ type kernel struct {
 	// guarded by Manager.mu
 	state      state
 	stopReason string
+	// stopVerbatim: stopReason is the manager's str (Termination.ReasonVerbatim).
+	stopVerbatim bool
 	// restarted is closed when a restart_kernel of this kernel ends; calls
 	// arriving meanwhile wait for it (nil when no restart runs).
 	restarted chan struct{}

@@ -70,12 +70,9 @@ func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 			rec, dirErr = scratch.ReadRecovery(dirs)
 		}
 		if !alive || dirErr != nil {
-			exitCode, reason := -1, ReasonSelfTerminated
+			exitCode, reason, oomKilled := -1, ReasonSelfTerminated, false
 			if state != nil && !alive {
-				exitCode = state.ExitCode
-				if state.OOMKilled {
-					reason = ReasonOOMKilled
-				}
+				exitCode, oomKilled = state.ExitCode, state.OOMKilled
 			}
 			if alive {
 				m.log.Error().Err(dirErr).Str("kernel", kernelID).Msg("running kernel without usable recovery data; removing it")
@@ -85,7 +82,7 @@ func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 			if err := m.removeUnknown(ctx, c.ID, kernelID, scratchRoot); err != nil {
 				errs = append(errs, err)
 			}
-			t := Termination{KernelID: kernelID, SessionID: c.Labels[LabelSessionID], ContainerID: c.ID, Reason: reason, ExitCode: exitCode}
+			t := Termination{KernelID: kernelID, SessionID: c.Labels[LabelSessionID], ContainerID: c.ID, Reason: reason, ExitCode: exitCode, OOMKilled: oomKilled}
 			if !alive {
 				report.Terminated = append(report.Terminated, t)
 			}

@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// ReasonForceTerminated is the termination reason of kernels destroyed by
-// reset_agent (upstream's KernelLifecycleEventReason.FORCE_TERMINATED).
-const ReasonForceTerminated = "force-terminated"
-
 // Reset is reset_agent: every kernel is destroyed, concurrently, and each
 // termination is reported as usual. Upstream means the same (it calls
 // destroy_kernel for every registered kernel) but passes "agent-reset"

@@ -28,6 +28,7 @@ type KernelService interface {
 	KernelFileService
 	Create(ctx context.Context, req kernel.CreateRequest) (kernel.Created, error)
 	Destroy(ctx context.Context, kernelID, reason string) (kernel.Termination, error)
+	DestroyEcho(ctx context.Context, kernelID, reason string) (kernel.Termination, error)
 	Execute(ctx context.Context, kernelID, runID, mode, code string, opts runnerclient.ExecOptions) (runnerclient.Result, error)
 	Interrupt(ctx context.Context, kernelID string) error
 	Complete(ctx context.Context, kernelID string, req protocol.CompletionRequest) ([]string, error)
@@ -40,13 +41,6 @@ type KernelService interface {
 
 var _ KernelService = (*kernel.Manager)(nil)
 
-// Termination reasons the RPC layer uses (upstream's
-// KernelLifecycleEventReason values).
-const (
-	ReasonNotFoundInManager = "not-found-in-manager"
-	ReasonAlreadyTerminated = "already-terminated"
-)
-
 // KernelMethodsOptions tune the kernel RPC methods.
 type KernelMethodsOptions struct {
 	// KernelHost is create_kernels' kernel_host: the address the manager
@@ -54,8 +48,10 @@ type KernelMethodsOptions struct {
 	// bind-host). Empty means "127.0.0.1".
 	KernelHost string
 	// OnAlreadyTerminated is called by sync_kernel_registry for each kernel
-	// the manager lists but this agent does not know: upstream sends
-	// kernel_terminated with reason already-terminated. May be nil.
+	// the manager lists but this agent does not know, and by destroy_kernel
+	// of a kernel this agent does not know (without suppress_events):
+	// upstream sends kernel_terminated with reason already-terminated. May
+	// be nil.
 	OnAlreadyTerminated func(ctx context.Context, kernelID, sessionID string)
 	// Images makes each kernel's image present per its auto_pull before the
 	// kernel is created. Nil pulls nothing: a missing image then fails the
@@ -499,20 +495,24 @@ func (km *KernelMethods) creationResult(p pendingKernel, c kernel.Created) map[s
 }
 
 // reasonArg reads a termination reason: a str, a KernelLifecycleEventReason
-// member, or None.
-func reasonArg(method string, v any) (string, error) {
+// member, or None (user-requested). verbatim is true for a str, which
+// kernel_terminated sends back as it came: the 26.8 manager's terminator
+// passes its own strings (ROUTE_TERMINATION, ...), and unpickling them as
+// the enum would fail in the manager.
+func reasonArg(method string, v any) (reason string, verbatim bool, err error) {
 	switch x := v.(type) {
 	case nil:
-		return kernel.ReasonUserRequested, nil
+		return kernel.ReasonUserRequested, false, nil
 	case string:
 		if x == "" {
-			return kernel.ReasonUserRequested, nil
+			return kernel.ReasonUserRequested, false, nil
 		}
-		return x, nil
+		return x, true, nil
 	case wiremsg.Enum:
-		return enumValue(method+"(): argument 'reason'", x, x.Class)
+		reason, err := enumValue(method+"(): argument 'reason'", x, x.Class)
+		return reason, false, err
 	}
-	return "", typeError("%s(): argument 'reason' must be str or None, not %s", method, pyName(v))
+	return "", false, typeError("%s(): argument 'reason' must be str or None, not %s", method, pyName(v))
 }
 
 // destroyKernel(kernel_id, session_id, reason=None, suppress_events=False).
@@ -527,10 +527,11 @@ func (km *KernelMethods) destroyKernel(ctx context.Context, call *Call) (any, er
 	if err != nil {
 		return nil, err
 	}
-	if _, err := argString(method, "session_id", args[1]); err != nil {
+	sid, err := argString(method, "session_id", args[1])
+	if err != nil {
 		return nil, err
 	}
-	reason, err := reasonArg(method, args[2])
+	reason, verbatim, err := reasonArg(method, args[2])
 	if err != nil {
 		return nil, err
 	}
@@ -545,9 +546,22 @@ func (km *KernelMethods) destroyKernel(ctx context.Context, call *Call) (any, er
 	if suppress {
 		km.suppress(kid, true)
 	}
-	if _, err := km.svc.Destroy(ctx, kid, reason); err != nil {
+	destroy := km.svc.Destroy
+	if verbatim {
+		destroy = km.svc.DestroyEcho
+	}
+	if _, err := destroy(ctx, kid, reason); err != nil {
 		if suppress {
 			km.suppress(kid, false)
+		}
+		if errors.Is(err, kernel.ErrKernelNotFound) {
+			// Upstream answers None and reports the kernel gone, so that
+			// the manager stops waiting for it (agent/agent.py, the
+			// destroy of a kernel missing from the registry).
+			if !suppress && km.opts.OnAlreadyTerminated != nil {
+				km.opts.OnAlreadyTerminated(ctx, kid, sid)
+			}
+			return nil, nil
 		}
 		return nil, kernelErr(err)
 	}
@@ -891,7 +905,7 @@ func (km *KernelMethods) SyncWithManager(ctx context.Context, live []KernelSessi
 			defer km.background.Done()
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), km.opts.DestroyTimeout)
 			defer cancel()
-			if _, err := km.svc.Destroy(dctx, kid, ReasonNotFoundInManager); err != nil {
+			if _, err := km.svc.Destroy(dctx, kid, kernel.ReasonNotFoundInManager); err != nil {
 				km.suppress(kid, false)
 			}
 		}(kid)

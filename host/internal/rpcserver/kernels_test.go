@@ -33,13 +33,14 @@ type fakeKernels struct {
 	kernels   map[string]kernel.Info
 	requests  []kernel.CreateRequest
 	destroyed map[string]string // kernel id -> reason
+	echoed    map[string]bool   // kernel id -> the reason came as the manager's str
 	execs     []string
 	nextPort  int
 	files     map[string][]byte // kernel id + "\x00" + path -> content
 }
 
 func newFakeKernels() *fakeKernels {
-	return &fakeKernels{kernels: map[string]kernel.Info{}, destroyed: map[string]string{}, nextPort: 30000, files: map[string][]byte{}}
+	return &fakeKernels{kernels: map[string]kernel.Info{}, destroyed: map[string]string{}, echoed: map[string]bool{}, nextPort: 30000, files: map[string][]byte{}}
 }
 
 func (f *fakeKernels) Create(_ context.Context, req kernel.CreateRequest) (kernel.Created, error) {
@@ -89,6 +90,17 @@ func (f *fakeKernels) Destroy(_ context.Context, kid, reason string) (kernel.Ter
 	delete(f.kernels, kid)
 	f.destroyed[kid] = reason
 	return kernel.Termination{KernelID: kid, SessionID: info.SessionID, Reason: reason}, nil
+}
+
+func (f *fakeKernels) DestroyEcho(ctx context.Context, kid, reason string) (kernel.Termination, error) {
+	t, err := f.Destroy(ctx, kid, reason)
+	if err == nil {
+		f.mu.Lock()
+		f.echoed[kid] = true
+		f.mu.Unlock()
+		t.ReasonVerbatim = true
+	}
+	return t, err
 }
 
 func (f *fakeKernels) Execute(_ context.Context, kid, runID, mode, code string, opts runnerclient.ExecOptions) (runnerclient.Result, error) {
@@ -344,7 +356,8 @@ func TestKernelMethodsWithFakeService(t *testing.T) {
 		{description: "shutdown_service", method: "shutdown_service", args: []any{k1, "web"}, want: nil},
 		{description: "shutdown_service bad service", method: "shutdown_service", args: []any{k1, nil}, wantErr: "TypeError", wantText: "'service'"},
 		{description: "scan_gpu_alloc_map sums cuda.shares", method: "scan_gpu_alloc_map", want: wiremsg.Map{"0": "1"}},
-		{description: "destroy_kernel unknown", method: "destroy_kernel", args: []any{unknown, sid, "user-requested"}, wantErr: "KernelNotFoundError", wantText: unknown},
+		// Upstream answers None for a kernel it does not know (agent/agent.py).
+		{description: "destroy_kernel unknown, events suppressed", method: "destroy_kernel", args: []any{unknown, sid, "user-requested"}, kwargs: kv{{"suppress_events", true}}, want: nil},
 		{description: "destroy_kernel bad reason", method: "destroy_kernel", args: []any{k1, sid, 5}, wantErr: "TypeError", wantText: "'reason'"},
 		{description: "destroy_kernel bad suppress_events", method: "destroy_kernel", args: []any{k1, sid, nil}, kwargs: kv{{"suppress_events", "yes"}}, wantErr: "TypeError", wantText: "'suppress_events'"},
 		{description: "create_kernels mismatched lists", method: "create_kernels", args: []any{sid, []any{k1}, []any{}, obj(), obj()}, wantErr: "ValueError", wantText: "'kernel_ids'"},
@@ -415,8 +428,8 @@ func TestKernelMethodsWithFakeService(t *testing.T) {
 	}
 	km.Wait()
 	fake.mu.Lock()
-	if fake.destroyed[k2] != ReasonNotFoundInManager || len(fake.destroyed) != 1 {
-		t.Errorf("destroyed %v, want only %s with %s", fake.destroyed, k2, ReasonNotFoundInManager)
+	if fake.destroyed[k2] != kernel.ReasonNotFoundInManager || len(fake.destroyed) != 1 {
+		t.Errorf("destroyed %v, want only %s with %s", fake.destroyed, k2, kernel.ReasonNotFoundInManager)
 	}
 	fake.mu.Unlock()
 	if !km.TakeSuppressed(k2) || km.TakeSuppressed(k2) {
@@ -428,14 +441,27 @@ func TestKernelMethodsWithFakeService(t *testing.T) {
 	}
 	termMu.Unlock()
 
+	// destroy_kernel of a kernel the agent does not know, events not
+	// suppressed: None, and the kernel is reported already terminated
+	// (agent/agent.py, the destroy of a kernel missing from the registry).
+	gone := randomUUID()
+	if got, err := invokeRaw(ctx, c, "destroy_kernel", []any{gone, sid, nil}, nil); err != nil || got != nil {
+		t.Fatalf("destroy_kernel of an unknown kernel: %#v, %v; want None", got, err)
+	}
+	termMu.Lock()
+	if !reflect.DeepEqual(alreadyTerminated, []string{ghost + "/" + sid, gone + "/" + sid}) {
+		t.Errorf("already-terminated reports %v, want the sync's ghost and %s", alreadyTerminated, gone)
+	}
+	termMu.Unlock()
+
 	// destroy_kernel with a pickled reason and suppress_events.
 	if got, err := invokeRaw(ctx, c, "destroy_kernel", []any{k1, sid, pickleEnum("KernelLifecycleEventReason", "user-requested")},
 		kv{{"suppress_events", true}}); err != nil || got != nil {
 		t.Fatalf("destroy_kernel: %#v, %v", got, err)
 	}
 	fake.mu.Lock()
-	if fake.destroyed[k1] != "user-requested" {
-		t.Errorf("destroy reason %q", fake.destroyed[k1])
+	if fake.destroyed[k1] != "user-requested" || fake.echoed[k1] {
+		t.Errorf("destroy reason %q (echoed %v), want the enum's user-requested as the agent's own", fake.destroyed[k1], fake.echoed[k1])
 	}
 	fake.mu.Unlock()
 	if !km.TakeSuppressed(k1) {
@@ -550,8 +576,9 @@ func TestKernelLifecycleOverRPC(t *testing.T) {
 	if running, err := invokeRaw(ctx, c, "check_running", []any{kid}, nil); err != nil || running != false {
 		t.Errorf("check_running after destroy: %v, %v", running, err)
 	}
-	got, err = invokeRaw(ctx, c, "destroy_kernel", []any{kid, sid, nil}, nil)
-	wantFailure(t, "destroy twice", got, err, "KernelNotFoundError", kid)
+	if got, err := invokeRaw(ctx, c, "destroy_kernel", []any{kid, sid, nil}, nil); err != nil || got != nil {
+		t.Errorf("destroy twice: %#v, %v; want None as upstream", got, err)
+	}
 
 	if now := allocator.Snapshot(); fmt.Sprintf("%+v", now) != fmt.Sprintf("%+v", before) {
 		t.Errorf("allocation not back to where it started:\n got %+v\nwant %+v", now, before)
@@ -597,5 +624,47 @@ func TestHostileMapKeyOverRPC(t *testing.T) {
 	}
 	if got, err := invokeRaw(ctx, c, "ping", []any{"alive"}, nil); err != nil || got != "alive" {
 		t.Fatalf("server after a hostile request: %#v, %v", got, err)
+	}
+}
+
+// TestDestroyKernelReasons pins how destroy_kernel's reason travels
+// (agent/server.py destroy_kernel: `reason or USER_REQUESTED`, then the
+// kernel_terminated event carries it as it is): a str from the manager's
+// terminator (sokovan/scheduler/terminator/terminator.py passes its own
+// strings) is echoed verbatim; an enum member or None is the agent's own,
+// sent back as the enum.
+func TestDestroyKernelReasons(t *testing.T) {
+	cases := []struct {
+		description  string
+		reason       any
+		wantReason   string
+		wantVerbatim bool
+	}{
+		{"the manager's own string", "ROUTE_TERMINATION", "ROUTE_TERMINATION", true},
+		{"a member's value as a str stays a str", "user-requested", "user-requested", true},
+		{"a pickled member", pickleEnum("KernelLifecycleEventReason", "idle-timeout"), "idle-timeout", false},
+		{"None is user-requested", nil, kernel.ReasonUserRequested, false},
+		{"an empty str is user-requested", "", kernel.ReasonUserRequested, false},
+	}
+	fake := newFakeKernels()
+	_, c := kernelServer(t, fake, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sid := randomUUID()
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			kid := randomUUID()
+			fake.mu.Lock()
+			fake.kernels[kid] = kernel.Info{KernelID: kid, SessionID: sid}
+			fake.mu.Unlock()
+			if got, err := invokeRaw(ctx, c, "destroy_kernel", []any{kid, sid, tc.reason}, nil); err != nil || got != nil {
+				t.Fatalf("destroy_kernel: %#v, %v", got, err)
+			}
+			fake.mu.Lock()
+			defer fake.mu.Unlock()
+			if fake.destroyed[kid] != tc.wantReason || fake.echoed[kid] != tc.wantVerbatim {
+				t.Errorf("destroyed with %q (verbatim %v), want %q (verbatim %v)", fake.destroyed[kid], fake.echoed[kid], tc.wantReason, tc.wantVerbatim)
+			}
+		})
 	}
 }
