@@ -213,3 +213,10 @@ func TestRedisProfileChoiceAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsDBsAreTheRoles: events' DB constants are redisconn's roles.
+func TestEventsDBsAreTheRoles(t *testing.T) {
+	if events.StatisticsDB != redisconn.RoleStatistics.DB() || events.ImageDB != redisconn.RoleImage.DB() || events.StreamDB != redisconn.RoleStream.DB() {
+		t.Error("events' Redis DBs disagree with redisconn's roles")
+	}
+}
