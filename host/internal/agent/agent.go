@@ -36,6 +36,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/pywire"
+	"github.com/baiagent/baiagent/host/internal/redisconn"
 	"github.com/baiagent/baiagent/host/internal/resources"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
 	"github.com/baiagent/baiagent/host/internal/stats"
@@ -72,18 +73,6 @@ type Agent struct {
 	reported  map[string]decimal.Decimal
 	bus       *events.Bus
 	docker    *client.Client
-}
-
-// redisOptions picks the event bus's Redis: etcd's config/redis first (as
-// upstream), then agent.toml's [redis]; nil runs without Redis.
-func (a *Agent) redisOptions(overlay *etcdstore.Overlay) *events.RedisOptions {
-	if overlay != nil && overlay.Redis != nil && overlay.Redis.Addr != nil {
-		return &events.RedisOptions{Addr: overlay.Redis.Addr.String(), Password: overlay.Redis.Password}
-	}
-	if a.cfg.Redis != nil {
-		return &events.RedisOptions{Addr: a.cfg.Redis.Addr.String(), Password: a.cfg.Redis.Password}
-	}
-	return nil
 }
 
 // heartbeatInfo is what every heartbeat reports.
@@ -382,10 +371,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer closeEtcd()
-	redisOpts := a.redisOptions(overlay)
+	redisProfile, err := a.redisProfile(overlay)
+	if err != nil {
+		return err
+	}
+	var stream *events.RedisOptions
+	if redisProfile != nil {
+		target := redisProfile.For(redisconn.RoleStream)
+		stream = &target
+	}
 	bus, err := events.New(ctx, events.Options{
 		AgentID:  a.cfg.Agent.ID,
-		Redis:    redisOpts,
+		Redis:    stream,
 		Encoding: events.EncodingArgs,
 		QueueDir: filepath.Join(a.cfg.Agent.VarBasePath, "event-queue"),
 		Logger:   a.log.With().Str("component", "events").Logger(),
@@ -540,13 +537,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	var images *redis.Client
-	if redisOpts != nil {
-		images = events.NewRedisClient(*redisOpts, events.ImageDB)
+	if redisProfile != nil {
+		images = redisProfile.Client(redisconn.RoleImage)
 		defer images.Close()
 	}
 	go a.refreshMetrics(ctx, metrics, kernels)
-	if redisOpts != nil {
-		statDB := events.NewRedisClient(*redisOpts, events.StatisticsDB)
+	if redisProfile != nil {
+		statDB := redisProfile.Client(redisconn.RoleStatistics)
 		defer statDB.Close()
 		if err := a.startStats(ctx, statDB, kernels); err != nil {
 			return err

@@ -294,12 +294,31 @@ type LoggingConfig struct {
 	Format LogFormat
 }
 
-// RedisConfig is [redis], a direct Redis address used when etcd has none.
+// RedisTarget is one place to reach Redis: [redis] itself or one of its
+// override-configs entries (upstream's SingleRedisConfig).
+type RedisTarget struct {
+	// Addr is unset (zero) when Sentinel names the servers instead.
+	Addr HostPort
+	// Sentinel, when set, replaces Addr and requires ServiceName.
+	Sentinel    []HostPort
+	ServiceName string
+	Password    string
+	// SentinelPassword is nil when the sentinels take Password.
+	SentinelPassword *string
+	UseTLS           bool
+	TLSSkipVerify    bool
+	// RequestTimeout is request-timeout (milliseconds upstream); zero is unset.
+	RequestTimeout time.Duration
+}
+
+// RedisConfig is [redis], used when etcd's config/redis names no server.
 type RedisConfig struct {
-	Addr     HostPort
-	Password string
+	RedisTarget
 	// DB (ours) is the logical database for roles without a fixed one.
 	DB int
+	// Overrides are override-configs.{role}: whole targets for one role
+	// each; nil when none.
+	Overrides map[string]RedisTarget
 }
 
 // WatcherConfig is the [watcher] section, read by `baiagent watcher`.

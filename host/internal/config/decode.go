@@ -531,14 +531,85 @@ func (d *decoder) decodeLogging(t *table, logging *LoggingConfig) {
 }
 
 func (d *decoder) decodeRedis(t *table, redis *RedisConfig) {
-	if !t.hostPort("addr", &redis.Addr) {
-		d.fail("redis.addr", "required when [redis] is present (baiagent does not support sentinel)")
-	}
-	t.str("password", &redis.Password)
+	d.decodeRedisTarget(t, &redis.RedisTarget)
 	t.integer("db", &redis.DB, 0, 1<<16)
-	t.ignore("sentinel", "service-name", "sentinel-password", "request-timeout", "redis-helper-config",
-		"use-tls", "tls-skip-verify", "override-configs")
+	overrides := t.child("override-configs")
+	for _, role := range sortedKeys(overrides.values) {
+		if _, isTable := overrides.values[role].(map[string]any); !isTable {
+			overrides.child(role) // reports the problem
+			continue
+		}
+		sub := overrides.child(role)
+		var target RedisTarget
+		d.decodeRedisTarget(sub, &target)
+		sub.finish()
+		if redis.Overrides == nil {
+			redis.Overrides = map[string]RedisTarget{}
+		}
+		redis.Overrides[role] = target
+	}
 	t.finish()
+}
+
+// decodeRedisTarget reads the keys [redis] shares with each of its
+// override-configs (upstream's SingleRedisConfig, configs/redis.py).
+func (d *decoder) decodeRedisTarget(t *table, target *RedisTarget) {
+	hasAddr := t.hostPort("addr", &target.Addr)
+	sentinelBad := false
+	if raw, written, found := t.lookup("sentinel"); found {
+		addrs, err := parseSentinel(raw)
+		if err != nil {
+			t.fail(written, "%v", err)
+			sentinelBad = true
+		}
+		target.Sentinel = addrs
+	}
+	t.str("service-name", &target.ServiceName)
+	switch {
+	case len(target.Sentinel) > 0 && target.ServiceName == "":
+		t.fail("service-name", "required beside sentinel")
+	case len(target.Sentinel) == 0 && !hasAddr && !sentinelBad:
+		t.fail("addr", "required unless sentinel names the servers")
+	}
+	t.str("password", &target.Password)
+	var sentinelPassword string
+	if t.str("sentinel-password", &sentinelPassword) {
+		target.SentinelPassword = &sentinelPassword
+	}
+	t.boolean("use-tls", &target.UseTLS)
+	t.boolean("tls-skip-verify", &target.TLSSkipVerify)
+	var timeoutMS int
+	t.integer("request-timeout", &timeoutMS, 0, 1<<31-1)
+	target.RequestTimeout = time.Duration(timeoutMS) * time.Millisecond
+	t.ignore("redis-helper-config")
+}
+
+// parseSentinel reads sentinel: "host:port,host:port" or an array of
+// host:port values, as upstream's _parse_sentinel accepts.
+func parseSentinel(raw any) ([]HostPort, error) {
+	var items []any
+	switch v := raw.(type) {
+	case string:
+		if strings.TrimSpace(v) == "" {
+			return nil, nil
+		}
+		for _, item := range strings.Split(v, ",") {
+			items = append(items, strings.TrimSpace(item))
+		}
+	case []any:
+		items = v
+	default:
+		return nil, fmt.Errorf("must be \"host:port,host:port\" or an array of host:port, got %s", typeName(raw))
+	}
+	addrs := make([]HostPort, 0, len(items))
+	for i, item := range items {
+		hp, err := ParseHostPort(item)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+		addrs = append(addrs, hp)
+	}
+	return addrs, nil
 }
 
 func (d *decoder) decodeWatcher(t *table, w *WatcherConfig) {

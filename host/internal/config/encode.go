@@ -183,11 +183,16 @@ func (c *Config) encode(maskSecrets bool) ([]byte, error) {
 		"watcher": watcher,
 	}
 	if c.Redis != nil {
-		doc["redis"] = map[string]any{
-			"addr":     c.Redis.Addr.String(),
-			"password": secret(c.Redis.Password),
-			"db":       c.Redis.DB,
+		redis := encodeRedisTarget(c.Redis.RedisTarget, secret)
+		redis["db"] = c.Redis.DB
+		if len(c.Redis.Overrides) > 0 {
+			overrides := map[string]any{}
+			for role, target := range c.Redis.Overrides {
+				overrides[role] = encodeRedisTarget(target, secret)
+			}
+			redis["override-configs"] = overrides
 		}
+		doc["redis"] = redis
 	}
 	if len(c.Plugins) > 0 {
 		doc["plugins"] = c.Plugins
@@ -212,4 +217,30 @@ func nonNil(list []string) []string {
 		return []string{}
 	}
 	return list
+}
+
+func encodeRedisTarget(t RedisTarget, secret func(string) string) map[string]any {
+	out := map[string]any{
+		"password":        secret(t.Password),
+		"use-tls":         t.UseTLS,
+		"tls-skip-verify": t.TLSSkipVerify,
+	}
+	if t.Addr != (HostPort{}) {
+		out["addr"] = t.Addr.String()
+	}
+	if len(t.Sentinel) > 0 {
+		sentinel := make([]string, len(t.Sentinel))
+		for i, hp := range t.Sentinel {
+			sentinel[i] = hp.String()
+		}
+		out["sentinel"] = sentinel
+		out["service-name"] = t.ServiceName
+	}
+	if t.SentinelPassword != nil {
+		out["sentinel-password"] = secret(*t.SentinelPassword)
+	}
+	if t.RequestTimeout > 0 {
+		out["request-timeout"] = t.RequestTimeout.Milliseconds()
+	}
+	return out
 }

@@ -22,6 +22,7 @@ func TestEffectiveTOMLRoundTrips(t *testing.T) {
 			"BACKEND_ETCD_ADDR": "a:1,b:2", "BACKEND_AGENT_HOST_OVERRIDE": "", "BACKEND_WATCHER_SERVICE_PORT": "6010",
 		}},
 		{"embedded etcd", withSection("etcd", "embedded = true"), nil},
+		{"redis sentinel with overrides", withSection("redis", "sentinel = \"s1:26379,s2:26379\"\nservice-name = \"m\"\nsentinel-password = \"sp\"\nuse-tls = true\nrequest-timeout = 750\n[redis.override-configs.statistics]\naddr = \"r2:6380\"\npassword = \"p2\"\ntls-skip-verify = true"), nil},
 		{"production sample", readSample(t, filepath.Join(samples, "agent.toml")), nil},
 		{"dev sample", readSample(t, filepath.Join(samples, "agent.dev.toml")), nil},
 	}

@@ -148,7 +148,7 @@ func TestFileValuesAreDecoded(t *testing.T) {
 		{"allocation devices from float", cfg.Resource.Allocations.Devices["cuda.shares"].Equal(decimal.RequireFromString("0.25")), true},
 		{"log level lower-cased", cfg.Logging.Level, LogDebug},
 		{"log format", cfg.Logging.Format, LogFormatJSON},
-		{"redis", *cfg.Redis, RedisConfig{HostPort{"127.0.0.1", 6379}, "r", 3}},
+		{"redis", *cfg.Redis, RedisConfig{RedisTarget: RedisTarget{Addr: HostPort{"127.0.0.1", 6379}, Password: "r"}, DB: 3}},
 		{"watcher addr configured", cfg.Watcher.ServiceAddrConfigured, true},
 		{"watcher addr", cfg.Watcher.ServiceAddr, HostPort{"0.0.0.0", 16009}},
 		{"watcher ssl-privkey alias", cfg.Watcher.SSLKey, "/etc/backend.ai/watcher.key"},
@@ -341,6 +341,15 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"log format unknown", "logging", `format = "xml"`, "logging.format", "console|json"},
 		{"redis without addr", "redis", `password = "x"`, "redis.addr", "required"},
 		{"redis db negative", "redis", "addr = \"r:6379\"\ndb = -1", "redis.db", "between 0"},
+		{"redis sentinel without service-name", "redis", `sentinel = "a:26379"`, "redis.service-name", "required beside sentinel"},
+		{"redis sentinel item without port", "redis", "sentinel = \"a:26379,b\"\nservice-name = \"m\"", "redis.sentinel", "[1]"},
+		{"redis empty sentinel and no addr", "redis", "sentinel = \"\"", "redis.addr", "required"},
+		{"redis sentinel not a list", "redis", "sentinel = 5\nservice-name = \"m\"", "redis.sentinel", "host:port"},
+		{"redis use-tls not a bool", "redis", "addr = \"r:6379\"\nuse-tls = \"maybe\"", "redis.use-tls", "boolean"},
+		{"redis request-timeout negative", "redis", "addr = \"r:6379\"\nrequest-timeout = -5", "redis.request-timeout", "between 0"},
+		{"redis override without addr", "redis", "addr = \"r:6379\"\n[redis.override-configs.stream]\npassword = \"x\"", "redis.override-configs.stream.addr", "required"},
+		{"redis override bad addr", "redis", "addr = \"r:6379\"\n[redis.override-configs.statistics]\naddr = \"nowhere\"", "redis.override-configs.statistics.addr", "host:port"},
+		{"redis override not a table", "redis", "addr = \"r:6379\"\n[redis.override-configs]\nstream = \"r2:6379\"", "redis.override-configs.stream", "must be a table"},
 		{"watcher service-addr bad", "watcher", `service-addr = "nowhere"`, "watcher.service-addr", "host:port"},
 		{"etcd namespace empty", "etcd", `namespace = ""`, "etcd.namespace", "empty"},
 		{"etcd addr empty list", "etcd", `addr = []`, "etcd.addr", "at least one"},
@@ -601,6 +610,49 @@ func TestLogLevelZerolog(t *testing.T) {
 	for _, tc := range cases {
 		if got := tc.level.Zerolog(); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.description, got, tc.want)
+		}
+	}
+}
+
+// TestRedisSentinelAndOverrides pins that [redis] expresses what etcd's
+// config/redis can (upstream common/configs/redis.py RedisConfig).
+func TestRedisSentinelAndOverrides(t *testing.T) {
+	secret := "s-secret"
+	cases := []struct {
+		description string
+		lines       string
+		want        RedisConfig
+	}{
+		{
+			"sentinel as a comma list with kebab keys",
+			"sentinel = \"10.0.0.1:26379, 10.0.0.2:26379\"\nservice-name = \"mymaster\"\npassword = \"p\"\nsentinel-password = \"s-secret\"\nuse-tls = true\ntls-skip-verify = true\nrequest-timeout = 1500",
+			RedisConfig{RedisTarget: RedisTarget{
+				Sentinel:    []HostPort{{"10.0.0.1", 26379}, {"10.0.0.2", 26379}},
+				ServiceName: "mymaster", Password: "p", SentinelPassword: &secret,
+				UseTLS: true, TLSSkipVerify: true, RequestTimeout: 1500 * time.Millisecond,
+			}},
+		},
+		{
+			"sentinel as an array with snake keys",
+			"sentinel = [\"a:1\", [\"b\", 2]]\nservice_name = \"m\"",
+			RedisConfig{RedisTarget: RedisTarget{Sentinel: []HostPort{{"a", 1}, {"b", 2}}, ServiceName: "m"}},
+		},
+		{
+			"per-role overrides are whole targets",
+			"addr = \"r1:6379\"\npassword = \"p\"\n[redis.override-configs.statistics]\naddr = \"r2:6380\"\n[redis.override-configs.stream]\nsentinel = \"s:26379\"\nservice-name = \"m\"\nuse-tls = true",
+			RedisConfig{
+				RedisTarget: RedisTarget{Addr: HostPort{"r1", 6379}, Password: "p"},
+				Overrides: map[string]RedisTarget{
+					"statistics": {Addr: HostPort{"r2", 6380}},
+					"stream":     {Sentinel: []HostPort{{"s", 26379}}, ServiceName: "m", UseTLS: true},
+				},
+			},
+		},
+	}
+	for _, tc := range cases {
+		cfg, _ := mustParse(t, withSection("redis", tc.lines), testEnv(nil))
+		if cfg.Redis == nil || !reflect.DeepEqual(*cfg.Redis, tc.want) {
+			t.Errorf("%s: got %#v, want %#v", tc.description, cfg.Redis, tc.want)
 		}
 	}
 }

@@ -36,12 +36,16 @@ type RedisSettings struct {
 	// Addr is nil when etcd names no address.
 	Addr *config.HostPort
 	// Sentinel, when set, replaces Addr and requires ServiceName.
-	Sentinel      []config.HostPort
-	ServiceName   string
-	Password      string
-	UseTLS        bool
-	TLSSkipVerify bool
-	Helper        RedisHelperConfig
+	Sentinel    []config.HostPort
+	ServiceName string
+	Password    string
+	// SentinelPassword is nil when the sentinels take Password.
+	SentinelPassword *string
+	UseTLS           bool
+	TLSSkipVerify    bool
+	// RequestTimeout is request_timeout (milliseconds in etcd); zero is unset.
+	RequestTimeout time.Duration
+	Helper         RedisHelperConfig
 	// Overrides are per-role settings (override_configs/{role}); nil when none.
 	Overrides map[string]RedisSettings
 }
@@ -352,14 +356,27 @@ func parseHostPortValue(raw string) (config.HostPort, error) {
 
 func parseRedis(v view, allowOverrides bool) (RedisSettings, error) {
 	var redis RedisSettings
-	if raw, key, found, err := optString(v, "addr"); err != nil {
-		return redis, err
-	} else if found && raw != "" {
-		hp, err := parseHostPortValue(raw)
+	// Upstream's HostPortPair takes "host:port" or a {host, port} table.
+	if raw, key, found := v.lookup("addr"); found {
+		var hp config.HostPort
+		var err error
+		switch raw := raw.(type) {
+		case string:
+			if raw != "" {
+				hp, err = parseHostPortValue(raw)
+			}
+		case map[string]any:
+			hp, err = config.ParseHostPort(raw)
+			if err == nil {
+				hp, err = parseHostPortValue(hp.String())
+			}
+		}
 		if err != nil {
 			return redis, &KeyError{Key: key, Err: err}
 		}
-		redis.Addr = &hp
+		if hp != (config.HostPort{}) {
+			redis.Addr = &hp
+		}
 	}
 	sentinelKey := ""
 	if raw, key, found, err := optString(v, "sentinel"); err != nil {
@@ -383,6 +400,30 @@ func parseRedis(v view, allowOverrides bool) (RedisSettings, error) {
 	}
 	if redis.Password, _, _, err = optString(v, "password"); err != nil {
 		return redis, err
+	}
+	// sentinel_password and request_timeout are not in upstream's trafaret
+	// (common/config.py), so pydantic's kebab-case aliases reach them too.
+	for _, name := range []string{"sentinel_password", "sentinel-password"} {
+		if raw, _, found, err := optString(v, name); err != nil {
+			return redis, err
+		} else if found {
+			redis.SentinelPassword = &raw
+			break
+		}
+	}
+	for _, name := range []string{"request_timeout", "request-timeout"} {
+		ms, err := optInt(v, name)
+		if err != nil {
+			return redis, err
+		}
+		if ms != nil {
+			if *ms < 0 {
+				_, key, _ := v.lookup(name)
+				return redis, &KeyError{Key: key, Err: fmt.Errorf("%d milliseconds is negative", *ms)}
+			}
+			redis.RequestTimeout = time.Duration(*ms) * time.Millisecond
+			break
+		}
 	}
 	if redis.UseTLS, err = optBool(v, "use_tls"); err != nil {
 		return redis, err

@@ -11,41 +11,26 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/baiagent/baiagent/host/internal/redisconn"
 	"github.com/baiagent/baiagent/host/internal/spool"
 )
 
-// Redis logical databases of upstream's defs (REDIS_*_DB).
+// Redis logical databases of upstream's defs (REDIS_*_DB); the same as
+// redisconn's Role.DB for statistics, image and stream.
 const (
 	StatisticsDB = 0
 	ImageDB      = 3
 	StreamDB     = 4
 )
 
-// RedisOptions is where Redis is; the caller fills it from agent.toml's
-// [redis] or etcd's config/redis.
-type RedisOptions struct {
-	Addr     string // host:port
-	Password string
-}
+// RedisOptions is where the event stream's Redis is: the stream role's
+// target of the agent's Redis profile.
+type RedisOptions = redisconn.Target
 
-// NewRedisClient returns a client for one logical database, with short
-// timeouts so that an outage is noticed (and events queued) quickly.
+// NewRedisClient returns a client for one logical database at opts (see
+// redisconn.NewClient: short timeouts, RESP2, sentinel and TLS as set).
 func NewRedisClient(opts RedisOptions, db int) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:         opts.Addr,
-		Password:     opts.Password,
-		DB:           db,
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  2 * time.Second,
-		WriteTimeout: 2 * time.Second,
-		MaxRetries:   1,
-		// One dial per attempt: go-redis's default of 5 dials 100 ms apart
-		// would stall every send for a second while Redis is down.
-		DialerRetries: 1,
-		// RESP2 avoids the HELLO round trip and works with every Redis
-		// and Valkey release a manager runs against.
-		Protocol: 2,
-	})
+	return redisconn.NewClient(opts, db)
 }
 
 // Options configures a Bus.

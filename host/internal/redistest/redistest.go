@@ -4,6 +4,8 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -24,14 +26,55 @@ type Server struct {
 	dir        string
 	port       int
 	persistent bool
-	cmd        *exec.Cmd
-	exited     chan struct{}
+	password   string
+	// tls is the server's certificate when it speaks only TLS.
+	tls    *tlsFiles
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// Options are what StartWith can set beyond Start's.
+type Options struct {
+	Persistent bool
+	// Password is requirepass (and masterauth) when set.
+	Password string
+	// TLS serves only TLS, with a fresh self-signed certificate for
+	// 127.0.0.1 (see CACertPool).
+	TLS bool
 }
 
 // Start runs redis-server for the test and stops it at cleanup. Without the
 // binary it skips the test, except under CI (CI set), where it fails.
 // persistent turns on the append-only file, so data survives Stop/Start.
 func Start(tb testing.TB, persistent bool) *Server {
+	tb.Helper()
+	return StartWith(tb, Options{Persistent: persistent})
+}
+
+// StartWith is Start with a password or TLS.
+func StartWith(tb testing.TB, opts Options) *Server {
+	tb.Helper()
+	binary := lookBinary(tb)
+	port, err := freePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &Server{binary: binary, dir: tb.TempDir(), port: port, persistent: opts.Persistent,
+		password: opts.Password, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	if opts.TLS {
+		if s.tls, err = writeSelfSigned(s.dir); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	s.StartAgain(tb)
+	tb.Cleanup(func() { s.Stop(tb) })
+	return s
+}
+
+// lookBinary finds redis-server: missing, it skips the test, except under
+// CI (CI set), where it fails. Sentinels run from the same binary
+// (redis-server --sentinel), so no redis-sentinel package is needed.
+func lookBinary(tb testing.TB) string {
 	tb.Helper()
 	binary, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -40,15 +83,7 @@ func Start(tb testing.TB, persistent bool) *Server {
 		}
 		tb.Skipf("redis-server not installed (apt-get install redis-server); skipping outside CI")
 	}
-	port, err := freePort()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s := &Server{binary: binary, dir: tb.TempDir(), port: port, persistent: persistent,
-		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-	s.StartAgain(tb)
-	tb.Cleanup(func() { s.Stop(tb) })
-	return s
+	return binary
 }
 
 func freePort() (int, error) {
@@ -67,9 +102,16 @@ func (s *Server) StartAgain(tb testing.TB) {
 	if s.cmd != nil {
 		tb.Fatal("redistest: server already running")
 	}
-	args := []string{
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
-		"--save", "", "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning",
+	args := []string{"--port", strconv.Itoa(s.port)}
+	if s.tls != nil {
+		args = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port),
+			"--tls-cert-file", s.tls.cert, "--tls-key-file", s.tls.key, "--tls-ca-cert-file", s.tls.cert,
+			"--tls-auth-clients", "no"}
+	}
+	args = append(args, "--bind", "127.0.0.1", "--dir", s.dir,
+		"--save", "", "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning")
+	if s.password != "" {
+		args = append(args, "--requirepass", s.password, "--masterauth", s.password)
 	}
 	if s.persistent {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
@@ -85,7 +127,9 @@ func (s *Server) StartAgain(tb testing.TB) {
 	s.exited = make(chan struct{})
 	go func() { _ = cmd.Wait(); close(s.exited) }()
 
-	client := redis.NewClient(&redis.Options{Addr: s.Addr, Protocol: 2, MaxRetries: -1})
+	pingOpts := s.options(0)
+	pingOpts.MaxRetries = -1
+	client := redis.NewClient(pingOpts)
 	defer client.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -127,7 +171,24 @@ func (s *Server) Stop(tb testing.TB) {
 
 // Client returns a client for one logical database, closed at cleanup.
 func (s *Server) Client(tb testing.TB, db int) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: db, Protocol: 2})
+	c := redis.NewClient(s.options(db))
 	tb.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// options reach this server directly, trusting its certificate.
+func (s *Server) options(db int) *redis.Options {
+	opts := &redis.Options{Addr: s.Addr, DB: db, Protocol: 2, Password: s.password}
+	if s.tls != nil {
+		opts.TLSConfig = &tls.Config{RootCAs: s.tls.pool, MinVersion: tls.VersionTLS12}
+	}
+	return opts
+}
+
+// CACertPool trusts this server's self-signed certificate; nil without TLS.
+func (s *Server) CACertPool() *x509.CertPool {
+	if s.tls == nil {
+		return nil
+	}
+	return s.tls.pool
 }
