@@ -35,6 +35,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
+	"github.com/baiagent/baiagent/host/internal/presence"
 	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/resources"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
@@ -157,6 +158,35 @@ func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kerne
 	}
 	go collector.Run(ctx)
 	return nil
+}
+
+// startPresence marks the running kernels in DB 2 every minute, so that
+// the manager's check_stale_kernels sees them alive. The returned func
+// stops the reporter and waits for it.
+func (a *Agent) startPresence(ctx context.Context, db *redis.Client, kernels *kernel.Manager) (func(), error) {
+	reporter, err := presence.New(presence.Options{
+		Redis: db,
+		Kernels: func(context.Context) ([]string, error) {
+			var ids []string
+			for _, k := range kernels.List() {
+				if k.State == "running" && k.ContainerID != "" {
+					ids = append(ids, k.KernelID)
+				}
+			}
+			return ids, nil
+		},
+		Logger: a.log.With().Str("component", "presence").Logger(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kernel presence: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		reporter.Run(ctx)
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 // refreshMetrics keeps the gauges of /metrics current: kernels by state,
@@ -551,6 +581,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 		go reportCommits(ctx, statDB, kernels.OngoingCommits, commitStatusInterval, commitStatusTTL, a.log)
+		liveDB := events.NewRedisClient(*redisOpts, events.LiveDB)
+		defer liveDB.Close()
+		stopPresence, err := a.startPresence(ctx, liveDB, kernels)
+		if err != nil {
+			return err
+		}
+		defer stopPresence()
 	}
 	go heartbeat.Run(ctx, heartbeat.Options{
 		AgentID: a.cfg.Agent.ID,

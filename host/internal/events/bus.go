@@ -17,6 +17,7 @@ import (
 // Redis logical databases of upstream's defs (REDIS_*_DB).
 const (
 	StatisticsDB = 0
+	LiveDB       = 2
 	ImageDB      = 3
 	StreamDB     = 4
 )
