@@ -129,7 +129,8 @@ func (a *Agent) heartbeatInfo(publicKey string) heartbeat.Info {
 }
 
 // startStats writes node and kernel statistics to Redis as upstream does
-// (DB 0: {agent_id}, {kernel_id}, container_count.{agent_id}).
+// (DB 0: {agent_id}, {kernel_id}, and container_count.{agent_id} every
+// 10 s even when statistics are disabled).
 func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kernel.Manager) error {
 	um := a.cfg.Agent.UtilizationMetric
 	collector, err := stats.New(stats.Options{
@@ -148,6 +149,16 @@ func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kerne
 				out = append(out, t)
 			}
 			return out, nil
+		},
+		// Counting needs no docker inspect, unlike Containers.
+		ContainerCount: func(context.Context) (int, error) {
+			n := 0
+			for _, k := range kernels.List() {
+				if k.ContainerID != "" {
+					n++
+				}
+			}
+			return n, nil
 		},
 		NodeInterval: um.Node.Interval, ContainerInterval: um.Container.Interval,
 		DisableNode: !um.Node.Enable, DisableContainer: !um.Container.Enable,
