@@ -24,6 +24,8 @@ type hostReader struct {
 	cgroupRoot string
 	affinity   func() ([]int, error)
 	numCPU     func() int
+	// statfs gives a mounted filesystem's used and total bytes.
+	statfs func(mountPoint string) (used, total uint64, err error)
 }
 
 func newHostReader(sysfsRoot, procfsRoot, cgroupRoot string) hostReader {
@@ -33,7 +35,83 @@ func newHostReader(sysfsRoot, procfsRoot, cgroupRoot string) hostReader {
 		cgroupRoot: cgroupRoot,
 		affinity:   schedAffinity,
 		numCPU:     runtime.NumCPU,
+		statfs:     statfsUsage,
 	}
+}
+
+// statfsUsage is upstream's os.statvfs arithmetic: used is everything but
+// what unprivileged users may still take (f_blocks - f_bavail), so the
+// root reserve counts as used.
+func statfsUsage(mountPoint string) (used, total uint64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(mountPoint, &st); err != nil {
+		return 0, 0, fmt.Errorf("statfs %s: %w", mountPoint, err)
+	}
+	frsize := uint64(st.Frsize)
+	if frsize == 0 {
+		frsize = uint64(st.Bsize)
+	}
+	return frsize * (st.Blocks - st.Bavail), frsize * st.Blocks, nil
+}
+
+// diskUsage is one block device's use.
+type diskUsage struct {
+	device      string
+	used, total uint64
+}
+
+// disks measures every filesystem that counts for node disk (DiskMounts),
+// each device once even when it is mounted at several places (bind
+// mounts), in mount order. A mount that cannot be measured is skipped.
+func (h hostReader) disks() ([]diskUsage, []error, error) {
+	filesystems, err := os.ReadFile(filepath.Join(h.procfsRoot, "filesystems"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read filesystems: %w", err)
+	}
+	mounts, err := os.ReadFile(filepath.Join(h.procfsRoot, "self", "mounts"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read mounts: %w", err)
+	}
+	var out []diskUsage
+	var problems []error
+	seen := map[string]bool{}
+	for _, m := range DiskMounts(filesystems, mounts) {
+		if seen[m.Device] {
+			continue
+		}
+		used, total, err := h.statfs(m.MountPoint)
+		if err != nil {
+			problems = append(problems, err)
+			continue
+		}
+		seen[m.Device] = true
+		out = append(out, diskUsage{device: m.Device, used: used, total: total})
+	}
+	return out, problems, nil
+}
+
+// nodeNet sums the host's interfaces, loopback included, as psutil's
+// net_io_counters that upstream reports.
+func (h hostReader) nodeNet() (NetDev, error) {
+	data, err := os.ReadFile(filepath.Join(h.procfsRoot, "net", "dev"))
+	if err != nil {
+		return NetDev{}, fmt.Errorf("read net/dev: %w", err)
+	}
+	return ParseNetDev(data, true)
+}
+
+// containerNet reads the network namespace of a container's init process
+// through /proc/<pid>/net/dev, loopback excluded, as upstream's
+// read_proc_net_dev.
+func (h hostReader) containerNet(pid int) (NetDev, error) {
+	if pid <= 0 {
+		return NetDev{}, fmt.Errorf("no container pid")
+	}
+	data, err := os.ReadFile(filepath.Join(h.procfsRoot, strconv.Itoa(pid), "net", "dev"))
+	if err != nil {
+		return NetDev{}, fmt.Errorf("read net/dev of pid %d: %w", pid, err)
+	}
+	return ParseNetDev(data, false)
 }
 
 // schedAffinity is the agent process's CPU mask, upstream's second choice.

@@ -34,7 +34,9 @@ func (p *Plugin) takeSample(reader hostReader) (cpuSample, error) {
 	return cpuSample{at: p.now(), cores: cores}, nil
 }
 
-// NodeMetrics measures node cpu_util and mem. cpu_util is the busy time
+// NodeMetrics measures node cpu_util, mem, disk, net_rx and net_tx (the
+// last four as upstream's intrinsic memory plugin, agent/docker/
+// intrinsic.py gather_node_measures). cpu_util is the busy time
 // (user + system, as upstream) of each usable core since the previous call,
 // in ms, with the elapsed wall time in ms as capacity; the node value is
 // the sum over cores with the same capacity, as upstream. The very first
@@ -62,6 +64,19 @@ func (p *Plugin) NodeMetrics(_ context.Context) ([]sdk.Metric, error) {
 			PerDevice: map[string]sdk.Measurement{memDeviceID: {Value: used, Capacity: &capacity}},
 		})
 	}
+	if disks, problems, err := reader.disks(); err != nil {
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, problems...)
+		metrics = append(metrics, diskMetric(disks))
+	}
+	if net, err := reader.nodeNet(); err != nil {
+		errs = append(errs, err)
+	} else {
+		metrics = append(metrics, netMetrics(net, func(v decimal.Decimal) sdk.Metric {
+			return sdk.Metric{PerNode: &sdk.Measurement{Value: v}, PerDevice: map[string]sdk.Measurement{"node": {Value: v}}}
+		})...)
+	}
 	if len(metrics) == 0 && len(errs) > 0 {
 		return nil, fmt.Errorf("node metrics: %w", errors.Join(errs...))
 	}
@@ -69,6 +84,30 @@ func (p *Plugin) NodeMetrics(_ context.Context) ([]sdk.Metric, error) {
 		p.logger.Warn("node metric unavailable", "error", err)
 	}
 	return metrics, nil
+}
+
+// diskMetric is node disk: used over total bytes per device and summed.
+func diskMetric(disks []diskUsage) sdk.Metric {
+	m := sdk.Metric{Key: "disk", Type: sdk.MetricGauge, UnitHint: "bytes", PerDevice: map[string]sdk.Measurement{}}
+	var used, total decimal.Decimal
+	for _, d := range disks {
+		u, t := decimal.NewFromUint64(d.used), decimal.NewFromUint64(d.total)
+		m.PerDevice[d.device] = sdk.Measurement{Value: u, Capacity: &t}
+		used, total = used.Add(u), total.Add(t)
+	}
+	m.PerNode = &sdk.Measurement{Value: used, Capacity: &total}
+	return m
+}
+
+// netMetrics turns byte counters into net_rx and net_tx; place puts a
+// value where it belongs (per node, per container). The collector's
+// policy reports their rate, as upstream's current_hook.
+func netMetrics(net NetDev, place func(decimal.Decimal) sdk.Metric) []sdk.Metric {
+	rx, tx := place(decimal.NewFromUint64(net.RxBytes)), place(decimal.NewFromUint64(net.TxBytes))
+	rx.Key, tx.Key = "net_rx", "net_tx"
+	rx.Type, tx.Type = sdk.MetricAccumulation, sdk.MetricAccumulation
+	rx.UnitHint, tx.UnitHint = "bps", "bps"
+	return []sdk.Metric{rx, tx}
 }
 
 func (p *Plugin) nodeCPUUtil(reader hostReader) (sdk.Metric, bool, error) {
@@ -116,7 +155,10 @@ func (p *Plugin) nodeCPUUtil(reader hostReader) (sdk.Metric, bool, error) {
 // ContainerMetrics reads each container's cgroup: cpu_util and cpu_used
 // (ms of CPU time; cpu_util with upstream's capacity 1000), mem (usage
 // minus inactive file cache, capacity the cgroup limit or MemTotal when
-// unlimited, as docker stats reports), io_read and io_write (bytes). A
+// unlimited, as docker stats reports), io_read and io_write (bytes);
+// net_rx and net_tx (bytes, from /proc/<pid>/net/dev) and io_scratch_size,
+// always 0 as upstream, which stopped walking scratch dirs for their cost
+// (agent/docker/intrinsic.py get_scratch_size). A
 // container whose cgroup is gone is skipped; a file that cannot be parsed
 // is logged and only that metric is skipped.
 func (p *Plugin) ContainerMetrics(ctx context.Context, containers []sdk.ContainerRef) ([]sdk.Metric, error) {
@@ -126,6 +168,9 @@ func (p *Plugin) ContainerMetrics(ctx context.Context, containers []sdk.Containe
 	mem := map[string]sdk.Measurement{}
 	ioRead := map[string]sdk.Measurement{}
 	ioWrite := map[string]sdk.Measurement{}
+	netRx := map[string]sdk.Measurement{}
+	netTx := map[string]sdk.Measurement{}
+	scratch := map[string]sdk.Measurement{}
 	var memTotal *decimal.Decimal
 	utilCapacity := decimal.NewFromInt(containerCPUUtilCapacity)
 
@@ -170,6 +215,15 @@ func (p *Plugin) ContainerMetrics(ctx context.Context, containers []sdk.Containe
 			ioRead[id] = sdk.Measurement{Value: decimal.NewFromUint64(*stats.ioRead)}
 			ioWrite[id] = sdk.Measurement{Value: decimal.NewFromUint64(*stats.ioWrite)}
 		}
+		// No counter beats a made-up 0, which would turn into a spike of
+		// the rate on the next successful read.
+		if net, err := reader.containerNet(ref.PID); err != nil {
+			p.logger.Debug("container network unavailable", "container", id, "error", err)
+		} else {
+			netRx[id] = sdk.Measurement{Value: decimal.NewFromUint64(net.RxBytes)}
+			netTx[id] = sdk.Measurement{Value: decimal.NewFromUint64(net.TxBytes)}
+		}
+		scratch[id] = sdk.Measurement{Value: decimal.Zero}
 	}
 	return []sdk.Metric{
 		{Key: "cpu_util", Type: sdk.MetricUtilization, UnitHint: "percent", PerContainer: cpuUtil},
@@ -177,5 +231,8 @@ func (p *Plugin) ContainerMetrics(ctx context.Context, containers []sdk.Containe
 		{Key: "mem", Type: sdk.MetricGauge, UnitHint: "bytes", PerContainer: mem},
 		{Key: "io_read", Type: sdk.MetricGauge, UnitHint: "bytes", PerContainer: ioRead},
 		{Key: "io_write", Type: sdk.MetricGauge, UnitHint: "bytes", PerContainer: ioWrite},
+		{Key: "net_rx", Type: sdk.MetricAccumulation, UnitHint: "bps", PerContainer: netRx},
+		{Key: "net_tx", Type: sdk.MetricAccumulation, UnitHint: "bps", PerContainer: netTx},
+		{Key: "io_scratch_size", Type: sdk.MetricGauge, UnitHint: "bytes", PerContainer: scratch},
 	}, nil
 }

@@ -229,3 +229,104 @@ func eachLine(data []byte, fn func(lineNo int, line string) error) error {
 	}
 	return nil
 }
+
+// NetDev is the byte counters of /proc/net/dev summed over interfaces.
+type NetDev struct {
+	RxBytes, TxBytes uint64
+}
+
+// ParseNetDev sums the receive and transmit byte counters of
+// /proc/<pid>/net/dev. withLoopback keeps "lo": psutil's
+// net_io_counters (upstream's node net_rx/net_tx) counts it, upstream's
+// _parse_proc_net_dev for containers skips it.
+func ParseNetDev(data []byte, withLoopback bool) (NetDev, error) {
+	var out NetDev
+	for _, line := range strings.Split(string(data), "\n") {
+		iface, counters, ok := strings.Cut(line, ":")
+		if !ok {
+			continue // the two header lines
+		}
+		if strings.TrimSpace(iface) == "lo" && !withLoopback {
+			continue
+		}
+		fields := strings.Fields(counters)
+		if len(fields) < 9 {
+			return NetDev{}, fmt.Errorf("net/dev: interface %q has %d fields, want at least 9", strings.TrimSpace(iface), len(fields))
+		}
+		rx, err := strconv.ParseUint(fields[0], 10, 64)
+		if err != nil {
+			return NetDev{}, fmt.Errorf("net/dev: %q rx bytes: %w", strings.TrimSpace(iface), err)
+		}
+		tx, err := strconv.ParseUint(fields[8], 10, 64)
+		if err != nil {
+			return NetDev{}, fmt.Errorf("net/dev: %q tx bytes: %w", strings.TrimSpace(iface), err)
+		}
+		out.RxBytes += rx
+		out.TxBytes += tx
+	}
+	return out, nil
+}
+
+// Mount is one line of /proc/self/mounts.
+type Mount struct {
+	Device, MountPoint, FSType string
+}
+
+// prunedDiskTypes are the filesystems upstream drops from node disk on top
+// of psutil's (agent/docker/intrinsic.py pruned_disk_types).
+var prunedDiskTypes = map[string]bool{"vfat": true, "lxcfs": true, "squashfs": true, "tmpfs": true, "iso9660": true}
+
+// DiskMounts picks the mounts that count for node disk, as upstream:
+// psutil.disk_partitions(all=False) keeps mounts with a device whose
+// filesystem type /proc/filesystems lists without "nodev" (zfs allowed);
+// upstream then drops pruned types, Docker's runc runtime mounts and the
+// btrfs subvolume dir. filesystems is /proc/filesystems; mounts is
+// /proc/self/mounts. Fields are unescaped (\040 is a space).
+func DiskMounts(filesystems, mounts []byte) []Mount {
+	physical := map[string]bool{}
+	for _, line := range strings.Split(string(filesystems), "\n") {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) == 1:
+			physical[fields[0]] = true
+		case len(fields) == 2 && fields[0] == "nodev" && fields[1] == "zfs":
+			physical["zfs"] = true
+		}
+	}
+	var out []Mount
+	for _, line := range strings.Split(string(mounts), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 3 {
+			continue
+		}
+		m := Mount{Device: unescapeMount(fields[0]), MountPoint: unescapeMount(fields[1]), FSType: fields[2]}
+		switch {
+		case m.Device == "" || m.Device == "none", !physical[m.FSType], prunedDiskTypes[m.FSType],
+			strings.HasPrefix(m.MountPoint, "/proc/docker/runtime-runc/moby/"),
+			m.MountPoint == "/var/lib/docker/btrfs":
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// unescapeMount decodes the octal escapes (\040, \011, \012, \134) the
+// kernel writes in mount fields.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

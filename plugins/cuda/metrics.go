@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -95,9 +96,21 @@ func (p *Plugin) NodeMetrics(ctx context.Context) ([]sdk.Metric, error) {
 
 func milliToUnit(v uint32) decimal.Decimal { return decimal.New(int64(v), -3) }
 
-// ContainerMetrics reports cuda_mem per container: the GPU memory of the
-// compute processes NVML lists, matched to a container by its PID or by
-// the process's cgroup. Containers without GPU processes are omitted.
+// ContainerMetrics reports cuda_util and cuda_mem for every container that
+// was given GPUs, from its first sample on, even before it runs anything on
+// them (upstream cuda_open's gather_container_measures):
+//   - cuda_util: the sum of its whole GPUs' utilisation, capacity 100 per
+//     GPU (MIG instances have no utilisation in NVML);
+//   - cuda_mem: the memory used on its GPUs, capacity their total. A whole
+//     GPU no other listed container holds counts its device-wide use, as
+//     upstream; a GPU shared with others (fractional shares) or a MIG
+//     instance counts only the memory of the container's own processes.
+//
+// A container's GPUs are the NVIDIA_VISIBLE_DEVICES this plugin put into
+// its environment (every attach method sets it), read back from its init
+// process, so the plugin needs no state of its own and works after a
+// restart. A container without it (not started with our GPUs) gets
+// cuda_mem only if NVML lists processes of it.
 func (p *Plugin) ContainerMetrics(ctx context.Context, containers []sdk.ContainerRef) ([]sdk.Metric, error) {
 	p.mu.Lock()
 	client, procfsRoot := p.client, p.cfg.procfsRoot
@@ -106,52 +119,238 @@ func (p *Plugin) ContainerMetrics(ctx context.Context, containers []sdk.Containe
 	if client == nil || len(containers) == 0 {
 		return nil, nil
 	}
-	// Processes are listed per physical GPU; MIG instances share a parent.
-	physical := map[int]uint64{}
-	for _, g := range gpus {
-		if g.IsMig() {
-			// Processes on a MIG instance are counted against the parent.
-			if _, seen := physical[g.Index]; !seen {
-				physical[g.Index] = 0
-			}
+	attached := make(map[string][]gpuEntry, len(containers))
+	holders := map[string]int{}
+	for _, c := range containers {
+		visible, ok := visibleDevicesOf(procfsRoot, c.PID)
+		if !ok {
 			continue
 		}
-		physical[g.Index] = g.MemoryTotal
+		devs := resolveVisible(visible, gpus)
+		if len(devs) == 0 {
+			continue
+		}
+		attached[c.ContainerID] = devs
+		for _, g := range devs {
+			holders[g.UUID]++
+		}
 	}
-	used := map[string]decimal.Decimal{}
-	capacity := map[string]decimal.Decimal{}
-	for index, total := range physical {
-		procs, err := client.Processes(ctx, index)
-		if err != nil {
-			p.logger.Warn("cannot list GPU processes", "nvml_index", index, "error", err)
-			continue
+
+	statuses := map[int]*nvmldriver.DeviceStatus{}
+	status := func(index int) *nvmldriver.DeviceStatus {
+		if st, seen := statuses[index]; seen {
+			return st
 		}
-		onThisGPU := map[string]bool{}
-		for _, proc := range procs {
-			cid, ok := containerOf(proc, containers, procfsRoot)
-			if !ok {
+		st, err := client.Status(ctx, index)
+		if err != nil {
+			p.logger.Warn("cannot sample GPU", "nvml_index", index, "error", err)
+			statuses[index] = nil
+			return nil
+		}
+		statuses[index] = &st
+		return &st
+	}
+	// Process memory is listed per physical GPU (MIG instances count
+	// against their parent) and only when some container needs it.
+	var procMem map[int]map[string]uint64
+	processMemory := func() map[int]map[string]uint64 {
+		if procMem != nil {
+			return procMem
+		}
+		procMem = map[int]map[string]uint64{}
+		for _, index := range physicalIndices(gpus) {
+			procs, err := client.Processes(ctx, index)
+			if err != nil {
+				p.logger.Warn("cannot list GPU processes", "nvml_index", index, "error", err)
 				continue
 			}
-			used[cid] = used[cid].Add(decimal.NewFromUint64(proc.UsedMemory))
-			if !onThisGPU[cid] {
-				onThisGPU[cid] = true
-				capacity[cid] = capacity[cid].Add(decimal.NewFromUint64(total))
+			for _, proc := range procs {
+				cid, ok := containerOf(proc, containers, procfsRoot)
+				if !ok {
+					continue
+				}
+				if procMem[index] == nil {
+					procMem[index] = map[string]uint64{}
+				}
+				procMem[index][cid] += proc.UsedMemory
+			}
+		}
+		return procMem
+	}
+
+	util := sdk.Metric{Key: "cuda_util", Type: sdk.MetricUtilization, UnitHint: "percent", PerContainer: map[string]sdk.Measurement{}}
+	mem := sdk.Metric{Key: "cuda_mem", Type: sdk.MetricGauge, UnitHint: "bytes", PerContainer: map[string]sdk.Measurement{}}
+	for _, c := range containers {
+		devs, ok := attached[c.ContainerID]
+		if !ok {
+			continue
+		}
+		samples := make([]gpuSample, len(devs))
+		for i, g := range devs {
+			samples[i] = gpuSample{gpu: g, exclusive: !g.IsMig() && holders[g.UUID] == 1}
+			if !g.IsMig() {
+				samples[i].status = status(g.Index)
+			}
+			if !samples[i].exclusive {
+				samples[i].processMemory = processMemory()[g.Index][c.ContainerID]
+			}
+		}
+		u, m := kernelGPUMeasures(samples)
+		if u != nil {
+			util.PerContainer[c.ContainerID] = *u
+		}
+		if m != nil {
+			mem.PerContainer[c.ContainerID] = *m
+		}
+	}
+	// Containers without our GPUs: the memory of their GPU processes, if
+	// any, over the total of the whole GPUs they run on.
+	wholeTotal := map[int]uint64{}
+	for _, g := range gpus {
+		if !g.IsMig() {
+			wholeTotal[g.Index] = g.MemoryTotal
+		}
+	}
+	for _, index := range physicalIndices(gpus) {
+		if len(attached) == len(containers) {
+			break // all ours: no need to list processes
+		}
+		for cid, used := range processMemory()[index] {
+			if _, ours := attached[cid]; ours {
+				continue
+			}
+			m := mem.PerContainer[cid]
+			m.Value = m.Value.Add(decimal.NewFromUint64(used))
+			if total := wholeTotal[index]; total > 0 {
+				c := decimal.NewFromUint64(total)
+				if m.Capacity != nil {
+					c = c.Add(*m.Capacity)
+				}
+				m.Capacity = &c
+			}
+			mem.PerContainer[cid] = m
+		}
+	}
+	var out []sdk.Metric
+	if len(util.PerContainer) > 0 {
+		out = append(out, util)
+	}
+	if len(mem.PerContainer) > 0 {
+		out = append(out, mem)
+	}
+	return out, nil
+}
+
+// gpuSample is what is known of one of a container's GPUs this round.
+type gpuSample struct {
+	gpu gpuEntry
+	// exclusive: a whole GPU no other listed container holds.
+	exclusive bool
+	// status is the physical GPU's sample; nil for MIG or when it failed.
+	status *nvmldriver.DeviceStatus
+	// processMemory is the container's processes' memory on the physical
+	// GPU, used when the GPU is not exclusive.
+	processMemory uint64
+}
+
+// kernelGPUMeasures sums one container's GPUs into its cuda_util (nil when
+// none of them reports utilisation) and cuda_mem (nil only without GPUs).
+func kernelGPUMeasures(samples []gpuSample) (util, mem *sdk.Measurement) {
+	var utilSum, utilCap, memUsed, memCap decimal.Decimal
+	utilKnown := false
+	for _, s := range samples {
+		memCap = memCap.Add(decimal.NewFromUint64(s.gpu.MemoryTotal))
+		switch {
+		case s.exclusive && s.status != nil && s.status.MemoryUsed != nil:
+			memUsed = memUsed.Add(decimal.NewFromUint64(*s.status.MemoryUsed))
+		case !s.exclusive:
+			memUsed = memUsed.Add(decimal.NewFromUint64(s.processMemory))
+		}
+		if s.status != nil && s.status.GPUUtilization != nil {
+			utilKnown = true
+			utilSum = utilSum.Add(decimal.NewFromInt(int64(*s.status.GPUUtilization)))
+			utilCap = utilCap.Add(decimal.NewFromInt(100))
+		}
+	}
+	if len(samples) == 0 {
+		return nil, nil
+	}
+	mem = &sdk.Measurement{Value: memUsed, Capacity: &memCap}
+	if utilKnown {
+		util = &sdk.Measurement{Value: utilSum, Capacity: &utilCap}
+	}
+	return util, mem
+}
+
+// physicalIndices lists the NVML indices of the physical GPUs behind gpus.
+func physicalIndices(gpus []gpuEntry) []int {
+	var out []int
+	for _, g := range gpus {
+		if !slices.Contains(out, g.Index) {
+			out = append(out, g.Index)
+		}
+	}
+	return out
+}
+
+// resolveVisible maps NVIDIA_VISIBLE_DEVICES entries (UUIDs, as this plugin
+// writes them, or NVML indices of whole GPUs) to the inventory, in the
+// order given; unknown entries and duplicates are dropped.
+func resolveVisible(visible []string, gpus []gpuEntry) []gpuEntry {
+	var out []gpuEntry
+	seen := map[string]bool{}
+	for _, v := range visible {
+		for _, g := range gpus {
+			match := g.UUID == v || (!g.IsMig() && strconv.Itoa(g.Index) == v)
+			if match && !seen[g.UUID] {
+				seen[g.UUID] = true
+				out = append(out, g)
+				break
 			}
 		}
 	}
-	if len(used) == 0 {
-		return nil, nil
+	return out
+}
+
+// visibleDevicesOf reads NVIDIA_VISIBLE_DEVICES from <procfs>/<pid>/environ.
+// ok is false when the process or the variable is missing, or it names no
+// specific device ("all", "none", "void", empty).
+func visibleDevicesOf(procfsRoot string, pid int) ([]string, bool) {
+	if pid <= 0 {
+		return nil, false
 	}
-	mem := sdk.Metric{Key: "cuda_mem", Type: sdk.MetricGauge, UnitHint: "bytes", PerContainer: map[string]sdk.Measurement{}}
-	for cid, v := range used {
-		c := capacity[cid]
-		m := sdk.Measurement{Value: v}
-		if c.IsPositive() {
-			m.Capacity = &c
+	data, err := os.ReadFile(filepath.Join(procfsRoot, strconv.Itoa(pid), "environ"))
+	if err != nil {
+		return nil, false
+	}
+	return parseVisibleDevices(data)
+}
+
+// parseVisibleDevices finds NVIDIA_VISIBLE_DEVICES in a NUL-separated
+// environment. The last occurrence wins, as for getenv after Docker
+// appends its own copy for DeviceRequests.
+func parseVisibleDevices(environ []byte) ([]string, bool) {
+	const name = "NVIDIA_VISIBLE_DEVICES="
+	value, found := "", false
+	for _, kv := range bytes.Split(environ, []byte{0}) {
+		if v, ok := bytes.CutPrefix(kv, []byte(name)); ok {
+			value, found = string(v), true
 		}
-		mem.PerContainer[cid] = m
 	}
-	return []sdk.Metric{mem}, nil
+	if !found {
+		return nil, false
+	}
+	switch strings.TrimSpace(value) {
+	case "", "all", "none", "void":
+		return nil, false
+	}
+	var out []string
+	for _, part := range strings.Split(value, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out, len(out) > 0
 }
 
 // containerOf finds the container a GPU process runs in.

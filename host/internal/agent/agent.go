@@ -35,6 +35,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
+	"github.com/baiagent/baiagent/host/internal/presence"
 	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/redisconn"
 	"github.com/baiagent/baiagent/host/internal/resources"
@@ -117,7 +118,8 @@ func (a *Agent) heartbeatInfo(publicKey string) heartbeat.Info {
 }
 
 // startStats writes node and kernel statistics to Redis as upstream does
-// (DB 0: {agent_id}, {kernel_id}, container_count.{agent_id}).
+// (DB 0: {agent_id}, {kernel_id}, and container_count.{agent_id} every
+// 10 s even when statistics are disabled).
 func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kernel.Manager) error {
 	um := a.cfg.Agent.UtilizationMetric
 	collector, err := stats.New(stats.Options{
@@ -137,6 +139,16 @@ func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kerne
 			}
 			return out, nil
 		},
+		// Counting needs no docker inspect, unlike Containers.
+		ContainerCount: func(context.Context) (int, error) {
+			n := 0
+			for _, k := range kernels.List() {
+				if k.ContainerID != "" {
+					n++
+				}
+			}
+			return n, nil
+		},
 		NodeInterval: um.Node.Interval, ContainerInterval: um.Container.Interval,
 		DisableNode: !um.Node.Enable, DisableContainer: !um.Container.Enable,
 		Logger: a.log.With().Str("component", "stats").Logger(),
@@ -146,6 +158,35 @@ func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kerne
 	}
 	go collector.Run(ctx)
 	return nil
+}
+
+// startPresence marks the running kernels in DB 2 every minute, so that
+// the manager's check_stale_kernels sees them alive. The returned func
+// stops the reporter and waits for it.
+func (a *Agent) startPresence(ctx context.Context, db *redis.Client, kernels *kernel.Manager) (func(), error) {
+	reporter, err := presence.New(presence.Options{
+		Redis: db,
+		Kernels: func(context.Context) ([]string, error) {
+			var ids []string
+			for _, k := range kernels.List() {
+				if k.State == "running" && k.ContainerID != "" {
+					ids = append(ids, k.KernelID)
+				}
+			}
+			return ids, nil
+		},
+		Logger: a.log.With().Str("component", "presence").Logger(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kernel presence: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		reporter.Run(ctx)
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 // refreshMetrics keeps the gauges of /metrics current: kernels by state,
@@ -549,6 +590,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 		go reportCommits(ctx, statDB, kernels.OngoingCommits, commitStatusInterval, commitStatusTTL, a.log)
+		liveDB := events.NewRedisClient(*redisOpts, events.LiveDB)
+		defer liveDB.Close()
+		stopPresence, err := a.startPresence(ctx, liveDB, kernels)
+		if err != nil {
+			return err
+		}
+		defer stopPresence()
 	}
 	go heartbeat.Run(ctx, heartbeat.Options{
 		AgentID: a.cfg.Agent.ID,

@@ -19,6 +19,7 @@ import (
 // redisconn's Role.DB for statistics, image and stream.
 const (
 	StatisticsDB = 0
+	LiveDB       = 2
 	ImageDB      = 3
 	StreamDB     = 4
 )

@@ -27,6 +27,11 @@ const DefaultInterval = 30 * time.Second
 // (ValkeyStatClient's _DEFAULT_EXPIRATION).
 const KernelTTL = 24 * time.Hour
 
+// DefaultCountInterval is how often container_count.{agent_id} is written:
+// upstream writes it at the end of every sync_container_lifecycles (10 s),
+// whether container statistics are on or not.
+const DefaultCountInterval = 10 * time.Second
+
 // ttlFactor is upstream's _METRIC_TTL_FACTOR: {agent_id} lives 4 intervals.
 const ttlFactor = 4
 
@@ -62,9 +67,14 @@ type Options struct {
 	// events.NewRedisClient(opts, events.StatisticsDB).
 	Redis   redis.Cmdable
 	Plugins Plugins
-	// Containers lists the kernels; nil measures no containers and writes
-	// no container_count.
+	// Containers lists the kernels; nil measures no containers.
 	Containers ContainersFunc
+	// ContainerCount counts the agent's kernels that have a container, for
+	// container_count.{agent_id}; nil counts those Containers lists with
+	// one. Without both, no container_count is written.
+	ContainerCount func(ctx context.Context) (int, error)
+	// CountInterval defaults to DefaultCountInterval.
+	CountInterval time.Duration
 	// NodeInterval and ContainerInterval default to 30 s. DisableNode and
 	// DisableContainer turn a loop of Run off (utilization-metric.*.enable).
 	NodeInterval      time.Duration
@@ -105,6 +115,22 @@ func New(opts Options) (*Collector, error) {
 	if opts.ContainerInterval <= 0 {
 		opts.ContainerInterval = DefaultInterval
 	}
+	if opts.CountInterval <= 0 {
+		opts.CountInterval = DefaultCountInterval
+	}
+	if opts.ContainerCount == nil && opts.Containers != nil {
+		containers := opts.Containers
+		opts.ContainerCount = func(ctx context.Context) (int, error) {
+			targets, err := containers(ctx)
+			n := 0
+			for _, t := range targets {
+				if t.ContainerID != "" {
+					n++
+				}
+			}
+			return n, err
+		}
+	}
 	if opts.Policy == nil {
 		opts.Policy = DefaultPolicy
 	}
@@ -121,8 +147,9 @@ func (c *Collector) NodeTTL() time.Duration {
 }
 
 // Run collects node stats every NodeInterval and container stats every
-// ContainerInterval, the first time at once, until ctx ends. Failures are
-// logged and the next round goes on.
+// ContainerInterval, and writes container_count every CountInterval (even
+// with both collections disabled, as upstream), the first time at once,
+// until ctx ends. Failures are logged and the next round goes on.
 func (c *Collector) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	if !c.opts.DisableNode {
@@ -130,6 +157,9 @@ func (c *Collector) Run(ctx context.Context) {
 	}
 	if !c.opts.DisableContainer && c.opts.Containers != nil {
 		wg.Go(func() { c.loop(ctx, c.opts.ContainerInterval, "container", c.CollectContainers) })
+	}
+	if c.opts.ContainerCount != nil {
+		wg.Go(func() { c.loop(ctx, c.opts.CountInterval, "container_count", c.WriteContainerCount) })
 	}
 	wg.Wait()
 }
@@ -241,11 +271,26 @@ func (c *Collector) CollectNode(ctx context.Context) error {
 	return nil
 }
 
+// WriteContainerCount writes container_count.{agent_id}: the number of the
+// agent's kernels with a container, as upstream counts its own containers.
+func (c *Collector) WriteContainerCount(ctx context.Context) error {
+	if c.opts.ContainerCount == nil {
+		return nil
+	}
+	n, err := c.opts.ContainerCount(ctx)
+	if err != nil {
+		return fmt.Errorf("stats: count containers: %w", err)
+	}
+	if err := c.opts.Redis.Set(ctx, ContainerCountKey(c.opts.AgentID), strconv.Itoa(n), KernelTTL).Err(); err != nil {
+		return fmt.Errorf("stats: write container count: %w", err)
+	}
+	return nil
+}
+
 // CollectContainers polls every plugin's ContainerMetrics for the agent's
 // kernels once, updates their statistics and writes {kernel_id} for every
-// kernel measured, and container_count.{agent_id} (the number of kernels
-// with a container, as upstream counts its own containers). Statistics of
-// kernels no longer listed are dropped; their keys expire.
+// kernel measured. Statistics of kernels no longer listed are dropped;
+// their keys expire.
 func (c *Collector) CollectContainers(ctx context.Context) error {
 	if c.opts.Containers == nil {
 		return nil
@@ -325,11 +370,13 @@ func (c *Collector) CollectContainers(ctx context.Context) error {
 	}
 	c.kernelMu.Unlock()
 
+	if len(updated) == 0 {
+		return nil
+	}
 	pipe := c.opts.Redis.Pipeline()
 	for _, kid := range updated {
 		pipe.Set(ctx, kid, payloads[kid], KernelTTL)
 	}
-	pipe.Set(ctx, ContainerCountKey(c.opts.AgentID), strconv.Itoa(len(refs)), KernelTTL)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("stats: write container stats: %w", err)
 	}

@@ -419,6 +419,9 @@ func TestKernelStats(t *testing.T) {
 		t.Errorf("%d keys written for a kernel without container or an unknown container", n)
 	}
 	checkTTL(t, client, "k1", KernelTTL-time.Minute, KernelTTL)
+	if err := col.WriteContainerCount(ctx); err != nil {
+		t.Fatal(err)
+	}
 	checkTTL(t, client, "container_count.i-agent", KernelTTL-time.Minute, KernelTTL)
 	if got, _ := client.Get(ctx, "container_count.i-agent").Result(); got != "2" {
 		t.Errorf("container_count = %q, want 2", got)
@@ -430,6 +433,9 @@ func TestKernelStats(t *testing.T) {
 	targets = []ContainerTarget{targets[0], targets[2]}
 	mu.Unlock()
 	if err := col.CollectContainers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := col.WriteContainerCount(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := client.Get(ctx, "container_count.i-agent").Result(); got != "1" {
@@ -513,5 +519,56 @@ func TestRunAndRedisOutage(t *testing.T) {
 	}
 	if err := col.CollectContainers(context.Background()); err == nil {
 		t.Error("CollectContainers with Redis down returned no error")
+	}
+	if err := col.WriteContainerCount(context.Background()); err == nil {
+		t.Error("WriteContainerCount with Redis down returned no error")
+	}
+}
+
+// TestContainerCountWithStatsOff pins upstream's set_container_count at the
+// end of every sync_container_lifecycles (agent/agent.py, 26.8.1): the
+// count is written even when utilization-metric container (and node)
+// collection is disabled, and it counts only kernels with a container.
+func TestContainerCountWithStatsOff(t *testing.T) {
+	srv := redistest.Start(t, false)
+	client := newClient(t, srv)
+	host := &fakeHost{}
+	var mu sync.Mutex
+	calls := 0
+	containers := func(context.Context) ([]ContainerTarget, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		return []ContainerTarget{{KernelID: "k1", ContainerID: "c1"}, {KernelID: "k2", ContainerID: "c2"}, {KernelID: "k3"}}, nil
+	}
+	col, err := New(Options{AgentID: "i-agent", Redis: client, Plugins: host, Containers: containers,
+		DisableNode: true, DisableContainer: true, CountInterval: 20 * time.Millisecond, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { col.Run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := calls
+		mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container_count written %d times in 5 s at a 20 ms interval", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got, _ := client.Get(context.Background(), "container_count.i-agent").Result(); got != "2" {
+		t.Errorf("container_count = %q, want 2 (k3 has no container)", got)
+	}
+	checkTTL(t, client, "container_count.i-agent", KernelTTL-time.Minute, KernelTTL)
+	if n, _ := client.Exists(context.Background(), "i-agent", "k1").Result(); n != 0 {
+		t.Errorf("%d stats keys written with both collections disabled", n)
 	}
 }
