@@ -590,7 +590,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 		go reportCommits(ctx, statDB, kernels.OngoingCommits, commitStatusInterval, commitStatusTTL, a.log)
-		liveDB := events.NewRedisClient(*redisOpts, events.LiveDB)
+		liveDB := redisProfile.Client(redisconn.RoleLive)
 		defer liveDB.Close()
 		stopPresence, err := a.startPresence(ctx, liveDB, kernels)
 		if err != nil {

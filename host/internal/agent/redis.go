@@ -11,9 +11,10 @@ import (
 )
 
 // redisRolesUsed are the roles this agent opens clients for: events
-// (stream), node and kernel statistics, and installed images.
+// (stream), node and kernel statistics, installed images, and kernel
+// presence (live).
 func redisRolesUsed() []redisconn.Role {
-	return []redisconn.Role{redisconn.RoleStream, redisconn.RoleStatistics, redisconn.RoleImage}
+	return []redisconn.Role{redisconn.RoleStream, redisconn.RoleStatistics, redisconn.RoleImage, redisconn.RoleLive}
 }
 
 // redisProfile picks where each Redis role connects: etcd's config/redis
