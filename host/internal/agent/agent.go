@@ -72,6 +72,9 @@ type Agent struct {
 	reported  map[string]decimal.Decimal
 	bus       *events.Bus
 	docker    *client.Client
+	// subnetBindHost is this host's address in etcd's
+	// config/network/subnet/container, when container.bind-host is empty.
+	subnetBindHost string
 }
 
 // redisOptions picks the event bus's Redis: etcd's config/redis first (as
@@ -100,7 +103,7 @@ func (a *Agent) heartbeatInfo(publicKey string) heartbeat.Info {
 		Region:                     a.cfg.Agent.Region,
 		ScalingGroup:               a.cfg.Agent.InitialResourceGroupName,
 		RPCAddr:                    rpcAddr.String(),
-		PublicHost:                 a.cfg.Agent.PublicHost,
+		PublicHost:                 a.publicHost(),
 		Version:                    version.Version,
 		Architecture:               machineArch(),
 		AutoTerminateAbusingKernel: a.cfg.Agent.ForceTerminateAbusingContainers,
@@ -381,6 +384,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer closeEtcd()
+	a.detectBindHost(overlay)
 	redisOpts := a.redisOptions(overlay)
 	bus, err := events.New(ctx, events.Options{
 		AgentID:  a.cfg.Agent.ID,
@@ -664,19 +668,6 @@ func orderedMap(m map[string]any) pywire.Map {
 		out = append(out, pywire.KV{Key: k, Value: v})
 	}
 	return out
-}
-
-// kernelHost is the address the manager and app proxy reach kernel ports
-// at: container.advertised-host, else bind-host, else this node's address.
-func (a *Agent) kernelHost() string {
-	switch {
-	case a.cfg.Container.AdvertisedHost != "":
-		return a.cfg.Container.AdvertisedHost
-	case a.cfg.Container.BindHost != "" && a.cfg.Container.BindHost != "0.0.0.0":
-		return a.cfg.Container.BindHost
-	default:
-		return a.nodeAddress().IP
-	}
 }
 
 // probeHost is where host ports are checked: the bind host, or all
