@@ -11,10 +11,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -194,67 +192,27 @@ func (a *Agent) refreshMetrics(ctx context.Context, m *httpapi.Metrics, kernels 
 	}
 }
 
-// kernelImages lists the local images the manager may schedule kernels
-// on, with upstream's scan_images rules (see kernelImage). A Docker error
-// leaves the list empty for this heartbeat.
-func (a *Agent) kernelImages(ctx context.Context) []heartbeat.Image {
-	list, err := a.docker.ImageList(ctx, client.ImageListOptions{})
+// heartbeatImages rescans the local kernel images for the heartbeat and
+// tells the manager about the ones gone since the last scan with
+// agent_installed_images_remove, as upstream's periodic scan_images does.
+// When Docker fails, the last scan's list is reported again.
+func (a *Agent) heartbeatImages(ctx context.Context, svc *images.Service) []heartbeat.Image {
+	current, removed, err := svc.Rescan(ctx)
 	if err != nil {
-		a.log.Warn().Err(err).Msg("cannot list images for the heartbeat")
-		return nil
+		a.log.Warn().Err(err).Msg("cannot scan the local images; the heartbeat reports the last scan")
 	}
-	var out []heartbeat.Image
-	for _, img := range list.Items {
-		for _, tag := range img.RepoTags {
-			if kernelImage(tag, img.Labels) {
-				out = append(out, heartbeat.Image{Canonical: tag, Digest: img.ID, Architecture: machineArch()})
-			}
+	if len(removed) > 0 {
+		ev := events.AgentInstalledImagesRemove{}
+		for _, img := range removed {
+			ev.Images = append(ev.Images, events.ScannedImage{Canonical: img.Canonical, Digest: img.Digest})
 		}
+		a.emit(ctx, ev)
 	}
-	slices.SortFunc(out, func(x, y heartbeat.Image) int { return strings.Compare(x.Canonical, y.Canonical) })
+	out := make([]heartbeat.Image, len(current))
+	for i, img := range current {
+		out[i] = heartbeat.Image(img)
+	}
 	return out
-}
-
-// Upstream's bounds on ai.backend.kernelspec (MIN_KERNELSPEC, MAX_KERNELSPEC).
-const (
-	minKernelSpec = 1
-	maxKernelSpec = 1
-)
-
-// imageTag is upstream's rx_slug, which an image's tag must match.
-var imageTag = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-._]*[A-Za-z0-9])?$`)
-
-// kernelImage is upstream's scan_images test of one tagged image: it has
-// labels at all, its name is one ImageRef.parse_image_str(name, "*")
-// accepts, and its ai.backend.kernelspec (1 when missing) is an integer in
-// range. Images without the kernelspec label are kernels too, as upstream.
-func kernelImage(repoTag string, labels map[string]string) bool {
-	if len(labels) == 0 || repoTag == "" || strings.HasSuffix(repoTag, "<none>") {
-		return false
-	}
-	if strings.Contains(repoTag, "://") || strings.HasPrefix(repoTag, "//") {
-		return false
-	}
-	nameAndTag := repoTag
-	if _, rest, ok := strings.Cut(repoTag, "/"); ok {
-		nameAndTag = rest // with registry "*", everything before the first / is the registry
-	}
-	name, tag := nameAndTag, "latest"
-	if i := strings.LastIndexByte(nameAndTag, ':'); i >= 0 {
-		name, tag = nameAndTag[:i], nameAndTag[i+1:]
-	}
-	if name == "" || !imageTag.MatchString(tag) {
-		return false
-	}
-	spec := minKernelSpec
-	if raw, ok := labels["ai.backend.kernelspec"]; ok {
-		n, err := strconv.Atoi(strings.TrimSpace(raw))
-		if err != nil {
-			return false
-		}
-		spec = n
-	}
-	return spec >= minKernelSpec && spec <= maxKernelSpec
 }
 
 // machineArch is upstream's architecture name of this machine.
@@ -560,7 +518,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		AgentID: a.cfg.Agent.ID,
 		Source: heartbeat.SourceFunc(func(ctx context.Context) (heartbeat.Info, error) {
 			info := a.heartbeatInfo(rpc.PublicKey())
-			info.Images = a.kernelImages(ctx)
+			info.Images = a.heartbeatImages(ctx, imageService)
 			return info, nil
 		}),
 		Bus:      bus,
