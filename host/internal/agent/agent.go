@@ -25,6 +25,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/adminapi"
 	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/containerlog"
 	"github.com/baiagent/baiagent/host/internal/etcdstore"
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/heartbeat"
@@ -73,6 +74,9 @@ type Agent struct {
 	// subnetBindHost is this host's address in etcd's
 	// config/network/subnet/container, when container.bind-host is empty.
 	subnetBindHost string
+	// containerLogs stores finished kernels' logs for the manager; nil
+	// without Redis.
+	containerLogs *containerlog.Collector
 }
 
 // redisOptions picks the event bus's Redis: etcd's config/redis first (as
@@ -259,7 +263,8 @@ func (a *Agent) buildAllocator() error {
 }
 
 // newKernels connects to Docker and prepares the kernel manager.
-func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, suppressed func(kernelID string) bool) (*kernel.Manager, error) {
+// With logDB (Redis DB 6), finished kernels' logs are stored for the manager.
+func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *redis.Client, suppressed func(kernelID string) bool) (*kernel.Manager, error) {
 	docker, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
@@ -275,6 +280,9 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, suppressed
 		}
 	}
 	log := a.log.With().Str("component", "kernels").Logger()
+	if logDB != nil {
+		a.containerLogs = containerlog.New(containerlog.Options{Docker: docker, Redis: logDB, Bus: a.bus, Logger: log})
+	}
 	m, err := kernel.New(kernel.Config{
 		AgentID:             a.cfg.Agent.ID,
 		ScratchRoot:         a.cfg.Container.ScratchRoot,
@@ -293,6 +301,15 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, suppressed
 			ev := events.KernelTerminated{KernelID: t.KernelID, SessionID: t.SessionID, Reason: t.Reason, ExitCode: t.ExitCode}
 			if err := a.bus.Emit(context.WithoutCancel(ctx), ev); err != nil {
 				log.Error().Err(err).Str("kernel_id", t.KernelID).Msg("kernel_terminated event not sent")
+			}
+		},
+		BeforeRemove: func(ctx context.Context, kernelID, containerID string) {
+			if a.containerLogs == nil {
+				return
+			}
+			// Upstream logs the failure and cleans up anyway.
+			if err := a.containerLogs.Collect(ctx, kernelID, containerID); err != nil {
+				log.Warn().Err(err).Str("kernel_id", kernelID).Msg("container log not stored for the manager")
 			}
 		},
 		Docker:    docker,
@@ -409,7 +426,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	// A port another program holds would make Docker fail to publish it.
 	ports.CheckWith(portpool.ListenProbe(probeHost(a.cfg.Container.BindHost)))
 	var kernelMethods *rpcserver.KernelMethods
-	kernels, err := a.newKernels(ctx, ports, func(kernelID string) bool {
+	var logDB *redis.Client
+	if redisOpts != nil {
+		logDB = events.NewRedisClient(*redisOpts, containerlog.DB)
+		defer logDB.Close()
+	}
+	kernels, err := a.newKernels(ctx, ports, logDB, func(kernelID string) bool {
 		// suppress_events=True, or a destroy started by sync_kernel_registry.
 		return kernelMethods.TakeSuppressed(kernelID)
 	})
