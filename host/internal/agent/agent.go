@@ -11,10 +11,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -27,6 +25,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/adminapi"
 	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/containerlog"
 	"github.com/baiagent/baiagent/host/internal/etcdstore"
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/heartbeat"
@@ -74,6 +73,12 @@ type Agent struct {
 	reported  map[string]decimal.Decimal
 	bus       *events.Bus
 	docker    *client.Client
+	// subnetBindHost is this host's address in etcd's
+	// config/network/subnet/container, when container.bind-host is empty.
+	subnetBindHost string
+	// containerLogs stores finished kernels' logs for the manager; nil
+	// without Redis.
+	containerLogs *containerlog.Collector
 }
 
 // heartbeatInfo is what every heartbeat reports.
@@ -90,7 +95,7 @@ func (a *Agent) heartbeatInfo(publicKey string) heartbeat.Info {
 		Region:                     a.cfg.Agent.Region,
 		ScalingGroup:               a.cfg.Agent.InitialResourceGroupName,
 		RPCAddr:                    rpcAddr.String(),
-		PublicHost:                 a.cfg.Agent.PublicHost,
+		PublicHost:                 a.publicHost(),
 		Version:                    version.Version,
 		Architecture:               machineArch(),
 		AutoTerminateAbusingKernel: a.cfg.Agent.ForceTerminateAbusingContainers,
@@ -221,67 +226,27 @@ func (a *Agent) refreshMetrics(ctx context.Context, m *httpapi.Metrics, kernels 
 	}
 }
 
-// kernelImages lists the local images the manager may schedule kernels
-// on, with upstream's scan_images rules (see kernelImage). A Docker error
-// leaves the list empty for this heartbeat.
-func (a *Agent) kernelImages(ctx context.Context) []heartbeat.Image {
-	list, err := a.docker.ImageList(ctx, client.ImageListOptions{})
+// heartbeatImages rescans the local kernel images for the heartbeat and
+// tells the manager about the ones gone since the last scan with
+// agent_installed_images_remove, as upstream's periodic scan_images does.
+// When Docker fails, the last scan's list is reported again.
+func (a *Agent) heartbeatImages(ctx context.Context, svc *images.Service) []heartbeat.Image {
+	current, removed, err := svc.Rescan(ctx)
 	if err != nil {
-		a.log.Warn().Err(err).Msg("cannot list images for the heartbeat")
-		return nil
+		a.log.Warn().Err(err).Msg("cannot scan the local images; the heartbeat reports the last scan")
 	}
-	var out []heartbeat.Image
-	for _, img := range list.Items {
-		for _, tag := range img.RepoTags {
-			if kernelImage(tag, img.Labels) {
-				out = append(out, heartbeat.Image{Canonical: tag, Digest: img.ID, Architecture: machineArch()})
-			}
+	if len(removed) > 0 {
+		ev := events.AgentInstalledImagesRemove{}
+		for _, img := range removed {
+			ev.Images = append(ev.Images, events.ScannedImage{Canonical: img.Canonical, Digest: img.Digest})
 		}
+		a.emit(ctx, ev)
 	}
-	slices.SortFunc(out, func(x, y heartbeat.Image) int { return strings.Compare(x.Canonical, y.Canonical) })
+	out := make([]heartbeat.Image, len(current))
+	for i, img := range current {
+		out[i] = heartbeat.Image(img)
+	}
 	return out
-}
-
-// Upstream's bounds on ai.backend.kernelspec (MIN_KERNELSPEC, MAX_KERNELSPEC).
-const (
-	minKernelSpec = 1
-	maxKernelSpec = 1
-)
-
-// imageTag is upstream's rx_slug, which an image's tag must match.
-var imageTag = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-._]*[A-Za-z0-9])?$`)
-
-// kernelImage is upstream's scan_images test of one tagged image: it has
-// labels at all, its name is one ImageRef.parse_image_str(name, "*")
-// accepts, and its ai.backend.kernelspec (1 when missing) is an integer in
-// range. Images without the kernelspec label are kernels too, as upstream.
-func kernelImage(repoTag string, labels map[string]string) bool {
-	if len(labels) == 0 || repoTag == "" || strings.HasSuffix(repoTag, "<none>") {
-		return false
-	}
-	if strings.Contains(repoTag, "://") || strings.HasPrefix(repoTag, "//") {
-		return false
-	}
-	nameAndTag := repoTag
-	if _, rest, ok := strings.Cut(repoTag, "/"); ok {
-		nameAndTag = rest // with registry "*", everything before the first / is the registry
-	}
-	name, tag := nameAndTag, "latest"
-	if i := strings.LastIndexByte(nameAndTag, ':'); i >= 0 {
-		name, tag = nameAndTag[:i], nameAndTag[i+1:]
-	}
-	if name == "" || !imageTag.MatchString(tag) {
-		return false
-	}
-	spec := minKernelSpec
-	if raw, ok := labels["ai.backend.kernelspec"]; ok {
-		n, err := strconv.Atoi(strings.TrimSpace(raw))
-		if err != nil {
-			return false
-		}
-		spec = n
-	}
-	return spec >= minKernelSpec && spec <= maxKernelSpec
 }
 
 // machineArch is upstream's architecture name of this machine.
@@ -328,7 +293,8 @@ func (a *Agent) buildAllocator() error {
 }
 
 // newKernels connects to Docker and prepares the kernel manager.
-func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, suppressed func(kernelID string) bool) (*kernel.Manager, error) {
+// With logDB (Redis DB 6), finished kernels' logs are stored for the manager.
+func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *redis.Client, suppressed func(kernelID string) bool) (*kernel.Manager, error) {
 	docker, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
@@ -344,6 +310,9 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, suppressed
 		}
 	}
 	log := a.log.With().Str("component", "kernels").Logger()
+	if logDB != nil {
+		a.containerLogs = containerlog.New(containerlog.Options{Docker: docker, Redis: logDB, Bus: a.bus, Logger: log})
+	}
 	m, err := kernel.New(kernel.Config{
 		AgentID:             a.cfg.Agent.ID,
 		ScratchRoot:         a.cfg.Container.ScratchRoot,
@@ -363,6 +332,15 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, suppressed
 				Reason: t.Reason, ReasonVerbatim: t.ReasonVerbatim, ExitCode: t.ExitCode}
 			if err := a.bus.Emit(context.WithoutCancel(ctx), ev); err != nil {
 				log.Error().Err(err).Str("kernel_id", t.KernelID).Msg("kernel_terminated event not sent")
+			}
+		},
+		BeforeRemove: func(ctx context.Context, kernelID, containerID string) {
+			if a.containerLogs == nil {
+				return
+			}
+			// Upstream logs the failure and cleans up anyway.
+			if err := a.containerLogs.Collect(ctx, kernelID, containerID); err != nil {
+				log.Warn().Err(err).Str("kernel_id", kernelID).Msg("container log not stored for the manager")
 			}
 		},
 		Docker:    docker,
@@ -412,6 +390,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer closeEtcd()
+	a.detectBindHost(overlay)
 	redisProfile, err := a.redisProfile(overlay)
 	if err != nil {
 		return err
@@ -486,7 +465,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	// A port another program holds would make Docker fail to publish it.
 	ports.CheckWith(portpool.ListenProbe(probeHost(a.cfg.Container.BindHost)))
 	var kernelMethods *rpcserver.KernelMethods
-	kernels, err := a.newKernels(ctx, ports, func(kernelID string) bool {
+	var logDB *redis.Client
+	if redisProfile != nil {
+		logDB = redisProfile.Client(redisconn.RoleContainerLog)
+		defer logDB.Close()
+	}
+	kernels, err := a.newKernels(ctx, ports, logDB, func(kernelID string) bool {
 		// suppress_events=True, or a destroy started by sync_kernel_registry.
 		return kernelMethods.TakeSuppressed(kernelID)
 	})
@@ -602,7 +586,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		AgentID: a.cfg.Agent.ID,
 		Source: heartbeat.SourceFunc(func(ctx context.Context) (heartbeat.Info, error) {
 			info := a.heartbeatInfo(rpc.PublicKey())
-			info.Images = a.kernelImages(ctx)
+			info.Images = a.heartbeatImages(ctx, imageService)
 			return info, nil
 		}),
 		Bus:      bus,
@@ -710,19 +694,6 @@ func orderedMap(m map[string]any) pywire.Map {
 		out = append(out, pywire.KV{Key: k, Value: v})
 	}
 	return out
-}
-
-// kernelHost is the address the manager and app proxy reach kernel ports
-// at: container.advertised-host, else bind-host, else this node's address.
-func (a *Agent) kernelHost() string {
-	switch {
-	case a.cfg.Container.AdvertisedHost != "":
-		return a.cfg.Container.AdvertisedHost
-	case a.cfg.Container.BindHost != "" && a.cfg.Container.BindHost != "0.0.0.0":
-		return a.cfg.Container.BindHost
-	default:
-		return a.nodeAddress().IP
-	}
 }
 
 // probeHost is where host ports are checked: the bind host, or all

@@ -2,62 +2,123 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/baiagent/baiagent/host/internal/events"
+	"github.com/baiagent/baiagent/host/internal/heartbeat"
+	"github.com/baiagent/baiagent/host/internal/images"
+	"github.com/baiagent/baiagent/host/internal/images/registrytest"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/managertest"
+	"github.com/baiagent/baiagent/host/internal/pluginhost"
+	"github.com/baiagent/baiagent/host/internal/redistest"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
-// The heartbeat lists local kernel images, as upstream's scan_images does
-// (kernelImage has the rules).
-func TestKernelImagesInHeartbeat(t *testing.T) {
+// Each heartbeat rescans the local images: installed_image:{agent_id}
+// carries each image's own architecture (InstalledImageInfo,
+// common/data/image/types.py), and an image gone since the last scan is
+// reported with agent_installed_images_remove (scan_images_periodically,
+// agent/agent.py), both read back as the 26.8 manager reads them.
+func TestHeartbeatImages(t *testing.T) {
 	docker := kerneltest.Docker(t)
-	image := kerneltest.BuildBusybox(t, docker)
-	a := &Agent{docker: docker, log: zerolog.Nop()}
-	var found bool
-	for _, img := range a.kernelImages(context.Background()) {
-		if img.Canonical == image {
-			found = true
-			if img.Digest == "" || img.Architecture != machineArch() {
-				t.Fatalf("image entry %+v lacks its digest or architecture", img)
-			}
-		}
-		if img.Canonical == "" {
-			t.Fatalf("untagged image listed: %+v", img)
-		}
+	srv := redistest.Start(t, false)
+	ctx := context.Background()
+	a := New(loadSample(t, "agent.dev.toml"), zerolog.Nop())
+	a.plugins = pluginhost.New(PluginOptions(a.cfg, zerolog.Nop()))
+	a.docker = docker
+	bus, err := events.New(ctx, events.Options{
+		AgentID: a.cfg.Agent.ID, Redis: &events.RedisOptions{Addr: srv.Addr}, Encoding: events.EncodingArgs,
+		QueueDir: t.TempDir(), Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !found {
-		t.Fatalf("kernel image %s not listed", image)
+	defer bus.Close()
+	a.bus = bus
+	svc := images.New(docker, images.Options{Logger: zerolog.Nop()})
+	defer svc.Close()
+	reader := managertest.NewReader(t, srv.Addr)
+	imageDB := srv.Client(t, events.ImageDB)
+	opts := heartbeat.Options{
+		AgentID: a.cfg.Agent.ID, Bus: bus, Images: imageDB,
+		Source: heartbeat.SourceFunc(func(ctx context.Context) (heartbeat.Info, error) {
+			info := a.heartbeatInfo("")
+			info.Images = a.heartbeatImages(ctx, svc)
+			return info, nil
+		}),
 	}
-}
-
-func TestKernelImage(t *testing.T) {
+	prefix := fmt.Sprintf("baiagent-test/hb-%d", rand.Uint32())
 	spec := map[string]string{"ai.backend.kernelspec": "1"}
-	for _, tc := range []struct {
+	arm, amd := prefix+"-arm:1", prefix+"-amd:1"
+	armID := registrytest.LoadImage(t, docker, arm, "arm64", spec)
+	amdID := registrytest.LoadImage(t, docker, amd, "amd64", spec)
+
+	installed := func() map[string]map[string]string {
+		t.Helper()
+		raw, err := imageDB.Get(ctx, heartbeat.InstalledImagesKey(a.cfg.Agent.ID)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list []map[string]string
+		if err := json.Unmarshal([]byte(raw), &list); err != nil {
+			t.Fatalf("installed_image is not a JSON list: %v", err)
+		}
+		out := map[string]map[string]string{}
+		for _, img := range list {
+			out[img["canonical"]] = img
+		}
+		return out
+	}
+	if err := heartbeat.Beat(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	got := installed()
+	cases := []struct {
 		description string
-		repoTag     string
-		labels      map[string]string
-		want        bool
+		canonical   string
+		want        map[string]string
 	}{
-		{"kernelspec 1", "cr.backend.ai/stable/python:3.9-ubuntu20.04", spec, true},
-		{"labels without kernelspec count as kernelspec 1", "python:3.11", map[string]string{"maintainer": "x"}, true},
-		{"no labels at all", "python:3.11", nil, false},
-		{"kernelspec out of range", "python:3.11", map[string]string{"ai.backend.kernelspec": "2"}, false},
-		{"kernelspec not an integer", "python:3.11", map[string]string{"ai.backend.kernelspec": "one"}, false},
-		{"kernelspec with spaces, as Python's int() reads it", "python:3.11", map[string]string{"ai.backend.kernelspec": " 1 "}, true},
-		{"registry with a port", "localhost:5000/lablup/python:3.11", spec, true},
-		{"untagged", "<none>:<none>", spec, false},
-		{"tag ending in a hyphen", "python:3.11-", spec, false},
-		{"tag starting with a dot", "python:.3", spec, false},
-		{"empty name", "registry.local/:1.0", spec, false},
-		{"URL scheme", "http://registry.local/python:1.0", spec, false},
-		{"leading double slash", "//python:1.0", spec, false},
-	} {
+		{"an arm64 image is aarch64 whatever the host", arm, map[string]string{"canonical": arm, "digest": armID, "architecture": "aarch64"}},
+		{"an amd64 image is x86_64", amd, map[string]string{"canonical": amd, "digest": amdID, "architecture": "x86_64"}},
+	}
+	for _, tc := range cases {
 		t.Run(tc.description, func(t *testing.T) {
-			if got := kernelImage(tc.repoTag, tc.labels); got != tc.want {
-				t.Fatalf("kernelImage(%q, %v) = %v, want %v", tc.repoTag, tc.labels, got, tc.want)
+			if fmt.Sprint(got[tc.canonical]) != fmt.Sprint(tc.want) {
+				t.Errorf("installed_image entry %v, want %v", got[tc.canonical], tc.want)
 			}
 		})
+	}
+
+	registrytest.RemoveImage(t, docker, arm)
+	if err := heartbeat.Beat(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	ev := reader.WaitStream(5*time.Second, func(ev managertest.Event) bool {
+		if ev.Name != "agent_installed_images_remove" {
+			return false
+		}
+		_, ok := ev.Args[0].(wiremsg.Map)[arm]
+		return ok
+	})
+	entry := ev.Args[0].(wiremsg.Map)[arm].(wiremsg.Map)
+	if entry["canonical"] != arm || entry["digest"] != armID || len(entry) != 2 {
+		t.Errorf("removed image entry %v, want canonical %s and digest %s", entry, arm, armID)
+	}
+	if _, still := installed()[arm]; still {
+		t.Errorf("installed_image still lists %s", arm)
+	}
+	for _, ev := range reader.Stream() {
+		if ev.Name == "agent_installed_images_remove" {
+			if _, ok := ev.Args[0].(wiremsg.Map)[amd]; ok {
+				t.Errorf("%s, still present, reported removed", amd)
+			}
+		}
 	}
 }

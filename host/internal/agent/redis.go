@@ -11,10 +11,10 @@ import (
 )
 
 // redisRolesUsed are the roles this agent opens clients for: events
-// (stream), node and kernel statistics, installed images, and kernel
-// presence (live).
+// (stream), node and kernel statistics, installed images, kernel presence
+// (live), and finished kernels' logs (container_log).
 func redisRolesUsed() []redisconn.Role {
-	return []redisconn.Role{redisconn.RoleStream, redisconn.RoleStatistics, redisconn.RoleImage, redisconn.RoleLive}
+	return []redisconn.Role{redisconn.RoleStream, redisconn.RoleStatistics, redisconn.RoleImage, redisconn.RoleLive, redisconn.RoleContainerLog}
 }
 
 // redisProfile picks where each Redis role connects: etcd's config/redis

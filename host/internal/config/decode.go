@@ -26,6 +26,8 @@ const (
 	EnvBindHost           = "BACKEND_BIND_HOST_OVERRIDE"
 	EnvSandboxType        = "BACKEND_SANDBOX_TYPE"
 	EnvScratchRoot        = "BACKEND_SCRATCH_ROOT"
+	// EnvRegion is read when agent.region is empty (common/identity.py).
+	EnvRegion             = "BACKEND_REGION"
 	EnvWatcherServiceIP   = "BACKEND_WATCHER_SERVICE_IP"
 	EnvWatcherServicePort = "BACKEND_WATCHER_SERVICE_PORT"
 	// EnvXDGRuntimeDir picks the plugin runtime dir of a non-root agent.

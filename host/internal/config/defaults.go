@@ -8,6 +8,8 @@ import (
 // Defaults that are not upstream's (upstream has no such keys).
 const (
 	DefaultPluginDir = "/usr/local/lib/baiagent/plugins"
+	// DefaultRegion is agent.region without the key and $BACKEND_REGION.
+	DefaultRegion = "local"
 	// DefaultPluginStartTimeout is generous because NVML and similar driver
 	// libraries can take long to initialise; it matches pluginhost's default.
 	DefaultPluginStartTimeout = 2 * time.Minute

@@ -200,12 +200,28 @@ func (d *decoder) complete(cfg *Config) {
 			cfg.Agent.ID = "i-" + d.env.Hostname
 		}
 	}
+	if cfg.Agent.Region == "" {
+		cfg.Agent.Region = d.defaultRegion()
+	}
 	if cfg.Etcd.Embedded && cfg.Etcd.DataDir == "" {
 		cfg.Etcd.DataDir = filepath.Join(cfg.Agent.VarBasePath, "etcd")
 	}
 	if cfg.Agent.PluginRuntimeDir == "" {
 		cfg.Agent.PluginRuntimeDir = d.defaultPluginRuntimeDir(cfg.Agent.IPCBasePath)
 	}
+}
+
+// defaultRegion is upstream's on-premise get_instance_region
+// (common/identity.py): $BACKEND_REGION, else "local". The manager stores
+// the region in a NOT NULL column, so it is never left empty. Upstream asks
+// a cloud's metadata service first when it detects one; baiagent does not.
+func (d *decoder) defaultRegion() string {
+	if d.env.Lookup != nil {
+		if v, ok := d.env.Lookup(EnvRegion); ok && strings.TrimSpace(v) != "" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return DefaultRegion
 }
 
 // defaultPluginRuntimeDir prefers /run for root, then the user's runtime dir,

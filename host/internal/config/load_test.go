@@ -656,3 +656,29 @@ func TestRedisSentinelAndOverrides(t *testing.T) {
 		}
 	}
 }
+
+// agent.region, else $BACKEND_REGION, else "local": upstream's on-premise
+// get_instance_region (common/identity.py), applied when the key is empty
+// (auto_detect_agent_network in agent/server.py).
+func TestRegionDefault(t *testing.T) {
+	cases := []struct {
+		description string
+		toml        string
+		vars        map[string]string
+		want        string
+	}{
+		{"neither key nor variable: local", minimalTOML, nil, "local"},
+		{"BACKEND_REGION when the key is missing", minimalTOML, map[string]string{"BACKEND_REGION": "seoul-1"}, "seoul-1"},
+		{"an empty BACKEND_REGION is no region", minimalTOML, map[string]string{"BACKEND_REGION": " "}, "local"},
+		{"the key wins over the variable", strings.Replace(minimalTOML, "[agent]", "[agent]\nregion = \"us-east-1\"", 1), map[string]string{"BACKEND_REGION": "seoul-1"}, "us-east-1"},
+		{"an empty key is no region", strings.Replace(minimalTOML, "[agent]", "[agent]\nregion = \"\"", 1), nil, "local"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			cfg, _ := mustParse(t, tc.toml, testEnv(tc.vars))
+			if cfg.Agent.Region != tc.want {
+				t.Errorf("region = %q, want %q", cfg.Agent.Region, tc.want)
+			}
+		})
+	}
+}

@@ -132,6 +132,13 @@ var everyEvent = []struct {
 		`["img","i-test-agent",2,null,null]`, `{"image":"img","agent_id":"i-test-agent","timestamp":2,"msg":null,"image_ref":null}`},
 	{"image_pull_failed without ref", ImagePullFailed{Image: "img", AgentID: testAgentID, Msg: "timeout (s:60)"},
 		`["img","i-test-agent","timeout (s:60)"]`, `{"image":"img","agent_id":"i-test-agent","msg":"timeout (s:60)","image_ref":null}`},
+	{"agent_installed_images_remove", AgentInstalledImagesRemove{Images: []ScannedImage{
+		{Canonical: "cr.backend.ai/stable/python:3.11", Digest: "sha256:aaa"}, {Canonical: "busybox:latest", Digest: "sha256:bbb"},
+	}},
+		`[{"busybox:latest":{"canonical":"busybox:latest","digest":"sha256:bbb"},"cr.backend.ai/stable/python:3.11":{"canonical":"cr.backend.ai/stable/python:3.11","digest":"sha256:aaa"}}]`,
+		`{"scanned_images":{"cr.backend.ai/stable/python:3.11":{"canonical":"cr.backend.ai/stable/python:3.11","digest":"sha256:aaa"},"busybox:latest":{"canonical":"busybox:latest","digest":"sha256:bbb"}}}`},
+	{"do_sync_kernel_logs", DoSyncKernelLogs{KernelID: kernelA, ContainerID: "c0ffee"},
+		`["` + kernelA + `","c0ffee"]`, `{"kernel_id":"` + kernelA + `","container_id":"c0ffee"}`},
 	{"bgtask_updated as a task starts", BgtaskUpdated{TaskID: kernelA, Message: "Task started"},
 		`["` + kernelA + `",0,0,"Task started"]`,
 		`{"task_id":"` + kernelA + `","current_progress":0,"total_progress":0,"message":"Task started"}`},

@@ -24,6 +24,10 @@ import (
 // DefaultInterval is debug.heartbeat-interval's default.
 const DefaultInterval = 20 * time.Second
 
+// DefaultRegion is the region of an agent that has none configured
+// (common/identity.py on premises).
+const DefaultRegion = "local"
+
 // Slot is one resource slot the agent offers.
 type Slot struct {
 	Name string // e.g. "cpu", "mem", "cuda.device"
@@ -51,14 +55,18 @@ type Image struct {
 // Info is what the agent reports in every heartbeat. Slots, plugins and
 // images keep the caller's order, which the manager sees.
 type Info struct {
-	IP           string
-	Region       string // "" is sent as None
+	IP string
+	// Region "" is sent as "local", upstream's default: the manager's
+	// agents.region is NOT NULL.
+	Region       string
 	ScalingGroup string // "" is sent as None
 	// RPCAddr is advertised-rpc-addr or rpc-listen-addr, "host:port";
 	// addr becomes "tcp://" + RPCAddr.
 	RPCAddr string
 	// PublicKey is the agent's z85 CURVE public key, nil without RPC auth.
-	PublicKey                  []byte
+	PublicKey []byte
+	// PublicHost "" is sent as IP: upstream's chain ends at the bind
+	// host, which falls back to the RPC host.
 	PublicHost                 string
 	Slots                      []Slot
 	Version                    string
@@ -123,9 +131,15 @@ func Event(info Info) (events.AgentHeartbeat, error) {
 		}
 		plugins = append(plugins, pywire.KV{Key: p.Key, Value: entry})
 	}
+	if info.Region == "" {
+		info.Region = DefaultRegion
+	}
+	if info.PublicHost == "" {
+		info.PublicHost = info.IP
+	}
 	head := pywire.Map{
 		{Key: "ip", Value: info.IP},
-		{Key: "region", Value: noneIfEmpty(info.Region)},
+		{Key: "region", Value: info.Region},
 		{Key: "scaling_group", Value: noneIfEmpty(info.ScalingGroup)},
 		{Key: "addr", Value: "tcp://" + info.RPCAddr},
 	}

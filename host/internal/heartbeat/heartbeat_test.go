@@ -15,6 +15,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/events"
+	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/redistest"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
@@ -62,8 +63,12 @@ func TestHeartbeatAsThe268ManagerReadsIt(t *testing.T) {
 	ctx := context.Background()
 	opts := Options{AgentID: agentID, Bus: newBus(t, srv, events.EncodingArgs), Images: srv.Client(t, events.ImageDB),
 		Source: SourceFunc(func(context.Context) (Info, error) { return testInfo(), nil })}
+	reader := managertest.NewReader(t, srv.Addr)
 	if err := Beat(ctx, opts); err != nil {
 		t.Fatal(err)
+	}
+	if got := managertest.Names(reader.Stream()); len(got) != 1 || got[0] != "agent_heartbeat" {
+		t.Fatalf("the manager reads %v, want one agent_heartbeat", got)
 	}
 	msgs, err := srv.Client(t, events.StreamDB).XRange(ctx, events.StreamKey, "-", "+").Result()
 	if err != nil || len(msgs) != 1 {
@@ -146,7 +151,7 @@ func decompressImages(t *testing.T, compressed []byte) string {
 
 func TestHeartbeatJSONPayload(t *testing.T) {
 	info := testInfo()
-	info.PublicKey, info.Region = nil, ""
+	info.PublicKey, info.Region, info.PublicHost = nil, "", ""
 	ev, err := Event(info)
 	if err != nil {
 		t.Fatal(err)
@@ -155,8 +160,8 @@ func TestHeartbeatJSONPayload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"agent_info":{"ip":"10.0.0.5","region":null,"scaling_group":"default","addr":"tcp://10.0.0.5:6001",` +
-		`"public_key":null,"public_host":"node1.example",` +
+	want := `{"agent_info":{"ip":"10.0.0.5","region":"local","scaling_group":"default","addr":"tcp://10.0.0.5:6001",` +
+		`"public_key":null,"public_host":"10.0.0.5",` +
 		`"available_resource_slots":[{"resource_type":"cpu","quantity":"2"},{"resource_type":"mem","quantity":"4294967296"}],` +
 		`"slot_key_and_units":{"cpu":"count","mem":"bytes"},"version":"26.8.1",` +
 		`"compute_plugins":{"cpu":{"version":"1.0.0","agent_version":"26.8.1"}},"architecture":"x86_64","auto_terminate_abusing_kernel":true}}`
@@ -204,5 +209,26 @@ func TestRunBeatsAtOnceAndThenEveryInterval(t *testing.T) {
 				t.Errorf("%d heartbeats, want %d..%d", n, tc.minBeats, tc.maxBeats)
 			}
 		})
+	}
+}
+
+// An Info without region or public_host still passes the manager's
+// AgentInfo and the NOT NULL agents.region (data/agent/types.py,
+// models/agent/row.py): region "local" as upstream's default, public_host
+// the agent's address.
+func TestHeartbeatWithoutRegionOrPublicHost(t *testing.T) {
+	srv := redistest.Start(t, false)
+	reader := managertest.NewReader(t, srv.Addr)
+	info := testInfo()
+	info.Region, info.PublicHost = "", ""
+	opts := Options{AgentID: agentID, Bus: newBus(t, srv, events.EncodingArgs),
+		Source: SourceFunc(func(context.Context) (Info, error) { return info, nil })}
+	if err := Beat(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	ev := reader.WaitStream(5*time.Second, managertest.Named("agent_heartbeat"))
+	got := ev.Args[0].(wiremsg.Map)
+	if got["region"] != "local" || got["public_host"] != "10.0.0.5" {
+		t.Errorf("region %v, public_host %v; want local, 10.0.0.5", got["region"], got["public_host"])
 	}
 }

@@ -128,6 +128,9 @@ type Service struct {
 
 	mu    sync.Mutex
 	pulls map[pullKey]*pull // the pulls in flight
+
+	scanMu sync.Mutex
+	known  map[string]Installed // the last Rescan's images by canonical name
 }
 
 // pull is one in-flight pull; err is set before done is closed.

@@ -96,6 +96,9 @@ func (m *Manager) clean(ctx context.Context, k *kernel, exitCode int) (Terminati
 			_ = k.runner.Close()
 		}
 		if k.containerID != "" {
+			if m.cfg.BeforeRemove != nil {
+				m.cfg.BeforeRemove(ctx, k.id, k.containerID)
+			}
 			_, err := m.cfg.Docker.ContainerRemove(ctx, k.containerID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 			if err != nil && !cerrdefs.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("remove container: %w", err))

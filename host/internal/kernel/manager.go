@@ -104,6 +104,11 @@ type Config struct {
 	// OnTerminated is told about each kernel that ended, once. It runs on
 	// the cleaning goroutine and must not block for long.
 	OnTerminated func(Termination)
+	// BeforeRemove, when set, runs during clean-up while the kernel's
+	// container still exists, just before it is removed (the agent stores
+	// the container's log for the manager there). It must return within a
+	// bounded time.
+	BeforeRemove func(ctx context.Context, kernelID, containerID string)
 
 	Docker    *client.Client
 	Allocator *alloc.Allocator

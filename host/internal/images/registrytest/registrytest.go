@@ -25,8 +25,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/moby/moby/client"
 )
 
@@ -299,4 +303,61 @@ func StartImages(t testing.TB, docker *client.Client, base, username, password, 
 		RemoveImage(t, docker, f.Variant.Ref)
 	})
 	return f
+}
+
+// LoadImage puts a tiny image into the engine without a registry or a
+// build: one layer with one file, the given architecture (e.g. "arm64",
+// which this host need not run) and labels in its config. A nil labels
+// leaves the config without any. It returns the image ID; the tag is
+// removed when the test ends.
+func LoadImage(t testing.TB, docker *client.Client, tag, arch string, labels map[string]string) string {
+	t.Helper()
+	var layerTar bytes.Buffer
+	tw := tar.NewWriter(&layerTar)
+	body := []byte(tag + "\n") // one image ID per tag
+	if err := tw.WriteHeader(&tar.Header{Name: "hello", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, static.NewLayer(layerTar.Bytes(), types.DockerLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.DeepCopy()
+	cfg.OS, cfg.Architecture = "linux", arch
+	cfg.Config.Labels = labels
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.NewTag(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var archive bytes.Buffer
+	if err := tarball.Write(ref, img, &archive); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := docker.ImageLoad(ctx, &archive, client.ImageLoadWithQuiet(true))
+	if err != nil {
+		t.Fatalf("load %s: %v", tag, err)
+	}
+	out, _ := io.ReadAll(res)
+	_ = res.Close()
+	insp, err := docker.ImageInspect(ctx, tag)
+	if err != nil {
+		t.Fatalf("image %s missing after load: %v\n%s", tag, err, out)
+	}
+	t.Cleanup(func() { RemoveImage(t, docker, tag) })
+	return insp.ID
 }

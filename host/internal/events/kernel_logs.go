@@ -1,0 +1,24 @@
+package events
+
+import "github.com/baiagent/baiagent/host/internal/pywire"
+
+// DoSyncKernelLogs is do_sync_kernel_logs: (kernel_id, container_id), sent
+// after a finished kernel's log was pushed to containerlog.{container_id}
+// in Redis DB 6; the manager then moves it into kernels.container_log
+// (common/events/event_types/kernel/anycast.py).
+type DoSyncKernelLogs struct {
+	KernelID    string
+	ContainerID string
+}
+
+func (DoSyncKernelLogs) Name() string { return "do_sync_kernel_logs" }
+func (e DoSyncKernelLogs) Args() pywire.Tuple {
+	return pywire.Tuple{e.KernelID, e.ContainerID}
+}
+func (e DoSyncKernelLogs) Body() pywire.Map {
+	return pywire.Map{{Key: "kernel_id", Value: e.KernelID}, {Key: "container_id", Value: e.ContainerID}}
+}
+
+// Droppable is false: without it the log stays in Redis until it expires.
+func (DoSyncKernelLogs) Droppable() bool { return false }
+func (DoSyncKernelLogs) Broadcast() bool { return false }
