@@ -81,7 +81,9 @@ func TestKernelLifeAsTheManagerReadsIt(t *testing.T) {
 	kerneltest.BuildBusybox(t, docker)
 	v := startWithRedis(t)
 
+	ctx := context.Background()
 	v.reader.WaitStream(time.Minute, managertest.Named("agent_started"))
+	v.reader.WaitStream(time.Minute, managertest.Named("agent_heartbeat"))
 
 	// A kernel the manager destroys with its own reason string: echoed back
 	// as that str, not the enum.
@@ -125,6 +127,45 @@ func TestKernelLifeAsTheManagerReadsIt(t *testing.T) {
 		_, err := c.Invoke(ctx, "destroy_kernel", []any{quiet, ghostSession, nil}, map[string]any{"suppress_events": true})
 		return err
 	})
+
+	// The finished kernels' logs, as the manager's do_sync_kernel_logs
+	// handler reads them: DB 6 containerlog.{cid}, kept an hour
+	// (agent/docker/agent.py collect_logs; manager handlers/kernel.py).
+	for _, kid := range []string{routed, oom} {
+		sync := v.reader.WaitStream(time.Minute, func(ev managertest.Event) bool {
+			return ev.Name == "do_sync_kernel_logs" && ev.Str(0) == kid
+		})
+		key := "containerlog." + sync.Str(1)
+		logs := v.redis.Client(t, 6)
+		n, err := logs.LLen(ctx, key).Result()
+		if err != nil || n == 0 {
+			t.Errorf("%s: %d chunks, %v; want the container's log", key, n, err)
+		}
+		if ttl := logs.TTL(ctx, key).Val(); ttl <= 0 || ttl > time.Hour {
+			t.Errorf("%s: TTL %v, want at most an hour", key, ttl)
+		}
+	}
+	// The keys the manager's scheduler and UI read beside the events.
+	for _, k := range []struct {
+		db       int
+		key      string
+		maxTTL   time.Duration
+		noExpiry bool
+	}{
+		{0, "container_count." + v.agentID, 24 * time.Hour, false},
+		{3, "installed_image:" + v.agentID, 0, true},
+	} {
+		c := v.redis.Client(t, k.db)
+		ttl, err := c.TTL(ctx, k.key).Result()
+		switch {
+		case err != nil || ttl == -2*time.Nanosecond:
+			t.Errorf("DB %d %s: missing (%v)", k.db, k.key, err)
+		case k.noExpiry && ttl != -1*time.Nanosecond:
+			t.Errorf("DB %d %s: TTL %v, want none", k.db, k.key, ttl)
+		case !k.noExpiry && (ttl <= 0 || ttl > k.maxTTL):
+			t.Errorf("DB %d %s: TTL %v, want at most %v", k.db, k.key, ttl, k.maxTTL)
+		}
+	}
 
 	// Every kernel's events, in order, as the manager's stream holds them.
 	byKernel := map[string][]string{}
