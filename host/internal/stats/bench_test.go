@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/events"
+	"github.com/baiagent/baiagent/host/internal/heartbeat"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/presence"
 	"github.com/baiagent/baiagent/host/internal/redistest"
@@ -22,9 +24,11 @@ import (
 
 // BenchmarkStatsRound50Kernels measures the agent's own CPU time (user +
 // system of this process, from getrusage; the plugin subprocesses are not
-// counted) for one statistics round with 50 running kernels: node stats,
-// container stats, container_count and the presence marks, against the
-// real cpu and cuda plugin subprocesses and a real Redis. The kernels are
+// counted) for one reporting round with 50 running kernels: a heartbeat
+// (through the event bus with its outage queue, with installed_image for
+// 30 images), node stats, container stats, container_count and the
+// presence marks, against the real cpu and cuda plugin subprocesses and a
+// real Redis. The kernels are
 // fake below the ContainersFunc seam: 50 targets on the cpu plugin's v2
 // cgroup fixture, each with its own /proc/<pid>/net/dev and environ (two of
 // them hold the two fake GPUs).
@@ -97,7 +101,29 @@ func BenchmarkStatsRound50Kernels(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	bus, err := events.New(ctx, events.Options{AgentID: "i-bench", Redis: &events.RedisOptions{Addr: srv.Addr},
+		QueueDir: b.TempDir(), Logger: zerolog.Nop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = bus.Close() })
+	imageDB := events.NewRedisClient(events.RedisOptions{Addr: srv.Addr}, events.ImageDB)
+	b.Cleanup(func() { _ = imageDB.Close() })
+	info := heartbeat.Info{IP: "10.0.0.1", RPCAddr: "10.0.0.1:6001", Architecture: "x86_64", Version: "26.8.1",
+		Slots: []heartbeat.Slot{{Name: "cpu", Unit: "count", Available: decimal.NewFromInt(64)},
+			{Name: "mem", Unit: "bytes", Available: decimal.NewFromInt(512 << 30)},
+			{Name: "cuda.device", Unit: "count", Available: decimal.NewFromInt(2)}},
+		ComputePlugins: []heartbeat.ComputePlugin{{Key: "cpu", Version: "1"}, {Key: "cuda", Version: "1"}}}
+	for i := range 30 {
+		info.Images = append(info.Images, heartbeat.Image{Canonical: "cr.backend.ai/stable/python:3." + strconv.Itoa(i),
+			Digest: "sha256:" + strconv.Itoa(1e9+i), Architecture: "x86_64"})
+	}
+	beat := heartbeat.Options{AgentID: "i-bench", Bus: bus, Images: imageDB, Logger: zerolog.Nop(),
+		Source: heartbeat.SourceFunc(func(context.Context) (heartbeat.Info, error) { return info, nil })}
 	round := func() {
+		if err := heartbeat.Beat(ctx, beat); err != nil {
+			b.Fatal(err)
+		}
 		if err := col.CollectNode(ctx); err != nil {
 			b.Fatal(err)
 		}
