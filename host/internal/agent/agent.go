@@ -486,6 +486,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	kernelMethods = rpcserver.NewKernelMethods(kernels, rpcserver.KernelMethodsOptions{
 		KernelHost: a.kernelHost(),
 		Images:     imageService,
+		Events:     bus,
+		Logger:     a.log.With().Str("component", "kernel-rpc").Logger(),
 		OnPreparing: func(ctx context.Context, kernelID, sessionID string) {
 			a.emit(ctx, events.KernelPreparing{KernelID: kernelID, SessionID: sessionID})
 		},
@@ -505,6 +507,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		},
 	})
+	// Its background destroys (sync_kernel_registry, exec-timeout) finish
+	// before the kernel manager closes.
+	defer kernelMethods.Wait()
 	rpc, err := rpcserver.New(
 		rpcserver.OptionsFromConfig(a.cfg, version.Version, a.log.With().Str("component", "rpc").Logger()),
 		rpcserver.Deps{

@@ -189,8 +189,9 @@ func (b *Bus) record(ev Event) {
 }
 
 // send writes one message: XADD, plus PUBLISH for broadcast events (only
-// PUBLISH for broadcast-only ones), in one MULTI/EXEC so that a failure
-// leaves neither behind.
+// PUBLISH for broadcast-only ones), with the SET of the cached broadcast
+// before the PUBLISH as upstream's broadcast_with_cache, in one MULTI/EXEC
+// so that a failure leaves none of them behind.
 func (b *Bus) send(ctx context.Context, msg message) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.SendTimeout)
 	defer cancel()
@@ -201,6 +202,9 @@ func (b *Bus) send(ctx context.Context, msg message) error {
 	_, err := b.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		if !msg.broadcastOnly {
 			pipe.XAdd(ctx, &redis.XAddArgs{Stream: StreamKey, MaxLen: StreamMaxLen, Approx: true, Values: values})
+		}
+		if msg.cacheID != "" {
+			pipe.Set(ctx, msg.cacheID, msg.publish, CacheTTL)
 		}
 		if msg.publish != nil {
 			pipe.Publish(ctx, BroadcastChannel, msg.publish)

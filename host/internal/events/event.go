@@ -7,6 +7,8 @@
 package events
 
 import (
+	"time"
+
 	"github.com/baiagent/baiagent/host/internal/pywire"
 )
 
@@ -33,6 +35,21 @@ type BroadcastOnly interface {
 	Event
 	BroadcastOnly()
 }
+
+// Cached marks the broadcast events upstream sends with
+// broadcast_event_with_cache: the published JSON is also SET under
+// CacheID for CacheTTL, so that a manager that subscribes late (commit's
+// cache propagator) still sees the task's last word.
+type Cached interface {
+	Event
+	CacheID() string
+}
+
+// CacheTTL is valkey_stream's _DEFAULT_CACHE_EXPIRATION.
+const CacheTTL = 300 * time.Second
+
+// bgtaskCacheID is EventCacheDomain.BGTASK.cache_id(str(task_id)).
+func bgtaskCacheID(taskID string) string { return "bgtask." + taskID }
 
 // Reasons the agent gives for its own start and stop.
 const (
@@ -365,17 +382,19 @@ func imageRefJSON(ref *pywire.ImageRef) any {
 	}
 }
 
-// Background task events, sent for the tasks check_and_pull starts. They
-// are broadcast events upstream (BaseBgtaskEvent); TaskID is the task's
-// UUID in its dashed form, as str(task_id).
+// Background task events, sent for the agent's background tasks
+// (check_and_pull's pulls, commit). They are broadcast-only and cached
+// upstream (BaseBgtaskEvent through broadcast_event_with_cache); TaskID is
+// the task's UUID in its dashed form, as str(task_id).
 
 // BgtaskUpdated is bgtask_updated: (task_id, current_progress,
 // total_progress, message). The agent sends it once as a task starts, with
-// message "Task started" and no progress.
+// message "Task started" and progress 0 of 0; upstream's ProgressReporter
+// sends Python ints there, so these travel as msgpack ints.
 type BgtaskUpdated struct {
 	TaskID          string
-	CurrentProgress float64
-	TotalProgress   float64
+	CurrentProgress int64
+	TotalProgress   int64
 	Message         string // "" is sent as None
 }
 
@@ -389,12 +408,13 @@ func (e BgtaskUpdated) Body() pywire.Map {
 		{Key: "total_progress", Value: e.TotalProgress}, {Key: "message", Value: noneIfEmpty(e.Message)},
 	}
 }
-func (BgtaskUpdated) Droppable() bool { return false }
-func (BgtaskUpdated) Broadcast() bool { return true }
-func (BgtaskUpdated) BroadcastOnly()  {}
+func (BgtaskUpdated) Droppable() bool   { return false }
+func (BgtaskUpdated) Broadcast() bool   { return true }
+func (BgtaskUpdated) BroadcastOnly()    {}
+func (e BgtaskUpdated) CacheID() string { return bgtaskCacheID(e.TaskID) }
 
-// bgtaskResult is the shape of bgtask_done and bgtask_failed: (task_id,
-// message).
+// bgtaskResult is the shape of bgtask_done, bgtask_failed and
+// bgtask_cancelled (BaseBgtaskDoneEvent): (task_id, message).
 type bgtaskResult struct {
 	TaskID  string
 	Message string // "" is sent as None
@@ -412,15 +432,32 @@ type BgtaskDone bgtaskResult
 // BgtaskFailed is bgtask_failed: the task raised; Message says why.
 type BgtaskFailed bgtaskResult
 
-func (BgtaskDone) Name() string           { return "bgtask_done" }
-func (e BgtaskDone) Args() pywire.Tuple   { return bgtaskResult(e).args() }
-func (e BgtaskDone) Body() pywire.Map     { return bgtaskResult(e).body() }
-func (BgtaskDone) Droppable() bool        { return false }
-func (BgtaskDone) Broadcast() bool        { return true }
-func (BgtaskDone) BroadcastOnly()         {}
-func (BgtaskFailed) Name() string         { return "bgtask_failed" }
-func (e BgtaskFailed) Args() pywire.Tuple { return bgtaskResult(e).args() }
-func (e BgtaskFailed) Body() pywire.Map   { return bgtaskResult(e).body() }
-func (BgtaskFailed) Droppable() bool      { return false }
-func (BgtaskFailed) Broadcast() bool      { return true }
-func (BgtaskFailed) BroadcastOnly()       {}
+// BgtaskCancelled is bgtask_cancelled: the task was cancelled (the agent
+// shut down under it); upstream's message is BgtaskCancelledMessage.
+type BgtaskCancelled bgtaskResult
+
+// BgtaskCancelledMessage is the message upstream's _observe_bgtask sends
+// with bgtask_cancelled.
+const BgtaskCancelledMessage = "Task cancelled"
+
+func (BgtaskDone) Name() string              { return "bgtask_done" }
+func (e BgtaskDone) Args() pywire.Tuple      { return bgtaskResult(e).args() }
+func (e BgtaskDone) Body() pywire.Map        { return bgtaskResult(e).body() }
+func (BgtaskDone) Droppable() bool           { return false }
+func (BgtaskDone) Broadcast() bool           { return true }
+func (BgtaskDone) BroadcastOnly()            {}
+func (e BgtaskDone) CacheID() string         { return bgtaskCacheID(e.TaskID) }
+func (BgtaskFailed) Name() string            { return "bgtask_failed" }
+func (e BgtaskFailed) Args() pywire.Tuple    { return bgtaskResult(e).args() }
+func (e BgtaskFailed) Body() pywire.Map      { return bgtaskResult(e).body() }
+func (BgtaskFailed) Droppable() bool         { return false }
+func (BgtaskFailed) Broadcast() bool         { return true }
+func (BgtaskFailed) BroadcastOnly()          {}
+func (e BgtaskFailed) CacheID() string       { return bgtaskCacheID(e.TaskID) }
+func (BgtaskCancelled) Name() string         { return "bgtask_cancelled" }
+func (e BgtaskCancelled) Args() pywire.Tuple { return bgtaskResult(e).args() }
+func (e BgtaskCancelled) Body() pywire.Map   { return bgtaskResult(e).body() }
+func (BgtaskCancelled) Droppable() bool      { return false }
+func (BgtaskCancelled) Broadcast() bool      { return true }
+func (BgtaskCancelled) BroadcastOnly()       {}
+func (e BgtaskCancelled) CacheID() string    { return bgtaskCacheID(e.TaskID) }

@@ -146,6 +146,8 @@ var everyEvent = []struct {
 		`["` + kernelA + `",null]`, `{"task_id":"` + kernelA + `","message":null}`},
 	{"bgtask_failed with the reason", BgtaskFailed{TaskID: kernelA, Message: "pull failed"},
 		`["` + kernelA + `","pull failed"]`, `{"task_id":"` + kernelA + `","message":"pull failed"}`},
+	{"bgtask_cancelled as upstream's _observe_bgtask", BgtaskCancelled{TaskID: kernelA, Message: BgtaskCancelledMessage},
+		`["` + kernelA + `","Task cancelled"]`, `{"task_id":"` + kernelA + `","message":"Task cancelled"}`},
 }
 
 func newTestBus(t *testing.T, srv *redistest.Server, dir string, enc Encoding) *Bus {
@@ -470,7 +472,7 @@ func TestParseEncoding(t *testing.T) {
 
 // TestSpoolKeepsWhereAnEventGoes: an event queued during an outage is
 // delivered later exactly as it would have been at once (a broadcast-only
-// bgtask event must not turn into a stream entry).
+// bgtask event must not turn into a stream entry, nor lose its cache).
 func TestSpoolKeepsWhereAnEventGoes(t *testing.T) {
 	for _, tc := range everyEvent {
 		t.Run(tc.description, func(t *testing.T) {
@@ -481,6 +483,13 @@ func TestSpoolKeepsWhereAnEventGoes(t *testing.T) {
 			_, only := tc.event.(BroadcastOnly)
 			if m.broadcastOnly != only || (m.publish != nil) != tc.event.Broadcast() {
 				t.Fatalf("encoded broadcastOnly=%v publish=%v for %s", m.broadcastOnly, m.publish != nil, tc.event.Name())
+			}
+			wantCache := ""
+			if c, ok := tc.event.(Cached); ok {
+				wantCache = c.CacheID()
+			}
+			if m.cacheID != wantCache {
+				t.Fatalf("encoded cache id %q, want %q", m.cacheID, wantCache)
 			}
 			back, err := unmarshalSpool(m.marshalSpool())
 			if err != nil {
@@ -503,6 +512,7 @@ func FuzzUnmarshalSpool(f *testing.F) {
 	}
 	f.Add([]byte{spoolAnycast, 2, 4, 'n', 'a', 'm', 'e', 1, 'x', 0})
 	f.Add([]byte{spoolBroadcastOnly, 2, 4, 'n', 'a', 'm', 'e', 1, 'x', 2, '{', '}'})
+	f.Add([]byte{spoolCached, spoolFlagBroadcastOnly, 2, 4, 'n', 'a', 'm', 'e', 1, 'x', 2, '{', '}', 3, 'b', '.', '1'})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := unmarshalSpool(data)
 		if err != nil {
@@ -542,4 +552,157 @@ func FuzzKernelTerminatedDecodes(f *testing.F) {
 			t.Fatalf("reason %q verbatim %v: decode error %v", reason, verbatim, err)
 		}
 	})
+}
+
+// TestBgtaskEventsAreCachedBroadcasts pins upstream's
+// broadcast_event_with_cache (common/events/dispatcher.py) over
+// valkey_stream/client.py's broadcast_with_cache: each bgtask_* event is
+// published on events_all and the same JSON is SET under bgtask.{task_id}
+// with EX 300, so the cache holds the task's last event
+// (common/bgtask/bgtask.py start and _wrapper_task).
+func TestBgtaskEventsAreCachedBroadcasts(t *testing.T) {
+	const taskB = "3d0c5b7e-96a8-4cbe-8e1b-1f1d3f0f4a22"
+	cases := []struct {
+		description string
+		taskID      string
+		events      []Event
+		wantLast    string
+		wantArgs    string
+	}{
+		{"started then done", kernelA,
+			[]Event{BgtaskUpdated{TaskID: kernelA, Message: "Task started"}, BgtaskDone{TaskID: kernelA}},
+			"bgtask_done", `["` + kernelA + `",null]`},
+		{"started then cancelled", taskB,
+			[]Event{BgtaskUpdated{TaskID: taskB, Message: "Task started"}, BgtaskCancelled{TaskID: taskB, Message: BgtaskCancelledMessage}},
+			"bgtask_cancelled", `["` + taskB + `","Task cancelled"]`},
+		{"only started: the cache holds int progress", kernelA,
+			[]Event{BgtaskUpdated{TaskID: kernelA, Message: "Task started"}},
+			"bgtask_updated", `["` + kernelA + `",0,0,"Task started"]`},
+	}
+	srv := redistest.Start(t, false)
+	streamDB := srv.Client(t, StreamDB)
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			ctx := context.Background()
+			reader := managertest.NewReader(t, srv.Addr)
+			bus := newTestBus(t, srv, t.TempDir(), EncodingArgs)
+			defer bus.Close()
+			for _, ev := range tc.events {
+				mustEmit(t, bus, ev)
+			}
+			last := reader.WaitBroadcast(5*time.Second, managertest.Named(tc.wantLast))
+			cached, ttl, err := reader.BgtaskCache(ctx, tc.taskID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cached.Name != tc.wantLast || ttl <= 0 || ttl > CacheTTL {
+				t.Errorf("cache holds %s with TTL %v, want %s with 0 < TTL <= %v", cached.Name, ttl, tc.wantLast, CacheTTL)
+			}
+			if got := jsonOf(t, normalize(cached.Args)); got != tc.wantArgs || fmt.Sprint(cached.Args) != fmt.Sprint(last.Args) {
+				t.Errorf("cached args %s, broadcast %v, want %s", got, last.Args, tc.wantArgs)
+			}
+			// Byte for byte the published message, as upstream SETs the
+			// same dump_json(payload) it PUBLISHes.
+			raw, err := streamDB.Get(ctx, "bgtask."+tc.taskID).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var published []string
+			for _, ev := range tc.events {
+				m, err := encodeMessage(ev, testAgentID, EncodingArgs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				published = append(published, string(m.publish))
+			}
+			if raw != published[len(published)-1] {
+				t.Errorf("cache %s\nwant the last published %s", raw, published[len(published)-1])
+			}
+			if evs := reader.Stream(); len(evs) != 0 {
+				t.Errorf("bgtask events reached the stream: %v", managertest.Names(evs))
+			}
+		})
+	}
+}
+
+// TestSpooledBgtaskEventStillSetsTheCache: a bgtask event queued on disk
+// during an outage, replayed by a restarted bus, still sets
+// bgtask.{task_id}.
+func TestSpooledBgtaskEventStillSetsTheCache(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t, false)
+	queueDir := t.TempDir()
+	bus := newTestBus(t, srv, queueDir, EncodingArgs)
+	srv.Stop(t)
+	mustEmit(t, bus, BgtaskUpdated{TaskID: kernelA, Message: "Task started"})
+	mustEmit(t, bus, BgtaskFailed{TaskID: kernelA, Message: "pull failed"})
+	if err := bus.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv.StartAgain(t)
+	reader := managertest.NewReader(t, srv.Addr)
+	bus = newTestBus(t, srv, queueDir, EncodingArgs)
+	defer bus.Close()
+	reader.WaitBroadcast(10*time.Second, managertest.Named("bgtask_failed"))
+	cached, ttl, err := reader.BgtaskCache(ctx, kernelA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cached.Name != "bgtask_failed" || cached.Str(1) != "pull failed" || ttl <= 0 || ttl > CacheTTL {
+		t.Errorf("cache after replay: %s %v TTL %v", cached.Name, cached.Args, ttl)
+	}
+}
+
+// TestSpoolRecordVersions: records of every version read back (those an
+// earlier build left on disk included), and a cached record keeps its
+// cache id.
+func TestSpoolRecordVersions(t *testing.T) {
+	field := func(s string) []byte { return append([]byte{byte(len(s))}, s...) }
+	record := func(head []byte, parts ...[]byte) []byte {
+		out := append([]byte(nil), head...)
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	fields := record([]byte{2}, field("name"), field("x"))
+	cases := []struct {
+		description string
+		data        []byte
+		want        message
+		wantErr     bool
+	}{
+		{"version 1: anycast without broadcast", record([]byte{spoolAnycast}, fields, []byte{0}),
+			message{name: "x", fields: []string{"name", "x"}}, false},
+		{"version 1: anycast and broadcast", record([]byte{spoolAnycast}, fields, field("{}")),
+			message{name: "x", fields: []string{"name", "x"}, publish: []byte("{}")}, false},
+		{"version 2: broadcast-only (bgtask before the cache)", record([]byte{spoolBroadcastOnly}, fields, field("{}")),
+			message{name: "x", fields: []string{"name", "x"}, publish: []byte("{}"), broadcastOnly: true}, false},
+		{"version 3: cached broadcast-only", record([]byte{spoolCached, spoolFlagBroadcastOnly}, fields, field("{}"), field("bgtask.1")),
+			message{name: "x", fields: []string{"name", "x"}, publish: []byte("{}"), broadcastOnly: true, cacheID: "bgtask.1"}, false},
+		{"version 3: cached anycast and broadcast", record([]byte{spoolCached, 0}, fields, field("{}"), field("c.1")),
+			message{name: "x", fields: []string{"name", "x"}, publish: []byte("{}"), cacheID: "c.1"}, false},
+		{"version 3 without a cache id", record([]byte{spoolCached, 1}, fields, field("{}"), []byte{0}), message{}, true},
+		{"version 3 without a broadcast", record([]byte{spoolCached, 0}, fields, []byte{0}, field("c.1")), message{}, true},
+		{"version 3 with unknown flags", record([]byte{spoolCached, 4}, fields, field("{}"), field("c.1")), message{}, true},
+		{"version 3 cut before the cache id", record([]byte{spoolCached, 1}, fields, field("{}")), message{}, true},
+		{"unknown version", record([]byte{9}, fields, []byte{0}), message{}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			got, err := unmarshalSpool(tc.data)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+			}
+			if tc.wantErr {
+				return
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			}
+			if again := got.marshalSpool(); !bytes.Equal(again, tc.data) {
+				t.Errorf("written back as %v, want %v", again, tc.data)
+			}
+		})
+	}
 }

@@ -63,6 +63,9 @@ type message struct {
 	// broadcastOnly: publish only, no XADD (fields still name the event,
 	// for the queue and the logs).
 	broadcastOnly bool
+	// cacheID: the publish message is also SET under this key for
+	// CacheTTL ("": not cached).
+	cacheID string
 }
 
 // encodeMessage renders ev for the wire in the given encoding.
@@ -102,6 +105,9 @@ func encodeMessage(ev Event, source string, enc Encoding) (message, error) {
 		}
 		m.publish = pub
 		_, m.broadcastOnly = ev.(BroadcastOnly)
+		if c, ok := ev.(Cached); ok {
+			m.cacheID = c.CacheID()
+		}
 	}
 	return m, nil
 }
@@ -110,19 +116,35 @@ func encodeMessage(ev Event, source string, enc Encoding) (message, error) {
 // uvarint length + bytes, then uvarint length + broadcast message (0: none).
 // The version byte also says where the message goes: spoolAnycast records
 // are added to the stream (and published when they carry a broadcast
-// message), spoolBroadcastOnly ones are only published.
+// message), spoolBroadcastOnly ones are only published. spoolCached
+// records (written since the bgtask cache) have a flags byte after the
+// version (spoolFlagBroadcastOnly) and the cache id, as uvarint length +
+// bytes, after the broadcast message; a message without a cache id is
+// still written as version 1 or 2, so that an older build reads it.
 const (
 	spoolAnycast       = 1
 	spoolBroadcastOnly = 2
+	spoolCached        = 3
+
+	spoolFlagBroadcastOnly = 1
 )
 
 // maxSpoolFields bounds the field count read back from disk.
 const maxSpoolFields = 64
 
 func (m message) marshalSpool() []byte {
-	out := []byte{spoolAnycast}
-	if m.broadcastOnly {
-		out[0] = spoolBroadcastOnly
+	var out []byte
+	switch {
+	case m.cacheID != "":
+		var flags byte
+		if m.broadcastOnly {
+			flags |= spoolFlagBroadcastOnly
+		}
+		out = []byte{spoolCached, flags}
+	case m.broadcastOnly:
+		out = []byte{spoolBroadcastOnly}
+	default:
+		out = []byte{spoolAnycast}
 	}
 	out = binary.AppendUvarint(out, uint64(len(m.fields)))
 	for _, f := range m.fields {
@@ -130,18 +152,36 @@ func (m message) marshalSpool() []byte {
 		out = append(out, f...)
 	}
 	out = binary.AppendUvarint(out, uint64(len(m.publish)))
-	return append(out, m.publish...)
+	out = append(out, m.publish...)
+	if m.cacheID != "" {
+		out = binary.AppendUvarint(out, uint64(len(m.cacheID)))
+		out = append(out, m.cacheID...)
+	}
+	return out
 }
 
 var errSpoolRecord = errors.New("malformed spooled event")
 
-// unmarshalSpool decodes a record written by marshalSpool.
+// unmarshalSpool decodes a record written by marshalSpool, of any version.
 func unmarshalSpool(data []byte) (message, error) {
-	if len(data) == 0 || (data[0] != spoolAnycast && data[0] != spoolBroadcastOnly) {
-		return message{}, fmt.Errorf("%w: unknown version", errSpoolRecord)
+	if len(data) == 0 {
+		return message{}, fmt.Errorf("%w: empty", errSpoolRecord)
 	}
-	broadcastOnly := data[0] == spoolBroadcastOnly
+	var broadcastOnly, cached bool
 	rest := data[1:]
+	switch data[0] {
+	case spoolAnycast:
+	case spoolBroadcastOnly:
+		broadcastOnly = true
+	case spoolCached:
+		if len(rest) == 0 || rest[0]&^spoolFlagBroadcastOnly != 0 {
+			return message{}, fmt.Errorf("%w: bad flags", errSpoolRecord)
+		}
+		broadcastOnly, cached = rest[0]&spoolFlagBroadcastOnly != 0, true
+		rest = rest[1:]
+	default:
+		return message{}, fmt.Errorf("%w: unknown version %d", errSpoolRecord, data[0])
+	}
 	readBytes := func() ([]byte, error) {
 		n, k := binary.Uvarint(rest)
 		if k <= 0 || n > uint64(len(rest)-k) {
@@ -174,6 +214,16 @@ func unmarshalSpool(data []byte) (message, error) {
 	}
 	if len(pub) > 0 {
 		m.publish = append([]byte(nil), pub...)
+	}
+	if cached {
+		id, err := readBytes()
+		if err != nil {
+			return message{}, err
+		}
+		if len(id) == 0 || m.publish == nil {
+			return message{}, fmt.Errorf("%w: a cached record without a cache id or broadcast message", errSpoolRecord)
+		}
+		m.cacheID = string(id)
 	}
 	if len(rest) != 0 {
 		return message{}, fmt.Errorf("%w: %d trailing bytes", errSpoolRecord, len(rest))

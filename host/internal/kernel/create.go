@@ -479,11 +479,23 @@ func (m *Manager) prepareContainer(ctx context.Context, kernelID string, dirs sc
 	var specs []pluginSpec
 	for _, rp := range m.cfg.Plugins.Running() {
 		share := sdk.Allocation{}
+		var kinds []string
+		deviceKinds := map[string]string{}
 		for _, kind := range rp.Description.Kinds {
+			used := false
 			for slot, per := range allocation[kind.Key] {
 				if len(per) > 0 {
 					share[slot] = per
+					used = true
 				}
+				for dev := range per {
+					if _, seen := deviceKinds[dev]; !seen { // an id two kinds share goes to the first
+						deviceKinds[dev] = kind.Key
+					}
+				}
+			}
+			if used {
+				kinds = append(kinds, kind.Key)
 			}
 		}
 		if len(share) == 0 {
@@ -501,7 +513,7 @@ func (m *Manager) prepareContainer(ctx context.Context, kernelID string, dirs sc
 		if err != nil {
 			return mergedSpec{}, fmt.Errorf("plugin %s: %w", rp.Name, err)
 		}
-		specs = append(specs, pluginSpec{Plugin: rp.Name, Spec: spec})
+		specs = append(specs, pluginSpec{Plugin: rp.Name, Spec: spec, Kinds: kinds, DeviceKinds: deviceKinds})
 	}
 	merged, err := mergeSpecs(specs)
 	if err != nil {

@@ -10,11 +10,15 @@ import (
 
 // Execute runs code in a kernel (upstream's execute RPC): mode is query,
 // batch, input or continue; the result holds what the run printed within
-// opts.FlushTimeout and its status.
+// opts.FlushTimeout and its status, exec-timeout when the run outlived
+// opts.ExecTimeout (Config.ExecTimeout when zero).
 func (m *Manager) Execute(ctx context.Context, kernelID, runID, mode, code string, opts runnerclient.ExecOptions) (runnerclient.Result, error) {
 	k, err := m.running(ctx, kernelID)
 	if err != nil {
 		return runnerclient.Result{}, err
+	}
+	if opts.ExecTimeout <= 0 {
+		opts.ExecTimeout = m.cfg.ExecTimeout
 	}
 	res, err := k.runner.Execute(ctx, runID, mode, code, opts)
 	if err != nil {

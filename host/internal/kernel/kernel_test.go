@@ -448,6 +448,35 @@ func TestKernelWithFakeGPUs(t *testing.T) {
 	e.wantIdle(t, e.allocator, e.ports, before)
 }
 
+// TestAttachedDevicesKeyedByKind: with the cuda plugin installed under
+// another name ("nvidia"), a kernel's attached devices are still keyed
+// "cuda", the device kind its allocation and the heartbeat's slots use, as
+// upstream's create_kernel keys attached_devices by allocation key
+// (agent/agent.py).
+func TestAttachedDevicesKeyedByKind(t *testing.T) {
+	e := newEnv(t)
+	cfg := kerneltest.WithFakeGPUs(t)
+	e.plugins, e.allocator = kerneltest.PluginsAs(t, map[string]map[string]any{"nvidia": cfg["cuda"]},
+		map[string]string{"nvidia": "github.com/baiagent/baiagent/plugins/cuda/cmd/baiagent-plugin-cuda"})
+	m := e.manager(t)
+	start(t, m)
+	before := e.allocator.Snapshot()
+
+	req := request("k-renamed")
+	req.ResourceSlots["cuda.device"] = decimal.NewFromInt(1)
+	created := create(t, m, req)
+	if _, ok := created.Allocation["cuda"]; !ok {
+		t.Fatalf("allocation %+v has no cuda kind", created.Allocation)
+	}
+	if devs := created.Attached["cuda"]; len(devs) != 1 || devs[0].ModelName == "" || len(created.Attached) != 1 {
+		t.Errorf("attached devices %+v, want one fake A100 under \"cuda\" only", created.Attached)
+	}
+	if _, err := m.Destroy(context.Background(), "k-renamed", "user-requested"); err != nil {
+		t.Fatal(err)
+	}
+	e.wantIdle(t, e.allocator, e.ports, before)
+}
+
 // TestKernelWithFractionalGPUShares exercises upstream's mock-accelerator
 // case end to end: the cuda plugin in fractional mode gives cuda.shares,
 // and a kernel gets a fraction of the fake GPUs.

@@ -94,6 +94,10 @@ type Config struct {
 	// StopTimeout is the grace period of a destroy before SIGKILL; zero
 	// means 10 s as upstream.
 	StopTimeout time.Duration
+	// ExecTimeout bounds each execute run (runnerclient.ExecOptions's,
+	// when a call sets none); a run past it ends as exec-timeout. Zero, as
+	// upstream's Docker backend always passes, means no bound.
+	ExecTimeout time.Duration
 	// ReconcileInterval is the period of the lifecycle sync; zero means 10 s.
 	ReconcileInterval time.Duration
 	// ScratchSize is written to resource.txt (container.scratch-size).

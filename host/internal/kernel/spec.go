@@ -18,6 +18,24 @@ import (
 type pluginSpec struct {
 	Plugin string
 	Spec   sdk.ContainerSpec
+	// Kinds are the device kinds of the plugin that the allocation uses,
+	// in the plugin's order, and DeviceKinds maps each allocated device id
+	// to its kind: attached devices are reported per kind, not per plugin.
+	Kinds       []string
+	DeviceKinds map[string]string
+}
+
+// kindOf is the device kind an attached device is reported under: the
+// kind its id is allocated in, else the plugin's first allocated kind,
+// else (a plugin that told no kinds) the plugin's name.
+func (ps pluginSpec) kindOf(deviceID string) string {
+	if kind, ok := ps.DeviceKinds[deviceID]; ok {
+		return kind
+	}
+	if len(ps.Kinds) > 0 {
+		return ps.Kinds[0]
+	}
+	return ps.Plugin
 }
 
 // mergedSpec is every plugin's settings combined (upstream deep-merges the
@@ -33,7 +51,10 @@ type mergedSpec struct {
 	MemorySwap     int64
 	Runtime        string
 	ResourceData   map[string]string
-	Attached       map[string][]sdk.AttachedDevice
+	// Attached are the plugins' attached devices by device kind ("cuda"),
+	// the key of the allocations and the heartbeat's slots, as upstream's
+	// attached_devices; never by plugin name.
+	Attached map[string][]sdk.AttachedDevice
 	// Networks are Docker networks the plugins want the container on, each
 	// once, with the plugin that named it first.
 	Networks []pluginNetwork
@@ -152,8 +173,9 @@ func mergeSpecs(specs []pluginSpec) (mergedSpec, error) {
 			}
 			m.ResourceData[k] = v
 		}
-		if len(s.AttachedDevices) > 0 {
-			m.Attached[ps.Plugin] = s.AttachedDevices
+		for _, d := range s.AttachedDevices {
+			kind := ps.kindOf(d.DeviceID)
+			m.Attached[kind] = append(m.Attached[kind], d)
 		}
 		for _, n := range s.DockerNetworks {
 			if !slices.ContainsFunc(m.Networks, func(p pluginNetwork) bool { return p.Name == n }) {

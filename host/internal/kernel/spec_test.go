@@ -257,3 +257,44 @@ func TestWithIntrinsicServicePorts(t *testing.T) {
 		})
 	}
 }
+
+// TestAttachedDevicesByKind: attached devices are keyed by device kind,
+// the key of resource_spec.allocations, as upstream's create_kernel builds
+// attached_devices per allocation key (agent/agent.py), never by the
+// plugin's name.
+func TestAttachedDevicesByKind(t *testing.T) {
+	gpu0 := sdk.AttachedDevice{DeviceID: "0", ModelName: "A100"}
+	gpu1 := sdk.AttachedDevice{DeviceID: "1", ModelName: "A100"}
+	cases := []struct {
+		description string
+		specs       []pluginSpec
+		want        map[string][]sdk.AttachedDevice
+	}{
+		{"a plugin named apart from its kind",
+			[]pluginSpec{{Plugin: "nvidia", Kinds: []string{"cuda"}, DeviceKinds: map[string]string{"0": "cuda", "1": "cuda"},
+				Spec: sdk.ContainerSpec{AttachedDevices: []sdk.AttachedDevice{gpu0, gpu1}}}},
+			map[string][]sdk.AttachedDevice{"cuda": {gpu0, gpu1}}},
+		{"a plugin with two kinds: each device under the kind it is allocated in",
+			[]pluginSpec{{Plugin: "multi", Kinds: []string{"a", "b"}, DeviceKinds: map[string]string{"0": "a", "1": "b"},
+				Spec: sdk.ContainerSpec{AttachedDevices: []sdk.AttachedDevice{gpu0, gpu1}}}},
+			map[string][]sdk.AttachedDevice{"a": {gpu0}, "b": {gpu1}}},
+		{"a device the allocation does not name goes to the first kind",
+			[]pluginSpec{{Plugin: "multi", Kinds: []string{"a", "b"}, DeviceKinds: map[string]string{"1": "b"},
+				Spec: sdk.ContainerSpec{AttachedDevices: []sdk.AttachedDevice{gpu0, gpu1}}}},
+			map[string][]sdk.AttachedDevice{"a": {gpu0}, "b": {gpu1}}},
+		{"no attached devices: no entry",
+			[]pluginSpec{{Plugin: "cpu", Kinds: []string{"cpu", "mem"}, Spec: sdk.ContainerSpec{CpusetCpus: "0"}}},
+			map[string][]sdk.AttachedDevice{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			merged, err := mergeSpecs(tc.specs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(merged.Attached, tc.want) {
+				t.Errorf("attached %+v, want %+v", merged.Attached, tc.want)
+			}
+		})
+	}
+}

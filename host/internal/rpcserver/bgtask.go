@@ -15,8 +15,9 @@ import (
 // backgroundTasks runs the work that upstream's methods hand to its
 // BackgroundTaskManager (check_and_pull's pulls, commit): each task is
 // announced with bgtask_updated before its id goes back to the manager,
-// and ends with bgtask_done or bgtask_failed. The tasks outlive the call
-// that started them; Close cancels those still running.
+// and ends with bgtask_done, bgtask_failed, or bgtask_cancelled when Close
+// cancelled it (common/bgtask/bgtask.py). The tasks outlive the call that
+// started them; Close cancels those still running.
 type backgroundTasks struct {
 	events Emitter // nil drops the events
 	log    zerolog.Logger
@@ -44,19 +45,26 @@ func (b *backgroundTasks) emit(ctx context.Context, ev events.Event) {
 
 // start announces the task id (from newTaskID) and runs the task in the
 // background; a nil result is bgtask_done, an error bgtask_failed with the
-// error's text.
+// error's text, or bgtask_cancelled when the task was cancelled under it.
 func (b *backgroundTasks) start(ctx context.Context, id wiremsg.UUID, what string, run func(ctx context.Context) error) {
 	task := id.String()
 	b.emit(ctx, events.BgtaskUpdated{TaskID: task, Message: "Task started"})
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
-		if err := run(b.ctx); err != nil {
+		err := run(b.ctx)
+		switch {
+		case err == nil:
+			b.emit(b.ctx, events.BgtaskDone{TaskID: task})
+		case b.ctx.Err() != nil:
+			// Whatever error the cancellation surfaced as, upstream's
+			// CancelledError branch answers the same.
+			b.log.Warn().Err(err).Str("task_id", task).Msg(what + " cancelled")
+			b.emit(b.ctx, events.BgtaskCancelled{TaskID: task, Message: events.BgtaskCancelledMessage})
+		default:
 			b.log.Warn().Err(err).Str("task_id", task).Msg(what + " failed")
 			b.emit(b.ctx, events.BgtaskFailed{TaskID: task, Message: err.Error()})
-			return
 		}
-		b.emit(b.ctx, events.BgtaskDone{TaskID: task})
 	}()
 }
 

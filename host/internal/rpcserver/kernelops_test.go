@@ -2,6 +2,7 @@ package rpcserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -21,7 +22,9 @@ import (
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/portpool"
+	"github.com/baiagent/baiagent/host/internal/redistest"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -35,7 +38,12 @@ type opsAgent struct {
 	ports     *portpool.Pool
 	rpc       *callosum.Client
 	ops       *KernelOps
+	km        *KernelMethods
 	events    *recorder
+	// redis and bus are set by newOpsAgentWith(redis: true): every event
+	// also goes through a real bus to a real Redis.
+	redis *redistest.Server
+	bus   *events.Bus
 	// commitPath is the agent's image-commit-path.
 	commitPath string
 
@@ -43,9 +51,47 @@ type opsAgent struct {
 	terms []kernel.Termination
 }
 
+// opsAgentOptions vary newOpsAgentWith's agent.
+type opsAgentOptions struct {
+	// redis sends the events through an events.Bus to a real Redis too,
+	// with kernel_terminated from the manager's OnTerminated as the daemon
+	// does.
+	redis bool
+	// execTimeout is the kernel manager's ExecTimeout.
+	execTimeout time.Duration
+}
+
+// tee sends each event to every emitter.
+type tee []Emitter
+
+func (t tee) Emit(ctx context.Context, ev events.Event) error {
+	var errs []error
+	for _, e := range t {
+		errs = append(errs, e.Emit(ctx, ev))
+	}
+	return errors.Join(errs...)
+}
+
 func newOpsAgent(t *testing.T) *opsAgent {
 	t.Helper()
+	return newOpsAgentWith(t, opsAgentOptions{})
+}
+
+func newOpsAgentWith(t *testing.T, o opsAgentOptions) *opsAgent {
+	t.Helper()
 	a := &opsAgent{docker: kerneltest.Docker(t), events: &recorder{}, commitPath: t.TempDir()}
+	var emitter Emitter = a.events
+	if o.redis {
+		a.redis = redistest.Start(t, false)
+		bus, err := events.New(context.Background(), events.Options{
+			AgentID: "i-test", Redis: &events.RedisOptions{Addr: a.redis.Addr}, QueueDir: t.TempDir(), Logger: zerolog.Nop(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = bus.Close() })
+		a.bus, emitter = bus, tee{a.events, bus}
+	}
 	a.image = kerneltest.BuildBusybox(t, a.docker)
 	plugins, allocator := kerneltest.CPUPlugin(t)
 	a.allocator, a.ports = allocator, kerneltest.Ports(t)
@@ -53,11 +99,17 @@ func newOpsAgent(t *testing.T) *opsAgent {
 	scratchRoot := t.TempDir()
 	m, err := kernel.New(kernel.Config{
 		AgentID: agentID, ScratchRoot: scratchRoot, KernelUID: 1000, KernelGID: 1000, RunnerPath: kerneltest.RunnerBinary(t),
-		StopTimeout: 2 * time.Second, ReconcileInterval: time.Second, CommitPath: a.commitPath,
+		StopTimeout: 2 * time.Second, ReconcileInterval: time.Second, CommitPath: a.commitPath, ExecTimeout: o.execTimeout,
 		OnTerminated: func(term kernel.Termination) {
 			a.mu.Lock()
 			a.terms = append(a.terms, term)
 			a.mu.Unlock()
+			if a.bus != nil {
+				ev := events.KernelTerminated{KernelID: term.KernelID, SessionID: term.SessionID, Reason: term.Reason, ExitCode: term.ExitCode}
+				if err := a.bus.Emit(context.Background(), ev); err != nil {
+					t.Errorf("kernel_terminated: %v", err)
+				}
+			}
 		},
 		Docker: a.docker, Allocator: allocator, Plugins: plugins, Ports: a.ports, Logger: zerolog.Nop(),
 	})
@@ -73,13 +125,21 @@ func newOpsAgent(t *testing.T) *opsAgent {
 	})
 	runManager(t, m)
 
-	km := NewKernelMethods(m, KernelMethodsOptions{})
+	// The execution events go to Redis only: the recorder keeps the
+	// commits' bgtask events alone.
+	var execEvents Emitter
+	if a.bus != nil {
+		execEvents = a.bus
+	}
+	km := NewKernelMethods(m, KernelMethodsOptions{Events: execEvents})
+	a.km = km
+	t.Cleanup(km.Wait)
 	srv, err := New(Options{Endpoint: "tcp://127.0.0.1:*", AgentID: "i-test", Logger: zerolog.Nop()}, Deps{Kernels: km, Ports: a.ports})
 	if err != nil {
 		t.Fatal(err)
 	}
 	RegisterKernelMethods(srv, km)
-	a.ops = NewKernelOps(m, KernelOpsOptions{Events: a.events, Logger: zerolog.Nop()})
+	a.ops = NewKernelOps(m, KernelOpsOptions{Events: emitter, Logger: zerolog.Nop()})
 	t.Cleanup(a.ops.Close)
 	RegisterKernelOpsMethods(srv, a.ops)
 	serveUntilCleanup(t, srv)
@@ -353,5 +413,139 @@ func TestCommitOverRPC(t *testing.T) {
 	}
 	if _, err := a.call(ctx, "destroy_kernel", kid, sid, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExecutionAndBgtaskEventsAsTheManagerReadsThem pins upstream's
+// execute (agent/agent.py): execution_started before every execute call,
+// execution_finished when the run finished, execution_timeout on
+// exec-timeout followed by the kernel's destruction with reason
+// exec-timeout; and commit's bgtask events as cached broadcasts
+// (common/bgtask/bgtask.py, valkey_stream/client.py broadcast_with_cache).
+// Everything is read back from a real Redis as the 26.8 manager reads it.
+func TestExecutionAndBgtaskEventsAsTheManagerReadsThem(t *testing.T) {
+	const execTimeout = 3 * time.Second
+	a := newOpsAgentWith(t, opsAgentOptions{redis: true, execTimeout: execTimeout})
+	reader := managertest.NewReader(t, a.redis.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sid, kid, _, _ := a.createKernel(t, ctx)
+	execute := func(runID, mode, code string, flush float64) wiremsg.Map {
+		t.Helper()
+		got, err := a.call(ctx, "execute", sid, kid, int64(4), runID, mode, code, obj(), flush)
+		if err != nil {
+			t.Fatalf("execute %s %q: %v", mode, code, err)
+		}
+		return got.(wiremsg.Map)
+	}
+	// streamSince returns the stream's execution_* and kernel_terminated
+	// entries after the first n, each checked to name this session or kernel.
+	streamSince := func(n int) []string {
+		t.Helper()
+		var names []string
+		for _, ev := range reader.Stream()[n:] {
+			want := sid
+			if ev.Name == "kernel_terminated" {
+				want = kid
+			}
+			if ev.Str(0) != want {
+				t.Errorf("%s names %q, want %q", ev.Name, ev.Str(0), want)
+			}
+			names = append(names, ev.Name)
+		}
+		return names
+	}
+	seen := len(reader.Stream())
+
+	steps := []struct {
+		description string
+		calls       func()
+		want        []string
+	}{
+		{"a query that finishes in one call",
+			func() {
+				if res := execute("r1", "query", "echo hi", 10); res["status"] != "finished" {
+					t.Fatalf("execute: %#v", res)
+				}
+			},
+			[]string{"execution_started", "execution_finished"}},
+		{"a run that continues: started for each call, finished once",
+			func() {
+				if res := execute("r2", "query", "sleep 1; echo done", 0.2); res["status"] != "continued" {
+					t.Fatalf("first call: %#v", res)
+				}
+				for range 20 {
+					if res := execute("r2", "continue", "", 0.5); res["status"] == "finished" {
+						return
+					}
+				}
+				t.Fatal("the run did not finish")
+			},
+			nil}, // checked below: started ≥ 2, then finished
+	}
+	for _, step := range steps {
+		step.calls()
+		got := streamSince(seen)
+		seen += len(got)
+		if step.want != nil && fmt.Sprint(got) != fmt.Sprint(step.want) {
+			t.Errorf("%s: stream %v, want %v", step.description, got, step.want)
+		}
+		if step.want == nil {
+			last := len(got) - 1
+			if len(got) < 3 || got[last] != "execution_finished" || slices.Contains(got[:last], "execution_finished") {
+				t.Errorf("%s: stream %v, want execution_started per call then one execution_finished", step.description, got)
+			}
+		}
+	}
+
+	// commit: bgtask_updated (int progress), then bgtask_done, which the
+	// cache keeps for the manager's late subscribers.
+	got, err := invokeRaw(ctx, a.rpc, "commit", []any{kid, "user@example.com"}, obj("filename", "snap.tar.gz"))
+	if err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	task := got.(wiremsg.Map)["bgtask_id"].(string)
+	a.ops.Wait()
+	isTask := func(name string) func(managertest.Event) bool {
+		return func(ev managertest.Event) bool { return ev.Name == name && ev.Str(0) == task }
+	}
+	started := reader.WaitBroadcast(10*time.Second, isTask("bgtask_updated"))
+	if started.Int(1) != 0 || started.Int(2) != 0 || started.Str(3) != "Task started" {
+		t.Errorf("bgtask_updated args %#v, want (id, 0, 0, \"Task started\") with int progress", started.Args)
+	}
+	reader.WaitBroadcast(10*time.Second, isTask("bgtask_done"))
+	cached, ttl, err := reader.BgtaskCache(ctx, task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cached.Name != "bgtask_done" || ttl <= 0 || ttl > events.CacheTTL {
+		t.Errorf("bgtask.%s holds %s with TTL %v, want bgtask_done with 0 < TTL <= 300s", task, cached.Name, ttl)
+	}
+
+	// A run past the exec timeout: execution_timeout, and the kernel is
+	// destroyed with reason exec-timeout (the pickled enum member).
+	start := time.Now()
+	res := execute("r3", "query", "echo slow; sleep 60", 30)
+	if res["status"] != "exec-timeout" || res["exitCode"] != nil {
+		t.Errorf("execute past the exec timeout: %#v", res)
+	}
+	if took := time.Since(start); took < execTimeout || took > execTimeout+5*time.Second {
+		t.Errorf("exec-timeout after %v, want about %v", took, execTimeout)
+	}
+	term := reader.WaitStream(30*time.Second, func(ev managertest.Event) bool {
+		return ev.Name == "kernel_terminated" && ev.Str(0) == kid
+	})
+	if term.Reason(2) != ReasonExecTimeout || !term.ReasonIsEnum(2) || term.Str(1) != sid {
+		t.Errorf("kernel_terminated args %#v, want (kernel, session, KernelLifecycleEventReason exec-timeout, code)", term.Args)
+	}
+	if got := streamSince(seen); fmt.Sprint(got) != fmt.Sprint([]string{"execution_started", "execution_timeout", "kernel_terminated"}) {
+		t.Errorf("stream after the slow run %v, want execution_started, execution_timeout, kernel_terminated", got)
+	}
+	a.km.Wait()
+	if _, err := a.manager.Get(kid); err == nil {
+		t.Error("the kernel is still registered after exec-timeout")
+	}
+	if n := a.ports.InUse(); n != 0 {
+		t.Errorf("%d host ports still assigned", n)
 	}
 }

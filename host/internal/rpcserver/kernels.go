@@ -10,9 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/alloc"
+	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/images"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
@@ -66,9 +68,13 @@ type KernelMethodsOptions struct {
 	OnPulling   func(ctx context.Context, kernelID, sessionID, image string)
 	OnCreating  func(ctx context.Context, kernelID, sessionID string)
 	OnStarted   func(ctx context.Context, kernelID, sessionID string, result map[string]any)
-	// DestroyTimeout bounds the destroys that sync_kernel_registry starts in
-	// the background; zero means 2 minutes.
+	// DestroyTimeout bounds the destroys that sync_kernel_registry and an
+	// exec-timeout start in the background; zero means 2 minutes.
 	DestroyTimeout time.Duration
+	// Events receives execute's execution_started, execution_finished and
+	// execution_timeout; nil drops them.
+	Events Emitter
+	Logger zerolog.Logger
 }
 
 // KernelMethods serves the kernel lifecycle RPC methods over a
@@ -144,8 +150,8 @@ func (km *KernelMethods) suppress(kernelID string, on bool) {
 	}
 }
 
-// Wait waits for the destroys sync_kernel_registry started in the
-// background.
+// Wait waits for the destroys sync_kernel_registry and exec-timeouts
+// started in the background.
 func (km *KernelMethods) Wait() { km.background.Wait() }
 
 // kernelErr maps a kernel-lifecycle error onto the upstream exception name
@@ -604,7 +610,8 @@ func (km *KernelMethods) execute(ctx context.Context, call *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := argString(method, "session_id", args[0]); err != nil {
+	sessionID, err := argString(method, "session_id", args[0])
+	if err != nil {
 		return nil, err
 	}
 	kid, err := km.lookupID(method, args[1])
@@ -659,10 +666,14 @@ func (km *KernelMethods) execute(ctx context.Context, call *Call) (any, error) {
 			return nil, &Error{Name: "TypeError", Err: fmt.Errorf("%s(): argument 'opts': %w", method, err)}
 		}
 	}
+	// Before every call reaches the runner, as upstream (agent/agent.py
+	// execute), even one that then fails.
+	km.emitExecution(ctx, events.ExecutionStarted{SessionID: sessionID})
 	res, err := km.svc.Execute(ctx, kid, runID, mode, code, execOpts)
 	if err != nil {
 		return nil, kernelErr(err)
 	}
+	km.afterExecute(ctx, sessionID, kid, res)
 	out := res.Wire()
 	if _, ok := out["files"]; !ok {
 		out["files"] = []any{}

@@ -188,6 +188,14 @@ const FakePlugin = "fake"
 // "cpu" entry configures the cpu plugin (e.g. cpu-overcommit-factor).
 func Plugins(t testing.TB, config map[string]map[string]any) (*pluginhost.Host, *alloc.Allocator) {
 	t.Helper()
+	return PluginsAs(t, config, nil)
+}
+
+// PluginsAs is Plugins with some plugins built from another package than
+// their name says (name -> Go package), so that a plugin's name can
+// differ from its device kind as an operator's renamed binary does.
+func PluginsAs(t testing.TB, config map[string]map[string]any, packages map[string]string) (*pluginhost.Host, *alloc.Allocator) {
+	t.Helper()
 	dir := testutil.ShortTempDir(t)
 	testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/cpu/cmd/baiagent-plugin-cpu", dir, pluginhost.ExecutablePrefix+"cpu")
 	for name := range config {
@@ -197,6 +205,9 @@ func Plugins(t testing.TB, config map[string]map[string]any) (*pluginhost.Host, 
 		pkg := "github.com/baiagent/baiagent/plugins/" + name + "/cmd/baiagent-plugin-" + name
 		if name == FakePlugin {
 			pkg = "github.com/baiagent/baiagent/host/internal/pluginhost/testdata/fakeplugin"
+		}
+		if p, ok := packages[name]; ok {
+			pkg = p
 		}
 		testutil.BuildBinary(t, pkg, dir, pluginhost.ExecutablePrefix+name)
 	}

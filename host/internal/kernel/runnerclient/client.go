@@ -33,6 +33,9 @@ const (
 	StatusWaitingInput  = "waiting-input"
 	StatusBuildFinished = "build-finished"
 	StatusCleanFinished = "clean-finished"
+	// StatusExecTimeout ends a run that outlived ExecOptions.ExecTimeout
+	// (upstream's watchdog); the agent then destroys the kernel.
+	StatusExecTimeout = "exec-timeout"
 )
 
 // DefaultFlushTimeout is how long one execute call collects output before
@@ -112,6 +115,10 @@ type ExecOptions struct {
 	FlushTimeout time.Duration
 	// Batch is used in batch mode.
 	Batch Batch
+	// ExecTimeout bounds a run from its start, across its continue and
+	// input calls: a run still going then ends the call with
+	// StatusExecTimeout and is given up. Zero: no bound.
+	ExecTimeout time.Duration
 }
 
 type record struct {
@@ -121,6 +128,7 @@ type record struct {
 
 type run struct {
 	id       string
+	started  time.Time
 	mu       sync.Mutex
 	records  []record
 	notify   chan struct{}
@@ -129,7 +137,20 @@ type run struct {
 }
 
 func newRun(id string) *run {
-	return &run{id: id, notify: make(chan struct{}, 1), finished: make(chan struct{})}
+	return &run{id: id, started: time.Now(), notify: make(chan struct{}, 1), finished: make(chan struct{})}
+}
+
+// abandon ends a run the runner has not finished: its late output is
+// dropped and the next run need not wait for it. The interpreter may still
+// be busy with it; after an exec timeout the agent destroys the kernel.
+func (r *run) abandon() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.done {
+		r.done = true
+		r.records = nil
+		close(r.finished)
+	}
 }
 
 func (r *run) push(rec record) {
@@ -455,7 +476,11 @@ func (c *Client) Execute(ctx context.Context, runID, mode, code string, opts Exe
 	if err != nil {
 		return Result{}, err
 	}
-	return r.collect(ctx, flush, c.closing)
+	var deadline time.Time
+	if opts.ExecTimeout > 0 {
+		deadline = r.started.Add(opts.ExecTimeout)
+	}
+	return r.collect(ctx, flush, deadline, c.closing)
 }
 
 func (c *Client) attach(ctx context.Context, runID, mode, code string, batch Batch) (*run, error) {
@@ -511,11 +536,18 @@ func (c *Client) feed(mode, code string, batch Batch) error {
 	return nil
 }
 
-// collect gathers records until a terminal one or the flush timeout.
-func (r *run) collect(ctx context.Context, flush time.Duration, closing <-chan struct{}) (Result, error) {
+// collect gathers records until a terminal one, the flush timeout, or the
+// run's deadline (zero: none).
+func (r *run) collect(ctx context.Context, flush time.Duration, deadline time.Time, closing <-chan struct{}) (Result, error) {
 	res := Result{RunID: r.id, Console: []ConsoleItem{}}
 	timer := time.NewTimer(flush)
 	defer timer.Stop()
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		watchdog := time.NewTimer(time.Until(deadline))
+		defer watchdog.Stop()
+		expired = watchdog.C
+	}
 	for {
 		for _, rec := range r.takeUntilTerminal() {
 			if done := res.add(rec); done {
@@ -532,6 +564,15 @@ func (r *run) collect(ctx context.Context, flush time.Duration, closing <-chan s
 				}
 			}
 			res.Status = StatusContinued
+			return res, nil
+		case <-expired:
+			for _, rec := range r.takeUntilTerminal() {
+				if done := res.add(rec); done {
+					return res, nil
+				}
+			}
+			r.abandon()
+			res.Status = StatusExecTimeout
 			return res, nil
 		case <-closing:
 			return res, ErrClosed

@@ -314,3 +314,52 @@ func TestBusyboxShellInput(t *testing.T) {
 		t.Fatalf("stdout %q", got)
 	}
 }
+
+// TestExecTimeout: a run outliving ExecOptions.ExecTimeout ends with
+// exec-timeout and what it printed so far, as upstream's watchdog result
+// (agent/kernel.py AbstractCodeRunner.watchdog and get_next_result); the
+// bound counts from the run's start, across continue calls.
+func TestExecTimeout(t *testing.T) {
+	cases := []struct {
+		description string
+		flush       time.Duration
+		minCalls    int // execute calls until exec-timeout: the first, then continues
+		maxCalls    int
+	}{
+		{"the deadline falls inside the first call", 5 * time.Second, 1, 1},
+		{"the deadline falls in a continue call", 300 * time.Millisecond, 2, 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			c := startRunner(t, "", "")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			opts := runnerclient.ExecOptions{FlushTimeout: tc.flush, ExecTimeout: 800 * time.Millisecond}
+			mode, calls := runnerclient.ModeQuery, 0
+			var all runnerclient.Result
+			start := time.Now()
+			for {
+				res, err := c.Execute(ctx, "slow", mode, "echo started; sleep 20", opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				calls++
+				all.Console = append(all.Console, res.Console...)
+				if res.Status != runnerclient.StatusContinued {
+					all.Status, all.ExitCode = res.Status, res.ExitCode
+					break
+				}
+				mode = runnerclient.ModeContinue
+			}
+			if all.Status != runnerclient.StatusExecTimeout || all.ExitCode != nil || calls < tc.minCalls || calls > tc.maxCalls {
+				t.Fatalf("status %s exit %v after %d calls, want exec-timeout, no exit code, %d to %d calls", all.Status, all.ExitCode, calls, tc.minCalls, tc.maxCalls)
+			}
+			if took := time.Since(start); took < 800*time.Millisecond || took > 3*time.Second {
+				t.Errorf("exec-timeout after %v, want about 800ms", took)
+			}
+			if got := output(all, "stdout"); got != "started\n" {
+				t.Errorf("stdout %q, want what the run printed before the timeout", got)
+			}
+		})
+	}
+}
