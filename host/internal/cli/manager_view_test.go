@@ -8,10 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/baiagent/baiagent/host/internal/callosum"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/redistest"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
 // managerView is a real agent reporting to a real Redis, read back the way
@@ -88,7 +91,40 @@ func TestKernelLifeAsTheManagerReadsIt(t *testing.T) {
 	// A kernel the manager destroys with its own reason string: echoed back
 	// as that str, not the enum.
 	routed, routedSession := v.runKernel(t, "64m")
+	// execute: execution_started before the runner is asked, then
+	// execution_finished (agent/agent.py execute), which keep the session
+	// from looking idle.
+	isExec := func(name string) func(managertest.Event) bool {
+		return func(ev managertest.Event) bool { return ev.Name == name && ev.Str(0) == routedSession }
+	}
 	v.execute(t, routedSession, routed, "echo hi")
+	v.reader.WaitStream(10*time.Second, isExec("execution_started"))
+	v.reader.WaitStream(10*time.Second, isExec("execution_finished"))
+
+	// commit to an image: a background task whose last event is cached
+	// for the manager's commit handler (bgtask/tasks/commit_session.py reads
+	// it through the cache propagator).
+	image := fmt.Sprintf("baiagent-test/e2e-commit:%d", time.Now().UnixNano())
+	t.Cleanup(func() { _, _ = docker.ImageRemove(context.Background(), image, client.ImageRemoveOptions{Force: true}) })
+	var task string
+	v.rpc(t, func(ctx context.Context, c *callosum.Client) error {
+		res, err := c.Invoke(ctx, "commit", []any{routed, "e2e"}, map[string]any{"canonical": image})
+		if err != nil {
+			return err
+		}
+		task, _ = res.(wiremsg.Map)["bgtask_id"].(string)
+		return nil
+	})
+	done := v.reader.WaitBroadcast(time.Minute, func(ev managertest.Event) bool {
+		return (ev.Name == "bgtask_done" || ev.Name == "bgtask_failed") && ev.Str(0) == task
+	})
+	if done.Name != "bgtask_done" {
+		t.Fatalf("commit task ended with %s %v", done.Name, done.Args)
+	}
+	cached, ttl, err := v.reader.BgtaskCache(ctx, task)
+	if err != nil || cached.Name != "bgtask_done" || ttl <= 0 || ttl > 300*time.Second {
+		t.Errorf("bgtask.%s: %+v, TTL %v, %v; want bgtask_done kept at most 300 s", task, cached, ttl, err)
+	}
 	if got := v.invoke(t, "destroy_kernel", routed, routedSession, "ROUTE_TERMINATION"); got != nil {
 		t.Errorf("destroy_kernel returned %#v, want None", got)
 	}
