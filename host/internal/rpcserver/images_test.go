@@ -20,6 +20,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/images/registrytest"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
@@ -30,14 +31,23 @@ const (
 	registryPassword = "registry-pw"
 )
 
-// recorder keeps what the agent would emit, in order.
+// recorder keeps what the agent would emit, in order, and fails the test
+// on an event the 26.8 manager could not decode (managertest, strictly).
 type recorder struct {
+	t    testing.TB
 	mu   sync.Mutex
 	list []string
 	evs  []events.Event
 }
 
 func (r *recorder) Emit(_ context.Context, ev events.Event) error {
+	packed, err := pywire.Marshal(ev.Args())
+	if err == nil {
+		_, err = managertest.DecodeArgs(ev.Name(), packed)
+	}
+	if err != nil {
+		r.t.Errorf("the manager cannot decode %s: %v", ev.Name(), err)
+	}
 	r.add(ev.Name(), ev)
 	return nil
 }
@@ -154,7 +164,7 @@ func realKernels(t *testing.T, docker *client.Client) (*kernel.Manager, *portpoo
 func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
 	f := newImageFixture(t)
 	m, ports := realKernels(t, f.Docker)
-	var hooks recorder
+	hooks := recorder{t: t}
 	km := NewKernelMethods(m, KernelMethodsOptions{
 		KernelHost: "127.0.0.1", Images: f.images,
 		OnPreparing: func(context.Context, string, string) { hooks.add("preparing", nil) },
@@ -237,7 +247,7 @@ func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
 
 func TestCheckAndPullOverRPC(t *testing.T) {
 	f := newImageFixture(t)
-	var evs recorder
+	evs := recorder{t: t}
 	km := NewKernelMethods(newFakeKernels(), KernelMethodsOptions{Images: f.images})
 	im := NewImageMethods(f.images, ImageMethodsOptions{AgentID: "i-test", Events: &evs, Logger: zerolog.Nop(),
 		Now: func() time.Time { return time.Unix(1700000000, 500_000_000) }})
@@ -558,7 +568,7 @@ func TestCreateKernelsPullTimeout(t *testing.T) {
 	short := images.New(f.Docker, images.Options{PullTimeout: 300 * time.Millisecond, Logger: zerolog.Nop()})
 	t.Cleanup(short.Close)
 	fake := newFakeKernels()
-	var hooks recorder
+	hooks := recorder{t: t}
 	km := NewKernelMethods(fake, KernelMethodsOptions{Images: short,
 		OnPulling:  func(_ context.Context, _, _, image string) { hooks.add("pulling "+image, nil) },
 		OnCreating: func(context.Context, string, string) { hooks.add("creating", nil) },

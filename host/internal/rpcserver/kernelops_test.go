@@ -79,7 +79,7 @@ func newOpsAgent(t *testing.T) *opsAgent {
 
 func newOpsAgentWith(t *testing.T, o opsAgentOptions) *opsAgent {
 	t.Helper()
-	a := &opsAgent{docker: kerneltest.Docker(t), events: &recorder{}, commitPath: t.TempDir()}
+	a := &opsAgent{docker: kerneltest.Docker(t), events: &recorder{t: t}, commitPath: t.TempDir()}
 	var emitter Emitter = a.events
 	if o.redis {
 		a.redis = redistest.Start(t, false)
