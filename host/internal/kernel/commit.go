@@ -39,7 +39,7 @@ const (
 // committed image: a container of that image would otherwise look like
 // one of this agent's kernels.
 func blankedImageLabels() []string {
-	return []string{LabelAgentID, LabelKernelID, LabelSessionID, LabelScratchRoot}
+	return []string{LabelAgentID, LabelOwner, LabelKernelID, LabelSessionID, LabelScratchRoot}
 }
 
 // CommitRequest is upstream's commit(kernel_id, subdir, canonical,

@@ -48,9 +48,10 @@ import (
 //	cluster_info.ssh_keypair /
 //	cluster_ssh_port_mapping           -> ClusterSSHKey / ClusterSSHPortMapping
 //	internal_data.ssh_keypair          -> UserSSHKey
+//	resource_opts.shmem                -> ShmSize
 //	image.labels                       -> read from the local image instead
 //
-// resource_opts, bootstrap_script, startup_command, package_directory,
+// The rest of resource_opts, bootstrap_script, startup_command, package_directory,
 // the rest of internal_data, network_id (the session id) and the registry credentials
 // are not used here (the caller pulls the image; see the package's report
 // for what is left).
@@ -69,6 +70,10 @@ type CreateRequest struct {
 	// PreopenPorts are container ports published as "preopen" services.
 	PreopenPorts      []int
 	BlockServicePorts bool
+	// ShmSize is resource_opts.shmem: the size of /dev/shm in bytes
+	// (HostConfig.ShmSize; the memory limit stays as allocated). Zero
+	// leaves Docker's default.
+	ShmSize int64 `json:",omitempty"`
 	// Network is the session's bridge network (create_local_network): the
 	// container joins it instead of the default bridge, reachable by
 	// ClusterHostname. Empty means Docker's default bridge.
@@ -325,6 +330,7 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 	for _, h := range merged.Hooks {
 		mounts = append(mounts, scratch.Mount{Source: h.Source, Target: h.Target, ReadOnly: true})
 	}
+	mounts = append(mounts, timeMounts(pathExists)...)
 	mounts = append(mounts, req.Mounts...)
 
 	env := map[string]string{}
@@ -374,6 +380,9 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 	}
 
 	cfg, hostCfg, netCfg := m.containerConfig(req, rec, img.servicePorts, env, mounts, merged)
+	if cfg, hostCfg, netCfg, err = m.withContainerOpts(ctx, cfg, hostCfg, netCfg); err != nil {
+		return launched{}, err
+	}
 	resp, err := docker.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: cfg, HostConfig: hostCfg, NetworkingConfig: netCfg, Name: ContainerName(req.Image, req.KernelID),
 	})
@@ -554,7 +563,7 @@ func (m *Manager) containerConfig(req CreateRequest, rec scratch.Recovery, servi
 	env map[string]string, mounts []scratch.Mount, merged mergedSpec) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	labels := map[string]string{
 		LabelAgentID: m.cfg.AgentID, LabelKernelID: req.KernelID, LabelSessionID: req.SessionID,
-		LabelOwner: req.OwnerUserID, LabelOwnerUserID: req.OwnerUserID, LabelOwnerProjectID: req.OwnerProjectID,
+		LabelOwner: m.cfg.AgentID, LabelOwnerUserID: req.OwnerUserID, LabelOwnerProjectID: req.OwnerProjectID,
 		LabelServicePorts: FormatServicePorts(servicePorts), LabelScratchRoot: m.cfg.ScratchRoot,
 	}
 	if req.ClusterRole != "" {
@@ -615,12 +624,15 @@ func (m *Manager) containerConfig(req CreateRequest, rec scratch.Recovery, servi
 		Mounts:       dockerMounts,
 		GroupAdd:     slices.Clone(merged.GroupAdd),
 		Runtime:      merged.Runtime,
+		LogConfig:    kernelLogConfig(m.cfg.ContainerLogMaxLength),
+		ShmSize:      req.ShmSize,
 		Resources: container.Resources{
 			CpusetCpus:     merged.CpusetCpus,
 			Memory:         merged.MemoryBytes,
 			MemorySwap:     merged.MemorySwap,
 			Devices:        merged.Devices,
 			DeviceRequests: merged.DeviceRequests,
+			Ulimits:        kernelUlimits(),
 		},
 	}
 	if merged.SeccompProfile != "" {

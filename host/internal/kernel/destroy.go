@@ -10,7 +10,6 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
@@ -153,7 +152,7 @@ func (m *Manager) Logs(ctx context.Context, containerID string, tail int) (strin
 	}
 	defer rc.Close()
 	var out bytes.Buffer
-	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+	if err := copyLogs(&out, rc); err != nil {
 		return out.String(), fmt.Errorf("container logs: %w", err)
 	}
 	return out.String(), nil

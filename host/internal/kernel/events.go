@@ -113,14 +113,12 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	m.mu.Lock()
 	listedAfter := m.runningGen
 	m.mu.Unlock()
-	list, err := m.cfg.Docker.ContainerList(ctx, client.ContainerListOptions{
-		All: true, Filters: client.Filters{}.Add("label", LabelAgentID+"="+m.cfg.AgentID),
-	})
+	list, err := m.ownContainers(ctx)
 	if err != nil {
-		return fmt.Errorf("list kernel containers: %w", err)
+		return err
 	}
 	byID := map[string]container.Summary{}
-	for _, c := range list.Items {
+	for _, c := range list {
 		byID[c.ID] = c
 	}
 	m.mu.Lock()

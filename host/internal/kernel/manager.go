@@ -105,6 +105,14 @@ type Config struct {
 	// CommitPath is agent.image-commit-path: commits save their tars and
 	// locks under it. Empty refuses commits.
 	CommitPath string
+	// ContainerLogMaxLength is [container-logs] max-length: the container
+	// log is rotated over 5 files of a fifth of it each, as upstream; zero
+	// means DefaultContainerLogMaxLength.
+	ContainerLogMaxLength int64
+	// ExtraContainerOptsFiles are the operator's extra container options
+	// files, deep-merged in order into every container config; nil means
+	// DefaultExtraContainerOptsFiles, an empty slice none.
+	ExtraContainerOptsFiles []string
 	// OnTerminated is told about each kernel that ended, once. It runs on
 	// the cleaning goroutine and must not block for long.
 	OnTerminated func(Termination)

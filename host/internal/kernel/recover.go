@@ -38,11 +38,9 @@ type RecoverReport struct {
 // and before any Create.
 func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 	var report RecoverReport
-	list, err := m.cfg.Docker.ContainerList(ctx, client.ContainerListOptions{
-		All: true, Filters: client.Filters{}.Add("label", LabelAgentID+"="+m.cfg.AgentID),
-	})
+	list, err := m.ownContainers(ctx)
 	if err != nil {
-		return report, fmt.Errorf("list kernel containers: %w", err)
+		return report, err
 	}
 	knownKinds := map[string]bool{}
 	for _, t := range m.cfg.Allocator.SlotTotals() {
@@ -51,7 +49,7 @@ func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 	var errs []error
 	var recovered []*kernel
 	live := map[string]bool{}
-	for _, c := range list.Items {
+	for _, c := range list {
 		kernelID := c.Labels[LabelKernelID]
 		scratchRoot := c.Labels[LabelScratchRoot]
 		if scratchRoot == "" {

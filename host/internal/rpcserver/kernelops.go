@@ -149,7 +149,7 @@ func (o *KernelOps) restartKernel(ctx context.Context, call *Call) (any, error) 
 	var image string
 	switch ref := args[2].(type) {
 	case wiremsg.ImageRef:
-		image = ref.Canonical()
+		image = ref.Local() // a local image by its short name
 	case string:
 		image = ref
 	case nil:

@@ -208,7 +208,7 @@ func TestSessionNetworkAndResetOverRPC(t *testing.T) {
 		configs[kid] = managerConfig(t, kid, sid, a.image).with("mounts", []any{}).
 			with("resource_slots", obj("cpu", "0", "mem", "67108864")).with("cluster_hostname", host).
 			with("auto_pull", pickleEnum("AutoPullBehavior", "none"))
-		refs[kid] = pickleImageRef("busybox", "", "latest", "baiagent-test", "x86_64", true)
+		refs[kid] = pickleImageRef("busybox", "baiagent-test", "latest", "cr.example.com", kernel.NodeArchitecture(), true)
 	}
 	args := createArgs(t, sid, configs, refs)
 	args[3] = obj("mode", goldenExt(t, wiremsg.ExtEnum, goldenClusterModeSingle), "size", len(hosts), "replicas", obj("main", 1, "sub", 1),
@@ -259,7 +259,7 @@ func TestSessionNetworkAndResetOverRPC(t *testing.T) {
 func (a *opsAgent) createKernel(t *testing.T, ctx context.Context) (sid, kid string, ref mpExt, created wiremsg.Map) {
 	t.Helper()
 	sid, kid = randomUUID(), randomUUID()
-	ref = pickleImageRef("busybox", "", "latest", "baiagent-test", "x86_64", true)
+	ref = pickleImageRef("busybox", "baiagent-test", "latest", "cr.example.com", kernel.NodeArchitecture(), true)
 	cfg := managerConfig(t, kid, sid, a.image).with("mounts", []any{}).with("auto_pull", pickleEnum("AutoPullBehavior", "none"))
 	got, err := a.call(ctx, "create_kernels", createArgs(t, sid, map[string]kv{kid: cfg}, map[string]mpExt{kid: ref})...)
 	if err != nil {

@@ -188,6 +188,8 @@ func kernelErr(err error) error {
 		name = "KernelNotFoundError"
 	case errors.Is(err, kernel.ErrImageNotFound):
 		name = "ImageNotAvailable"
+	case errors.Is(err, kernel.ErrImageArchitectureMismatch):
+		name = "ImageArchitectureMismatchError"
 	case errors.Is(err, kernel.ErrInvalidRequest), errors.Is(err, kernel.ErrKernelExists):
 		name = "InvalidArgumentError"
 	case errors.Is(err, kernel.ErrRunnerTimeout), errors.Is(err, context.DeadlineExceeded):
@@ -220,9 +222,10 @@ func (km *KernelMethods) lookupID(method string, v any) (string, error) {
 }
 
 type pendingKernel struct {
-	id  string
-	cfg KernelCreationConfig
-	req kernel.CreateRequest
+	id   string
+	cfg  KernelCreationConfig
+	arch string // the image's architecture, from its ImageRef
+	req  kernel.CreateRequest
 }
 
 // createKernels(session_id, kernel_ids, configs, cluster_info, kernel_image_refs).
@@ -272,14 +275,25 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 		if err != nil {
 			return nil, err
 		}
-		image := cfg.Image.Canonical
+		image, arch := cfg.Image.Canonical, cfg.Image.Architecture
 		if ref, ok := refs[id]; ok {
-			image = ref.Canonical()
+			// A local image is known on the node by its short name
+			// (project/name:tag) and never pulled (agent/docker/agent.py).
+			image = ref.Local()
+			cfg.Image.IsLocal = ref.IsLocal
+			if ref.Architecture != "" {
+				arch = ref.Architecture
+			}
 		}
 		if image == "" {
 			return nil, &Error{Name: "KeyError", Err: fmt.Errorf("kernel_image_refs: no image for kernel %s (and configs[%d][\"image\"][\"canonical\"] is empty)", id, i)}
 		}
-		pending[i] = pendingKernel{id: id, cfg: cfg, req: creationRequest(id, sessionID, image, cfg)}
+		shm, err := shmemBytes(fmt.Sprintf("configs[%d][\"resource_opts\"][\"shmem\"]", i), cfg.ResourceOpts)
+		if err != nil {
+			return nil, err
+		}
+		pending[i] = pendingKernel{id: id, cfg: cfg, arch: arch, req: creationRequest(id, sessionID, image, cfg)}
+		pending[i].req.ShmSize = shm
 		pending[i].req.Network = sessionNetwork(clusterInfo)
 		if kp := clusterInfo.SSHKeypair; kp != nil {
 			pending[i].req.ClusterSSHKey = &scratch.SSHKeypair{PublicKey: kp.PublicKey, PrivateKey: kp.PrivateKey}
@@ -300,6 +314,11 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 			p := pending[i]
 			if km.opts.OnPreparing != nil {
 				km.opts.OnPreparing(ctx, p.req.KernelID, p.req.SessionID)
+			}
+			// As upstream, before any pull: the node cannot run it.
+			if err := kernel.CheckArchitecture(p.arch); err != nil {
+				errs[i] = kernelErr(err)
+				return
 			}
 			if err := km.ensureImage(ctx, p); err != nil {
 				errs[i] = err
@@ -870,9 +889,11 @@ func (km *KernelMethods) state(kernelID string) string {
 	return info.State
 }
 
-// IsCreating implements KernelRegistry.
+// IsCreating implements KernelRegistry (check_creating): true for a
+// kernel being created or already registered, as upstream
+// (agent/server.py).
 func (km *KernelMethods) IsCreating(_ context.Context, kernelID string) (bool, error) {
-	return km.state(kernelID) == "creating", nil
+	return km.state(kernelID) != "", nil
 }
 
 // IsRunning implements KernelRegistry.

@@ -327,7 +327,9 @@ func TestKernelMethodsWithFakeService(t *testing.T) {
 	}{
 		{description: "check_running", method: "check_running", args: []any{k1}, want: true},
 		{description: "check_running hex form", method: "check_running", args: []any{strings.ReplaceAll(k1, "-", "")}, want: true},
-		{description: "check_creating", method: "check_creating", args: []any{k1}, want: false},
+		// agent/server.py check_creating: being created or already registered.
+		{description: "check_creating of a registered kernel", method: "check_creating", args: []any{k1}, want: true},
+		{description: "check_creating unknown", method: "check_creating", args: []any{unknown}, want: false},
 		{description: "check_running unknown", method: "check_running", args: []any{unknown}, want: false},
 		{description: "execute query", method: "execute", args: []any{sid, k1, 4, "run-1", "query", "echo hi", obj(), 2.5},
 			want: wiremsg.Map{"runId": "run-1", "status": "finished", "console": []any{[]any{"stdout", "hi\n"}}, "exitCode": int64(0), "options": nil, "files": []any{}}},
@@ -509,9 +511,10 @@ func TestKernelLifecycleOverRPC(t *testing.T) {
 	before := allocator.Snapshot()
 
 	sid, kid := randomUUID(), randomUUID()
-	// The image as the manager names a local image: registry
-	// "baiagent-test", no project, name "busybox", tag "latest".
-	ref := pickleImageRef("busybox", "", "latest", "baiagent-test", "x86_64", true)
+	// The image as the manager names a local image: project
+	// "baiagent-test", name "busybox", tag "latest"; the node knows it by
+	// that short name (common/docker.py ImageRef.short), not the registry's.
+	ref := pickleImageRef("busybox", "baiagent-test", "latest", "cr.example.com", kernel.NodeArchitecture(), true)
 	cfg := managerConfig(t, kid, sid, image).with("mounts", []any{}).with("auto_pull", pickleEnum("AutoPullBehavior", "none"))
 	got, err := invokeRaw(ctx, c, "create_kernels", createArgs(t, sid, map[string]kv{kid: cfg}, map[string]mpExt{kid: ref}), nil)
 	if err != nil {

@@ -110,6 +110,25 @@ func (r ImageRef) Canonical() string {
 	return prefix + r.Name + ":" + r.Tag
 }
 
+// Short is project/name:tag without the registry, as ImageRef.short: the
+// name a local image (IsLocal) has on the node.
+func (r ImageRef) Short() string {
+	name := r.Name
+	if r.Project != "" {
+		name = r.Project + "/" + name
+	}
+	return name + ":" + r.Tag
+}
+
+// Local is the name the node knows the image by: Short for a local image,
+// else Canonical (agent/docker/agent.py, the container's Image).
+func (r ImageRef) Local() string {
+	if r.IsLocal {
+		return r.Short()
+	}
+	return r.Canonical()
+}
+
 // ResourceSlot is ai.backend.common.types.ResourceSlot (ext 8): slot name to
 // an exact amount.
 type ResourceSlot map[string]decimal.Decimal
