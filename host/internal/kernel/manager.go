@@ -53,6 +53,8 @@ const (
 	ReasonNotFoundInManager = "not-found-in-manager"
 	// ReasonForceTerminated: reset_agent destroyed the kernel.
 	ReasonForceTerminated = "force-terminated"
+	// ReasonExecTimeout: a run outlived its exec timeout (execute).
+	ReasonExecTimeout = "exec-timeout"
 )
 
 // RunnerMountPath is where the runner binary appears in every container.

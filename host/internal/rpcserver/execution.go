@@ -4,12 +4,9 @@ import (
 	"context"
 
 	"github.com/baiagent/baiagent/host/internal/events"
+	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 )
-
-// ReasonExecTimeout is the termination reason of a kernel whose run
-// outlived its exec timeout (KernelLifecycleEventReason.EXEC_TIMEOUT).
-const ReasonExecTimeout = "exec-timeout"
 
 // emitExecution sends an execution_* event; the manager's idle checker
 // counts them as session activity, so a lost one is logged, not fatal.
@@ -38,7 +35,7 @@ func (km *KernelMethods) afterExecute(ctx context.Context, sessionID, kernelID s
 			defer km.background.Done()
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), km.opts.DestroyTimeout)
 			defer cancel()
-			if _, err := km.svc.Destroy(dctx, kernelID, ReasonExecTimeout); err != nil {
+			if _, err := km.svc.Destroy(dctx, kernelID, kernel.ReasonExecTimeout); err != nil {
 				km.opts.Logger.Warn().Err(err).Str("kernel_id", kernelID).Msg("destroy after exec-timeout failed")
 			}
 		}()
