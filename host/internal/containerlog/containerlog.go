@@ -17,11 +17,11 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/baiagent/baiagent/host/internal/dockerlog"
 	"github.com/baiagent/baiagent/host/internal/events"
 )
 
@@ -88,7 +88,7 @@ func (c *Collector) Collect(ctx context.Context, kernelID, containerID string) e
 	}
 	defer rc.Close()
 	w := &chunker{ctx: ctx, c: c, key: Key(containerID)}
-	if _, err := stdcopy.StdCopy(w, w, rc); err != nil {
+	if err := dockerlog.Copy(w, rc); err != nil {
 		return fmt.Errorf("read the log of container %s: %w", containerID, errors.Join(err, w.err))
 	}
 	if err := w.flush(); err != nil {

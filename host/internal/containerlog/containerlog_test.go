@@ -99,7 +99,10 @@ func TestCollect(t *testing.T) {
 	docker := kerneltest.Docker(t)
 	srv := redistest.Start(t, false)
 	// stdout and stderr interleaved; seq makes the log longer than 64 KiB.
-	cid := finishedContainer(t, docker, "echo first line; echo to stderr >&2; seq 1 20000; echo last line")
+	// Docker orders the two streams by the time its log driver received
+	// each line, so a pause keeps the stderr line after the first stdout
+	// one: without it the order varied from run to run.
+	cid := finishedContainer(t, docker, "echo first line; sleep 0.2; echo to stderr >&2; sleep 0.2; seq 1 20000; echo last line")
 	var want strings.Builder
 	want.WriteString("first line\nto stderr\n")
 	for i := 1; i <= 20000; i++ {

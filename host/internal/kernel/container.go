@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -322,27 +321,6 @@ func (m *Manager) withContainerOpts(_ context.Context, cfg *container.Config, ho
 		return nil, nil, nil, err
 	}
 	return applyContainerOpts(cfg, hostCfg, netCfg, docs, names)
-}
-
-// copyLogs copies a container log stream: multiplexed (stdout/stderr
-// frames) for a container without a TTY, raw for one with it (kernels
-// get a TTY as upstream's do; older builds made them without).
-func copyLogs(dst io.Writer, src io.Reader) error {
-	var head [8]byte
-	n, err := io.ReadFull(src, head[:])
-	if n == 0 {
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		return err
-	}
-	rest := io.MultiReader(bytes.NewReader(head[:n]), src)
-	if n == len(head) && head[0] <= 2 && head[1] == 0 && head[2] == 0 && head[3] == 0 {
-		_, err := stdcopy.StdCopy(dst, dst, rest)
-		return err
-	}
-	_, err = io.Copy(dst, rest)
-	return err
 }
 
 // ownContainers lists this agent's kernel containers, stopped ones too:

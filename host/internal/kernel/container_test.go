@@ -1,7 +1,6 @@
 package kernel
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"golang.org/x/sys/unix"
 )
@@ -244,32 +242,6 @@ func TestTimeMounts(t *testing.T) {
 	}
 	if got := timeMounts(func(string) bool { return false }); len(got) != 0 {
 		t.Errorf("no files: %+v", got)
-	}
-}
-
-// Logs of containers with a TTY (kernels now) are raw; those without one
-// (older builds) are multiplexed.
-func TestCopyLogs(t *testing.T) {
-	// One stdout frame: stream 1, three zero bytes, big-endian length.
-	muxed := bytes.NewBuffer([]byte{byte(stdcopy.Stdout), 0, 0, 0, 0, 0, 0, 6})
-	muxed.WriteString("hello\n")
-	cases := []struct {
-		description string
-		in          []byte
-		want        string
-	}{
-		{description: "multiplexed", in: muxed.Bytes(), want: "hello\n"},
-		{description: "raw tty", in: []byte("hello from a tty\r\n"), want: "hello from a tty\r\n"},
-		{description: "short raw", in: []byte("hi"), want: "hi"},
-		{description: "empty", in: nil, want: ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.description, func(t *testing.T) {
-			var out bytes.Buffer
-			if err := copyLogs(&out, bytes.NewReader(tc.in)); err != nil || out.String() != tc.want {
-				t.Fatalf("got %q, %v; want %q", out.String(), err, tc.want)
-			}
-		})
 	}
 }
 

@@ -95,7 +95,9 @@ func TestDestroyStoresTheContainerLog(t *testing.T) {
 		}
 		log.Write(raw)
 	}
-	for _, want := range []string{"known-line-1\n", "known-line-2\n"} {
+	// The kernel's terminal (Tty, as upstream's kernels have) ends lines
+	// with CRLF in the log, as it does upstream.
+	for _, want := range []string{"known-line-1\r\n", "known-line-2\r\n"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("the stored log lacks %q:\n%s", want, log.String())
 		}

@@ -616,6 +616,10 @@ func (m *Manager) containerConfig(req CreateRequest, rec scratch.Recovery, servi
 		ExposedPorts: exposed,
 		StopSignal:   "SIGINT",
 		Hostname:     req.ClusterHostname,
+		// As upstream's kernels (agent/docker/agent.py): a terminal on the
+		// main process, and its stdin kept open.
+		Tty:       true,
+		OpenStdin: true,
 	}
 	hostCfg := &container.HostConfig{
 		Init:         &init,

@@ -12,6 +12,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
+	"github.com/baiagent/baiagent/host/internal/dockerlog"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 )
 
@@ -152,7 +153,7 @@ func (m *Manager) Logs(ctx context.Context, containerID string, tail int) (strin
 	}
 	defer rc.Close()
 	var out bytes.Buffer
-	if err := copyLogs(&out, rc); err != nil {
+	if err := dockerlog.Copy(&out, rc); err != nil {
 		return out.String(), fmt.Errorf("container logs: %w", err)
 	}
 	return out.String(), nil

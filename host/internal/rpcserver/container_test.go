@@ -85,6 +85,12 @@ func TestKernelContainerAsUpstreamOverRPC(t *testing.T) {
 	if ct.HostConfig.ShmSize != 1<<30 || ct.HostConfig.Memory != memLimit {
 		t.Errorf("ShmSize %d, Memory %d; want 1 GiB and the allocated %d", ct.HostConfig.ShmSize, ct.HostConfig.Memory, memLimit)
 	}
+	// A terminal and an open stdin, as upstream's kernels (the runner's
+	// children run in sessions of their own, so the shell does not stop on
+	// the terminal's job control).
+	if !ct.Config.Tty || !ct.Config.OpenStdin {
+		t.Errorf("Tty %v, OpenStdin %v; want both", ct.Config.Tty, ct.Config.OpenStdin)
+	}
 	if lc := ct.HostConfig.LogConfig; lc.Type != "local" || lc.Config["max-file"] != "5" || lc.Config["max-size"] != "2097152" || lc.Config["compress"] != "false" {
 		t.Errorf("log config %+v", lc)
 	}

@@ -52,7 +52,7 @@ func (b *batchProcess) run(ctx context.Context, shell, command, dir string, env 
 	if st, err := os.Stat(dir); err == nil && st.IsDir() {
 		cmd.Dir = dir
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no controlling terminal (see interpreter.launch)
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	// Background children may keep the output pipes open; stop waiting
 	// for them shortly after the command itself ended.

@@ -252,7 +252,12 @@ func (it *interpreter) launch(ctx context.Context) (*interpProcess, error) {
 	if st, err := os.Stat(it.dir); err == nil && st.IsDir() {
 		cmd.Dir = it.dir
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A session of its own, not only a process group: with the container's
+	// Tty (as upstream makes kernels) the runner has a controlling
+	// terminal, and an interactive shell in a background group of that
+	// session would stop on SIGTTIN/SIGTTOU taking the terminal for job
+	// control. Without one it has no job control, as under a pipe.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("start %s interpreter %s: %w", it.kind, it.path, err))
 	}

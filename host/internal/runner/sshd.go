@@ -655,7 +655,7 @@ func (s *sshServer) start(ch ssh.Channel, cmd *exec.Cmd, st *sessionState, done 
 			return fmt.Errorf("stdin of %s: %w", cmd.Path, err)
 		}
 		cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no controlling terminal (see interpreter.launch)
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("start %s: %w", cmd.Path, err)
 		}
