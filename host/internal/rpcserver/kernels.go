@@ -182,6 +182,10 @@ func kernelErr(err error) error {
 		name = "KernelNotFoundError"
 	case errors.Is(err, kernel.ErrImageNotFound):
 		name = "ImageNotAvailable"
+	case errors.Is(err, kernel.ErrReservedPort):
+		name = "ReservedPortError"
+	case errors.Is(err, kernel.ErrPortConflict):
+		name = "PortConflictError"
 	case errors.Is(err, kernel.ErrInvalidRequest), errors.Is(err, kernel.ErrKernelExists):
 		name = "InvalidArgumentError"
 	case errors.Is(err, kernel.ErrRunnerTimeout), errors.Is(err, context.DeadlineExceeded):
@@ -426,7 +430,7 @@ func servicePortsWire(ports []scratch.ServicePort) []any {
 		}
 		out = append(out, map[string]any{
 			"name": sp.Name, "protocol": sp.Protocol, "container_ports": container, "host_ports": host,
-			"is_inference": sp.Protocol == "inference",
+			"is_inference": sp.IsInference,
 		})
 	}
 	return out
