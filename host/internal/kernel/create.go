@@ -256,11 +256,17 @@ func (m *Manager) inspectImage(ctx context.Context, req CreateRequest) (imageInf
 		info.labels = img.Config.Labels
 	}
 	if !req.BlockServicePorts {
-		if info.servicePorts, err = ParseServicePorts(info.labels[ImageLabelServicePorts]); err != nil {
-			return imageInfo{}, fmt.Errorf("image %s label %s: %w", req.Image, ImageLabelServicePorts, err)
-		}
-		for _, p := range req.PreopenPorts {
-			info.servicePorts = append(info.servicePorts, ServicePort{Name: "preopen-" + strconv.Itoa(p), Protocol: "preopen", Ports: []int{p}})
+		// As upstream, image service ports and preopen ports are the main
+		// kernel's alone; the others of a cluster get the intrinsic ones.
+		if req.ClusterRole == "" || req.ClusterRole == "main" || req.ClusterRole == "master" {
+			if info.servicePorts, err = ParseServicePorts(info.labels[ImageLabelServicePorts], info.labels[ImageLabelEndpointPorts]); err != nil {
+				return imageInfo{}, fmt.Errorf("image %s label %s: %w", req.Image, ImageLabelServicePorts, err)
+			}
+			preopen, err := PreopenServicePorts(req.PreopenPorts)
+			if err != nil {
+				return imageInfo{}, err
+			}
+			info.servicePorts = append(preopen, info.servicePorts...)
 		}
 		info.servicePorts = WithIntrinsicServicePorts(info.servicePorts)
 	}
@@ -308,7 +314,7 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 		return launched{}, err
 	}
 	for _, sp := range img.servicePorts {
-		entry := scratch.ServicePort{Name: sp.Name, Protocol: sp.Protocol, ContainerPorts: sp.Ports}
+		entry := scratch.ServicePort{Name: sp.Name, Protocol: sp.Protocol, ContainerPorts: sp.Ports, IsInference: sp.IsInference}
 		for range sp.Ports {
 			p, err := assign()
 			if err != nil {

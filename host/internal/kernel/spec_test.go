@@ -2,7 +2,9 @@ package kernel
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,29 +68,96 @@ func TestMergeSpecs(t *testing.T) {
 	}
 }
 
+// TestServicePortsLabel pins upstream's parse_service_ports
+// (src/ai/backend/common/service_ports.py, 26.8.1).
 func TestServicePortsLabel(t *testing.T) {
-	ports, err := ParseServicePorts("jupyter:http:8080, vscode:http:[8180,8181],sshd:tcp:2200")
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name, label, endpoints string
+		want                   []ServicePort
+		wantErr                string
+	}{
+		{name: "empty label", label: ""},
+		{name: "single and list entries", label: "jupyter:http:8080,vscode:http:[8180,8181]",
+			want: []ServicePort{{Name: "jupyter", Protocol: "http", Ports: []int{8080}}, {Name: "vscode", Protocol: "http", Ports: []int{8180, 8181}}}},
+		{name: "every accepted protocol", label: "a:tcp:3001,b:http:3002,c:preopen:3003,d:vnc:3004,e:rdp:3005",
+			want: []ServicePort{{Name: "a", Protocol: "tcp", Ports: []int{3001}}, {Name: "b", Protocol: "http", Ports: []int{3002}},
+				{Name: "c", Protocol: "preopen", Ports: []int{3003}}, {Name: "d", Protocol: "vnc", Ports: []int{3004}}, {Name: "e", Protocol: "rdp", Ports: []int{3005}}}},
+		{name: "pty entries skipped", label: "term:pty:3000,web:http:8080", want: []ServicePort{{Name: "web", Protocol: "http", Ports: []int{8080}}}},
+		{name: "pty entry skipped before its ports are checked", label: "term:pty:22", want: nil},
+		{name: "trailing comma accepted as upstream", label: "web:http:8080,", want: []ServicePort{{Name: "web", Protocol: "http", Ports: []int{8080}}}},
+		{name: "name with underscore and dash", label: "my_app-1:http:8080", want: []ServicePort{{Name: "my_app-1", Protocol: "http", Ports: []int{8080}}}},
+		{name: "endpoint-ports marks inference", label: "web:http:8080,api:http:8000", endpoints: "api,other",
+			want: []ServicePort{{Name: "web", Protocol: "http", Ports: []int{8080}}, {Name: "api", Protocol: "http", Ports: []int{8000}, IsInference: true}}},
+		{name: "unknown protocol refused", label: "a:ssh:8080", wantErr: "unsupported service port protocol: ssh"},
+		{name: "upper-case protocol refused", label: "a:HTTP:8080", wantErr: "unsupported service port protocol"},
+		{name: "port 1024 refused", label: "a:http:1024", wantErr: "larger than 1024"},
+		{name: "port 1025 accepted", label: "a:http:1025", want: []ServicePort{{Name: "a", Protocol: "http", Ports: []int{1025}}}},
+		{name: "port 65535 refused", label: "a:http:65535", wantErr: "smaller than 65535"},
+		{name: "port 65534 accepted", label: "a:http:65534", want: []ServicePort{{Name: "a", Protocol: "http", Ports: []int{65534}}}},
+		{name: "huge port refused", label: "a:http:99999999999999999999999", wantErr: "smaller than 65535"},
+		{name: "runner port 2000 refused", label: "a:http:2000", wantErr: "reserved for internal use"},
+		{name: "runner port 2003 refused", label: "a:tcp:[3000,2003]", wantErr: "reserved for internal use"},
+		{name: "port 2004 accepted", label: "a:tcp:2004", want: []ServicePort{{Name: "a", Protocol: "tcp", Ports: []int{2004}}}},
+		{name: "sshd port 2200 refused", label: "myssh:tcp:2200", wantErr: "reserved for internal use"},
+		{name: "ttyd port 7681 refused", label: "term:http:7681", wantErr: "reserved for internal use"},
+		{name: "port used twice across entries", label: "a:http:8080,b:tcp:8080", wantErr: "already used"},
+		{name: "port used twice in one entry", label: "a:http:[8080,8080]", wantErr: "already used"},
+		{name: "name listed twice (ours, not upstream)", label: "a:http:8080,a:tcp:8081", wantErr: "listed twice"},
+		{name: "space after comma refused as upstream", label: "a:http:8080, b:http:8081", wantErr: "invalid service-ports format"},
+		{name: "missing port", label: "x", wantErr: "invalid service-ports format"},
+		{name: "unclosed list", label: "a:http:[8080,", wantErr: "invalid service-ports format"},
+		{name: "dot in name refused as upstream", label: "a.b:http:8080", wantErr: "invalid service-ports format"},
 	}
-	want := []ServicePort{
-		{Name: "jupyter", Protocol: "http", Ports: []int{8080}},
-		{Name: "vscode", Protocol: "http", Ports: []int{8180, 8181}},
-		{Name: "sshd", Protocol: "tcp", Ports: []int{2200}},
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseServicePorts(tc.label, tc.endpoints)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %+v, %v; want error with %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
 	}
-	if !reflect.DeepEqual(ports, want) {
-		t.Fatalf("got %+v", ports)
-	}
-	if got := FormatServicePorts(ports); got != "jupyter:http:8080,vscode:http:[8180,8181],sshd:tcp:2200" {
+	ports, _ := ParseServicePorts("jupyter:http:8080,vscode:http:[8180,8181]", "")
+	if got := FormatServicePorts(ports); got != "jupyter:http:8080,vscode:http:[8180,8181]" {
 		t.Fatalf("format %q", got)
 	}
-	for _, bad := range []string{"x", "a:http:70000", "a:http:2000", "a:http:1,a:tcp:2", "a:HTTP:80", "a:http:[1,", "a:http:0"} {
-		if _, err := ParseServicePorts(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
+}
+
+// TestPreopenServicePorts pins upstream's preopen handling in create_kernel
+// (src/ai/backend/agent/agent.py, 26.8.1) and docker/agent.py's label.
+func TestPreopenServicePorts(t *testing.T) {
+	cases := []struct {
+		name    string
+		ports   []int
+		label   string
+		wantErr error
+	}{
+		{name: "none", ports: nil, label: ""},
+		{name: "named by the port number", ports: []int{8080, 9000}, label: "8080:preopen:8080,9000:preopen:9000"},
+		{name: "runner port 2000 reserved", ports: []int{2000}, wantErr: ErrReservedPort},
+		{name: "runner port 2003 reserved", ports: []int{8080, 2003}, wantErr: ErrReservedPort},
+		{name: "sshd port conflicts", ports: []int{2200}, wantErr: ErrPortConflict},
+		{name: "ttyd port conflicts", ports: []int{7681}, wantErr: ErrPortConflict},
+		{name: "a port given twice conflicts", ports: []int{8080, 8080}, wantErr: ErrPortConflict},
 	}
-	if ports, err := ParseServicePorts("  "); err != nil || ports != nil {
-		t.Errorf("empty label: %v %v", ports, err)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := PreopenServicePorts(tc.ports)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("got %+v, %v; want %v", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || FormatServicePorts(got) != tc.label {
+				t.Fatalf("got %q, %v; want %q", FormatServicePorts(got), err, tc.label)
+			}
+		})
 	}
 }
 
@@ -108,20 +177,26 @@ func TestContainerName(t *testing.T) {
 
 // FuzzParseServicePorts: the label comes from an image anyone can build.
 func FuzzParseServicePorts(f *testing.F) {
-	f.Add("jupyter:http:8080,vscode:http:[8180,8181]")
-	f.Add("a:tcp:[1,2,3],b:pty:7681")
-	f.Fuzz(func(t *testing.T, label string) {
-		ports, err := ParseServicePorts(label)
+	f.Add("jupyter:http:8080,vscode:http:[8180,8181]", "vscode")
+	f.Add("a:tcp:[1,2,3],b:pty:7681", "")
+	f.Add("a:preopen:3000,b:rdp:[5000,5001],", "a,b")
+	f.Fuzz(func(t *testing.T, label, endpoints string) {
+		ports, err := ParseServicePorts(label, endpoints)
 		if err != nil {
 			return
 		}
-		again, err := ParseServicePorts(FormatServicePorts(ports))
+		again, err := ParseServicePorts(FormatServicePorts(ports), endpoints)
 		if err != nil || !reflect.DeepEqual(again, ports) {
 			t.Fatalf("round trip of %q: %+v, %v", label, again, err)
 		}
 		for _, sp := range ports {
-			if strings.ContainsAny(sp.Name, ":,[]") || len(sp.Ports) == 0 {
+			if strings.ContainsAny(sp.Name, ":,[]") || len(sp.Ports) == 0 || !slices.Contains(ServicePortProtocols, sp.Protocol) {
 				t.Fatalf("accepted entry %+v", sp)
+			}
+			for _, p := range sp.Ports {
+				if p <= 1024 || p >= 65535 || IsReservedServicePort(p) {
+					t.Fatalf("accepted port %d in %+v", p, sp)
+				}
 			}
 		}
 	})
@@ -243,11 +318,10 @@ func TestWithIntrinsicServicePorts(t *testing.T) {
 		{description: "no service ports: sshd alone", label: "", want: "sshd:tcp:2200"},
 		{description: "sshd comes first, as upstream orders intrinsic ports", label: "jupyter:http:8080", want: "sshd:tcp:2200,jupyter:http:8080"},
 		{description: "an image's own sshd wins", label: "jupyter:http:8080,sshd:tcp:2222", want: "jupyter:http:8080,sshd:tcp:2222"},
-		{description: "an image's service on port 2200 wins", label: "myssh:tcp:[2200,2201]", want: "myssh:tcp:[2200,2201]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.description, func(t *testing.T) {
-			ports, err := ParseServicePorts(tc.label)
+			ports, err := ParseServicePorts(tc.label, "")
 			if err != nil {
 				t.Fatal(err)
 			}

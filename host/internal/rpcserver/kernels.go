@@ -190,6 +190,10 @@ func kernelErr(err error) error {
 		name = "ImageNotAvailable"
 	case errors.Is(err, kernel.ErrImageArchitectureMismatch):
 		name = "ImageArchitectureMismatchError"
+	case errors.Is(err, kernel.ErrReservedPort):
+		name = "ReservedPortError"
+	case errors.Is(err, kernel.ErrPortConflict):
+		name = "PortConflictError"
 	case errors.Is(err, kernel.ErrInvalidRequest), errors.Is(err, kernel.ErrKernelExists):
 		name = "InvalidArgumentError"
 	case errors.Is(err, kernel.ErrRunnerTimeout), errors.Is(err, context.DeadlineExceeded):
@@ -451,7 +455,7 @@ func servicePortsWire(ports []scratch.ServicePort) []any {
 		}
 		out = append(out, map[string]any{
 			"name": sp.Name, "protocol": sp.Protocol, "container_ports": container, "host_ports": host,
-			"is_inference": sp.Protocol == "inference",
+			"is_inference": sp.IsInference,
 		})
 	}
 	return out

@@ -59,6 +59,9 @@ func (f *fakeKernels) Create(_ context.Context, req kernel.CreateRequest) (kerne
 	if _, dup := f.kernels[req.KernelID]; dup {
 		return kernel.Created{}, fmt.Errorf("%w: %s", kernel.ErrKernelExists, req.KernelID)
 	}
+	if _, err := kernel.PreopenServicePorts(req.PreopenPorts); err != nil {
+		return kernel.Created{}, fmt.Errorf("create kernel %s: %w", req.KernelID, err)
+	}
 	sp := []scratch.ServicePort{{Name: "web", Protocol: "http", ContainerPorts: []int{8080}, HostPorts: []int{f.nextPort + 2}}}
 	info := kernel.Info{KernelID: req.KernelID, SessionID: req.SessionID, ContainerID: "c-" + req.KernelID, Image: req.Image,
 		State: "running", ReplInPort: f.nextPort, ReplOutPort: f.nextPort + 1, ServicePorts: sp,
@@ -400,6 +403,12 @@ func TestKernelMethodsWithFakeService(t *testing.T) {
 			nil, "UnsupportedResource", "tpu.device"},
 		{"missing image with auto_pull none", managerConfig(t, "", sid, "cr.backend.ai/stable/missing:1").with("auto_pull", pickleEnum("AutoPullBehavior", "none")),
 			nil, "ImageNotAvailable", "cr.backend.ai/stable/missing:1"},
+		{"preopen port of the runner: ReservedPortError", managerConfig(t, "", sid, "cr.backend.ai/stable/python:3.11").with("preopen_ports", []any{2001}),
+			nil, "ReservedPortError", "2001"},
+		{"preopen port of sshd: PortConflictError", managerConfig(t, "", sid, "cr.backend.ai/stable/python:3.11").with("preopen_ports", []any{2200}),
+			nil, "PortConflictError", "sshd"},
+		{"preopen port of ttyd: PortConflictError", managerConfig(t, "", sid, "cr.backend.ai/stable/python:3.11").with("preopen_ports", []any{7681}),
+			nil, "PortConflictError", "ttyd"},
 		{"missing image with auto_pull digest", managerConfig(t, "", sid, "cr.backend.ai/stable/missing:1"),
 			nil, "ImagePullFailedError", "cr.backend.ai/stable/missing:1"},
 		{"missing image from the ImageRef with auto_pull tag", managerConfig(t, "", sid, "ignored").with("auto_pull", pickleEnum("AutoPullBehavior", "tag")),

@@ -127,6 +127,9 @@ type Server struct {
 	watcher  *inputWatcher
 	inputs   chan []byte
 
+	// handlers are the start- and shutdown-service requests in flight.
+	handlers sync.WaitGroup
+
 	jobs          chan job
 	currentMu     sync.Mutex
 	current       interruptible
@@ -178,9 +181,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	s.interp = newInterpreter(kind, path, cfg.WorkDir, cfg.Env, inputR, tmpDir, s.emit)
 	defer s.interp.Close()
-	s.services = &services{defsDir: cfg.ServiceDefsDir, runtimePath: path, dir: cfg.WorkDir, env: cfg.Env,
-		openTimeout: cfg.ServiceOpenTimeout, running: map[string]*serviceProcess{},
-		shellPath: shellPath, sshdConfig: cfg.SSHD, log: cfg.Logger}
+	s.services = newServices(cfg.ServiceDefsDir, cfg.Logger)
+	// Templates see the image label's runtime-path, as upstream's runner
+	// gets it on its command line; without the label, the interpreter.
+	s.services.runtimePath = cfg.RuntimePath
+	if s.services.runtimePath == "" {
+		s.services.runtimePath = path
+	}
+	s.services.dir, s.services.tempDir, s.services.env = cfg.WorkDir, os.TempDir(), cfg.Env
+	s.services.openTimeout, s.services.shellPath, s.services.sshdConfig = cfg.ServiceOpenTimeout, shellPath, cfg.SSHD
 	defer s.services.StopAll()
 
 	s.out = zmq4.NewPush(ctx)
@@ -216,6 +225,8 @@ func Run(ctx context.Context, cfg Config) error {
 	boot.Wait()
 	s.log.Info("kernel runner ready", "runtime", kind, "interpreter", path)
 
+	// Service handlers end with ctx; they are waited for after cancel.
+	defer s.handlers.Wait()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); s.runJobs(ctx, inputR) }()
@@ -312,12 +323,15 @@ func (s *Server) handle(ctx context.Context, msg protocol.Message) {
 			return
 		}
 		// Waiting for the port must not hold up the other requests.
-		go func() {
+		s.handlers.Go(func() {
 			s.emit(protocol.TypeServiceResult, protocol.MustJSON(s.services.Start(ctx, req)))
-		}()
+		})
 	case protocol.TypeShutdownService:
-		s.services.Shutdown(string(msg.Payload))
-		s.emit(protocol.TypeShutdownResult, protocol.MustJSON(protocol.ServiceResult{Status: "done"}))
+		name := string(msg.Payload)
+		s.handlers.Go(func() {
+			s.services.Shutdown(ctx, name)
+			s.emit(protocol.TypeShutdownResult, protocol.MustJSON(protocol.ServiceResult{Status: "done"}))
+		})
 	case protocol.TypeGetApps:
 		s.emit(protocol.TypeAppsResult, protocol.MustJSON(protocol.AppsResult{Status: "done", Data: s.services.Apps()}))
 	case protocol.TypeEvent:

@@ -2,14 +2,15 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,20 +21,14 @@ import (
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 )
 
-// serviceDefinition is the part of upstream's service-def JSON files
-// (/etc/backend.ai/service-defs/<name>.json) the runner understands.
-type serviceDefinition struct {
-	Command  []string          `json:"command"`
-	Env      map[string]string `json:"env"`
-	Protocol string            `json:"protocol"`
-	Ports    []int             `json:"ports"`
-}
-
 // services starts and tracks processes bound to service ports.
 type services struct {
-	defsDir     string
+	// defs are the image's service definitions, loaded at runner start;
+	// a file that does not parse keeps its error for start-service.
+	defs        map[string]loadedDefinition
 	runtimePath string
 	dir         string
+	tempDir     string
 	env         []string
 	openTimeout time.Duration
 	// shellPath runs sshd's exec requests; sshdConfig locates its keys.
@@ -41,9 +36,20 @@ type services struct {
 	sshdConfig SSHDConfig
 	log        *slog.Logger
 
+	// startLock serialises starts and shutdowns, as upstream's
+	// _service_lock; vars (upstream's ServiceParser.variables: runtime_path,
+	// ports and every ref) are only touched under it.
+	startLock chan struct{}
+	vars      map[string]any
+
 	mu      sync.Mutex
 	running map[string]*serviceProcess
 	sshd    *sshServer // the intrinsic sshd, once started
+}
+
+type loadedDefinition struct {
+	def serviceDefinition
+	err error
 }
 
 type serviceProcess struct {
@@ -60,116 +66,264 @@ func (p *serviceProcess) alive() bool {
 	}
 }
 
-func (s *services) definition(name string) (serviceDefinition, bool, error) {
-	if s.defsDir == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
-		return serviceDefinition{}, false, nil
+// Timeouts of upstream's terminate_and_wait: after a port that never
+// opened, and on shutdown_service.
+const (
+	serviceLaunchKillAfter   = 10 * time.Second
+	serviceShutdownKillAfter = 2 * time.Second
+)
+
+// newServices loads the service definitions in defsDir (upstream's
+// ServiceParser.parse over *.json).
+func newServices(defsDir string, log *slog.Logger) *services {
+	s := &services{defs: map[string]loadedDefinition{}, running: map[string]*serviceProcess{},
+		startLock: make(chan struct{}, 1), vars: map[string]any{}, log: log}
+	if defsDir == "" {
+		return s
 	}
-	raw, err := os.ReadFile(filepath.Join(s.defsDir, name+".json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return serviceDefinition{}, false, nil
+	paths, _ := filepath.Glob(filepath.Join(defsDir, "*.json"))
+	for _, p := range paths {
+		name := strings.TrimSuffix(filepath.Base(p), ".json")
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			s.defs[name] = loadedDefinition{err: invalidDef("could not read the service-def file: %s", filepath.Base(p))}
+			continue
+		}
+		def, err := parseServiceDefinition(raw)
+		if err != nil {
+			log.Warn("invalid service definition", "file", p, "err", err)
+		}
+		s.defs[name] = loadedDefinition{def: def, err: err}
 	}
-	if err != nil {
-		return serviceDefinition{}, false, err
-	}
-	var def serviceDefinition
-	if err := json.Unmarshal(raw, &def); err != nil {
-		return serviceDefinition{}, false, fmt.Errorf("service definition %s: %w", name, err)
-	}
-	return def, true, nil
+	return s
+}
+
+func failed(format string, args ...any) protocol.ServiceResult {
+	return protocol.ServiceResult{Status: "failed", Error: fmt.Sprintf(format, args...)}
 }
 
 // Start starts the service unless it runs already, then waits until its
-// port accepts connections. sshd is intrinsic: the runner serves it itself,
-// whatever the image defines (upstream's runner, too, handles it before
-// the image's service definitions).
+// port accepts connections, as upstream's BaseRunner._start_service. sshd
+// is intrinsic: the runner serves it itself, whatever the image defines.
 func (s *services) Start(ctx context.Context, req protocol.ServiceRequest) protocol.ServiceResult {
 	if req.Name == protocol.SSHDService {
 		return s.startSSHD(req)
+	}
+	select {
+	case s.startLock <- struct{}{}:
+	case <-ctx.Done():
+		return failed("%v", ctx.Err())
+	}
+	defer func() { <-s.startLock }()
+
+	if req.Protocol == "preopen" {
+		return protocol.ServiceResult{Status: "started"} // the user runs it
+	}
+	s.mu.Lock()
+	proc, ok := s.running[req.Name]
+	s.mu.Unlock()
+	if ok && proc.alive() {
+		return protocol.ServiceResult{Status: "running"}
+	}
+	if req.Protocol == "pty" {
+		return failed("not implemented yet")
 	}
 	ports := req.Ports
 	if len(ports) == 0 && req.Port > 0 {
 		ports = []int{req.Port}
 	}
-	s.mu.Lock()
-	if proc, ok := s.running[req.Name]; ok && proc.alive() {
-		s.mu.Unlock()
-		return protocol.ServiceResult{Status: "running"}
+	port := req.Port
+	if port == 0 && len(ports) > 0 {
+		port = ports[0]
 	}
-	s.mu.Unlock()
 
-	def, found, err := s.definition(req.Name)
+	var argv []string
+	var env []keyValue
+	if loaded, ok := s.defs[req.Name]; ok {
+		if loaded.err != nil {
+			return failed("%v", loaded.err)
+		}
+		if loaded.def.noop {
+			// upstream hands an empty command to create_subprocess_exec,
+			// which fails; a noop service has nothing to run, so it starts.
+			return protocol.ServiceResult{Status: "started"}
+		}
+		var err error
+		if argv, env, err = s.prepare(ctx, req, ports, loaded.def); err != nil {
+			return failed("%v", err)
+		}
+	} else if len(req.Command) > 0 {
+		// Our extension: a command in the request for an undefined service.
+		vars := map[string]any{"runtime_path": s.runtimePath, "ports": ports}
+		for _, arg := range req.Command {
+			out, err := interpolate(arg, vars)
+			if err != nil {
+				return failed("%v", err)
+			}
+			argv = append(argv, out)
+		}
+		for k, v := range req.Env {
+			out, err := interpolate(v, vars)
+			if err != nil {
+				return failed("%v", err)
+			}
+			env = append(env, keyValue{k, out})
+		}
+	} else {
+		return failed("unsupported service: %s", req.Name)
+	}
+	return s.spawn(ctx, req.Name, argv, env, port)
+}
+
+// prepare runs the definition's prestart actions and builds its command.
+func (s *services) prepare(ctx context.Context, req protocol.ServiceRequest, ports []int, def serviceDefinition) ([]string, []keyValue, error) {
+	s.vars["runtime_path"] = s.runtimePath
+	s.vars["ports"] = slices.Clone(ports)
+	aenv := actionEnv{workDir: s.dir, tempDir: s.tempDir, log: s.log, stdout: os.Stdout, stderr: os.Stderr}
+	for _, a := range def.prestart {
+		ret, err := runAction(ctx, aenv, req.Name, a, s.vars)
+		if err != nil {
+			return nil, nil, err
+		}
+		if a.ref != "" {
+			s.vars[a.ref] = ret
+		}
+	}
+	opts, err := parseServiceOptions(req.Options)
 	if err != nil {
-		return protocol.ServiceResult{Status: "failed", Error: err.Error()}
+		return nil, nil, err
 	}
-	command, env := req.Command, req.Env
-	if found && len(def.Command) > 0 {
-		command = def.Command
-		env = def.Env
+	frozen := map[string]bool{}
+	for _, kv := range s.env {
+		k, _, _ := strings.Cut(kv, "=")
+		frozen[k] = true
 	}
-	if len(command) == 0 {
-		return protocol.ServiceResult{Status: "failed", Error: fmt.Sprintf("service %q is not defined in the image and the request gives no command", req.Name)}
+	return def.commandLine(req.Name, s.vars, opts, func(k string) bool { return frozen[k] })
+}
+
+// spawn starts argv in its own process group with the runner's child
+// environment plus env, and waits for the port.
+func (s *services) spawn(ctx context.Context, name string, argv []string, env []keyValue, port int) protocol.ServiceResult {
+	if len(argv) == 0 {
+		return failed("service %s has an empty command", name)
 	}
-	expanded := make([]string, len(command))
-	for i, arg := range command {
-		expanded[i] = s.expand(arg, ports)
-	}
-	cmd := exec.Command(expanded[0], expanded[1:]...)
-	cmd.Env = append([]string(nil), s.env...)
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+s.expand(v, ports))
-	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = mergeEnv(s.env, env)
 	if st, err := os.Stat(s.dir); err == nil && st.IsDir() {
 		cmd.Dir = s.dir
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no controlling terminal (see interpreter.launch)
 	if err := cmd.Start(); err != nil {
-		return protocol.ServiceResult{Status: "failed", Error: err.Error()}
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			return failed("the target file is not executable: %s", argv[0])
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, exec.ErrNotFound):
+			return failed("the executable file is not found: %s", argv[0])
+		}
+		return failed("%v", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
+	proc := &serviceProcess{pid: cmd.Process.Pid, exited: exited}
 	s.mu.Lock()
-	s.running[req.Name] = &serviceProcess{pid: cmd.Process.Pid, exited: exited}
+	s.running[name] = proc
 	s.mu.Unlock()
-
-	if len(ports) == 0 {
+	if port <= 0 {
 		return protocol.ServiceResult{Status: "started"}
 	}
-	deadline := time.Now().Add(s.openTimeout)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+	deadline := time.NewTimer(s.openTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for {
-		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err == nil {
 			_ = conn.Close()
+			s.log.Info("service started", "service", name, "pid", proc.pid, "port", port)
 			return protocol.ServiceResult{Status: "started"}
 		}
 		select {
 		case <-exited:
-			return protocol.ServiceResult{Status: "failed", Error: fmt.Sprintf("service %q exited before opening port %d", req.Name, ports[0])}
+			s.forget(name, proc)
+			return failed("the process did not start properly: %s", argv[0])
 		case <-ctx.Done():
-			return protocol.ServiceResult{Status: "failed", Error: ctx.Err().Error()}
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			return protocol.ServiceResult{Status: "failed", Error: fmt.Sprintf("service %q did not open port %d within %s", req.Name, ports[0], s.openTimeout)}
+			s.forget(name, proc)
+			terminate(proc, 0)
+			return failed("%v", ctx.Err())
+		case <-deadline.C:
+			s.forget(name, proc)
+			terminate(proc, serviceLaunchKillAfter)
+			return failed("opening the service port timed out: %s", name)
+		case <-tick.C:
 		}
 	}
 }
 
-// expand fills upstream's placeholders {ports[N]} and {runtime_path}.
-func (s *services) expand(arg string, ports []int) string {
-	arg = strings.ReplaceAll(arg, "{runtime_path}", s.runtimePath)
-	for i, p := range ports {
-		arg = strings.ReplaceAll(arg, fmt.Sprintf("{ports[%d]}", i), strconv.Itoa(p))
+// mergeEnv is {**base, **extra} as environment lines, with
+// /opt/backend.ai/lib taken out of LD_LIBRARY_PATH as upstream does for
+// service processes.
+func mergeEnv(base []string, extra []keyValue) []string {
+	index := map[string]int{}
+	out := make([]string, 0, len(base)+len(extra))
+	set := func(k, v string) {
+		if i, ok := index[k]; ok {
+			out[i] = k + "=" + v
+			return
+		}
+		index[k] = len(out)
+		out = append(out, k+"="+v)
 	}
-	return arg
+	for _, kv := range base {
+		k, v, _ := strings.Cut(kv, "=")
+		set(k, v)
+	}
+	for _, kv := range extra {
+		set(kv.key, kv.value)
+	}
+	if i, ok := index["LD_LIBRARY_PATH"]; ok {
+		out[i] = strings.Replace(out[i], "/opt/backend.ai/lib:", "", -1)
+	}
+	return out
 }
 
-// Shutdown stops a started service.
-func (s *services) Shutdown(name string) bool {
+func (s *services) forget(name string, proc *serviceProcess) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running[name] == proc {
+		delete(s.running, name)
+	}
+}
+
+// terminate is upstream's terminate_and_wait over the process group:
+// SIGTERM, then SIGKILL if it has not exited after killAfter.
+func terminate(proc *serviceProcess, killAfter time.Duration) {
+	if killAfter > 0 {
+		_ = syscall.Kill(-proc.pid, syscall.SIGTERM)
+		t := time.NewTimer(killAfter)
+		defer t.Stop()
+		select {
+		case <-proc.exited:
+			return
+		case <-t.C:
+		}
+	}
+	_ = syscall.Kill(-proc.pid, syscall.SIGKILL)
+	<-proc.exited
+}
+
+// Shutdown stops a started service: SIGTERM, SIGKILL after 2 s.
+func (s *services) Shutdown(ctx context.Context, name string) bool {
 	if name == protocol.SSHDService {
 		return s.stopSSHD()
 	}
+	select {
+	case s.startLock <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	defer func() { <-s.startLock }()
 	s.mu.Lock()
 	proc, ok := s.running[name]
 	delete(s.running, name)
@@ -177,38 +331,32 @@ func (s *services) Shutdown(name string) bool {
 	if !ok {
 		return false
 	}
-	_ = syscall.Kill(-proc.pid, syscall.SIGTERM)
+	terminate(proc, serviceShutdownKillAfter)
 	return true
 }
 
-// StopAll kills every service's process group.
+// StopAll kills every service's process group and waits for them.
 func (s *services) StopAll() {
 	s.stopSSHD()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for name, proc := range s.running {
-		_ = syscall.Kill(-proc.pid, syscall.SIGKILL)
-		delete(s.running, name)
+	procs := s.running
+	s.running = map[string]*serviceProcess{}
+	s.mu.Unlock()
+	for _, proc := range procs {
+		terminate(proc, 0)
 	}
 }
 
-// Apps lists the services the image defines.
+// Apps lists the services the image defines, as upstream's get_apps:
+// the name, and url_template, allowed_arguments and allowed_envs where set.
 func (s *services) Apps() []protocol.App {
-	entries, err := os.ReadDir(s.defsDir)
-	if err != nil {
-		return []protocol.App{}
-	}
 	apps := []protocol.App{}
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || e.IsDir() {
+	for name, loaded := range s.defs {
+		if loaded.err != nil {
 			continue
 		}
-		def, found, err := s.definition(name)
-		if err != nil || !found {
-			continue
-		}
-		apps = append(apps, protocol.App{Name: name, Protocol: def.Protocol, Ports: def.Ports})
+		apps = append(apps, protocol.App{Name: name, URLTemplate: loaded.def.urlTemplate,
+			AllowedArguments: loaded.def.allowedArgs, AllowedEnvs: loaded.def.allowedEnvs})
 	}
 	sort.Slice(apps, func(i, j int) bool { return apps[i].Name < apps[j].Name })
 	return apps

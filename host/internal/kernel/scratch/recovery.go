@@ -42,6 +42,7 @@ type ServicePort struct {
 	Protocol       string `json:"protocol"`
 	ContainerPorts []int  `json:"container_ports"`
 	HostPorts      []int  `json:"host_ports"`
+	IsInference    bool   `json:"is_inference,omitempty"`
 }
 
 // HostPorts lists every host port the kernel holds.

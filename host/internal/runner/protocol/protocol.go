@@ -169,11 +169,12 @@ type AppsResult struct {
 	Data   []App  `json:"data"`
 }
 
-// App is one service the image can start.
+// App is one service the image can start: upstream's get_apps entry.
 type App struct {
-	Name     string `json:"name"`
-	Protocol string `json:"protocol,omitempty"`
-	Ports    []int  `json:"ports,omitempty"`
+	Name             string   `json:"name"`
+	URLTemplate      string   `json:"url_template,omitempty"`
+	AllowedArguments []string `json:"allowed_arguments,omitempty"`
+	AllowedEnvs      []string `json:"allowed_envs,omitempty"`
 }
 
 // DecodeJSON decodes a JSON payload into v, refusing trailing data. An empty

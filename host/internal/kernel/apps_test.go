@@ -1,0 +1,198 @@
+package kernel_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/runner/protocol"
+)
+
+const appsImage = "baiagent-test/python-apps:v2"
+
+// appDefs are upstream-shaped service definitions (as in upstream's
+// python images' /etc/backend.ai/service-defs; fields per
+// src/ai/backend/kernel/service.py, 26.8.1). A small Python HTTP app
+// stands in for Jupyter and code-server.
+var appDefs = map[string]string{
+	// jupyter: the port goes through a write_tempfile prestart and a ref.
+	"jupyter": `{"prestart": [{"action": "write_tempfile", "args": {"body": ["{ports[0]}"]}, "ref": "jupyter_cfg"}],
+		"command": ["{runtime_path}", "/opt/app.py", "{jupyter_cfg}"],
+		"url_template": "http://{host}:{port}/"}`,
+	// vscode: a string command run by a shell; default and allowed
+	// arguments land after -c's script as $0 $1 ...
+	"vscode": `{"command": "echo \"$0 $*\" > /tmp/vscode-args; echo \"PASSWORD=$PASSWORD\" >> /tmp/vscode-args; exec {runtime_path} /opt/app.py {ports[0]}",
+		"shell": "/bin/sh", "default_arguments": {"--auth": "none"}, "allowed_arguments": ["--auth"], "allowed_envs": ["PASSWORD"]}`,
+	"undefined": `{"command": ["{runtime_path}", "/opt/app.py", "{no_such_variable}"]}`,
+}
+
+// appPy answers every HTTP request with 200; its argument is the port or
+// a file holding it. (python3-minimal has no http.server.)
+const appPy = `import os, socket, sys
+arg = sys.argv[1]
+port = int(open(arg).read()) if os.path.exists(arg) else int(arg)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    c.close()
+`
+
+// buildAppsImage layers the service definitions and the service-ports
+// label over the debootstrapped python image.
+func buildAppsImage(t *testing.T, docker *client.Client) string {
+	t.Helper()
+	base := kerneltest.BuildPython(t, docker)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name string, body []byte) {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = tw.Write(body)
+	}
+	add("app.py", []byte(appPy))
+	add("Dockerfile", []byte(fmt.Sprintf("FROM %s\nCOPY service-defs/ /etc/backend.ai/service-defs/\nCOPY app.py /opt/app.py\n"+
+		"LABEL ai.backend.service-ports=\"jupyter:http:8090,vscode:http:8180,undefined:http:8190\"\n", base)))
+	for name, def := range appDefs {
+		add("service-defs/"+name+".json", []byte(def))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := docker.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{appsImage}, Remove: true, ForceRemove: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	dec := json.NewDecoder(res.Body)
+	for {
+		var msg struct {
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&msg); err != nil {
+			break
+		}
+		if msg.Error != "" {
+			t.Fatalf("build %s: %s", appsImage, msg.Error)
+		}
+	}
+	return appsImage
+}
+
+// TestAppsFromServiceDefinitions starts apps defined as upstream's images
+// define them, in a real container, through the agent's start_service path.
+func TestAppsFromServiceDefinitions(t *testing.T) {
+	e := newEnv(t)
+	image := buildAppsImage(t, e.docker)
+	m := e.manager(t)
+	start(t, m)
+	req := request("k-apps")
+	req.Image = image
+	req.PreopenPorts = []int{8888}
+	created := create(t, m, req)
+	hostPort := map[string]int{}
+	for _, sp := range created.ServicePorts {
+		hostPort[sp.Name] = sp.HostPorts[0]
+	}
+	if hostPort["8888"] == 0 || hostPort["jupyter"] == 0 {
+		t.Fatalf("service ports %+v", created.ServicePorts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	startSvc := func(name string, opts map[string]any) protocol.ServiceResult {
+		t.Helper()
+		res, err := m.StartService(ctx, "k-apps", protocol.ServiceRequest{Name: name, Options: opts})
+		if err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		return res
+	}
+	get := func(port int) error {
+		c := http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+
+	if res := startSvc("jupyter", nil); res.Status != "started" {
+		t.Fatalf("jupyter: %+v", res)
+	}
+	if err := get(hostPort["jupyter"]); err != nil {
+		t.Fatalf("jupyter on host port %d: %v", hostPort["jupyter"], err)
+	}
+	if res := startSvc("jupyter", nil); res.Status != "running" {
+		t.Fatalf("jupyter again: %+v", res)
+	}
+
+	// vscode: refused argument and env start nothing.
+	if res := startSvc("vscode", map[string]any{"arguments": map[string]any{"--bind-addr": "0.0.0.0"}}); res.Status != "failed" || !strings.Contains(res.Error, "DisallowedArgument") {
+		t.Fatalf("disallowed argument: %+v", res)
+	}
+	if res := startSvc("vscode", map[string]any{"envs": map[string]any{"LD_PRELOAD": "x"}}); res.Status != "failed" || !strings.Contains(res.Error, "DisallowedEnvironment") {
+		t.Fatalf("disallowed env: %+v", res)
+	}
+	if out := stdout(run(t, m, "k-apps", "r1", runnerclient.ModeQuery, "import os\nprint(os.path.exists('/tmp/vscode-args'))")); out != "False\n" {
+		t.Fatalf("a refused start ran the app: %q", out)
+	}
+	if res := startSvc("vscode", nil); res.Status != "started" {
+		t.Fatalf("vscode: %+v", res)
+	}
+	if err := get(hostPort["vscode"]); err != nil {
+		t.Fatalf("vscode: %v", err)
+	}
+	if out := stdout(run(t, m, "k-apps", "r2", runnerclient.ModeQuery, "print(open('/tmp/vscode-args').read(), end='')")); out != "--auth none\nPASSWORD=\n" {
+		t.Fatalf("vscode defaults: %q", out)
+	}
+	if err := m.ShutdownService(ctx, "k-apps", "vscode"); err != nil {
+		t.Fatal(err)
+	}
+	if res := startSvc("vscode", map[string]any{"arguments": map[string]any{"--auth": "password"}, "envs": map[string]any{"PASSWORD": "pw"}}); res.Status != "started" {
+		t.Fatalf("vscode with password: %+v", res)
+	}
+	if out := stdout(run(t, m, "k-apps", "r3", runnerclient.ModeQuery, "print(open('/tmp/vscode-args').read(), end='')")); out != "--auth password\nPASSWORD=pw\n" {
+		t.Fatalf("vscode with password: %q", out)
+	}
+
+	if res := startSvc("undefined", nil); res.Status != "failed" || !strings.Contains(res.Error, "undefined template variable 'no_such_variable'") {
+		t.Fatalf("undefined variable: %+v", res)
+	}
+	if res := startSvc("8888", nil); res.Status != "started" {
+		t.Fatalf("preopen: %+v", res)
+	}
+	apps, err := m.Apps(ctx, "k-apps")
+	if err != nil || len(apps.Data) != 3 || apps.Data[0].URLTemplate != "http://{host}:{port}/" || apps.Data[1].Name != "undefined" ||
+		len(apps.Data[2].AllowedEnvs) != 1 {
+		t.Fatalf("apps %+v, %v", apps, err)
+	}
+
+	dctx, dcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer dcancel()
+	if _, err := m.Destroy(dctx, "k-apps", ""); err != nil {
+		t.Fatal(err)
+	}
+}
