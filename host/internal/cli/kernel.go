@@ -114,8 +114,19 @@ Images are never pulled: the image must be present in the local Docker engine
 				if err != nil {
 					return err
 				}
+				// With --session the kernel need not be here: the agent
+				// then answers as upstream's does, reporting it to the
+				// manager as already terminated.
+				_, known, err := lookupKernel(ctx, c, args[0])
+				if err != nil {
+					return err
+				}
 				if _, err := c.Invoke(ctx, "destroy_kernel", []any{args[0], sessionID, flags.reason}, nil); err != nil {
 					return err
+				}
+				if !known {
+					fmt.Fprintf(cmd.OutOrStdout(), "kernel %s is not on this agent; the agent reported it as already terminated\n", args[0])
+					return nil
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "destroyed %s\n", args[0])
 				return nil
@@ -322,9 +333,22 @@ func (f *kernelFlags) sessionOf(ctx context.Context, c *callosum.Client, kernelI
 	if f.sessionID != "" {
 		return f.sessionID, nil
 	}
+	sid, found, err := lookupKernel(ctx, c, kernelID)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", fmt.Errorf("kernel %s is not on this agent", kernelID)
+	}
+	return sid, nil
+}
+
+// lookupKernel finds a kernel in the agent's kernel list and returns its
+// session.
+func lookupKernel(ctx context.Context, c *callosum.Client, kernelID string) (sessionID string, found bool, err error) {
 	result, err := c.Invoke(ctx, rpcserver.MethodListKernels, nil, nil)
 	if err != nil {
-		return "", fmt.Errorf("look up the session of %s: %w", kernelID, err)
+		return "", false, fmt.Errorf("look up the session of %s: %w", kernelID, err)
 	}
 	want := kernelID
 	if u, err := wiremsg.ParseUUID(kernelID); err == nil {
@@ -332,12 +356,11 @@ func (f *kernelFlags) sessionOf(ctx context.Context, c *callosum.Client, kernelI
 	}
 	for _, k := range kernelList(result) {
 		if k["id"] == want {
-			if sid, ok := k["session_id"].(string); ok {
-				return sid, nil
-			}
+			sid, _ := k["session_id"].(string)
+			return sid, true, nil
 		}
 	}
-	return "", fmt.Errorf("kernel %s is not on this agent", kernelID)
+	return "", false, nil
 }
 
 func printKernelList(w io.Writer, result any) error {
