@@ -565,12 +565,26 @@ func toScratchAllocation(a alloc.Allocation) map[string]map[string]map[string]de
 	return out
 }
 
+// imageServicePorts leaves out the intrinsic sshd: the container's
+// label is the image's service ports plus the preopen ones, as upstream
+// writes it (agent/docker/agent.py), and an image committed from the
+// container inherits it, where the intrinsic ports would be refused.
+func imageServicePorts(ports []ServicePort) []ServicePort {
+	out := make([]ServicePort, 0, len(ports))
+	for _, sp := range ports {
+		if sp.Name != protocol.SSHDService {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
 func (m *Manager) containerConfig(req CreateRequest, rec scratch.Recovery, servicePorts []ServicePort,
 	env map[string]string, mounts []scratch.Mount, merged mergedSpec) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	labels := map[string]string{
 		LabelAgentID: m.cfg.AgentID, LabelKernelID: req.KernelID, LabelSessionID: req.SessionID,
 		LabelOwner: m.cfg.AgentID, LabelOwnerUserID: req.OwnerUserID, LabelOwnerProjectID: req.OwnerProjectID,
-		LabelServicePorts: FormatServicePorts(servicePorts), LabelScratchRoot: m.cfg.ScratchRoot,
+		LabelServicePorts: FormatServicePorts(imageServicePorts(servicePorts)), LabelScratchRoot: m.cfg.ScratchRoot,
 	}
 	if req.ClusterRole != "" {
 		labels[LabelClusterRole] = req.ClusterRole

@@ -85,7 +85,7 @@ func TestDecodeArgs(t *testing.T) {
 		{"agent_error with an unknown level", "agent_error", []any{"boom", nil, nil, pywire.Map{}, "LOUD"}, "not a LogLevel"},
 		{"agent_error", "agent_error", []any{"boom", "tb", nil, pywire.Map{}, "ERROR"}, ""},
 		{"heartbeat", "agent_heartbeat", []any{heartbeat(nil)}, ""},
-		{"heartbeat with region None", "agent_heartbeat", []any{heartbeat(set("region", nil))}, "region: None, want str"},
+		{"heartbeat with region None", "agent_heartbeat", []any{heartbeat(set("region", nil))}, "region: NoneType, want str"},
 		{"heartbeat with empty public_host", "agent_heartbeat", []any{heartbeat(set("public_host", ""))}, "public_host: empty"},
 		{"heartbeat without architecture", "agent_heartbeat", []any{heartbeat(set("architecture", "<drop>"))}, `"architecture" missing`},
 		{"heartbeat with slot units as str", "agent_heartbeat", []any{heartbeat(set("slot_key_and_units", pywire.Map{{Key: "cpu", Value: "count"}}))}, "want SlotTypes"},

@@ -43,29 +43,7 @@ var (
 // check validates one decoded value; path names it in the error.
 type check func(path string, v any) error
 
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "None"
-	case string:
-		return "str"
-	case []byte:
-		return "bytes"
-	case bool:
-		return "bool"
-	case int64, uint64:
-		return "int"
-	case float64:
-		return "float"
-	case []any:
-		return "tuple"
-	case wiremsg.Map:
-		return "dict"
-	case wiremsg.Enum:
-		return "enum"
-	}
-	return fmt.Sprintf("%T", v)
-}
+func typeName(v any) string { return wiremsg.PyTypeName(v) }
 
 func wrongType(path string, v any, want string) error {
 	return fmt.Errorf("%s: %s, want %s", path, typeName(v), want)

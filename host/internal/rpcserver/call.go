@@ -2,7 +2,6 @@ package rpcserver
 
 import (
 	"fmt"
-	"strconv"
 
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
@@ -110,7 +109,7 @@ func argString(method, name string, v any) (string, error) {
 	case wiremsg.UUID:
 		return s.String(), nil
 	}
-	return "", typeError("%s(): argument '%s' must be str, not %s", method, name, pyTypeName(v))
+	return "", typeError("%s(): argument '%s' must be str, not %s", method, name, wiremsg.PyTypeName(v))
 }
 
 func argInt(method, name string, v any) (int64, error) {
@@ -120,30 +119,5 @@ func argInt(method, name string, v any) (int64, error) {
 	case uint64:
 		return 0, typeError("%s(): argument '%s' is out of range", method, name)
 	}
-	return 0, typeError("%s(): argument '%s' must be int, not %s", method, name, pyTypeName(v))
-}
-
-// pyTypeName names a decoded value's type as Python would.
-func pyTypeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "NoneType"
-	case string:
-		return "str"
-	case []byte:
-		return "bytes"
-	case bool:
-		return "bool"
-	case int64, uint64:
-		return "int"
-	case float64:
-		return "float"
-	case []any:
-		return "tuple"
-	case wiremsg.Map:
-		return "dict"
-	case wiremsg.UUID:
-		return "UUID"
-	}
-	return strconv.Quote(fmt.Sprintf("%T", v))
+	return 0, typeError("%s(): argument '%s' must be int, not %s", method, name, wiremsg.PyTypeName(v))
 }

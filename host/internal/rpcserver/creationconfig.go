@@ -129,7 +129,7 @@ type fieldReader struct {
 func newFieldReader(path string, v any) (*fieldReader, error) {
 	m, ok := v.(wiremsg.Map)
 	if !ok {
-		return nil, argError("TypeError", path, "must be dict, not %s", pyName(v))
+		return nil, argError("TypeError", path, "must be dict, not %s", wiremsg.PyTypeName(v))
 	}
 	return &fieldReader{path: path, m: m}, nil
 }
@@ -171,7 +171,7 @@ func strValue(path string, v any) (string, error) {
 	case wiremsg.PosixPath:
 		return string(s), nil
 	}
-	return "", argError("TypeError", path, "must be str, not %s", pyName(v))
+	return "", argError("TypeError", path, "must be str, not %s", wiremsg.PyTypeName(v))
 }
 
 func intValue(path string, v any) (int64, error) {
@@ -186,7 +186,7 @@ func intValue(path string, v any) (int64, error) {
 	case wiremsg.BinarySize:
 		return int64(n), nil
 	}
-	return 0, argError("TypeError", path, "must be int, not %s", pyName(v))
+	return 0, argError("TypeError", path, "must be int, not %s", wiremsg.PyTypeName(v))
 }
 
 func (r *fieldReader) int(key string, def int64) (int64, error) {
@@ -204,7 +204,7 @@ func (r *fieldReader) boolean(key string) (bool, error) {
 	}
 	b, isBool := v.(bool)
 	if !isBool {
-		return false, argError("TypeError", r.sub(key), "must be bool, not %s", pyName(v))
+		return false, argError("TypeError", r.sub(key), "must be bool, not %s", wiremsg.PyTypeName(v))
 	}
 	return b, nil
 }
@@ -217,7 +217,7 @@ func (r *fieldReader) strMap(key string) (map[string]string, error) {
 	}
 	m, isMap := v.(wiremsg.Map)
 	if !isMap {
-		return nil, argError("TypeError", r.sub(key), "must be dict, not %s", pyName(v))
+		return nil, argError("TypeError", r.sub(key), "must be dict, not %s", wiremsg.PyTypeName(v))
 	}
 	for k, item := range m {
 		name, err := strValue(r.sub(key)+" key", k)
@@ -248,7 +248,7 @@ func (r *fieldReader) anyMap(key string) (map[string]any, error) {
 func plainMap(path string, v any) (map[string]any, error) {
 	m, ok := v.(wiremsg.Map)
 	if !ok {
-		return nil, argError("TypeError", path, "must be dict, not %s", pyName(v))
+		return nil, argError("TypeError", path, "must be dict, not %s", wiremsg.PyTypeName(v))
 	}
 	out := make(map[string]any, len(m))
 	for k, item := range m {
@@ -268,7 +268,7 @@ func (r *fieldReader) list(key string) ([]any, error) {
 	}
 	l, isList := v.([]any)
 	if !isList {
-		return nil, argError("TypeError", r.sub(key), "must be a list, not %s", pyName(v))
+		return nil, argError("TypeError", r.sub(key), "must be a list, not %s", wiremsg.PyTypeName(v))
 	}
 	return l, nil
 }
@@ -328,7 +328,7 @@ func enumValue(path string, v any, class string, allowed ...string) (string, err
 	case string:
 		s = e
 	default:
-		return "", argError("TypeError", path, "must be %s or str, not %s", class, pyName(v))
+		return "", argError("TypeError", path, "must be %s or str, not %s", class, wiremsg.PyTypeName(v))
 	}
 	if len(allowed) > 0 {
 		for _, a := range allowed {
@@ -375,7 +375,7 @@ func slotAmount(path string, v any) (decimal.Decimal, error) {
 		}
 		d = decimal.NewFromFloat(x)
 	default:
-		return d, argError("TypeError", path, "must be a decimal string, not %s", pyName(v))
+		return d, argError("TypeError", path, "must be a decimal string, not %s", wiremsg.PyTypeName(v))
 	}
 	if d.IsNegative() {
 		return d, argError("ValueError", path, "amount %s is negative", d)
@@ -417,7 +417,7 @@ func resourceSlots(path string, v any) (map[string]decimal.Decimal, error) {
 		}
 		return out, nil
 	}
-	return nil, argError("TypeError", path, "must be dict or ResourceSlot, not %s", pyName(v))
+	return nil, argError("TypeError", path, "must be dict or ResourceSlot, not %s", wiremsg.PyTypeName(v))
 }
 
 func decodeImageConfig(path string, v any) (ImageConfig, error) {
@@ -697,7 +697,7 @@ func DecodeKernelImageRefs(path string, v any) (map[string]wiremsg.ImageRef, err
 	}
 	m, ok := v.(wiremsg.Map)
 	if !ok {
-		return nil, argError("TypeError", path, "must be dict, not %s", pyName(v))
+		return nil, argError("TypeError", path, "must be dict, not %s", wiremsg.PyTypeName(v))
 	}
 	keys := make([]string, 0, len(m))
 	refs := map[string]any{}
@@ -713,7 +713,7 @@ func DecodeKernelImageRefs(path string, v any) (map[string]wiremsg.ImageRef, err
 			}
 			id = u.String()
 		default:
-			return nil, argError("TypeError", path, "keys must be UUID, not %s", pyName(k))
+			return nil, argError("TypeError", path, "keys must be UUID, not %s", wiremsg.PyTypeName(k))
 		}
 		keys = append(keys, id)
 		refs[id] = item
@@ -722,30 +722,9 @@ func DecodeKernelImageRefs(path string, v any) (map[string]wiremsg.ImageRef, err
 	for _, id := range keys {
 		ref, ok := refs[id].(wiremsg.ImageRef)
 		if !ok {
-			return nil, argError("TypeError", fmt.Sprintf("%s[%s]", path, id), "must be ImageRef, not %s", pyName(refs[id]))
+			return nil, argError("TypeError", fmt.Sprintf("%s[%s]", path, id), "must be ImageRef, not %s", wiremsg.PyTypeName(refs[id]))
 		}
 		out[id] = ref
 	}
 	return out, nil
-}
-
-// pyName extends pyTypeName with the pickled Python types.
-func pyName(v any) string {
-	switch x := v.(type) {
-	case wiremsg.Enum:
-		return x.Class
-	case wiremsg.ImageRef:
-		return "ImageRef"
-	case wiremsg.ResourceSlot:
-		return "ResourceSlot"
-	case wiremsg.SlotName:
-		return "SlotName"
-	case wiremsg.BinarySize:
-		return "BinarySize"
-	case decimal.Decimal:
-		return "Decimal"
-	case wiremsg.PosixPath, wiremsg.PurePosixPath:
-		return "PurePosixPath"
-	}
-	return pyTypeName(v)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
 // KernelFileService is the file access of a kernel service (part of
@@ -56,7 +57,7 @@ func (km *KernelMethods) uploadFile(_ context.Context, call *Call) (any, error) 
 	}
 	data, ok := args[2].([]byte)
 	if !ok {
-		return nil, typeError("%s(): argument 'filedata' must be bytes, not %s", method, pyTypeName(args[2]))
+		return nil, typeError("%s(): argument 'filedata' must be bytes, not %s", method, wiremsg.PyTypeName(args[2]))
 	}
 	return nil, fileErr(km.svc.UploadFile(kid, name, data))
 }

@@ -89,13 +89,13 @@ func (im *ImageMethods) checkAndPull(ctx context.Context, call *Call) (any, erro
 	}
 	configs, ok := args[0].(wiremsg.Map)
 	if !ok {
-		return nil, typeError("%s(): argument 'image_configs' must be dict, not %s", method, pyName(args[0]))
+		return nil, typeError("%s(): argument 'image_configs' must be dict, not %s", method, wiremsg.PyTypeName(args[0]))
 	}
 	requests := make([]pullRequest, 0, len(configs))
 	for k, v := range configs {
 		key, ok := k.(string)
 		if !ok {
-			return nil, typeError("%s(): argument 'image_configs' keys must be str, not %s", method, pyName(k))
+			return nil, typeError("%s(): argument 'image_configs' keys must be str, not %s", method, wiremsg.PyTypeName(k))
 		}
 		img, err := decodeImageConfig(fmt.Sprintf("%s(): argument 'image_configs'[%q]", method, key), v)
 		if err != nil {
@@ -159,7 +159,7 @@ func (im *ImageMethods) purgeImages(ctx context.Context, call *Call) (any, error
 	}
 	list, ok := args[0].([]any)
 	if !ok {
-		return nil, typeError("%s(): argument 'image_canonicals' must be a list, not %s", method, pyName(args[0]))
+		return nil, typeError("%s(): argument 'image_canonicals' must be a list, not %s", method, wiremsg.PyTypeName(args[0]))
 	}
 	refs := make([]string, len(list))
 	for i, item := range list {
@@ -175,7 +175,7 @@ func (im *ImageMethods) purgeImages(ctx context.Context, call *Call) (any, error
 	}{{"force", args[1], &opts.Force}, {"noprune", args[2], &opts.NoPrune}} {
 		v, ok := b.v.(bool)
 		if !ok {
-			return nil, typeError("%s(): argument '%s' must be bool, not %s", method, b.name, pyName(b.v))
+			return nil, typeError("%s(): argument '%s' must be bool, not %s", method, b.name, wiremsg.PyTypeName(b.v))
 		}
 		*b.dst = v
 	}

@@ -154,7 +154,7 @@ func (o *KernelOps) restartKernel(ctx context.Context, call *Call) (any, error) 
 		image = ref
 	case nil:
 	default:
-		return nil, typeError("%s(): argument 'kernel_image' must be ImageRef, not %s", method, pyName(args[2]))
+		return nil, typeError("%s(): argument 'kernel_image' must be ImageRef, not %s", method, wiremsg.PyTypeName(args[2]))
 	}
 	update, err := decodeRestartUpdate("updated_config", args[3])
 	if err != nil {

@@ -246,11 +246,11 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 	}
 	ids, ok := args[1].([]any)
 	if !ok {
-		return nil, typeError("%s(): argument 'kernel_ids' must be a list, not %s", method, pyName(args[1]))
+		return nil, typeError("%s(): argument 'kernel_ids' must be a list, not %s", method, wiremsg.PyTypeName(args[1]))
 	}
 	configs, ok := args[2].([]any)
 	if !ok {
-		return nil, typeError("%s(): argument 'configs' must be a list, not %s", method, pyName(args[2]))
+		return nil, typeError("%s(): argument 'configs' must be a list, not %s", method, wiremsg.PyTypeName(args[2]))
 	}
 	if len(ids) != len(configs) {
 		return nil, &Error{Name: "ValueError", Err: fmt.Errorf("%s(): argument 'kernel_ids' has %d items but 'configs' has %d", method, len(ids), len(configs))}
@@ -541,7 +541,7 @@ func reasonArg(method string, v any) (reason string, verbatim bool, err error) {
 		reason, err := enumValue(method+"(): argument 'reason'", x, x.Class)
 		return reason, false, err
 	}
-	return "", false, typeError("%s(): argument 'reason' must be str or None, not %s", method, pyName(v))
+	return "", false, typeError("%s(): argument 'reason' must be str or None, not %s", method, wiremsg.PyTypeName(v))
 }
 
 // destroyKernel(kernel_id, session_id, reason=None, suppress_events=False).
@@ -570,7 +570,7 @@ func (km *KernelMethods) destroyKernel(ctx context.Context, call *Call) (any, er
 	case bool:
 		suppress = v
 	default:
-		return nil, typeError("%s(): argument 'suppress_events' must be bool, not %s", method, pyName(args[3]))
+		return nil, typeError("%s(): argument 'suppress_events' must be bool, not %s", method, wiremsg.PyTypeName(args[3]))
 	}
 	if suppress {
 		km.suppress(kid, true)
@@ -611,7 +611,7 @@ func floatArg(method, name string, v any) (float64, bool, error) {
 		f, _ := x.Float64()
 		return f, true, nil
 	}
-	return 0, false, typeError("%s(): argument '%s' must be float or None, not %s", method, name, pyName(v))
+	return 0, false, typeError("%s(): argument '%s' must be float or None, not %s", method, name, wiremsg.PyTypeName(v))
 }
 
 func optsArg(method, name string, v any) (map[string]any, error) {
@@ -667,7 +667,7 @@ func (km *KernelMethods) execute(ctx context.Context, call *Call) (any, error) {
 	case []byte:
 		code = string(c)
 	default:
-		return nil, typeError("%s(): argument 'code' must be str, not %s", method, pyName(args[5]))
+		return nil, typeError("%s(): argument 'code' must be str, not %s", method, wiremsg.PyTypeName(args[5]))
 	}
 	opts, err := optsArg(method, "opts", args[6])
 	if err != nil {

@@ -78,7 +78,7 @@ func (s *Server) healthV2(ctx context.Context, call *Call) (any, error) {
 		return nil, err
 	}
 	if _, ok := args[0].(wiremsg.Map); !ok && args[0] != nil {
-		return nil, typeError("health_v2(): argument 'req' must be dict, not %s", pyTypeName(args[0]))
+		return nil, typeError("health_v2(): argument 'req' must be dict, not %s", wiremsg.PyTypeName(args[0]))
 	}
 	return s.healthReport(ctx), nil
 }
@@ -188,7 +188,7 @@ func (s *Server) syncKernelRegistry(ctx context.Context, call *Call) (any, error
 	}
 	list, ok := args[0].([]any)
 	if !ok {
-		return nil, typeError("sync_kernel_registry(): argument 'raw_kernel_session_ids' must be a list, not %s", pyTypeName(args[0]))
+		return nil, typeError("sync_kernel_registry(): argument 'raw_kernel_session_ids' must be a list, not %s", wiremsg.PyTypeName(args[0]))
 	}
 	live := make([]KernelSession, 0, len(list))
 	for i, item := range list {

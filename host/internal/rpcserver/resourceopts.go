@@ -50,7 +50,7 @@ func shmemBytes(path string, opts map[string]any) (int64, error) {
 		}
 		n = int64(size)
 	default:
-		return 0, argError("TypeError", path, "must be int or a size string, not %s", pyName(v))
+		return 0, argError("TypeError", path, "must be int or a size string, not %s", wiremsg.PyTypeName(v))
 	}
 	if n < 0 {
 		return 0, argError("ValueError", path, "%d is negative", n)

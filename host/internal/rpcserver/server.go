@@ -243,7 +243,7 @@ func (s *Server) checkAgentID(id any) error {
 		}
 		return &Error{Name: "AgentIdNotFoundError", Err: fmt.Errorf("agent %q is not served here (this is %q)", v, s.opts.AgentID)}
 	}
-	return typeError("agent_id must be str or None, not %s", pyTypeName(id))
+	return typeError("agent_id must be str or None, not %s", wiremsg.PyTypeName(id))
 }
 
 // failureInfo builds FAILURE metadata: [class name, repr, traceback-ish text].

@@ -7,6 +7,7 @@ package wiremsg
 import (
 	"encoding/hex"
 	"fmt"
+	"strconv"
 
 	"github.com/shopspring/decimal"
 )
@@ -147,3 +148,45 @@ type PurePosixPath string
 
 // AutoDirectoryPath is ai.backend.common.types.AutoDirectoryPath (ext 17).
 type AutoDirectoryPath string
+
+// PyTypeName names a decoded value's type as Python's type(v).__name__
+// does, for error messages that read like the manager's own.
+func PyTypeName(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "NoneType"
+	case string:
+		return "str"
+	case []byte:
+		return "bytes"
+	case bool:
+		return "bool"
+	case int64, uint64:
+		return "int"
+	case float64:
+		return "float"
+	case []any:
+		return "tuple"
+	case Map:
+		return "dict"
+	case UUID:
+		return "UUID"
+	case Enum:
+		return x.Class
+	case ImageRef:
+		return "ImageRef"
+	case ResourceSlot:
+		return "ResourceSlot"
+	case SlotName:
+		return "SlotName"
+	case BinarySize:
+		return "BinarySize"
+	case decimal.Decimal:
+		return "Decimal"
+	case PosixPath, PurePosixPath:
+		return "PurePosixPath"
+	case AutoDirectoryPath:
+		return "AutoDirectoryPath"
+	}
+	return strconv.Quote(fmt.Sprintf("%T", v))
+}
