@@ -525,6 +525,7 @@ func (s *sshServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	}()
 	for req := range reqs {
 		ok := false
+		replied := make(chan struct{})
 		switch req.Type {
 		case "env":
 			var kv struct{ Name, Value string }
@@ -561,7 +562,7 @@ func (s *sshServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 				command = p.Command
 			}
 			cmd := s.command(command, st)
-			if err := s.start(ch, cmd, st, done); err != nil {
+			if err := s.start(ch, cmd, st, done, replied); err != nil {
 				_, _ = fmt.Fprintf(ch.Stderr(), "sshd: %v\r\n", err)
 				break
 			}
@@ -580,6 +581,7 @@ func (s *sshServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 		if req.WantReply {
 			_ = req.Reply(ok, nil)
 		}
+		close(replied)
 	}
 }
 
@@ -624,7 +626,7 @@ func loginShell(fallback string, env []string) string {
 
 // start runs cmd for the channel and, once it ends, sends its exit status
 // and closes the channel; done is closed then.
-func (s *sshServer) start(ch ssh.Channel, cmd *exec.Cmd, st *sessionState, done chan struct{}) error {
+func (s *sshServer) start(ch ssh.Channel, cmd *exec.Cmd, st *sessionState, done chan struct{}, replied <-chan struct{}) error {
 	var wait func() error
 	if st.pty != nil {
 		st.mu.Lock()
@@ -669,6 +671,10 @@ func (s *sshServer) start(ch ssh.Channel, cmd *exec.Cmd, st *sessionState, done 
 	go func() {
 		defer close(done)
 		code := exitCodeOf(wait(), 255) // 255: the command could not run, as ssh reports
+		// The reply to the exec request goes first: a command that ends at
+		// once would otherwise close the channel before it, and the client
+		// would see its exec request fail with EOF.
+		<-replied
 		_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, uint32(code)))
 		_ = ch.Close()
 	}()
