@@ -301,7 +301,19 @@ func TestConfigCheck(t *testing.T) {
 		vars        map[string]string
 		wantErr     string
 		wantOut     string
+		wantStderr  string
 	}{
+		{
+			description: "/dev/zero is refused at once, not read",
+			file:        "/dev/zero",
+			wantErr:     "not a regular file",
+		},
+		{
+			description: "a misspelt section is pointed at although validation fails",
+			file:        "[etcd]\n[agnet]\nbackend = \"docker\"\n[container]\n[resource]\n",
+			wantErr:     "required section [agent] is missing",
+			wantStderr:  "warning: agnet: unknown key",
+		},
 		{
 			description: "the dev config is valid and printed with defaults",
 			file:        "DEV",
@@ -328,13 +340,22 @@ func TestConfigCheck(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.description, func(t *testing.T) {
 			path := filepath.Join(repoRoot(t), "configs", "agent.dev.toml")
-			if tc.file != "DEV" {
+			if strings.HasPrefix(tc.file, "/") {
+				path = tc.file
+			} else if tc.file != "DEV" {
 				path = filepath.Join(t.TempDir(), "agent.toml")
 				if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
-			stdout, _, err := run(t, testEnv(t, tc.vars), "config", "check", "-f", path)
+			start := time.Now()
+			stdout, stderr, err := run(t, testEnv(t, tc.vars), "config", "check", "-f", path)
+			if elapsed := time.Since(start); elapsed > 5*time.Second {
+				t.Errorf("config check took %v", elapsed)
+			}
+			if !strings.Contains(stderr, tc.wantStderr) {
+				t.Errorf("stderr lacks %q:\n%s", tc.wantStderr, stderr)
+			}
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)

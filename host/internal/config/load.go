@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -144,17 +146,79 @@ func Load(path string, env Env) (*Config, []Warning, error) {
 	if !filepath.IsAbs(path) && env.WorkDir != "" {
 		path = filepath.Join(env.WorkDir, path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading config: %w", err)
+		return nil, nil, err
 	}
 	return Parse(data, path, env)
+}
+
+// Limits on the input, checked before the TOML parser sees it: the parser
+// takes time quadratic in the number of keys (a 1 MiB file of distinct keys
+// takes 20 s), and a device such as /dev/zero never ends. Upstream's own
+// files have under 100 keys and 5 KiB.
+const (
+	MaxFileSize = 1 << 20
+	// MaxKeys bounds the '=' and '[' bytes, an over-estimate of the keys
+	// and tables, which keeps parsing under 10 ms (without -race).
+	MaxKeys = 2048
+)
+
+// readFile reads a regular file of at most MaxFileSize bytes.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading config: %s is not a regular file (%s)", path, info.Mode().Type())
+	}
+	if info.Size() > MaxFileSize {
+		return nil, fmt.Errorf("reading config: %s is %d bytes, more than the %d an agent.toml may have", path, info.Size(), MaxFileSize)
+	}
+	// The file may grow between Stat and reading it; read at most one byte more.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("reading config: %s is more than the %d bytes an agent.toml may have", path, MaxFileSize)
+	}
+	return data, nil
+}
+
+// utf8BOM is stripped as Python's utf-8-sig codec and editors on Windows
+// write it; TOML itself does not allow it.
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// checkInput refuses input the parser would spend too long on.
+func checkInput(data []byte, sourcePath string) error {
+	name := sourcePath
+	if name == "" {
+		name = "agent.toml"
+	}
+	if len(data) > MaxFileSize {
+		return fmt.Errorf("%s: %d bytes, more than the %d an agent.toml may have", name, len(data), MaxFileSize)
+	}
+	if n := bytes.Count(data, []byte("=")) + bytes.Count(data, []byte("[")); n > MaxKeys {
+		return fmt.Errorf("%s: %d '=' and '[' (keys, tables, arrays), more than the %d an agent.toml may have", name, n, MaxKeys)
+	}
+	return nil
 }
 
 // Parse decodes and validates agent.toml contents. sourcePath is where the
 // bytes came from: relative paths in them are resolved against its directory
 // (against env.WorkDir when sourcePath is empty).
 func Parse(data []byte, sourcePath string, env Env) (*Config, []Warning, error) {
+	data = bytes.TrimPrefix(data, utf8BOM)
+	if err := checkInput(data, sourcePath); err != nil {
+		return nil, nil, err
+	}
 	var raw map[string]any
 	if err := toml.Unmarshal(data, &raw); err != nil {
 		var decodeErr *toml.DecodeError
