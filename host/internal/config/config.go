@@ -29,6 +29,9 @@ type Config struct {
 	Resource  ResourceConfig
 	Debug     DebugConfig
 	Logging   LoggingConfig
+	// ContainerLogs is [container-logs], how much of a finished kernel's
+	// log is kept for the manager.
+	ContainerLogs ContainerLogsConfig
 	// Redis is nil when the file has no [redis] section; the Redis address then
 	// comes from etcd (config/redis/*).
 	Redis   *RedisConfig
@@ -250,6 +253,13 @@ type APIConfig struct {
 	// PullTimeout bounds one image pull (pull-timeout, seconds, default
 	// 7200); zero means no limit, as upstream treats 0.
 	PullTimeout time.Duration
+}
+
+// ContainerLogsConfig is [container-logs] (upstream's ContainerLogsConfig):
+// at most MaxLength bytes of a kernel's log are kept, in ChunkSize pieces.
+type ContainerLogsConfig struct {
+	MaxLength ByteSize
+	ChunkSize ByteSize
 }
 
 // DebugConfig is the [debug] section.

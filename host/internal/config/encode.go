@@ -175,7 +175,11 @@ func (c *Config) encode(maskSecrets bool) ([]byte, error) {
 		"container": container,
 		"resource":  resource,
 		"debug":     debug,
-		"api":       map[string]any{"pull-timeout": seconds(c.API.PullTimeout)},
+		"container-logs": map[string]any{
+			"max-length": c.ContainerLogs.MaxLength.String(),
+			"chunk-size": c.ContainerLogs.ChunkSize.String(),
+		},
+		"api": map[string]any{"pull-timeout": seconds(c.API.PullTimeout)},
 		"logging": map[string]any{
 			"level":  string(c.Logging.Level),
 			"format": string(c.Logging.Format),

@@ -239,6 +239,7 @@ func Parse(data []byte, sourcePath string, env Env) (*Config, []Warning, error) 
 	d.decodeRoot(newTable(d, "", raw), &cfg)
 	d.complete(&cfg)
 	d.validate(&cfg)
+	d.noteRelativePaths()
 
 	if len(d.problems) > 0 {
 		return nil, d.warnings, &ValidationError{Source: sourcePath, Problems: d.problems}
@@ -253,6 +254,20 @@ func (c *Config) Dir() string {
 		return ""
 	}
 	return filepath.Dir(c.SourcePath)
+}
+
+// noteRelativePaths warns when the file's relative paths resolve elsewhere
+// than upstream would put them. baiagent resolves them against the config
+// file's directory, so a file works wherever the agent is started from;
+// backend.ai-agent resolves them against its working directory. Both agree
+// when the agent runs in the file's directory, as upstream's guides do.
+func (d *decoder) noteRelativePaths() {
+	if len(d.relativeKeys) == 0 || d.env.WorkDir == "" || filepath.Clean(d.env.WorkDir) == filepath.Clean(d.fileDir) {
+		return
+	}
+	d.warnings = append(d.warnings, Warning{Kind: WarnNote, Key: strings.Join(d.relativeKeys, ", "),
+		Message: fmt.Sprintf("relative paths resolved against the config file's directory %s, not the working directory %s as backend.ai-agent does",
+			d.fileDir, d.env.WorkDir)})
 }
 
 // complete fills the defaults that depend on other values.
@@ -319,12 +334,6 @@ func (d *decoder) validate(cfg *Config) {
 	}
 	if cfg.Container.StatsType == StatsCgroup && d.env.UID != 0 {
 		d.fail("container.stats-type", "cgroup stats need the agent to run as root")
-	}
-	if cfg.Container.ScratchType == ScratchHostFile && d.env.UID != 0 {
-		d.fail("container.scratch-type", "hostfile scratch needs the agent to run as root")
-	}
-	if cfg.Container.SandboxType == SandboxJail && d.env.Arch != "amd64" {
-		d.fail("container.sandbox-type", "the jail sandbox is not supported on %s", d.env.Arch)
 	}
 
 	switch cfg.Resource.AllocationMode {
