@@ -626,7 +626,9 @@ func (d *decoder) decodeLogDrivers(t *table) {
 }
 
 func (d *decoder) decodeRedis(t *table, redis *RedisConfig) {
-	d.decodeRedisTarget(t, &redis.RedisTarget)
+	// [redis] may leave addr to etcd's config/redis (upstream's
+	// SingleRedisConfig defaults it); the agent fails at start if neither names one.
+	d.decodeRedisTarget(t, &redis.RedisTarget, false)
 	t.integer("db", &redis.DB, 0, 1<<16)
 	overrides := t.child("override-configs")
 	for _, role := range sortedKeys(overrides.values) {
@@ -636,7 +638,7 @@ func (d *decoder) decodeRedis(t *table, redis *RedisConfig) {
 		}
 		sub := overrides.child(role)
 		var target RedisTarget
-		d.decodeRedisTarget(sub, &target)
+		d.decodeRedisTarget(sub, &target, true)
 		sub.finish()
 		if redis.Overrides == nil {
 			redis.Overrides = map[string]RedisTarget{}
@@ -648,7 +650,7 @@ func (d *decoder) decodeRedis(t *table, redis *RedisConfig) {
 
 // decodeRedisTarget reads the keys [redis] shares with each of its
 // override-configs (upstream's SingleRedisConfig, configs/redis.py).
-func (d *decoder) decodeRedisTarget(t *table, target *RedisTarget) {
+func (d *decoder) decodeRedisTarget(t *table, target *RedisTarget, needsServer bool) {
 	hasAddr := t.hostPort("addr", &target.Addr)
 	sentinelBad := false
 	if raw, written, found := t.lookup("sentinel"); found {
@@ -663,7 +665,7 @@ func (d *decoder) decodeRedisTarget(t *table, target *RedisTarget) {
 	switch {
 	case len(target.Sentinel) > 0 && target.ServiceName == "":
 		t.fail("service-name", "required beside sentinel")
-	case len(target.Sentinel) == 0 && !hasAddr && !sentinelBad:
+	case needsServer && len(target.Sentinel) == 0 && !hasAddr && !sentinelBad:
 		t.fail("addr", "required unless sentinel names the servers")
 	}
 	t.str("password", &target.Password)

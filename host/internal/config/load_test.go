@@ -347,11 +347,9 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"pull-timeout not a number", "api", `pull-timeout = "forever"`, "api.pull-timeout", "seconds"},
 		{"log level unknown", "logging", `level = "loud"`, "logging.level", "trace|debug|info"},
 		{"log format unknown", "logging", `format = "xml"`, "logging.format", "console|json"},
-		{"redis without addr", "redis", `password = "x"`, "redis.addr", "required"},
 		{"redis db negative", "redis", "addr = \"r:6379\"\ndb = -1", "redis.db", "between 0"},
 		{"redis sentinel without service-name", "redis", `sentinel = "a:26379"`, "redis.service-name", "required beside sentinel"},
 		{"redis sentinel item without port", "redis", "sentinel = \"a:26379,b\"\nservice-name = \"m\"", "redis.sentinel", "[1]"},
-		{"redis empty sentinel and no addr", "redis", "sentinel = \"\"", "redis.addr", "required"},
 		{"redis sentinel not a list", "redis", "sentinel = 5\nservice-name = \"m\"", "redis.sentinel", "host:port"},
 		{"redis use-tls not a bool", "redis", "addr = \"r:6379\"\nuse-tls = \"maybe\"", "redis.use-tls", "boolean"},
 		{"redis request-timeout negative", "redis", "addr = \"r:6379\"\nrequest-timeout = -5", "redis.request-timeout", "between 0"},
@@ -751,5 +749,34 @@ func TestRegionDefault(t *testing.T) {
 				t.Errorf("region = %q, want %q", cfg.Agent.Region, tc.want)
 			}
 		})
+	}
+}
+
+// TestAcceptedWhereUpstreamAccepts: values upstream's pydantic schema
+// (agent/config/unified.py, common/configs/redis.py, 26.8.1) takes.
+func TestAcceptedWhereUpstreamAccepts(t *testing.T) {
+	cases := []struct {
+		description string
+		text        string
+		check       func(*Config) bool
+	}{
+		{"agents = [] is one agent", "agents = []\n" + minimalTOML, func(c *Config) bool { return c.Agent.Backend == BackendDocker }},
+		{"[redis] without addr waits for etcd", withSection("redis", `password = "x"`),
+			func(c *Config) bool { return c.Redis != nil && c.Redis.Addr == (HostPort{}) && c.Redis.Password == "x" }},
+		{"[redis] with sentinel only", withSection("redis", "sentinel = \"a:26379\"\nservice-name = \"m\""),
+			func(c *Config) bool { return c.Redis != nil && len(c.Redis.Sentinel) == 1 }},
+	}
+	for _, tc := range cases {
+		cfg, _ := mustParse(t, tc.text, testEnv(nil))
+		if !tc.check(cfg) {
+			t.Errorf("%s: got %+v", tc.description, cfg)
+		}
+		printed, err := cfg.EffectiveTOMLWithSecrets()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := mustParse(t, string(printed), testEnv(nil)); !reflect.DeepEqual(cfg, again) {
+			t.Errorf("%s: the printed config reloads differently", tc.description)
+		}
 	}
 }
