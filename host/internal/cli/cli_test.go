@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/baiagent/baiagent/host/internal/adminapi"
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
@@ -164,6 +166,24 @@ func TestPluginsListOnDevConfigShowsCPUPluginWithSlots(t *testing.T) {
 	}
 	if _, _, err := run(t, env, "plugins", "inspect", "nosuch", "-f", cfg); err == nil || !strings.Contains(err.Error(), `no plugin named "nosuch"`) {
 		t.Fatalf("inspect of a missing plugin: %v", err)
+	}
+
+	// Upstream's intrinsic plugin multiplies its cores by
+	// BACKEND_CPU_OVERCOMMIT_FACTOR (agent/docker/intrinsic.py).
+	stdout, stderr, err = run(t, testEnv(t, map[string]string{"BACKEND_CPU_OVERCOMMIT_FACTOR": "4"}), "plugins", "list", "--json", "-f", cfg)
+	if err != nil {
+		t.Fatalf("plugins list with BACKEND_CPU_OVERCOMMIT_FACTOR=4: %v\n%s", err, stderr)
+	}
+	var overcommitted []pluginhost.Status
+	if err := json.Unmarshal([]byte(stdout), &overcommitted); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout)
+	}
+	for _, st := range overcommitted {
+		if st.Name == "cpu" {
+			if want := cpu.Slots[0].Capacity.Mul(decimal.NewFromInt(4)); len(st.Slots) != 2 || !st.Slots[0].Capacity.Equal(want) {
+				t.Errorf("cpu slots with BACKEND_CPU_OVERCOMMIT_FACTOR=4: %+v, want cpu %s", st.Slots, want)
+			}
+		}
 	}
 }
 

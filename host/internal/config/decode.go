@@ -27,7 +27,11 @@ const (
 	EnvSandboxType        = "BACKEND_SANDBOX_TYPE"
 	EnvScratchRoot        = "BACKEND_SCRATCH_ROOT"
 	// EnvRegion is read when agent.region is empty (common/identity.py).
-	EnvRegion             = "BACKEND_REGION"
+	EnvRegion = "BACKEND_REGION"
+	// The overcommit factors are read by upstream's intrinsic cpu/mem
+	// plugin (agent/docker/intrinsic.py); here they become [plugins.cpu] keys.
+	EnvCPUOvercommit      = "BACKEND_CPU_OVERCOMMIT_FACTOR"
+	EnvMemOvercommit      = "BACKEND_MEM_OVERCOMMIT_FACTOR"
 	EnvWatcherServiceIP   = "BACKEND_WATCHER_SERVICE_IP"
 	EnvWatcherServicePort = "BACKEND_WATCHER_SERVICE_PORT"
 	// EnvXDGRuntimeDir picks the plugin runtime dir of a non-root agent.
@@ -54,6 +58,8 @@ func EnvOverrides() []EnvOverride {
 		{EnvBindHost, "container.bind-host"},
 		{EnvSandboxType, "container.sandbox-type"},
 		{EnvScratchRoot, "container.scratch-root"},
+		{EnvCPUOvercommit, "plugins.cpu.cpu-overcommit-factor"},
+		{EnvMemOvercommit, "plugins.cpu.mem-overcommit-factor"},
 		{EnvWatcherServiceIP, "watcher.service-addr.host"},
 		{EnvWatcherServicePort, "watcher.service-addr.port"},
 	}
@@ -100,6 +106,7 @@ func (d *decoder) decodeRoot(root *table, cfg *Config) {
 	}
 	d.decodeWatcher(root.child("watcher"), &cfg.Watcher)
 	d.decodePlugins(root.child("plugins"), cfg.Plugins)
+	d.overcommitFromEnv(cfg.Plugins)
 	root.finish()
 }
 
@@ -734,6 +741,33 @@ func (d *decoder) decodeWatcher(t *table, w *WatcherConfig) {
 			w.ServiceAddr.Port = port
 			w.ServiceAddrConfigured = true
 		}
+	}
+}
+
+// overcommitFromEnv puts BACKEND_CPU/MEM_OVERCOMMIT_FACTOR into the cpu
+// plugin's table, over the file's value: upstream reads them as int() and
+// takes the cpu factor from 1 to 10.
+func (d *decoder) overcommitFromEnv(plugins map[string]map[string]any) {
+	for _, o := range []struct {
+		env, key string
+		max      int64
+	}{
+		{EnvCPUOvercommit, "cpu-overcommit-factor", 10},
+		{EnvMemOvercommit, "mem-overcommit-factor", 1000},
+	} {
+		v, set := d.envValue(o.env)
+		if !set {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < 1 || n > o.max {
+			d.failEnv(o.env, "plugins.cpu."+o.key, "%q must be a whole number from 1 to %d", v, o.max)
+			continue
+		}
+		if plugins["cpu"] == nil {
+			plugins["cpu"] = map[string]any{}
+		}
+		plugins["cpu"][o.key] = n
 	}
 }
 

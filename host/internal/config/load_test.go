@@ -192,6 +192,10 @@ func TestEnvOverrides(t *testing.T) {
 			func(c *Config) any { return c.Container.BindHost }, "10.9.9.9"},
 		{"BACKEND_SANDBOX_TYPE", map[string]string{"BACKEND_SANDBOX_TYPE": "docker"},
 			func(c *Config) any { return c.Container.SandboxType }, SandboxDocker},
+		{"BACKEND_CPU_OVERCOMMIT_FACTOR becomes the cpu plugin's key", map[string]string{"BACKEND_CPU_OVERCOMMIT_FACTOR": "4"},
+			func(c *Config) any { return c.Plugins["cpu"]["cpu-overcommit-factor"] }, int64(4)},
+		{"BACKEND_MEM_OVERCOMMIT_FACTOR becomes the cpu plugin's key", map[string]string{"BACKEND_MEM_OVERCOMMIT_FACTOR": "2"},
+			func(c *Config) any { return c.Plugins["cpu"]["mem-overcommit-factor"] }, int64(2)},
 		{"BACKEND_SCRATCH_ROOT", map[string]string{"BACKEND_SCRATCH_ROOT": "/data/scratch"},
 			func(c *Config) any { return c.Container.ScratchRoot }, "/data/scratch"},
 		{"BACKEND_WATCHER_SERVICE_IP marks the addr configured", map[string]string{"BACKEND_WATCHER_SERVICE_IP": "127.0.0.1"},
@@ -226,7 +230,7 @@ func TestEnvOverrideListIsComplete(t *testing.T) {
 		"BACKEND_ETCD_PASSWORD": true, "BACKEND_AGENT_HOST_OVERRIDE": true, "BACKEND_AGENT_PORT": true,
 		"BACKEND_PID_FILE": true, "BACKEND_CONTAINER_PORT_RANGE": true, "BACKEND_BIND_HOST_OVERRIDE": true,
 		"BACKEND_SANDBOX_TYPE": true, "BACKEND_SCRATCH_ROOT": true, "BACKEND_WATCHER_SERVICE_IP": true,
-		"BACKEND_WATCHER_SERVICE_PORT": true,
+		"BACKEND_WATCHER_SERVICE_PORT": true, "BACKEND_CPU_OVERCOMMIT_FACTOR": true, "BACKEND_MEM_OVERCOMMIT_FACTOR": true,
 	}
 	for _, o := range EnvOverrides() {
 		if !want[o.Env] {
@@ -266,6 +270,10 @@ func TestBadEnvValuesNameTheVariable(t *testing.T) {
 		{"port range with one port", map[string]string{"BACKEND_CONTAINER_PORT_RANGE": "30000"}, "BACKEND_CONTAINER_PORT_RANGE", "container.port-range"},
 		{"sandbox type unknown", map[string]string{"BACKEND_SANDBOX_TYPE": "gvisor"}, "BACKEND_SANDBOX_TYPE", "container.sandbox-type"},
 		{"watcher port not a number", map[string]string{"BACKEND_WATCHER_SERVICE_PORT": "x"}, "BACKEND_WATCHER_SERVICE_PORT", "watcher.service-addr"},
+		{"sandbox type jail refused", map[string]string{"BACKEND_SANDBOX_TYPE": "jail"}, "BACKEND_SANDBOX_TYPE", "container.sandbox-type"},
+		{"cpu overcommit above upstream's 10", map[string]string{"BACKEND_CPU_OVERCOMMIT_FACTOR": "11"}, "BACKEND_CPU_OVERCOMMIT_FACTOR", "plugins.cpu.cpu-overcommit-factor"},
+		{"cpu overcommit not whole", map[string]string{"BACKEND_CPU_OVERCOMMIT_FACTOR": "1.5"}, "BACKEND_CPU_OVERCOMMIT_FACTOR", "plugins.cpu.cpu-overcommit-factor"},
+		{"mem overcommit zero", map[string]string{"BACKEND_MEM_OVERCOMMIT_FACTOR": "0"}, "BACKEND_MEM_OVERCOMMIT_FACTOR", "plugins.cpu.mem-overcommit-factor"},
 	}
 	for _, tc := range cases {
 		problems := problemsOf(t, minimalTOML, testEnv(tc.vars))
