@@ -116,6 +116,15 @@ Stopping the agent never stops running kernels.`,
 			if err != nil {
 				return err
 			}
+			removePID, err := agent.WritePIDFile(cfg.Agent.PIDFile)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if err := removePID(); err != nil {
+					log.Warn().Err(err).Msg("pid file not removed")
+				}
+			}()
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			return agent.New(cfg, log).Run(ctx)
