@@ -323,6 +323,10 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *red
 		CreationConcurrency: a.cfg.Agent.KernelCreationConcurrency,
 		ScratchSize:         int64(a.cfg.Container.ScratchSize),
 		CommitPath:          a.cfg.Agent.ImageCommitPath,
+		// agent.sync-container-lifecycles; an interval of 0 keeps the 10 s default.
+		ReconcileInterval:   a.cfg.Agent.SyncContainerLifecycles.Interval,
+		NoPeriodicReconcile: !a.cfg.Agent.SyncContainerLifecycles.Enabled,
+		KeepContainers:      a.cfg.Debug.SkipContainerDeletion,
 		OnTerminated: func(t kernel.Termination) {
 			log.Info().Str("kernel_id", t.KernelID).Str("reason", t.Reason).Int("exit_code", t.ExitCode).Msg("kernel terminated")
 			if suppressed(t.KernelID) {
