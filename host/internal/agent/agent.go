@@ -422,6 +422,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	metrics := httpapi.NewMetrics()
 	web, err := httpapi.Listen(httpapi.Options{
 		Addr: a.cfg.Agent.InternalAddr.String(), Version: version.Version, Log: a.log,
+		TLSCertFile: tlsFile(a.cfg.Agent.SSLEnabled, a.cfg.Agent.SSLCert), TLSKeyFile: tlsFile(a.cfg.Agent.SSLEnabled, a.cfg.Agent.SSLKey),
 		Routes: map[string]http.Handler{"GET /v1/events": bus.Handler()},
 	}, metrics)
 	if err != nil {
@@ -728,4 +729,13 @@ func (a *Agent) pluginsReady(context.Context) error {
 		return errors.New(strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// tlsFile is path when agent.ssl-enabled, else "": cert and key paths left
+// in the file while TLS is off are not loaded, as upstream.
+func tlsFile(enabled bool, path string) string {
+	if !enabled {
+		return ""
+	}
+	return path
 }

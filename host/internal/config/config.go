@@ -83,6 +83,10 @@ type AgentConfig struct {
 	RPCListenAddr     HostPort
 	AdvertisedRPCAddr *HostPort
 	InternalAddr      HostPort
+	// SSLEnabled serves InternalAddr over TLS with SSLCert and SSLKey (PEM).
+	SSLEnabled bool
+	SSLCert    string
+	SSLKey     string
 
 	// Paths of the ZeroMQ CURVE keys; empty disables RPC authentication.
 	RPCAuthManagerPublicKey string

@@ -264,10 +264,16 @@ func (d *decoder) decodeAgent(t *table, agent *AgentConfig) {
 
 	d.decodePluginKeys(t, agent)
 
-	if raw, written, found := t.lookup("ssl-enabled"); found && !isDisabled(raw) {
-		t.fail(written, "TLS on the internal endpoint is not supported by baiagent yet; set it to false")
+	t.boolean("ssl-enabled", &agent.SSLEnabled)
+	t.filePath("ssl-cert", &agent.SSLCert)
+	t.filePath("ssl-key", &agent.SSLKey)
+	if agent.SSLEnabled {
+		for _, f := range []struct{ key, path string }{{"ssl-cert", agent.SSLCert}, {"ssl-key", agent.SSLKey}} {
+			if f.path == "" {
+				t.fail(f.key, "required when ssl-enabled is true (a PEM file for the internal endpoint's TLS)")
+			}
+		}
 	}
-	t.ignore("ssl-cert", "ssl-key")
 	// announce-addr and aiomonitor-port are upstream's older names.
 	for _, key := range []string{"announce-internal-addr", "announce-addr"} {
 		t.ignoreDefault(key, "host.docker.internal:6003")

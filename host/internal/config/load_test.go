@@ -310,7 +310,8 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"unknown backend", "agent", `backend = "podman"`, "agent.backend", `"podman" is not one of docker|kubernetes|dummy`},
 		{"kubernetes backend refused", "agent", `backend = "kubernetes"`, "agent.backend", `"kubernetes" is not supported by baiagent`},
 		{"dummy backend refused", "agent", `backend = "dummy"`, "agent.backend", `"dummy" is not supported by baiagent`},
-		{"TLS on the internal endpoint needs cert and key", "agent", `ssl-enabled = true`, "agent.ssl-enabled", "TLS"},
+		{"TLS on the internal endpoint needs a key", "agent", "ssl-enabled = true\nssl-cert = \"a.crt\"", "agent.ssl-key", "required when ssl-enabled"},
+		{"TLS on the internal endpoint needs a cert", "agent", "ssl-enabled = true\nssl-key = \"a.key\"", "agent.ssl-cert", "required when ssl-enabled"},
 		{"agent-sock-port below 1024", "agent", `agent-sock-port = 80`, "agent.agent-sock-port", "between 1024 and 65535"},
 		{"kernel-creation-concurrency above 32", "agent", `kernel-creation-concurrency = 33`, "agent.kernel-creation-concurrency", "between 1 and 32"},
 		{"allow list of numbers", "agent", `allow-compute-plugins = [1]`, "agent.allow-compute-plugins[0]", "must be a string"},
@@ -771,6 +772,10 @@ func TestAcceptedWhereUpstreamAccepts(t *testing.T) {
 		{"agents = [] is one agent", "agents = []\n" + minimalTOML, func(c *Config) bool { return c.Agent.Backend == BackendDocker }},
 		{"[redis] without addr waits for etcd", withSection("redis", `password = "x"`),
 			func(c *Config) bool { return c.Redis != nil && c.Redis.Addr == (HostPort{}) && c.Redis.Password == "x" }},
+		{"ssl-enabled with cert and key, relative to the file", withSection("agent", "ssl-enabled = true\nssl-cert = \"tls/agent.crt\"\nssl-key = \"tls/agent.key\""),
+			func(c *Config) bool {
+				return c.Agent.SSLEnabled && c.Agent.SSLCert == "/etc/backend.ai/tls/agent.crt" && c.Agent.SSLKey == "/etc/backend.ai/tls/agent.key"
+			}},
 		{"[redis] with sentinel only", withSection("redis", "sentinel = \"a:26379\"\nservice-name = \"m\""),
 			func(c *Config) bool { return c.Redis != nil && len(c.Redis.Sentinel) == 1 }},
 	}
