@@ -30,9 +30,13 @@ const (
 	EnvRegion = "BACKEND_REGION"
 	// The overcommit factors are read by upstream's intrinsic cpu/mem
 	// plugin (agent/docker/intrinsic.py); here they become [plugins.cpu] keys.
-	EnvCPUOvercommit      = "BACKEND_CPU_OVERCOMMIT_FACTOR"
-	EnvMemOvercommit      = "BACKEND_MEM_OVERCOMMIT_FACTOR"
-	EnvWatcherServiceIP   = "BACKEND_WATCHER_SERVICE_IP"
+	EnvCPUOvercommit    = "BACKEND_CPU_OVERCOMMIT_FACTOR"
+	EnvMemOvercommit    = "BACKEND_MEM_OVERCOMMIT_FACTOR"
+	EnvWatcherServiceIP = "BACKEND_WATCHER_SERVICE_IP"
+	// The legacy log file variables: warned about, as the file driver is.
+	EnvLogFile            = "BACKEND_LOG_FILE"
+	EnvLogFileCount       = "BACKEND_LOG_FILE_COUNT"
+	EnvLogFileSize        = "BACKEND_LOG_FILE_SIZE"
 	EnvWatcherServicePort = "BACKEND_WATCHER_SERVICE_PORT"
 	// EnvXDGRuntimeDir picks the plugin runtime dir of a non-root agent.
 	EnvXDGRuntimeDir = "XDG_RUNTIME_DIR"

@@ -239,6 +239,7 @@ func Parse(data []byte, sourcePath string, env Env) (*Config, []Warning, error) 
 	d.decodeRoot(newTable(d, "", raw), &cfg)
 	d.complete(&cfg)
 	d.validate(&cfg)
+	d.warnNoEffect(&cfg)
 	d.noteRelativePaths()
 
 	if len(d.problems) > 0 {
@@ -254,6 +255,41 @@ func (c *Config) Dir() string {
 		return ""
 	}
 	return filepath.Dir(c.SourcePath)
+}
+
+// warnNoEffect warns about keys that are read and printed, but that nothing
+// in baiagent acts on yet, when they differ from upstream's default: debug
+// mode (upstream's RPC tracebacks), the debug log switches, and a storage
+// resource group (upstream then protects ttyd). Keys that only configure
+// upstream's Python kernel runner (krunner-volumes, agent-sock-port) or are
+// read by nothing upstream either (mount-path, instance-type beyond a log
+// line) and stats-type (the same numbers either way) need no warning.
+func (d *decoder) warnNoEffect(cfg *Config) {
+	def := defaults(d.env.WorkDir)
+	for _, c := range []struct {
+		key       string
+		isDefault bool
+	}{
+		{"agent.scaling-group-type", cfg.Agent.ScalingGroupType == def.Agent.ScalingGroupType},
+		{"debug.enabled", cfg.Debug.Enabled == def.Debug.Enabled},
+		{"debug.log-stats", !cfg.Debug.LogStats},
+		{"debug.log-kernel-config", !cfg.Debug.LogKernelConfig},
+		{"debug.log-alloc-map", !cfg.Debug.LogAllocMap},
+		{"debug.log-events", !cfg.Debug.LogEvents},
+		{"debug.log-heartbeats", !cfg.Debug.LogHeartbeats},
+		{"debug.log-docker-events", !cfg.Debug.LogDockerEvents},
+	} {
+		if !c.isDefault {
+			d.warnings = append(d.warnings, Warning{Kind: WarnIgnoredKey, Key: c.key})
+		}
+	}
+	// Upstream's logger applies these to [logging.file] (logging/logger.py).
+	for _, name := range []string{EnvLogFile, EnvLogFileCount, EnvLogFileSize} {
+		if _, set := d.envValue(name); set {
+			d.warnings = append(d.warnings, Warning{Kind: WarnIgnoredKey, Key: name,
+				Message: "configures backend.ai-agent's file log driver; baiagent logs to stderr only, so it is ignored"})
+		}
+	}
 }
 
 // noteRelativePaths warns when the file's relative paths resolve elsewhere

@@ -104,8 +104,8 @@ func TestPluginRuntimeDirDefault(t *testing.T) {
 
 func TestFileValuesAreDecoded(t *testing.T) {
 	cfg, warnings := mustParse(t, richTOML, testEnv(nil))
-	if len(withoutNotes(warnings)) != 0 {
-		t.Errorf("warnings = %v, want none", warnings)
+	if want := []Warning{{WarnIgnoredKey, "agent.scaling-group-type", ""}}; !reflect.DeepEqual(withoutNotes(warnings), want) {
+		t.Errorf("warnings = %v, want %v", warnings, want)
 	}
 	cases := []struct {
 		description string
@@ -575,6 +575,20 @@ func TestIgnoredKeysWarnOnlyWhenTheyMatter(t *testing.T) {
 		if !reflect.DeepEqual(keys, tc.want) {
 			t.Errorf("%s: warnings %v, want keys %v", tc.description, warnings, tc.want)
 		}
+	}
+}
+
+// TestLogFileVariablesWarn: upstream's BACKEND_LOG_FILE* (logging/logger.py,
+// 26.8.1) set the file driver's path, count and size; there is no file
+// driver here, so each is named in a warning rather than dropped in silence.
+func TestLogFileVariablesWarn(t *testing.T) {
+	_, warnings := mustParse(t, minimalTOML, testEnv(map[string]string{"BACKEND_LOG_FILE": "/var/log/agent.log", "BACKEND_LOG_FILE_SIZE": "10"}))
+	var got []string
+	for _, w := range warnings {
+		got = append(got, w.Key)
+	}
+	if want := []string{"BACKEND_LOG_FILE", "BACKEND_LOG_FILE_SIZE"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("warnings %v, want keys %v", warnings, want)
 	}
 }
 

@@ -54,8 +54,9 @@ func TestDevSampleLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Only the note that its relative paths are the file's, on purpose.
-	if len(withoutNotes(warnings)) != 0 {
+	// The note that its relative paths are the file's, on purpose, and
+	// debug mode, which nothing here acts on.
+	if want := []Warning{{WarnIgnoredKey, "debug.enabled", ""}}; !reflect.DeepEqual(withoutNotes(warnings), want) {
 		t.Errorf("warnings: %v", warnings)
 	}
 	cases := []struct {
@@ -133,7 +134,7 @@ func TestUpstreamFilesLoad(t *testing.T) {
 		wantWarnings []string
 		check        func(*Config) (got, want any)
 	}{
-		{"halfstack.toml", nil, func(c *Config) (any, any) {
+		{"halfstack.toml", []string{"debug.enabled: honoured by backend.ai-agent but ignored by baiagent"}, func(c *Config) (any, any) {
 			return []any{c.Agent.InitialResourceGroupName, c.Container.ScratchSize, c.Etcd.Addrs[0].Port},
 				[]any{"default", ByteSize(1 << 30), 8120}
 		}},
@@ -141,6 +142,7 @@ func TestUpstreamFilesLoad(t *testing.T) {
 			"agent.metadata-server-port: honoured by backend.ai-agent but ignored by baiagent",
 			"otel: honoured by backend.ai-agent but ignored by baiagent",
 			"pyroscope: honoured by backend.ai-agent but ignored by baiagent",
+			"debug.enabled: honoured by backend.ai-agent but ignored by baiagent",
 		}, func(c *Config) (any, any) {
 			return []any{c.Agent.ID, c.Agent.InitialResourceGroupName, c.Agent.AllowComputePlugins},
 				[]any{"i-local-sftp", "upload", []string{}}
