@@ -3,8 +3,11 @@
 //
 // The file format, defaults and environment overrides follow upstream's
 // backend.ai-agent (agent/config/unified.py, agent/server.py) so that an
-// existing agent.toml keeps working. Keys this agent does not honour are
-// accepted and reported as warnings, as upstream does with unknown keys.
+// existing agent.toml keeps working. A value this agent cannot honour (a
+// non-docker backend, the jail sandbox, a non-hostdir scratch) is refused,
+// naming the key and why; other upstream keys it does not act on are
+// accepted with a warning unless they hold upstream's default or are
+// switched off, and unknown keys are warned about, as upstream does.
 // baiagent adds a few keys of its own: etcd.embedded, etcd.data-dir and the
 // agent.plugin-* keys that drive the out-of-process compute plugins.
 package config

@@ -34,9 +34,9 @@ type Env struct {
 	// Hostname names the agent ("i-<hostname>") when agent.id is empty.
 	Hostname string
 	// UID is the agent's uid; root gets /run/baiagent/plugins and may use
-	// the cgroup stats and hostfile scratch modes.
+	// the cgroup stats mode.
 	UID int
-	// Arch is runtime.GOARCH; the jail sandbox exists only on amd64.
+	// Arch is runtime.GOARCH.
 	Arch          string
 	LookupUserID  func(name string) (int, error)
 	LookupGroupID func(name string) (int, error)
