@@ -323,6 +323,10 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *red
 		CreationConcurrency: a.cfg.Agent.KernelCreationConcurrency,
 		ScratchSize:         int64(a.cfg.Container.ScratchSize),
 		CommitPath:          a.cfg.Agent.ImageCommitPath,
+		// agent.sync-container-lifecycles; an interval of 0 keeps the 10 s default.
+		ReconcileInterval:   a.cfg.Agent.SyncContainerLifecycles.Interval,
+		NoPeriodicReconcile: !a.cfg.Agent.SyncContainerLifecycles.Enabled,
+		KeepContainers:      a.cfg.Debug.SkipContainerDeletion,
 		OnTerminated: func(t kernel.Termination) {
 			log.Info().Str("kernel_id", t.KernelID).Str("reason", t.Reason).Int("exit_code", t.ExitCode).Msg("kernel terminated")
 			if suppressed(t.KernelID) {
@@ -418,6 +422,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	metrics := httpapi.NewMetrics()
 	web, err := httpapi.Listen(httpapi.Options{
 		Addr: a.cfg.Agent.InternalAddr.String(), Version: version.Version, Log: a.log,
+		TLSCertFile: tlsFile(a.cfg.Agent.SSLEnabled, a.cfg.Agent.SSLCert), TLSKeyFile: tlsFile(a.cfg.Agent.SSLEnabled, a.cfg.Agent.SSLKey),
 		Routes: map[string]http.Handler{"GET /v1/events": bus.Handler()},
 	}, metrics)
 	if err != nil {
@@ -724,4 +729,13 @@ func (a *Agent) pluginsReady(context.Context) error {
 		return errors.New(strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// tlsFile is path when agent.ssl-enabled, else "": cert and key paths left
+// in the file while TLS is off are not loaded, as upstream.
+func tlsFile(enabled bool, path string) string {
+	if !enabled {
+		return ""
+	}
+	return path
 }

@@ -39,6 +39,11 @@ func (a *Agent) redisProfile(overlay *etcdstore.Overlay) (*redisconn.Profile, er
 	default:
 		return nil, nil
 	}
+	if source == "agent.toml [redis]" && profile.Base.Addr == "" && len(profile.Base.Sentinel) == 0 {
+		// [redis] without addr waits for etcd to name the server (upstream
+		// fills it from config/redis); here etcd named none either.
+		return nil, fmt.Errorf("no Redis address: etcd's config/redis names none, and agent.toml's [redis] has neither addr nor sentinel")
+	}
 	for _, role := range redisRolesUsed() {
 		if err := profile.For(role).Validate(); err != nil {
 			if _, overridden := profile.Overrides[role]; overridden {

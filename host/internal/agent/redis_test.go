@@ -189,6 +189,10 @@ func TestRedisProfileChoiceAndErrors(t *testing.T) {
 			"image": {Password: "x"}}}, "", "etcd config/redis/override_configs/image: names neither addr nor sentinel"},
 		{"etcd override of an unused role names no server", local, &etcdstore.RedisSettings{Addr: etcdAddr, Overrides: map[string]etcdstore.RedisSettings{
 			"rate_limit": {}}}, "redis://etcd:6379", ""},
+		{"[redis] without addr, filled by etcd", &config.RedisConfig{RedisTarget: config.RedisTarget{Password: "p"}},
+			&etcdstore.RedisSettings{Addr: etcdAddr}, "redis://etcd:6379", ""},
+		{"[redis] without addr, and etcd names none", &config.RedisConfig{RedisTarget: config.RedisTarget{Password: "p"}}, nil,
+			"", "no Redis address: etcd's config/redis names none, and agent.toml's [redis] has neither addr nor sentinel"},
 		{"[redis] override names no server", &config.RedisConfig{RedisTarget: local.RedisTarget, Overrides: map[string]config.RedisTarget{"statistics": {}}},
 			nil, "", "agent.toml [redis.override-configs.statistics]: names neither addr nor sentinel"},
 	}

@@ -70,11 +70,13 @@ func Execute(args []string, stdout, stderr io.Writer) int {
 // load reads the configuration and reports accepted-but-unused keys.
 func (o *options) load(stderr io.Writer) (*config.Config, error) {
 	cfg, warnings, err := config.Load(o.configPath, o.env)
-	if err != nil {
-		return nil, err
-	}
+	// Warnings come also with a refusal: a misspelt section ("[agnet]") is
+	// reported as missing, and only its warning points at the typo.
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning:", w.String())
+	}
+	if err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
@@ -114,6 +116,15 @@ Stopping the agent never stops running kernels.`,
 			if err != nil {
 				return err
 			}
+			removePID, err := agent.WritePIDFile(cfg.Agent.PIDFile)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if err := removePID(); err != nil {
+					log.Warn().Err(err).Msg("pid file not removed")
+				}
+			}()
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			return agent.New(cfg, log).Run(ctx)

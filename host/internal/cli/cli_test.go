@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/baiagent/baiagent/host/internal/adminapi"
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
@@ -165,6 +167,24 @@ func TestPluginsListOnDevConfigShowsCPUPluginWithSlots(t *testing.T) {
 	if _, _, err := run(t, env, "plugins", "inspect", "nosuch", "-f", cfg); err == nil || !strings.Contains(err.Error(), `no plugin named "nosuch"`) {
 		t.Fatalf("inspect of a missing plugin: %v", err)
 	}
+
+	// Upstream's intrinsic plugin multiplies its cores by
+	// BACKEND_CPU_OVERCOMMIT_FACTOR (agent/docker/intrinsic.py).
+	stdout, stderr, err = run(t, testEnv(t, map[string]string{"BACKEND_CPU_OVERCOMMIT_FACTOR": "4"}), "plugins", "list", "--json", "-f", cfg)
+	if err != nil {
+		t.Fatalf("plugins list with BACKEND_CPU_OVERCOMMIT_FACTOR=4: %v\n%s", err, stderr)
+	}
+	var overcommitted []pluginhost.Status
+	if err := json.Unmarshal([]byte(stdout), &overcommitted); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout)
+	}
+	for _, st := range overcommitted {
+		if st.Name == "cpu" {
+			if want := cpu.Slots[0].Capacity.Mul(decimal.NewFromInt(4)); len(st.Slots) != 2 || !st.Slots[0].Capacity.Equal(want) {
+				t.Errorf("cpu slots with BACKEND_CPU_OVERCOMMIT_FACTOR=4: %+v, want cpu %s", st.Slots, want)
+			}
+		}
+	}
 }
 
 // TestRunningAgent starts `baiagent server` on the dev config and drives it
@@ -301,7 +321,24 @@ func TestConfigCheck(t *testing.T) {
 		vars        map[string]string
 		wantErr     string
 		wantOut     string
+		wantStderr  string
 	}{
+		{
+			description: "/dev/zero is refused at once, not read",
+			file:        "/dev/zero",
+			wantErr:     "not a regular file",
+		},
+		{
+			description: "1 MiB of distinct keys is refused at once, not parsed for 20 s",
+			file:        manyKeys(1 << 20),
+			wantErr:     "more than the 2048",
+		},
+		{
+			description: "a misspelt section is pointed at although validation fails",
+			file:        "[etcd]\n[agnet]\nbackend = \"docker\"\n[container]\n[resource]\n",
+			wantErr:     "required section [agent] is missing",
+			wantStderr:  "warning: agnet: unknown key",
+		},
 		{
 			description: "the dev config is valid and printed with defaults",
 			file:        "DEV",
@@ -328,13 +365,22 @@ func TestConfigCheck(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.description, func(t *testing.T) {
 			path := filepath.Join(repoRoot(t), "configs", "agent.dev.toml")
-			if tc.file != "DEV" {
+			if strings.HasPrefix(tc.file, "/") {
+				path = tc.file
+			} else if tc.file != "DEV" {
 				path = filepath.Join(t.TempDir(), "agent.toml")
 				if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
-			stdout, _, err := run(t, testEnv(t, tc.vars), "config", "check", "-f", path)
+			start := time.Now()
+			stdout, stderr, err := run(t, testEnv(t, tc.vars), "config", "check", "-f", path)
+			if elapsed := time.Since(start); elapsed > time.Second {
+				t.Errorf("config check took %v", elapsed)
+			}
+			if !strings.Contains(stderr, tc.wantStderr) {
+				t.Errorf("stderr lacks %q:\n%s", tc.wantStderr, stderr)
+			}
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one naming %q", err, tc.wantErr)
@@ -346,6 +392,16 @@ func TestConfigCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manyKeys is an agent.toml of distinct keys just under size bytes.
+func manyKeys(size int) string {
+	var b strings.Builder
+	b.WriteString("[etcd]\n[agent]\nbackend = \"docker\"\n[container]\n[resource]\n[plugins.many]\n")
+	for i := 0; b.Len() < size-32; i++ {
+		b.WriteString("key" + strconv.Itoa(i) + " = 1\n")
+	}
+	return b.String()
 }
 
 func mustRead(t *testing.T, path string) []byte {

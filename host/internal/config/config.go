@@ -3,8 +3,11 @@
 //
 // The file format, defaults and environment overrides follow upstream's
 // backend.ai-agent (agent/config/unified.py, agent/server.py) so that an
-// existing agent.toml keeps working. Keys this agent does not honour are
-// accepted and reported as warnings, as upstream does with unknown keys.
+// existing agent.toml keeps working. A value this agent cannot honour (a
+// non-docker backend, the jail sandbox, a non-hostdir scratch) is refused,
+// naming the key and why; other upstream keys it does not act on are
+// accepted with a warning unless they hold upstream's default or are
+// switched off, and unknown keys are warned about, as upstream does.
 // baiagent adds a few keys of its own: etcd.embedded, etcd.data-dir and the
 // agent.plugin-* keys that drive the out-of-process compute plugins.
 package config
@@ -29,6 +32,9 @@ type Config struct {
 	Resource  ResourceConfig
 	Debug     DebugConfig
 	Logging   LoggingConfig
+	// ContainerLogs is [container-logs], how much of a finished kernel's
+	// log is kept for the manager.
+	ContainerLogs ContainerLogsConfig
 	// Redis is nil when the file has no [redis] section; the Redis address then
 	// comes from etcd (config/redis/*).
 	Redis   *RedisConfig
@@ -80,6 +86,10 @@ type AgentConfig struct {
 	RPCListenAddr     HostPort
 	AdvertisedRPCAddr *HostPort
 	InternalAddr      HostPort
+	// SSLEnabled serves InternalAddr over TLS with SSLCert and SSLKey (PEM).
+	SSLEnabled bool
+	SSLCert    string
+	SSLKey     string
 
 	// Paths of the ZeroMQ CURVE keys; empty disables RPC authentication.
 	RPCAuthManagerPublicKey string
@@ -250,6 +260,13 @@ type APIConfig struct {
 	// PullTimeout bounds one image pull (pull-timeout, seconds, default
 	// 7200); zero means no limit, as upstream treats 0.
 	PullTimeout time.Duration
+}
+
+// ContainerLogsConfig is [container-logs] (upstream's ContainerLogsConfig):
+// at most MaxLength bytes of a kernel's log are kept, in ChunkSize pieces.
+type ContainerLogsConfig struct {
+	MaxLength ByteSize
+	ChunkSize ByteSize
 }
 
 // DebugConfig is the [debug] section.

@@ -27,8 +27,16 @@ const (
 	EnvSandboxType        = "BACKEND_SANDBOX_TYPE"
 	EnvScratchRoot        = "BACKEND_SCRATCH_ROOT"
 	// EnvRegion is read when agent.region is empty (common/identity.py).
-	EnvRegion             = "BACKEND_REGION"
-	EnvWatcherServiceIP   = "BACKEND_WATCHER_SERVICE_IP"
+	EnvRegion = "BACKEND_REGION"
+	// The overcommit factors are read by upstream's intrinsic cpu/mem
+	// plugin (agent/docker/intrinsic.py); here they become [plugins.cpu] keys.
+	EnvCPUOvercommit    = "BACKEND_CPU_OVERCOMMIT_FACTOR"
+	EnvMemOvercommit    = "BACKEND_MEM_OVERCOMMIT_FACTOR"
+	EnvWatcherServiceIP = "BACKEND_WATCHER_SERVICE_IP"
+	// The legacy log file variables: warned about, as the file driver is.
+	EnvLogFile            = "BACKEND_LOG_FILE"
+	EnvLogFileCount       = "BACKEND_LOG_FILE_COUNT"
+	EnvLogFileSize        = "BACKEND_LOG_FILE_SIZE"
 	EnvWatcherServicePort = "BACKEND_WATCHER_SERVICE_PORT"
 	// EnvXDGRuntimeDir picks the plugin runtime dir of a non-root agent.
 	EnvXDGRuntimeDir = "XDG_RUNTIME_DIR"
@@ -54,6 +62,8 @@ func EnvOverrides() []EnvOverride {
 		{EnvBindHost, "container.bind-host"},
 		{EnvSandboxType, "container.sandbox-type"},
 		{EnvScratchRoot, "container.scratch-root"},
+		{EnvCPUOvercommit, "plugins.cpu.cpu-overcommit-factor"},
+		{EnvMemOvercommit, "plugins.cpu.mem-overcommit-factor"},
 		{EnvWatcherServiceIP, "watcher.service-addr.host"},
 		{EnvWatcherServicePort, "watcher.service-addr.port"},
 	}
@@ -78,15 +88,19 @@ func (d *decoder) decodeRoot(root *table, cfg *Config) {
 			d.fail(section, "required section [%s] is missing", section)
 		}
 	}
-	if root.has("agents") {
-		d.fail("agents", "multi-agent mode ([[agents]]) is not supported by baiagent; run one agent per config")
+	// agents = [] is upstream's default: one agent, configured above.
+	if raw, written, found := root.lookup("agents"); found {
+		if items, isList := raw.([]any); !isList || len(items) > 0 {
+			root.fail(written, "multi-agent mode ([[agents]]) is not supported by baiagent; run one agent per config")
+		}
 	}
-	root.ignore("container-logs", "kernel-lifecycles", "otel", "pyroscope", "service-discovery")
+	root.ignore("kernel-lifecycles", "otel", "pyroscope", "service-discovery")
 
 	d.decodeEtcd(root.child("etcd"), &cfg.Etcd)
 	d.decodeAgent(root.child("agent"), &cfg.Agent)
 	d.decodeContainer(root.child("container"), &cfg.Container)
 	d.decodeResource(root.child("resource"), &cfg.Resource)
+	d.decodeContainerLogs(root.child("container-logs"), &cfg.ContainerLogs)
 	d.decodeDebug(root.child("debug"), &cfg.Debug)
 	d.decodeAPI(root.child("api"), &cfg.API)
 	d.decodeLogging(root.child("logging"), &cfg.Logging)
@@ -96,6 +110,7 @@ func (d *decoder) decodeRoot(root *table, cfg *Config) {
 	}
 	d.decodeWatcher(root.child("watcher"), &cfg.Watcher)
 	d.decodePlugins(root.child("plugins"), cfg.Plugins)
+	d.overcommitFromEnv(cfg.Plugins)
 	root.finish()
 }
 
@@ -188,10 +203,13 @@ func (d *decoder) decodeAgent(t *table, agent *AgentConfig) {
 	if _, written, found := t.lookup("backend", "mode"); !found {
 		d.fail("agent.backend", "required: one of %s", joinEnum(backends))
 	} else if t.str("backend", &backend, "mode") {
-		if v, ok := parseEnum(backend, nil, backends...); ok {
-			agent.Backend = v
-		} else {
+		switch v, ok := parseEnum(backend, nil, backends...); {
+		case !ok:
 			t.fail(written, "%q is not one of %s", backend, joinEnum(backends))
+		case v != BackendDocker:
+			t.fail(written, "%q is not supported by baiagent, which runs kernels only as Docker containers; use \"docker\"", backend)
+		default:
+			agent.Backend = v
 		}
 	}
 	t.hostPort("rpc-listen-addr", &agent.RPCListenAddr)
@@ -218,11 +236,8 @@ func (d *decoder) decodeAgent(t *table, agent *AgentConfig) {
 	t.str("region", &agent.Region)
 	t.str("instance-type", &agent.InstanceType)
 	t.str("public-host", &agent.PublicHost)
-	t.str("initial-resource-group-name", &agent.InitialResourceGroupName)
+	d.decodeResourceGroupName(t, agent)
 	enumValue(t, "scaling-group-type", &agent.ScalingGroupType, strings.ToLower, ResourceGroupCompute, ResourceGroupStorage)
-	if _, written, found := t.lookup("scaling-group"); found {
-		t.fail(written, "was removed upstream; use initial-resource-group-name instead")
-	}
 	t.boolean("skip-manager-detection", &agent.SkipManagerDetection)
 	t.stringList("allow-compute-plugins", &agent.AllowComputePlugins)
 	t.stringList("block-compute-plugins", &agent.BlockComputePlugins)
@@ -253,10 +268,27 @@ func (d *decoder) decodeAgent(t *table, agent *AgentConfig) {
 
 	d.decodePluginKeys(t, agent)
 
-	t.ignore("announce-internal-addr", "ssl-enabled", "ssl-cert", "ssl-key", "cohabiting-storage-proxy",
-		"event-loop", "aiomonitor-termui-port", "aiomonitor-webui-port", "metadata-server-bind-host",
-		"metadata-server-port", "allow-network-plugins", "block-network-plugins", "docker-mode",
-		"mount-path-uid-gid")
+	t.boolean("ssl-enabled", &agent.SSLEnabled)
+	t.filePath("ssl-cert", &agent.SSLCert)
+	t.filePath("ssl-key", &agent.SSLKey)
+	if agent.SSLEnabled {
+		for _, f := range []struct{ key, path string }{{"ssl-cert", agent.SSLCert}, {"ssl-key", agent.SSLKey}} {
+			if f.path == "" {
+				t.fail(f.key, "required when ssl-enabled is true (a PEM file for the internal endpoint's TLS)")
+			}
+		}
+	}
+	// announce-addr and aiomonitor-port are upstream's older names.
+	for _, key := range []string{"announce-internal-addr", "announce-addr"} {
+		t.ignoreDefault(key, "host.docker.internal:6003")
+	}
+	t.ignoreDefault("cohabiting-storage-proxy", true)
+	t.ignoreDefault("metadata-server-bind-host", "0.0.0.0")
+	t.ignoreDefault("metadata-server-port", 40128)
+	t.ignore("allow-network-plugins", "block-network-plugins", "docker-mode", "mount-path-uid-gid",
+		"use-experimental-redis-event-dispatcher")
+	// The Python runtime's own knobs: no counterpart here, nothing to warn about.
+	t.accept("event-loop", "aiomonitor-termui-port", "aiomonitor-port", "aiomonitor-webui-port")
 	t.finish()
 
 	if host, set := d.envValue(EnvAgentHost); set {
@@ -274,6 +306,26 @@ func (d *decoder) decodeAgent(t *table, agent *AgentConfig) {
 	}
 	if addr, err := netip.ParseAddr(agent.RPCListenAddr.Host); err == nil && addr.IsLinkLocalUnicast() {
 		d.fail("agent.rpc-listen-addr", "cannot listen on the link-local address %s", addr)
+	}
+}
+
+// decodeResourceGroupName reads initial-resource-group-name, or scaling-group,
+// its name before 26.8 (what the install guide and every older file write)
+// with a deprecation warning. Upstream 26.8 refuses the old name
+// (OverridableAgentConfig._reject_removed_scaling_group_key); baiagent takes
+// it so the file an operator copies from the guide starts.
+func (d *decoder) decodeResourceGroupName(t *table, agent *AgentConfig) {
+	_, newName, hasNew := t.lookup("initial-resource-group-name")
+	_, oldName, hasOld := t.lookup("scaling-group")
+	switch {
+	case hasNew && hasOld:
+		t.fail(oldName, "given together with %s; keep only %s (scaling-group is its old name)", newName, newName)
+	case hasOld:
+		t.str("scaling-group", &agent.InitialResourceGroupName)
+		d.warnings = append(d.warnings, Warning{Kind: WarnDeprecatedKey, Key: t.keyPath(oldName),
+			Message: "deprecated name of initial-resource-group-name (backend.ai-agent 26.8 refuses it); rename the key"})
+	default:
+		t.str("initial-resource-group-name", &agent.InitialResourceGroupName)
 	}
 }
 
@@ -357,11 +409,20 @@ func (d *decoder) decodeContainer(t *table, c *ContainerConfig) {
 	c.PortReuseCooldown = time.Duration(cooldownSeconds) * time.Second
 	enumValue(t, "stats-type", &c.StatsType, nil, StatsDocker, StatsCgroup)
 	enumValue(t, "sandbox-type", &c.SandboxType, nil, SandboxDocker, SandboxJail)
+	if c.SandboxType == SandboxJail {
+		_, written, _ := t.lookup("sandbox-type")
+		t.fail(written, "%s", jailRefusal)
+	}
 	enumValue(t, "scratch-type", &c.ScratchType, nil, ScratchHostDir, ScratchHostFile, ScratchMemory, ScratchK8sNFS)
+	if c.ScratchType != ScratchHostDir {
+		_, written, _ := t.lookup("scratch-type")
+		t.fail(written, "%q is not supported by baiagent, which keeps scratch dirs on the host (hostdir)", c.ScratchType)
+	}
 	t.filePath("scratch-root", &c.ScratchRoot)
 	t.byteSize("scratch-size", &c.ScratchSize)
 	t.stringMap("krunner-volumes", &c.KrunnerVolumes)
 	t.ignore("jail-args", "scratch-nfs-address", "scratch-nfs-options", "alternative-bridge", "swarm-enabled")
+	t.ignoreUnless("jail-args", func(v any) bool { items, ok := v.([]any); return ok && len(items) == 0 })
 	t.finish()
 
 	if v, set := d.envValue(EnvContainerPortRange); set {
@@ -377,6 +438,9 @@ func (d *decoder) decodeContainer(t *table, c *ContainerConfig) {
 	if v, set := d.envValue(EnvSandboxType); set {
 		if sandbox, ok := parseEnum(v, nil, SandboxDocker, SandboxJail); ok {
 			c.SandboxType = sandbox
+			if sandbox == SandboxJail {
+				d.failEnv(EnvSandboxType, "container.sandbox-type", "%s", jailRefusal)
+			}
 		} else {
 			d.failEnv(EnvSandboxType, "container.sandbox-type", "%q is not one of docker|jail", v)
 		}
@@ -385,6 +449,9 @@ func (d *decoder) decodeContainer(t *table, c *ContainerConfig) {
 		d.envPath(EnvScratchRoot, "container.scratch-root", v, &c.ScratchRoot)
 	}
 }
+
+// jailRefusal says why sandbox-type = "jail" cannot be honoured.
+const jailRefusal = `"jail" (Backend.AI's ptrace syscall sandbox) is not supported by baiagent; kernels run in plain Docker containers; use "docker"`
 
 func portRangeValue(raw any) (PortRange, error) {
 	items, ok := raw.([]any)
@@ -488,6 +555,10 @@ func (d *decoder) decodeAllocations(t *table, a *ResourceAllocations) {
 		}
 		for _, slot := range sortedKeys(devices) {
 			value := devices[slot]
+			if _, nested := value.(map[string]any); nested {
+				t.fail(written+"."+slot, `must be an amount; a slot name with a dot must be quoted: { "%s.<name>" = ... }, not { %s.<name> = ... }`, slot, slot)
+				continue
+			}
 			amount, err := toDecimal(value)
 			if err != nil {
 				t.fail(written+"."+slot, "%v", err)
@@ -503,6 +574,15 @@ func (d *decoder) decodeAllocations(t *table, a *ResourceAllocations) {
 	t.finish()
 }
 
+func (d *decoder) decodeContainerLogs(t *table, logs *ContainerLogsConfig) {
+	t.byteSize("max-length", &logs.MaxLength)
+	t.byteSize("chunk-size", &logs.ChunkSize)
+	t.finish()
+	if logs.ChunkSize <= 0 {
+		d.fail("container-logs.chunk-size", "must be positive")
+	}
+}
+
 func (d *decoder) decodeDebug(t *table, debug *DebugConfig) {
 	t.boolean("enabled", &debug.Enabled)
 	t.boolean("skip-container-deletion", &debug.SkipContainerDeletion)
@@ -513,7 +593,8 @@ func (d *decoder) decodeDebug(t *table, debug *DebugConfig) {
 	t.boolean("log-events", &debug.LogEvents)
 	t.boolean("log-heartbeats", &debug.LogHeartbeats)
 	t.boolean("log-docker-events", &debug.LogDockerEvents)
-	t.ignore("asyncio", "kernel-runner", "enhanced-aiomonitor-task-info", "coredump")
+	t.ignore("kernel-runner", "coredump")
+	t.accept("asyncio", "enhanced-aiomonitor-task-info")
 	t.finish()
 }
 
@@ -527,13 +608,44 @@ func (d *decoder) decodeLogging(t *table, logging *LoggingConfig) {
 	enumValue(t, "level", &logging.Level, strings.ToLower,
 		LogTrace, LogDebug, LogInfo, LogWarning, LogError, LogCritical, LogNotSet)
 	enumValue(t, "format", &logging.Format, strings.ToLower, LogFormatConsole, LogFormatJSON)
-	t.ignore("version", "disable-existing-loggers", "handlers", "loggers", "drivers", "console",
-		"file", "logstash", "graylog", "pkg-ns")
+	d.decodeLogDrivers(t)
+	t.ignore("version", "disable-existing-loggers", "handlers", "loggers")
+	// Python's per-package levels and console colours: nothing to honour.
+	t.accept("pkg-ns", "console")
 	t.finish()
 }
 
+// decodeLogDrivers reads logging.drivers. The agent logs to stderr
+// (journald keeps it under systemd), which is upstream's console driver; the
+// file, logstash and graylog drivers are ignored with a warning, and their
+// tables earn one only when their driver is on.
+func (d *decoder) decodeLogDrivers(t *table) {
+	drivers := []string{"console"} // upstream's default
+	t.stringList("drivers", &drivers)
+	on := map[string]bool{}
+	for _, driver := range drivers {
+		switch driver {
+		case "console":
+		case "file", "logstash", "graylog":
+			on[driver] = true
+			d.warnings = append(d.warnings, Warning{Kind: WarnIgnoredKey, Key: t.keyPath("drivers"),
+				Message: fmt.Sprintf("the %s driver is not honoured by baiagent, which logs to stderr only", driver)})
+		default:
+			t.fail("drivers", "%q is not one of console|file|logstash|graylog", driver)
+		}
+	}
+	for _, driver := range []string{"file", "logstash", "graylog"} {
+		if !on[driver] {
+			t.accept(driver)
+		}
+	}
+	t.ignore("file", "logstash", "graylog")
+}
+
 func (d *decoder) decodeRedis(t *table, redis *RedisConfig) {
-	d.decodeRedisTarget(t, &redis.RedisTarget)
+	// [redis] may leave addr to etcd's config/redis (upstream's
+	// SingleRedisConfig defaults it); the agent fails at start if neither names one.
+	d.decodeRedisTarget(t, &redis.RedisTarget, false)
 	t.integer("db", &redis.DB, 0, 1<<16)
 	overrides := t.child("override-configs")
 	for _, role := range sortedKeys(overrides.values) {
@@ -543,7 +655,7 @@ func (d *decoder) decodeRedis(t *table, redis *RedisConfig) {
 		}
 		sub := overrides.child(role)
 		var target RedisTarget
-		d.decodeRedisTarget(sub, &target)
+		d.decodeRedisTarget(sub, &target, true)
 		sub.finish()
 		if redis.Overrides == nil {
 			redis.Overrides = map[string]RedisTarget{}
@@ -555,7 +667,7 @@ func (d *decoder) decodeRedis(t *table, redis *RedisConfig) {
 
 // decodeRedisTarget reads the keys [redis] shares with each of its
 // override-configs (upstream's SingleRedisConfig, configs/redis.py).
-func (d *decoder) decodeRedisTarget(t *table, target *RedisTarget) {
+func (d *decoder) decodeRedisTarget(t *table, target *RedisTarget, needsServer bool) {
 	hasAddr := t.hostPort("addr", &target.Addr)
 	sentinelBad := false
 	if raw, written, found := t.lookup("sentinel"); found {
@@ -570,7 +682,7 @@ func (d *decoder) decodeRedisTarget(t *table, target *RedisTarget) {
 	switch {
 	case len(target.Sentinel) > 0 && target.ServiceName == "":
 		t.fail("service-name", "required beside sentinel")
-	case len(target.Sentinel) == 0 && !hasAddr && !sentinelBad:
+	case needsServer && len(target.Sentinel) == 0 && !hasAddr && !sentinelBad:
 		t.fail("addr", "required unless sentinel names the servers")
 	}
 	t.str("password", &target.Password)
@@ -639,6 +751,33 @@ func (d *decoder) decodeWatcher(t *table, w *WatcherConfig) {
 			w.ServiceAddr.Port = port
 			w.ServiceAddrConfigured = true
 		}
+	}
+}
+
+// overcommitFromEnv puts BACKEND_CPU/MEM_OVERCOMMIT_FACTOR into the cpu
+// plugin's table, over the file's value: upstream reads them as int() and
+// takes the cpu factor from 1 to 10.
+func (d *decoder) overcommitFromEnv(plugins map[string]map[string]any) {
+	for _, o := range []struct {
+		env, key string
+		max      int64
+	}{
+		{EnvCPUOvercommit, "cpu-overcommit-factor", 10},
+		{EnvMemOvercommit, "mem-overcommit-factor", 1000},
+	} {
+		v, set := d.envValue(o.env)
+		if !set {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < 1 || n > o.max {
+			d.failEnv(o.env, "plugins.cpu."+o.key, "%q must be a whole number from 1 to %d", v, o.max)
+			continue
+		}
+		if plugins["cpu"] == nil {
+			plugins["cpu"] = map[string]any{}
+		}
+		plugins["cpu"][o.key] = n
 	}
 }
 

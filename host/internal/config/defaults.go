@@ -72,6 +72,10 @@ func defaults(workDir string) Config {
 		API: APIConfig{
 			PullTimeout: 7200 * time.Second,
 		},
+		ContainerLogs: ContainerLogsConfig{
+			MaxLength: 10 << 20,
+			ChunkSize: 64 << 10,
+		},
 		Debug: DebugConfig{
 			HeartbeatInterval: 20 * time.Second,
 		},

@@ -57,6 +57,9 @@ func (c *Config) encode(maskSecrets bool) ([]byte, error) {
 		"backend":                            string(a.Backend),
 		"rpc-listen-addr":                    a.RPCListenAddr.String(),
 		"internal-addr":                      a.InternalAddr.String(),
+		"ssl-enabled":                        a.SSLEnabled,
+		"ssl-cert":                           a.SSLCert,
+		"ssl-key":                            a.SSLKey,
 		"rpc-auth-manager-public-key":        a.RPCAuthManagerPublicKey,
 		"rpc-auth-agent-keypair":             a.RPCAuthAgentKeypair,
 		"ipc-base-path":                      a.IPCBasePath,
@@ -175,7 +178,11 @@ func (c *Config) encode(maskSecrets bool) ([]byte, error) {
 		"container": container,
 		"resource":  resource,
 		"debug":     debug,
-		"api":       map[string]any{"pull-timeout": seconds(c.API.PullTimeout)},
+		"container-logs": map[string]any{
+			"max-length": c.ContainerLogs.MaxLength.String(),
+			"chunk-size": c.ContainerLogs.ChunkSize.String(),
+		},
+		"api": map[string]any{"pull-timeout": seconds(c.API.PullTimeout)},
 		"logging": map[string]any{
 			"level":  string(c.Logging.Level),
 			"format": string(c.Logging.Format),

@@ -98,17 +98,28 @@ const (
 	WarnUnknownKey WarningKind = "unknown-key"
 	// WarnIgnoredKey: upstream's backend.ai-agent honours the key, baiagent does not.
 	WarnIgnoredKey WarningKind = "ignored-key"
+	// WarnDeprecatedKey: an old name, honoured; the message names the new one.
+	WarnDeprecatedKey WarningKind = "deprecated-key"
+	// WarnNote: something the operator should know, such as where relative
+	// paths resolve.
+	WarnNote WarningKind = "note"
 )
 
-// Warning is a key that was accepted but has no effect.
+// Warning is a key that was accepted but has no effect, or is honoured
+// under an old name. Message, when set, replaces the kind's stock text.
 type Warning struct {
-	Kind WarningKind
-	Key  string
+	Kind    WarningKind
+	Key     string
+	Message string
 }
 
 func (w Warning) String() string {
-	if w.Kind == WarnIgnoredKey {
+	switch {
+	case w.Message != "":
+		return w.Key + ": " + w.Message
+	case w.Kind == WarnIgnoredKey:
 		return w.Key + ": honoured by backend.ai-agent but ignored by baiagent"
+	default:
+		return w.Key + ": unknown key, ignored"
 	}
-	return w.Key + ": unknown key, ignored"
 }

@@ -148,3 +148,14 @@ func withSection(section, lines string) string {
 	}
 	return strings.Replace(minimalTOML, header, header+lines+"\n", 1)
 }
+
+// withoutNotes drops WarnNote warnings (where relative paths resolve).
+func withoutNotes(warnings []Warning) []Warning {
+	var out []Warning
+	for _, w := range warnings {
+		if w.Kind != WarnNote {
+			out = append(out, w)
+		}
+	}
+	return out
+}

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -32,9 +34,9 @@ type Env struct {
 	// Hostname names the agent ("i-<hostname>") when agent.id is empty.
 	Hostname string
 	// UID is the agent's uid; root gets /run/baiagent/plugins and may use
-	// the cgroup stats and hostfile scratch modes.
+	// the cgroup stats mode.
 	UID int
-	// Arch is runtime.GOARCH; the jail sandbox exists only on amd64.
+	// Arch is runtime.GOARCH.
 	Arch          string
 	LookupUserID  func(name string) (int, error)
 	LookupGroupID func(name string) (int, error)
@@ -144,17 +146,79 @@ func Load(path string, env Env) (*Config, []Warning, error) {
 	if !filepath.IsAbs(path) && env.WorkDir != "" {
 		path = filepath.Join(env.WorkDir, path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading config: %w", err)
+		return nil, nil, err
 	}
 	return Parse(data, path, env)
+}
+
+// Limits on the input, checked before the TOML parser sees it: the parser
+// takes time quadratic in the number of keys (a 1 MiB file of distinct keys
+// takes 20 s), and a device such as /dev/zero never ends. Upstream's own
+// files have under 100 keys and 5 KiB.
+const (
+	MaxFileSize = 1 << 20
+	// MaxKeys bounds the '=' and '[' bytes, an over-estimate of the keys
+	// and tables, which keeps parsing under 10 ms (without -race).
+	MaxKeys = 2048
+)
+
+// readFile reads a regular file of at most MaxFileSize bytes.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading config: %s is not a regular file (%s)", path, info.Mode().Type())
+	}
+	if info.Size() > MaxFileSize {
+		return nil, fmt.Errorf("reading config: %s is %d bytes, more than the %d an agent.toml may have", path, info.Size(), MaxFileSize)
+	}
+	// The file may grow between Stat and reading it; read at most one byte more.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("reading config: %s is more than the %d bytes an agent.toml may have", path, MaxFileSize)
+	}
+	return data, nil
+}
+
+// utf8BOM is stripped as Python's utf-8-sig codec and editors on Windows
+// write it; TOML itself does not allow it.
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// checkInput refuses input the parser would spend too long on.
+func checkInput(data []byte, sourcePath string) error {
+	name := sourcePath
+	if name == "" {
+		name = "agent.toml"
+	}
+	if len(data) > MaxFileSize {
+		return fmt.Errorf("%s: %d bytes, more than the %d an agent.toml may have", name, len(data), MaxFileSize)
+	}
+	if n := bytes.Count(data, []byte("=")) + bytes.Count(data, []byte("[")); n > MaxKeys {
+		return fmt.Errorf("%s: %d '=' and '[' (keys, tables, arrays), more than the %d an agent.toml may have", name, n, MaxKeys)
+	}
+	return nil
 }
 
 // Parse decodes and validates agent.toml contents. sourcePath is where the
 // bytes came from: relative paths in them are resolved against its directory
 // (against env.WorkDir when sourcePath is empty).
 func Parse(data []byte, sourcePath string, env Env) (*Config, []Warning, error) {
+	data = bytes.TrimPrefix(data, utf8BOM)
+	if err := checkInput(data, sourcePath); err != nil {
+		return nil, nil, err
+	}
 	var raw map[string]any
 	if err := toml.Unmarshal(data, &raw); err != nil {
 		var decodeErr *toml.DecodeError
@@ -175,6 +239,8 @@ func Parse(data []byte, sourcePath string, env Env) (*Config, []Warning, error) 
 	d.decodeRoot(newTable(d, "", raw), &cfg)
 	d.complete(&cfg)
 	d.validate(&cfg)
+	d.warnNoEffect(&cfg)
+	d.noteRelativePaths()
 
 	if len(d.problems) > 0 {
 		return nil, d.warnings, &ValidationError{Source: sourcePath, Problems: d.problems}
@@ -189,6 +255,55 @@ func (c *Config) Dir() string {
 		return ""
 	}
 	return filepath.Dir(c.SourcePath)
+}
+
+// warnNoEffect warns about keys that are read and printed, but that nothing
+// in baiagent acts on yet, when they differ from upstream's default: debug
+// mode (upstream's RPC tracebacks), the debug log switches, and a storage
+// resource group (upstream then protects ttyd). Keys that only configure
+// upstream's Python kernel runner (krunner-volumes, agent-sock-port) or are
+// read by nothing upstream either (mount-path, instance-type beyond a log
+// line) and stats-type (the same numbers either way) need no warning.
+func (d *decoder) warnNoEffect(cfg *Config) {
+	def := defaults(d.env.WorkDir)
+	for _, c := range []struct {
+		key       string
+		isDefault bool
+	}{
+		{"agent.scaling-group-type", cfg.Agent.ScalingGroupType == def.Agent.ScalingGroupType},
+		{"debug.enabled", cfg.Debug.Enabled == def.Debug.Enabled},
+		{"debug.log-stats", !cfg.Debug.LogStats},
+		{"debug.log-kernel-config", !cfg.Debug.LogKernelConfig},
+		{"debug.log-alloc-map", !cfg.Debug.LogAllocMap},
+		{"debug.log-events", !cfg.Debug.LogEvents},
+		{"debug.log-heartbeats", !cfg.Debug.LogHeartbeats},
+		{"debug.log-docker-events", !cfg.Debug.LogDockerEvents},
+	} {
+		if !c.isDefault {
+			d.warnings = append(d.warnings, Warning{Kind: WarnIgnoredKey, Key: c.key})
+		}
+	}
+	// Upstream's logger applies these to [logging.file] (logging/logger.py).
+	for _, name := range []string{EnvLogFile, EnvLogFileCount, EnvLogFileSize} {
+		if _, set := d.envValue(name); set {
+			d.warnings = append(d.warnings, Warning{Kind: WarnIgnoredKey, Key: name,
+				Message: "configures backend.ai-agent's file log driver; baiagent logs to stderr only, so it is ignored"})
+		}
+	}
+}
+
+// noteRelativePaths warns when the file's relative paths resolve elsewhere
+// than upstream would put them. baiagent resolves them against the config
+// file's directory, so a file works wherever the agent is started from;
+// backend.ai-agent resolves them against its working directory. Both agree
+// when the agent runs in the file's directory, as upstream's guides do.
+func (d *decoder) noteRelativePaths() {
+	if len(d.relativeKeys) == 0 || d.env.WorkDir == "" || filepath.Clean(d.env.WorkDir) == filepath.Clean(d.fileDir) {
+		return
+	}
+	d.warnings = append(d.warnings, Warning{Kind: WarnNote, Key: strings.Join(d.relativeKeys, ", "),
+		Message: fmt.Sprintf("relative paths resolved against the config file's directory %s, not the working directory %s as backend.ai-agent does",
+			d.fileDir, d.env.WorkDir)})
 }
 
 // complete fills the defaults that depend on other values.
@@ -255,12 +370,6 @@ func (d *decoder) validate(cfg *Config) {
 	}
 	if cfg.Container.StatsType == StatsCgroup && d.env.UID != 0 {
 		d.fail("container.stats-type", "cgroup stats need the agent to run as root")
-	}
-	if cfg.Container.ScratchType == ScratchHostFile && d.env.UID != 0 {
-		d.fail("container.scratch-type", "hostfile scratch needs the agent to run as root")
-	}
-	if cfg.Container.SandboxType == SandboxJail && d.env.Arch != "amd64" {
-		d.fail("container.sandbox-type", "the jail sandbox is not supported on %s", d.env.Arch)
 	}
 
 	switch cfg.Resource.AllocationMode {

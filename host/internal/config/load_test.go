@@ -104,8 +104,8 @@ func TestPluginRuntimeDirDefault(t *testing.T) {
 
 func TestFileValuesAreDecoded(t *testing.T) {
 	cfg, warnings := mustParse(t, richTOML, testEnv(nil))
-	if len(warnings) != 0 {
-		t.Errorf("warnings = %v, want none", warnings)
+	if want := []Warning{{WarnIgnoredKey, "agent.scaling-group-type", ""}}; !reflect.DeepEqual(withoutNotes(warnings), want) {
+		t.Errorf("warnings = %v, want %v", warnings, want)
 	}
 	cases := []struct {
 		description string
@@ -190,8 +190,12 @@ func TestEnvOverrides(t *testing.T) {
 			func(c *Config) any { return c.Container.PortRange }, PortRange{40000, 41000}},
 		{"BACKEND_BIND_HOST_OVERRIDE", map[string]string{"BACKEND_BIND_HOST_OVERRIDE": "10.9.9.9"},
 			func(c *Config) any { return c.Container.BindHost }, "10.9.9.9"},
-		{"BACKEND_SANDBOX_TYPE", map[string]string{"BACKEND_SANDBOX_TYPE": "jail"},
-			func(c *Config) any { return c.Container.SandboxType }, SandboxJail},
+		{"BACKEND_SANDBOX_TYPE", map[string]string{"BACKEND_SANDBOX_TYPE": "docker"},
+			func(c *Config) any { return c.Container.SandboxType }, SandboxDocker},
+		{"BACKEND_CPU_OVERCOMMIT_FACTOR becomes the cpu plugin's key", map[string]string{"BACKEND_CPU_OVERCOMMIT_FACTOR": "4"},
+			func(c *Config) any { return c.Plugins["cpu"]["cpu-overcommit-factor"] }, int64(4)},
+		{"BACKEND_MEM_OVERCOMMIT_FACTOR becomes the cpu plugin's key", map[string]string{"BACKEND_MEM_OVERCOMMIT_FACTOR": "2"},
+			func(c *Config) any { return c.Plugins["cpu"]["mem-overcommit-factor"] }, int64(2)},
 		{"BACKEND_SCRATCH_ROOT", map[string]string{"BACKEND_SCRATCH_ROOT": "/data/scratch"},
 			func(c *Config) any { return c.Container.ScratchRoot }, "/data/scratch"},
 		{"BACKEND_WATCHER_SERVICE_IP marks the addr configured", map[string]string{"BACKEND_WATCHER_SERVICE_IP": "127.0.0.1"},
@@ -226,7 +230,7 @@ func TestEnvOverrideListIsComplete(t *testing.T) {
 		"BACKEND_ETCD_PASSWORD": true, "BACKEND_AGENT_HOST_OVERRIDE": true, "BACKEND_AGENT_PORT": true,
 		"BACKEND_PID_FILE": true, "BACKEND_CONTAINER_PORT_RANGE": true, "BACKEND_BIND_HOST_OVERRIDE": true,
 		"BACKEND_SANDBOX_TYPE": true, "BACKEND_SCRATCH_ROOT": true, "BACKEND_WATCHER_SERVICE_IP": true,
-		"BACKEND_WATCHER_SERVICE_PORT": true,
+		"BACKEND_WATCHER_SERVICE_PORT": true, "BACKEND_CPU_OVERCOMMIT_FACTOR": true, "BACKEND_MEM_OVERCOMMIT_FACTOR": true,
 	}
 	for _, o := range EnvOverrides() {
 		if !want[o.Env] {
@@ -266,6 +270,10 @@ func TestBadEnvValuesNameTheVariable(t *testing.T) {
 		{"port range with one port", map[string]string{"BACKEND_CONTAINER_PORT_RANGE": "30000"}, "BACKEND_CONTAINER_PORT_RANGE", "container.port-range"},
 		{"sandbox type unknown", map[string]string{"BACKEND_SANDBOX_TYPE": "gvisor"}, "BACKEND_SANDBOX_TYPE", "container.sandbox-type"},
 		{"watcher port not a number", map[string]string{"BACKEND_WATCHER_SERVICE_PORT": "x"}, "BACKEND_WATCHER_SERVICE_PORT", "watcher.service-addr"},
+		{"sandbox type jail refused", map[string]string{"BACKEND_SANDBOX_TYPE": "jail"}, "BACKEND_SANDBOX_TYPE", "container.sandbox-type"},
+		{"cpu overcommit above upstream's 10", map[string]string{"BACKEND_CPU_OVERCOMMIT_FACTOR": "11"}, "BACKEND_CPU_OVERCOMMIT_FACTOR", "plugins.cpu.cpu-overcommit-factor"},
+		{"cpu overcommit not whole", map[string]string{"BACKEND_CPU_OVERCOMMIT_FACTOR": "1.5"}, "BACKEND_CPU_OVERCOMMIT_FACTOR", "plugins.cpu.cpu-overcommit-factor"},
+		{"mem overcommit zero", map[string]string{"BACKEND_MEM_OVERCOMMIT_FACTOR": "0"}, "BACKEND_MEM_OVERCOMMIT_FACTOR", "plugins.cpu.mem-overcommit-factor"},
 	}
 	for _, tc := range cases {
 		problems := problemsOf(t, minimalTOML, testEnv(tc.vars))
@@ -300,6 +308,10 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"rpc-listen-addr table missing port", "agent", `rpc-listen-addr = { host = "h" }`, "agent.rpc-listen-addr", `"host" and "port"`},
 		{"advertised-rpc-addr bad", "agent", `advertised-rpc-addr = 5`, "agent.advertised-rpc-addr", "host:port"},
 		{"unknown backend", "agent", `backend = "podman"`, "agent.backend", `"podman" is not one of docker|kubernetes|dummy`},
+		{"kubernetes backend refused", "agent", `backend = "kubernetes"`, "agent.backend", `"kubernetes" is not supported by baiagent`},
+		{"dummy backend refused", "agent", `backend = "dummy"`, "agent.backend", `"dummy" is not supported by baiagent`},
+		{"TLS on the internal endpoint needs a key", "agent", "ssl-enabled = true\nssl-cert = \"a.crt\"", "agent.ssl-key", "required when ssl-enabled"},
+		{"TLS on the internal endpoint needs a cert", "agent", "ssl-enabled = true\nssl-key = \"a.key\"", "agent.ssl-cert", "required when ssl-enabled"},
 		{"agent-sock-port below 1024", "agent", `agent-sock-port = 80`, "agent.agent-sock-port", "between 1024 and 65535"},
 		{"kernel-creation-concurrency above 32", "agent", `kernel-creation-concurrency = 33`, "agent.kernel-creation-concurrency", "between 1 and 32"},
 		{"allow list of numbers", "agent", `allow-compute-plugins = [1]`, "agent.allow-compute-plugins[0]", "must be a string"},
@@ -311,7 +323,7 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"empty image-commit-path", "agent", `image-commit-path = ""`, "agent.image-commit-path", "must not be empty"},
 		{"image-commit-path not a string", "agent", `image-commit-path = 3`, "agent.image-commit-path", "must be a string"},
 		{"plugin runtime dir too long", "agent", `plugin-runtime-dir = "/` + strings.Repeat("x", 90) + `"`, "agent.plugin-runtime-dir", "unix limit"},
-		{"removed scaling-group key", "agent", `scaling-group = "default"`, "agent.scaling-group", "initial-resource-group-name"},
+		{"scaling-group beside its new name", "agent", "scaling-group = \"a\"\ninitial-resource-group-name = \"b\"", "agent.scaling-group", "given together with initial-resource-group-name"},
 		{"bad scaling-group-type", "agent", `scaling-group-type = "gpu"`, "agent.scaling-group-type", "compute|storage"},
 		{"sync interval negative", "agent.sync-container-lifecycles", `interval = -1`, "agent.sync-container-lifecycles.interval", ">= 0"},
 		{"sync enabled not a bool", "agent.sync-container-lifecycles", `enabled = "maybe"`, "agent.sync-container-lifecycles.enabled", "boolean"},
@@ -322,7 +334,12 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"kernel-gid below -1", "container", `kernel-gid = -2`, "container.kernel-gid", "not a valid id"},
 		{"stats-type unknown", "container", `stats-type = "procfs"`, "container.stats-type", "docker|cgroup"},
 		{"stats-type cgroup as non-root", "container", `stats-type = "cgroup"`, "container.stats-type", "root"},
-		{"scratch-type hostfile as non-root", "container", `scratch-type = "hostfile"`, "container.scratch-type", "root"},
+		{"scratch-type hostfile refused", "container", `scratch-type = "hostfile"`, "container.scratch-type", `"hostfile" is not supported by baiagent`},
+		{"scratch-type k8s-nfs refused", "container", `scratch-type = "k8s-nfs"`, "container.scratch-type", `"k8s-nfs" is not supported by baiagent`},
+		{"scratch-type memory refused", "container", `scratch-type = "memory"`, "container.scratch-type", `"memory" is not supported by baiagent`},
+		{"sandbox-type jail refused", "container", `sandbox-type = "jail"`, "container.sandbox-type", `"jail" (Backend.AI's ptrace syscall sandbox) is not supported`},
+		{"container-logs chunk-size zero", "container-logs", `chunk-size = 0`, "container-logs.chunk-size", "positive"},
+		{"allocation device slot name unquoted", "resource", "allocation-mode = \"manual\"\n[resource.allocations]\ncpu = 1\nmem = \"1G\"\ndevices = { cuda.device = 1 }", "resource.allocations.devices.cuda", `must be quoted: { "cuda.<name>" = ... }`},
 		{"scratch-size bad", "container", `scratch-size = "lots"`, "container.scratch-size", "invalid binary size"},
 		{"krunner-volumes not strings", "container", `krunner-volumes = { a = 1 }`, "container.krunner-volumes.a", "must be a string"},
 		{"allocation-mode unknown", "resource", `allocation-mode = "greedy"`, "resource.allocation-mode", "shared|auto-split|manual"},
@@ -339,11 +356,9 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"pull-timeout not a number", "api", `pull-timeout = "forever"`, "api.pull-timeout", "seconds"},
 		{"log level unknown", "logging", `level = "loud"`, "logging.level", "trace|debug|info"},
 		{"log format unknown", "logging", `format = "xml"`, "logging.format", "console|json"},
-		{"redis without addr", "redis", `password = "x"`, "redis.addr", "required"},
 		{"redis db negative", "redis", "addr = \"r:6379\"\ndb = -1", "redis.db", "between 0"},
 		{"redis sentinel without service-name", "redis", `sentinel = "a:26379"`, "redis.service-name", "required beside sentinel"},
 		{"redis sentinel item without port", "redis", "sentinel = \"a:26379,b\"\nservice-name = \"m\"", "redis.sentinel", "[1]"},
-		{"redis empty sentinel and no addr", "redis", "sentinel = \"\"", "redis.addr", "required"},
 		{"redis sentinel not a list", "redis", "sentinel = 5\nservice-name = \"m\"", "redis.sentinel", "host:port"},
 		{"redis use-tls not a bool", "redis", "addr = \"r:6379\"\nuse-tls = \"maybe\"", "redis.use-tls", "boolean"},
 		{"redis request-timeout negative", "redis", "addr = \"r:6379\"\nrequest-timeout = -5", "redis.request-timeout", "between 0"},
@@ -358,6 +373,7 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"plugin config not a table", "plugins", `cuda = 1`, "plugins.cuda", "must be a table"},
 		{"section not a table", "", `debug = 1`, "debug", "must be a table"},
 		{"multi-agent mode", "", "[[agents]]\n[agents.agent]\nid = \"a\"", "agents", "not supported"},
+		{"agents not a list", "", "agents = 1", "agents", "not supported"},
 	}
 	for _, tc := range cases {
 		text := withSection(tc.section, tc.lines)
@@ -494,7 +510,7 @@ event-loop = "uvloop"
 [agent.sync-container-lifecycles]
 jitter = 1
 [container]
-swarm-enabled = false
+swarm-enabled = true
 [resource]
 [logging]
 drivers = ["console"]
@@ -504,22 +520,88 @@ colored = true
 pull-timeout = 100
 commit-timeout = 60
 [debug]
-coredump = { enabled = false }
+coredump = { enabled = true }
 `
 	_, warnings := mustParse(t, text, testEnv(nil))
 	want := []Warning{
-		{WarnUnknownKey, "agent.sync-container-lifecycles.jitter"},
-		{WarnIgnoredKey, "agent.event-loop"},
-		{WarnUnknownKey, "agent.frobnicate"},
-		{WarnIgnoredKey, "container.swarm-enabled"},
-		{WarnIgnoredKey, "debug.coredump"},
-		{WarnIgnoredKey, "api.commit-timeout"},
-		{WarnIgnoredKey, "logging.console"},
-		{WarnIgnoredKey, "logging.drivers"},
-		{WarnUnknownKey, "color"},
+		{WarnUnknownKey, "agent.sync-container-lifecycles.jitter", ""},
+		{WarnUnknownKey, "agent.frobnicate", ""},
+		{WarnIgnoredKey, "container.swarm-enabled", ""},
+		{WarnIgnoredKey, "debug.coredump", ""},
+		{WarnIgnoredKey, "api.commit-timeout", ""},
+		{WarnUnknownKey, "color", ""},
 	}
 	if !reflect.DeepEqual(warnings, want) {
 		t.Errorf("warnings:\n got %v\nwant %v", warnings, want)
+	}
+}
+
+// TestIgnoredKeysWarnOnlyWhenTheyMatter: an ignored key set to upstream's
+// default or switched off costs nothing, so it earns no warning; Python
+// runtime knobs have no counterpart and earn none either. Defaults from
+// upstream's agent/config/unified.py (26.8.1).
+func TestIgnoredKeysWarnOnlyWhenTheyMatter(t *testing.T) {
+	cases := []struct {
+		description string
+		section     string
+		lines       string
+		want        []string
+	}{
+		{"ssl-enabled false", "agent", "ssl-enabled = false", nil},
+		{"cohabiting-storage-proxy at its default", "agent", "cohabiting-storage-proxy = true", nil},
+		{"cohabiting-storage-proxy off", "agent", "cohabiting-storage-proxy = false", nil},
+		{"metadata-server-port at its default", "agent", "metadata-server-port = 40128", nil},
+		{"metadata-server-port moved", "agent", "metadata-server-port = 40129", []string{"agent.metadata-server-port"}},
+		{"announce-addr, the old name, at its default", "agent", `announce-addr = "host.docker.internal:6003"`, nil},
+		{"announce-addr elsewhere is ignored, not unknown", "agent", `announce-addr = "10.0.0.1:6003"`, []string{"agent.announce-addr"}},
+		{"aiomonitor-port, a Python runtime knob", "agent", "aiomonitor-port = 38201", nil},
+		{"event-loop, a Python runtime knob", "agent", `event-loop = "uvloop"`, nil},
+		{"jail-args empty", "container", "jail-args = []", nil},
+		{"jail-args set", "container", `jail-args = ["-x"]`, []string{"container.jail-args"}},
+		{"pyroscope disabled", "pyroscope", "enabled = false\napp-name = \"x\"", nil},
+		{"pyroscope enabled", "pyroscope", "enabled = true", []string{"pyroscope"}},
+		{"otel disabled", "otel", "enabled = false", nil},
+		{"coredump disabled", "debug", "coredump = { enabled = false }", nil},
+		{"file driver off: its table is inert", "logging", "drivers = [\"console\"]\n[logging.file]\npath = \"./logs\"", nil},
+		{"file driver on", "logging", "drivers = [\"console\", \"file\"]\n[logging.file]\npath = \"./logs\"", []string{"logging.drivers", "logging.file"}},
+		{"pkg-ns levels", "logging", "[logging.pkg-ns]\n\"\" = \"WARNING\"", nil},
+	}
+	for _, tc := range cases {
+		_, warnings := mustParse(t, withSection(tc.section, tc.lines), testEnv(nil))
+		var keys []string
+		for _, w := range warnings {
+			keys = append(keys, w.Key)
+		}
+		if !reflect.DeepEqual(keys, tc.want) {
+			t.Errorf("%s: warnings %v, want keys %v", tc.description, warnings, tc.want)
+		}
+	}
+}
+
+// TestLogFileVariablesWarn: upstream's BACKEND_LOG_FILE* (logging/logger.py,
+// 26.8.1) set the file driver's path, count and size; there is no file
+// driver here, so each is named in a warning rather than dropped in silence.
+func TestLogFileVariablesWarn(t *testing.T) {
+	_, warnings := mustParse(t, minimalTOML, testEnv(map[string]string{"BACKEND_LOG_FILE": "/var/log/agent.log", "BACKEND_LOG_FILE_SIZE": "10"}))
+	var got []string
+	for _, w := range warnings {
+		got = append(got, w.Key)
+	}
+	if want := []string{"BACKEND_LOG_FILE", "BACKEND_LOG_FILE_SIZE"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("warnings %v, want keys %v", warnings, want)
+	}
+}
+
+// TestScalingGroupIsTheOldName: the install guide's example and every file
+// before 26.8 write scaling-group; it is taken with a deprecation warning.
+func TestScalingGroupIsTheOldName(t *testing.T) {
+	cfg, warnings := mustParse(t, withSection("agent", `scaling-group = "gpu-nodes"`), testEnv(nil))
+	if cfg.Agent.InitialResourceGroupName != "gpu-nodes" {
+		t.Errorf("initial resource group = %q", cfg.Agent.InitialResourceGroupName)
+	}
+	if len(warnings) != 1 || warnings[0].Kind != WarnDeprecatedKey ||
+		!strings.Contains(warnings[0].String(), "agent.scaling-group: deprecated name of initial-resource-group-name") {
+		t.Errorf("warnings = %v", warnings)
 	}
 }
 
@@ -570,14 +652,24 @@ image-commit-path = "../commit"
 scratch-root = "../var/scratches"
 [resource]
 `
-	cfg, _, err := Parse([]byte(text), "/repo/configs/agent.dev.toml", testEnv(nil))
+	cfg, warnings, err := Parse([]byte(text), "/repo/configs/agent.dev.toml", testEnv(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
+	inFileDir := testEnv(nil)
+	inFileDir.WorkDir = "/repo/configs"
+	_, warningsInFileDir, err := Parse([]byte(text), "/repo/configs/agent.dev.toml", inFileDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := Warning{Kind: WarnNote, Key: "agent.var-base-path, agent.pid-file, agent.image-commit-path, container.scratch-root",
+		Message: "relative paths resolved against the config file's directory /repo/configs, not the working directory /srv/cwd as backend.ai-agent does"}
 	cases := []struct {
 		description string
 		got, want   any
 	}{
+		{"a note names both directories and the upstream keys (plugin-dirs is ours)", warnings, []Warning{note}},
+		{"no note when run in the file's directory, where both agree", len(warningsInFileDir), 0},
 		{"plugin dirs: relative, absolute, home", cfg.Agent.PluginDirs, []string{"/repo/bin/plugins", "/abs", "/home/tester/plugins"}},
 		{"var-base-path", cfg.Agent.VarBasePath, "/repo/var"},
 		{"pid-file", cfg.Agent.PIDFile, "/repo/configs/run/agent.pid"},
@@ -680,5 +772,38 @@ func TestRegionDefault(t *testing.T) {
 				t.Errorf("region = %q, want %q", cfg.Agent.Region, tc.want)
 			}
 		})
+	}
+}
+
+// TestAcceptedWhereUpstreamAccepts: values upstream's pydantic schema
+// (agent/config/unified.py, common/configs/redis.py, 26.8.1) takes.
+func TestAcceptedWhereUpstreamAccepts(t *testing.T) {
+	cases := []struct {
+		description string
+		text        string
+		check       func(*Config) bool
+	}{
+		{"agents = [] is one agent", "agents = []\n" + minimalTOML, func(c *Config) bool { return c.Agent.Backend == BackendDocker }},
+		{"[redis] without addr waits for etcd", withSection("redis", `password = "x"`),
+			func(c *Config) bool { return c.Redis != nil && c.Redis.Addr == (HostPort{}) && c.Redis.Password == "x" }},
+		{"ssl-enabled with cert and key, relative to the file", withSection("agent", "ssl-enabled = true\nssl-cert = \"tls/agent.crt\"\nssl-key = \"tls/agent.key\""),
+			func(c *Config) bool {
+				return c.Agent.SSLEnabled && c.Agent.SSLCert == "/etc/backend.ai/tls/agent.crt" && c.Agent.SSLKey == "/etc/backend.ai/tls/agent.key"
+			}},
+		{"[redis] with sentinel only", withSection("redis", "sentinel = \"a:26379\"\nservice-name = \"m\""),
+			func(c *Config) bool { return c.Redis != nil && len(c.Redis.Sentinel) == 1 }},
+	}
+	for _, tc := range cases {
+		cfg, _ := mustParse(t, tc.text, testEnv(nil))
+		if !tc.check(cfg) {
+			t.Errorf("%s: got %+v", tc.description, cfg)
+		}
+		printed, err := cfg.EffectiveTOMLWithSecrets()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := mustParse(t, string(printed), testEnv(nil)); !reflect.DeepEqual(cfg, again) {
+			t.Errorf("%s: the printed config reloads differently", tc.description)
+		}
 	}
 }

@@ -16,7 +16,9 @@ type decoder struct {
 	warnings []Warning
 	// fileDir resolves relative paths written in the file.
 	fileDir string
-	env     Env
+	// relativeKeys are upstream keys whose file value was a relative path.
+	relativeKeys []string
+	env          Env
 }
 
 func (d *decoder) fail(key, format string, args ...any) {
@@ -61,15 +63,17 @@ type table struct {
 	path   string
 	values map[string]any
 	used   map[string]bool
-	// ignored are upstream keys this agent accepts without honouring.
-	ignored map[string]bool
+	// ignored are upstream keys this agent accepts without honouring; the
+	// value, when not nil, says whether a setting is inert (upstream's
+	// default, or disabled), which earns no warning.
+	ignored map[string]func(any) bool
 }
 
 func newTable(d *decoder, path string, values map[string]any) *table {
 	if values == nil {
 		values = map[string]any{}
 	}
-	return &table{d: d, path: path, values: values, used: map[string]bool{}, ignored: map[string]bool{}}
+	return &table{d: d, path: path, values: values, used: map[string]bool{}, ignored: map[string]func(any) bool{}}
 }
 
 func (t *table) keyPath(key string) string {
@@ -123,11 +127,61 @@ func (t *table) child(key string, aliases ...string) *table {
 }
 
 // ignore declares upstream keys that are accepted but have no effect here.
+// A value that is false, or a table with enabled = false, earns no warning:
+// nothing is lost by ignoring what is switched off.
 func (t *table) ignore(keys ...string) {
 	for _, key := range keys {
-		t.ignored[key] = true
-		t.ignored[strings.ReplaceAll(key, "-", "_")] = true
+		t.ignoreUnless(key, isDisabled)
 	}
+}
+
+// ignoreDefault declares an ignored key whose upstream default (or a
+// disabled value) earns no warning.
+func (t *table) ignoreDefault(key string, upstreamDefault any) {
+	t.ignoreUnless(key, func(v any) bool { return isDisabled(v) || sameValue(v, upstreamDefault) })
+}
+
+func (t *table) ignoreUnless(key string, inert func(any) bool) {
+	t.ignored[key] = inert
+	t.ignored[strings.ReplaceAll(key, "-", "_")] = inert
+}
+
+// accept consumes keys that only tune upstream's Python runtime (its event
+// loop, per-package log levels, console colours): they have no counterpart
+// here, so there is nothing to honour or warn about.
+func (t *table) accept(keys ...string) {
+	for _, key := range keys {
+		t.lookup(key)
+	}
+}
+
+// isDisabled says whether v switches a feature off: false, or a table
+// whose enabled/enable is false.
+func isDisabled(v any) bool {
+	switch v := v.(type) {
+	case bool:
+		return !v
+	case map[string]any:
+		for _, key := range []string{"enabled", "enable"} {
+			if on, ok := v[key].(bool); ok {
+				return !on
+			}
+		}
+	}
+	return false
+}
+
+// sameValue compares a TOML value with a Go default (int for integers).
+func sameValue(v, upstreamDefault any) bool {
+	if n, ok := upstreamDefault.(int); ok {
+		upstreamDefault = int64(n)
+	}
+	if s, ok := v.(string); ok {
+		if ds, ok := upstreamDefault.(string); ok {
+			return strings.EqualFold(s, ds)
+		}
+	}
+	return fmt.Sprint(v) == fmt.Sprint(upstreamDefault)
 }
 
 // finish reports every key that no reader consumed.
@@ -137,7 +191,10 @@ func (t *table) finish() {
 			continue
 		}
 		kind := WarnUnknownKey
-		if t.ignored[key] {
+		if inert, ignored := t.ignored[key]; ignored {
+			if inert != nil && inert(t.values[key]) {
+				continue
+			}
 			kind = WarnIgnoredKey
 		}
 		t.d.warnings = append(t.d.warnings, Warning{Kind: kind, Key: t.keyPath(key)})
@@ -344,12 +401,25 @@ func (t *table) filePath(key string, dst *string) {
 		return
 	}
 	resolved, err := t.d.resolvePath(raw, t.d.fileDir)
+	_, written, _ := t.lookup(key)
 	if err != nil {
-		_, written, _ := t.lookup(key)
 		t.fail(written, "%v", err)
 		return
 	}
+	if isRelative(raw) && !oursOnly[t.keyPath(key)] {
+		t.d.relativeKeys = append(t.d.relativeKeys, t.keyPath(written))
+	}
 	*dst = resolved // "" unsets an optional path
+}
+
+// oursOnly are path keys upstream never had, so no file written for it
+// meant them relative to its working directory.
+var oursOnly = map[string]bool{
+	"etcd.data-dir": true, "agent.plugin-runtime-dir": true, "agent.kernel-runner-path": true,
+}
+
+func isRelative(path string) bool {
+	return path != "" && path != "~" && !strings.HasPrefix(path, "~/") && !filepath.IsAbs(path)
 }
 
 // enumValue reads one of a fixed set of strings; normalize maps spellings

@@ -54,7 +54,9 @@ func TestDevSampleLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(warnings) != 0 {
+	// The note that its relative paths are the file's, on purpose, and
+	// debug mode, which nothing here acts on.
+	if want := []Warning{{WarnIgnoredKey, "debug.enabled", ""}}; !reflect.DeepEqual(withoutNotes(warnings), want) {
 		t.Errorf("warnings: %v", warnings)
 	}
 	cases := []struct {
@@ -118,4 +120,63 @@ func TestSystemdUnits(t *testing.T) {
 func fileExists(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.Mode().IsRegular()
+}
+
+// TestUpstreamFilesLoad feeds upstream's own agent.toml files (fixtures
+// under testdata/upstream, origin noted in each: configs/agent/halfstack.toml
+// and halfstack-sftp.toml of 26.8.1, the install guide's example of 26.7.0)
+// to the loader, run from the file's directory as upstream's guides do.
+// A default or disabled value earns no warning; only settings that are on
+// and not honoured do, and the old scaling-group name.
+func TestUpstreamFilesLoad(t *testing.T) {
+	cases := []struct {
+		file         string
+		wantWarnings []string
+		check        func(*Config) (got, want any)
+	}{
+		{"halfstack.toml", []string{"debug.enabled: honoured by backend.ai-agent but ignored by baiagent"}, func(c *Config) (any, any) {
+			return []any{c.Agent.InitialResourceGroupName, c.Container.ScratchSize, c.Etcd.Addrs[0].Port},
+				[]any{"default", ByteSize(1 << 30), 8120}
+		}},
+		{"halfstack-sftp.toml", []string{
+			"agent.metadata-server-port: honoured by backend.ai-agent but ignored by baiagent",
+			"otel: honoured by backend.ai-agent but ignored by baiagent",
+			"pyroscope: honoured by backend.ai-agent but ignored by baiagent",
+			"debug.enabled: honoured by backend.ai-agent but ignored by baiagent",
+		}, func(c *Config) (any, any) {
+			return []any{c.Agent.ID, c.Agent.InitialResourceGroupName, c.Agent.AllowComputePlugins},
+				[]any{"i-local-sftp", "upload", []string{}}
+		}},
+		{"install-guide-26.7.0.toml", []string{
+			"agent.scaling-group: deprecated name of initial-resource-group-name (backend.ai-agent 26.8 refuses it); rename the key",
+			"logging.drivers: the file driver is not honoured by baiagent, which logs to stderr only",
+			"logging.file: honoured by backend.ai-agent but ignored by baiagent",
+		}, func(c *Config) (any, any) {
+			return []any{c.Agent.InitialResourceGroupName, c.Container.KernelUID, c.Agent.PIDFile},
+				[]any{"default", 1100, "/home/bai/agent/agent.pid"}
+		}},
+	}
+	for _, tc := range cases {
+		dir, err := filepath.Abs(filepath.Join("testdata", "upstream"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := testEnv(nil)
+		env.WorkDir = dir
+		cfg, warnings, err := Load(filepath.Join(dir, tc.file), env)
+		if err != nil {
+			t.Errorf("%s: %v", tc.file, err)
+			continue
+		}
+		var got []string
+		for _, w := range warnings {
+			got = append(got, w.String())
+		}
+		if !reflect.DeepEqual(got, tc.wantWarnings) {
+			t.Errorf("%s: warnings\n%s\nwant\n%s", tc.file, strings.Join(got, "\n"), strings.Join(tc.wantWarnings, "\n"))
+		}
+		if gotValues, want := tc.check(cfg); !reflect.DeepEqual(gotValues, want) {
+			t.Errorf("%s: got %#v, want %#v", tc.file, gotValues, want)
+		}
+	}
 }

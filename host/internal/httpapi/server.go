@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,9 @@ type Options struct {
 	// Routes are further handlers by ServeMux pattern ("GET /v1/events").
 	Routes map[string]http.Handler
 	Log    zerolog.Logger
+	// TLSCertFile and TLSKeyFile, both set, serve HTTPS (agent.ssl-enabled
+	// with agent.ssl-cert/ssl-key, PEM), as upstream's TCPSite does.
+	TLSCertFile, TLSKeyFile string
 }
 
 type namedCheck struct {
@@ -61,9 +65,20 @@ func Listen(opts Options, metrics *Metrics) (*Server, error) {
 	if metrics == nil {
 		metrics = NewMetrics()
 	}
+	var tlsConfig *tls.Config
+	if opts.TLSCertFile != "" || opts.TLSKeyFile != "" {
+		pair, err := tls.LoadX509KeyPair(opts.TLSCertFile, opts.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("internal http: agent.ssl-cert %s / agent.ssl-key %s: %w", opts.TLSCertFile, opts.TLSKeyFile, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
 	listener, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("internal http: listen on %s: %w", opts.Addr, err)
+	}
+	if tlsConfig != nil {
+		listener = tls.NewListener(listener, tlsConfig)
 	}
 	s := &Server{opts: opts, metrics: metrics, listener: listener, serveDone: make(chan struct{})}
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
@@ -73,7 +88,7 @@ func Listen(opts Options, metrics *Metrics) (*Server, error) {
 			s.serveErr = err
 		}
 	}()
-	opts.Log.Info().Str("addr", listener.Addr().String()).Msg("internal http endpoint serving")
+	opts.Log.Info().Str("addr", listener.Addr().String()).Bool("tls", tlsConfig != nil).Msg("internal http endpoint serving")
 	return s, nil
 }
 

@@ -99,9 +99,13 @@ func (m *Manager) clean(ctx context.Context, k *kernel, exitCode int) (Terminati
 			if m.cfg.BeforeRemove != nil {
 				m.cfg.BeforeRemove(ctx, k.id, k.containerID)
 			}
-			_, err := m.cfg.Docker.ContainerRemove(ctx, k.containerID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
-			if err != nil && !cerrdefs.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("remove container: %w", err))
+			if m.cfg.KeepContainers {
+				m.log.Info().Str("kernel", k.id).Str("container", k.containerID).Msg("container kept (debug.skip-container-deletion)")
+			} else {
+				_, err := m.cfg.Docker.ContainerRemove(ctx, k.containerID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+				if err != nil && !cerrdefs.IsNotFound(err) {
+					errs = append(errs, fmt.Errorf("remove container: %w", err))
+				}
 			}
 		}
 		if err := scratch.Remove(m.cfg.ScratchRoot, k.id); err != nil {

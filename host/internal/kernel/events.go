@@ -21,6 +21,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if m.cfg.NoPeriodicReconcile {
+			return
+		}
 		tick := time.NewTicker(m.cfg.ReconcileInterval)
 		defer tick.Stop()
 		for {
@@ -156,7 +159,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		m.mu.Lock()
 		_, known := m.reg[kernelID]
 		m.mu.Unlock()
-		if known || creating {
+		if known || creating || m.cfg.KeepContainers {
 			// A creation in flight registers its kernel before it creates
 			// the container, and before Recover every container looks
 			// unknown; wait for the next round to judge.

@@ -102,6 +102,14 @@ type Config struct {
 	ExecTimeout time.Duration
 	// ReconcileInterval is the period of the lifecycle sync; zero means 10 s.
 	ReconcileInterval time.Duration
+	// NoPeriodicReconcile turns the periodic lifecycle sync off
+	// (agent.sync-container-lifecycles.enabled = false). Docker's events
+	// are still followed, and a reconnect to them still reconciles once.
+	NoPeriodicReconcile bool
+	// KeepContainers leaves a finished kernel's container in place for
+	// inspection (debug.skip-container-deletion): clean-up frees everything
+	// else, and reconciliation leaves this agent's unknown containers alone.
+	KeepContainers bool
 	// ScratchSize is written to resource.txt (container.scratch-size).
 	ScratchSize int64
 	// CommitPath is agent.image-commit-path: commits save their tars and

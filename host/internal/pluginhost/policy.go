@@ -5,7 +5,10 @@ import "strings"
 // Policy decides which discovered plugins may run, from agent.toml's
 // allow-compute-plugins and block-compute-plugins. Items are either our
 // plugin names ("cuda") or upstream's entry-point module paths
-// ("ai.backend.accelerator.cuda_open"), which upstream matches as prefixes.
+// ("ai.backend.accelerator.cuda_open"), which upstream matches by whole
+// dotted segments (plugin/entrypoint.py match_plugin_list): an item matches
+// the module path itself or a package above it, so "ai.backend.accelerator"
+// covers every accelerator while "ai.backend.acc" matches nothing.
 type Policy struct {
 	// Allow is nil when allow-compute-plugins is not set: everything not
 	// blocked may run. An empty list allows nothing but the intrinsic plugin.
@@ -14,19 +17,19 @@ type Policy struct {
 }
 
 // upstreamEntrypoints maps our plugin names to the module paths of the
-// Python plugins they replace.
+// Python plugins they replace (the part of each entry point before ":").
 func upstreamEntrypoints(name string) []string {
 	switch name {
 	case "cpu":
 		return []string{"ai.backend.agent.docker.intrinsic"}
 	case "cuda":
-		return []string{"ai.backend.accelerator.cuda_open", "ai.backend.accelerator.cuda"}
+		return []string{"ai.backend.accelerator.cuda_open.plugin", "ai.backend.accelerator.cuda.plugin"}
 	case "rocm":
-		return []string{"ai.backend.accelerator.rocm"}
+		return []string{"ai.backend.accelerator.rocm.plugin"}
 	case "tpu":
-		return []string{"ai.backend.accelerator.tpu"}
+		return []string{"ai.backend.accelerator.tpu.plugin"}
 	case "mock":
-		return []string{"ai.backend.accelerator.mock"}
+		return []string{"ai.backend.accelerator.mock.plugin"}
 	}
 	return nil
 }
@@ -40,7 +43,7 @@ func matches(item, name string) bool {
 		return true
 	}
 	for _, ep := range upstreamEntrypoints(name) {
-		if strings.HasPrefix(ep, item) {
+		if ep == item || strings.HasPrefix(ep, item+".") {
 			return true
 		}
 	}

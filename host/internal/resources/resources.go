@@ -135,14 +135,65 @@ func Reservation(cfg config.ResourceConfig) accounting.Reservation {
 	}
 }
 
-// ReportedSlots are the slots sent to the manager: capacity minus the
-// reservation, mem aligned to memory-align-size.
+// ReportedSlots are the slots sent to the manager: this agent's partition
+// of the node (agent/resources.py ResourceAllocator) minus the reservation,
+// mem aligned to memory-align-size. Shared and auto-split with one agent
+// report the whole node less reserved-cpu/-mem; manual reports exactly
+// [resource.allocations], and a slot of the node that the allocations do
+// not list fails, naming it.
 func ReportedSlots(cfg config.ResourceConfig, a *alloc.Allocator) (map[string]decimal.Decimal, error) {
-	r := Reservation(cfg)
+	mode := accounting.Shared
+	if cfg.AllocationMode != "" {
+		parsed, err := accounting.ParseMode(string(cfg.AllocationMode))
+		if err != nil {
+			return nil, fmt.Errorf("resource.allocation-mode: %w", err)
+		}
+		mode = parsed
+	}
+	self := accounting.Agent{ID: "this agent"}
+	if cfg.Allocations != nil {
+		devices := make(map[string]decimal.Decimal, len(cfg.Allocations.Devices))
+		for slot, amount := range cfg.Allocations.Devices {
+			devices[slot] = amount
+		}
+		self.Manual = &accounting.ManualAllocation{
+			CPU:     decimal.NewFromInt(int64(cfg.Allocations.CPU)),
+			Mem:     decimal.NewFromInt(int64(cfg.Allocations.Mem)),
+			Devices: devices,
+		}
+	}
+	totals := a.SlotTotals()
+	if mode == accounting.Manual && self.Manual != nil {
+		for _, t := range totals {
+			if _, listed := self.Manual.Devices[t.Slot]; !listed && t.Slot != "cpu" && t.Slot != "mem" {
+				return nil, fmt.Errorf("resource.allocations.devices: %w: the node has slot %q (from its plugins) but the allocations do not list it; add \"%s\" = <amount>",
+					accounting.ErrInvalidConfig, t.Slot, t.Slot)
+			}
+		}
+	}
+	parts, err := accounting.Split(totals, Reservation(cfg), mode, []accounting.Agent{self})
+	if err != nil {
+		return nil, fmt.Errorf("resource.allocation-mode %s: %w", mode, err)
+	}
+	if mode == accounting.Manual {
+		// Upstream's over-allocation check sums what the agents leave
+		// unreserved, which for a single agent never exceeds the node; it then
+		// reports the whole node. Refuse instead: the manager would schedule
+		// what is not there.
+		available, err := accounting.AvailableTotals(totals, Reservation(cfg))
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range totals {
+			if share := parts[0].Allocated[t.Slot]; share.GreaterThan(available[t.Slot]) {
+				return nil, fmt.Errorf("resource.allocations: %w: slot %s is allocated %s but the node has %s (less the reservation)",
+					accounting.ErrOverAllocated, t.Slot, share, available[t.Slot])
+			}
+		}
+	}
 	scanned := map[string]decimal.Decimal{}
-	for _, t := range a.SlotTotals() {
+	for _, t := range totals {
 		scanned[t.Slot] = t.Total
 	}
-	reserved := map[string]decimal.Decimal{"cpu": r.CPU, "mem": r.Mem}
-	return accounting.ReportedSlots(scanned, reserved, int64(cfg.MemoryAlignSize))
+	return accounting.ReportedSlots(scanned, parts[0].Reserved, int64(cfg.MemoryAlignSize))
 }

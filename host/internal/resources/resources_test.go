@@ -2,7 +2,9 @@ package resources
 
 import (
 	"errors"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -141,5 +143,69 @@ func TestAllocatorAndReportedSlots(t *testing.T) {
 	cfg.ReservedCPU = 4
 	if _, err := ReportedSlots(cfg, a); !errors.Is(err, accounting.ErrInitialization) {
 		t.Fatalf("reserving every core: %v", err)
+	}
+}
+
+// TestReportedSlotsByAllocationMode pins upstream's ResourceAllocator
+// (src/ai/backend/agent/resources.py, 26.8.1) for a single agent: shared and
+// auto-split report the node less the reservation, manual reports exactly
+// [resource.allocations] with mem aligned to memory-align-size.
+func TestReportedSlotsByAllocationMode(t *testing.T) {
+	specs, err := MapSpecs([]Plugin{intrinsicPlugin(4, 16<<30), sharesPlugin()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manual := func(cpu int, mem config.ByteSize, devices map[string]string) *config.ResourceAllocations {
+		a := &config.ResourceAllocations{CPU: cpu, Mem: mem, Devices: map[string]decimal.Decimal{}}
+		for slot, amount := range devices {
+			a.Devices[slot] = dec(amount)
+		}
+		return a
+	}
+	cases := []struct {
+		description string
+		mode        config.AllocationMode
+		allocations *config.ResourceAllocations
+		want        map[string]string
+		wantErr     string
+	}{
+		{"shared: the node less the reservation", config.AllocationShared, nil,
+			map[string]string{"cpu": "3", "mem": "16106127360", "npu.shares": "2"}, ""},
+		{"auto-split with one agent is shared", config.AllocationAutoSplit, nil,
+			map[string]string{"cpu": "3", "mem": "16106127360", "npu.shares": "2"}, ""},
+		{"manual: exactly the allocations", config.AllocationManual, manual(1, 1<<30, map[string]string{"npu.shares": "0.5"}),
+			map[string]string{"cpu": "1", "mem": "1073741824", "npu.shares": "0.5"}, ""},
+		{"manual: mem floored to memory-align-size (16 MiB)", config.AllocationManual, manual(2, 1<<30+5<<20, map[string]string{"npu.shares": "1"}),
+			map[string]string{"cpu": "2", "mem": "1073741824", "npu.shares": "1"}, ""},
+		{"manual: a device slot missing is named", config.AllocationManual, manual(1, 1<<30, nil),
+			nil, `slot "npu.shares"`},
+		{"manual: more than the node has", config.AllocationManual, manual(8, 1<<30, map[string]string{"npu.shares": "1"}),
+			nil, "slot cpu is allocated 8 but the node has 3"},
+	}
+	for _, tc := range cases {
+		cfg := config.ResourceConfig{ReservedCPU: 1, ReservedMem: 1 << 30, MemoryAlignSize: 16 << 20,
+			AffinityPolicy: config.AffinityInterleaved, AllocationMode: tc.mode, Allocations: tc.allocations}
+		a, _, err := NewAllocator(cfg, specs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReportedSlots(cfg, a)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err = %v, want one containing %q", tc.description, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.description, err)
+			continue
+		}
+		gotStrings := map[string]string{}
+		for slot, amount := range got {
+			gotStrings[slot] = amount.String()
+		}
+		if !reflect.DeepEqual(gotStrings, tc.want) {
+			t.Errorf("%s: reported %v, want %v", tc.description, gotStrings, tc.want)
+		}
 	}
 }
