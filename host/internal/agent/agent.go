@@ -311,7 +311,8 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *red
 	}
 	log := a.log.With().Str("component", "kernels").Logger()
 	if logDB != nil {
-		a.containerLogs = containerlog.New(containerlog.Options{Docker: docker, Redis: logDB, Bus: a.bus, Logger: log})
+		a.containerLogs = containerlog.New(containerlog.Options{Docker: docker, Redis: logDB, Bus: a.bus,
+			ChunkSize: int(a.cfg.ContainerLogs.ChunkSize), Logger: log})
 	}
 	m, err := kernel.New(kernel.Config{
 		AgentID:             a.cfg.Agent.ID,
@@ -323,6 +324,9 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *red
 		CreationConcurrency: a.cfg.Agent.KernelCreationConcurrency,
 		ScratchSize:         int64(a.cfg.Container.ScratchSize),
 		CommitPath:          a.cfg.Agent.ImageCommitPath,
+		// [container-logs] max-length: Docker's log rotation keeps about
+		// that much of each kernel's output (upstream's defaults).
+		ContainerLogMaxLength: int64(a.cfg.ContainerLogs.MaxLength),
 		// agent.sync-container-lifecycles; an interval of 0 keeps the 10 s default.
 		ReconcileInterval:   a.cfg.Agent.SyncContainerLifecycles.Interval,
 		NoPeriodicReconcile: !a.cfg.Agent.SyncContainerLifecycles.Enabled,
