@@ -175,7 +175,7 @@ func (c *Config) encode(maskSecrets bool) ([]byte, error) {
 		"container": container,
 		"resource":  resource,
 		"debug":     debug,
-		"api":       map[string]any{"pull-timeout": seconds(c.API.PullTimeout)},
+		"api":       map[string]any{"pull-timeout": seconds(c.API.PullTimeout), "push-timeout": seconds(c.API.PushTimeout)},
 		"logging": map[string]any{
 			"level":  string(c.Logging.Level),
 			"format": string(c.Logging.Format),
