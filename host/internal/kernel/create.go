@@ -75,6 +75,9 @@ type CreateRequest struct {
 	// (HostConfig.ShmSize; the memory limit stays as allocated). Zero
 	// leaves Docker's default.
 	ShmSize int64 `json:",omitempty"`
+	// DenyFragmentation is resource_opts.allow_fractional_resource_fragmentation
+	// = false: the allocator's fragmentation guard for fractional slots.
+	DenyFragmentation bool `json:",omitempty"`
 	// Network is the session's bridge network (create_local_network): the
 	// container joins it instead of the default bridge, reachable by
 	// ClusterHostname. Empty means Docker's default bridge.
@@ -213,7 +216,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 		return Created{}, err
 	}
 
-	allocation, err := m.cfg.Allocator.Allocate(alloc.Slots(req.ResourceSlots))
+	allocation, err := m.cfg.Allocator.AllocateWith(alloc.Slots(req.ResourceSlots), alloc.AllocateOptions{DenyFragmentation: req.DenyFragmentation})
 	if err != nil {
 		return Created{}, err
 	}

@@ -306,6 +306,9 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 		}
 		pending[i] = pendingKernel{id: id, cfg: cfg, arch: arch, req: creationRequest(id, sessionID, image, cfg)}
 		pending[i].req.ShmSize = shm
+		if pending[i].req.DenyFragmentation, err = denyFragmentation(fmt.Sprintf("configs[%d][\"resource_opts\"][\"allow_fractional_resource_fragmentation\"]", i), cfg.ResourceOpts); err != nil {
+			return nil, err
+		}
 		pending[i].req.Network, pending[i].req.NetworkMode = network, netMode
 		pending[i].req.ClusterHosts, pending[i].req.ClusterInfo = clusterInfo.Hosts, clusterJSON
 		if kp := clusterInfo.SSHKeypair; kp != nil {
