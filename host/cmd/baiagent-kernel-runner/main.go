@@ -24,7 +24,13 @@ func main() {
 	// docker stop sends SIGINT (the container's StopSignal) through the init.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := runner.Run(ctx, runner.DefaultConfig(runtimeType, runtimePath)); err != nil {
+	cfg := runner.DefaultConfig(runtimeType, runtimePath)
+	// In host network mode the agent gives the runner its ports.
+	if err := runner.ApplyIntrinsicPorts(&cfg, runner.IntrinsicPortsPath); err != nil {
+		fmt.Fprintln(os.Stderr, "baiagent-kernel-runner:", err)
+		os.Exit(1)
+	}
+	if err := runner.Run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "baiagent-kernel-runner:", err)
 		os.Exit(1)
 	}

@@ -488,7 +488,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer kernels.Close()
 	imageService := images.New(a.docker, images.Options{
-		PullTimeout: a.cfg.API.PullTimeout, KernelLabel: kernel.LabelKernelID,
+		PullTimeout: a.cfg.API.PullTimeout, PushTimeout: a.cfg.API.PushTimeout, KernelLabel: kernel.LabelKernelID,
 		Logger: a.log.With().Str("component", "images").Logger(),
 	})
 	defer imageService.Close()

@@ -86,6 +86,20 @@ func NewAllocator(cfg Config, specs []MapSpec) (*Allocator, error) {
 // amount is zero (upstream accepts unknown zero slots). Every device kind
 // named in the request appears in the result, possibly empty.
 func (a *Allocator) Allocate(req Slots) (Allocation, error) {
+	return a.AllocateWith(req, AllocateOptions{})
+}
+
+// AllocateOptions are one request's allocation choices.
+type AllocateOptions struct {
+	// DenyFragmentation is resource_opts.allow_fractional_resource_fragmentation
+	// = false: fractional slots go through upstream's fragmentation guard
+	// even on maps that allow fragmentation (MapSpec.DenyFragmentation
+	// turns it on for every request).
+	DenyFragmentation bool
+}
+
+// AllocateWith is Allocate with the request's own choices.
+func (a *Allocator) AllocateWith(req Slots, opts AllocateOptions) (Allocation, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 
@@ -118,7 +132,7 @@ func (a *Allocator) Allocate(req Slots) (Allocation, error) {
 		}
 		m.begin()
 		begun = append(begun, m)
-		da, hintDevices, err := m.allocate(req, hint)
+		da, hintDevices, err := m.allocate(req, hint, opts.DenyFragmentation)
 		if err != nil {
 			rollback()
 			return nil, fmt.Errorf("allocating %s: %w", m.kind, withDeviceKind(err, m.kind))

@@ -338,7 +338,7 @@ func (m *DeviceMap) isExclusive(a, b string) bool {
 // changes.
 func (m *DeviceMap) Allocate(req Slots, hint *AffinityHint) (DeviceAllocation, error) {
 	m.begin()
-	da, _, err := m.allocate(req, hint)
+	da, _, err := m.allocate(req, hint, false)
 	if err != nil {
 		m.rollback()
 		return nil, withDeviceKind(err, m.kind)
@@ -357,7 +357,7 @@ type allocation struct {
 // allocate runs upstream's allocate() for this map. It changes the state
 // and returns the devices to carry as the next affinity hint (every device
 // in the result, as resources.allocate does).
-func (m *DeviceMap) allocate(req Slots, hint *AffinityHint) (DeviceAllocation, []int, error) {
+func (m *DeviceMap) allocate(req Slots, hint *AffinityHint, denyFragmentation bool) (DeviceAllocation, []int, error) {
 	names := make([]string, 0, len(req))
 	for name, amount := range req {
 		if m.foreign(name) {
@@ -406,7 +406,7 @@ func (m *DeviceMap) allocate(req Slots, hint *AffinityHint) (DeviceAllocation, [
 		if m.typ == Discrete {
 			shares, err = m.allocateDiscrete(s, requested, order)
 		} else {
-			shares, err = m.allocateFraction(s, requested, order)
+			shares, err = m.allocateFraction(s, requested, order, m.denyFragmentation || denyFragmentation)
 		}
 		if err != nil {
 			return nil, nil, err

@@ -5,11 +5,12 @@ import (
 )
 
 // allocateFraction runs the fractional strategies on one slot (with the
-// fragmentation guard first when configured) and applies the result before
-// quantum rounding, as upstream does.
-func (m *DeviceMap) allocateFraction(s *slotState, requested decimal.Decimal, order []int) ([]allocation, error) {
+// fragmentation guard first when the map or the request denies
+// fragmentation) and applies the result before quantum rounding, as
+// upstream does.
+func (m *DeviceMap) allocateFraction(s *slotState, requested decimal.Decimal, order []int, denyFragmentation bool) ([]allocation, error) {
 	requested = m.canonical(requested)
-	if m.denyFragmentation {
+	if denyFragmentation {
 		if err := m.ensureNotFragmented(s, requested, order); err != nil {
 			return nil, err
 		}

@@ -260,6 +260,9 @@ type APIConfig struct {
 	// PullTimeout bounds one image pull (pull-timeout, seconds, default
 	// 7200); zero means no limit, as upstream treats 0.
 	PullTimeout time.Duration
+	// PushTimeout bounds one image push (push-timeout, seconds); zero,
+	// upstream's default, means no limit.
+	PushTimeout time.Duration
 }
 
 // ContainerLogsConfig is [container-logs] (upstream's ContainerLogsConfig):

@@ -600,7 +600,8 @@ func (d *decoder) decodeDebug(t *table, debug *DebugConfig) {
 
 func (d *decoder) decodeAPI(t *table, api *APIConfig) {
 	t.seconds("pull-timeout", &api.PullTimeout, true)
-	t.ignore("commit-timeout", "push-timeout")
+	t.seconds("push-timeout", &api.PushTimeout, true)
+	t.ignore("commit-timeout")
 	t.finish()
 }
 

@@ -182,7 +182,7 @@ func (c *Config) encode(maskSecrets bool) ([]byte, error) {
 			"max-length": c.ContainerLogs.MaxLength.String(),
 			"chunk-size": c.ContainerLogs.ChunkSize.String(),
 		},
-		"api": map[string]any{"pull-timeout": seconds(c.API.PullTimeout)},
+		"api": map[string]any{"pull-timeout": seconds(c.API.PullTimeout), "push-timeout": seconds(c.API.PushTimeout)},
 		"logging": map[string]any{
 			"level":  string(c.Logging.Level),
 			"format": string(c.Logging.Format),

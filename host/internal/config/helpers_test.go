@@ -63,6 +63,7 @@ devices = { "cuda.device" = "1.5", "cuda.shares" = 0.25 }
 
 [api]
 pull-timeout = 600.5
+push-timeout = 1800
 
 [logging]
 level = "DEBUG"

@@ -126,7 +126,7 @@ func upstreamKeys() []keyCase {
 		{key: "container-logs.chunk-size", section: "container-logs", lines: `chunk-size = "32K"`, effect: func(c *Config) (any, any) { return c.ContainerLogs.ChunkSize, ByteSize(32 << 10) }},
 		{key: "api.pull-timeout", section: "api", lines: `pull-timeout = 60`, effect: func(c *Config) (any, any) { return c.API.PullTimeout, time.Minute }},
 		{key: "api.commit-timeout", section: "api", lines: `commit-timeout = 60`, ignored: "api.commit-timeout"},
-		{key: "api.push-timeout", section: "api", lines: `push-timeout = 60`, ignored: "api.push-timeout"},
+		{key: "api.push-timeout", section: "api", lines: `push-timeout = 60`, effect: func(c *Config) (any, any) { return c.API.PushTimeout, time.Minute }},
 		{key: "kernel-lifecycles", section: "kernel-lifecycles", lines: `init-timeout-sec = 30`, ignored: "kernel-lifecycles"},
 
 		// [debug]

@@ -110,6 +110,9 @@ type Options struct {
 	// PullTimeout bounds one pull (api.pull-timeout, DefaultPullTimeout
 	// unless configured); zero means no limit, as upstream treats 0.
 	PullTimeout time.Duration
+	// PushTimeout bounds one push (api.push-timeout); zero means no limit,
+	// upstream's default.
+	PushTimeout time.Duration
 	// KernelLabel marks kernel containers: Remove refuses an image a running
 	// container with this label uses. Empty means every container counts.
 	KernelLabel string

@@ -44,9 +44,10 @@ import (
 //	cluster_hostname                   -> ClusterRole / ClusterIdx / ClusterHostname
 //	preopen_ports                      -> PreopenPorts
 //	block_service_ports                -> BlockServicePorts
-//	cluster_info.network_config        -> Network (mode "bridge": network_name)
+//	cluster_info.network_config        -> NetworkMode, Network (mode "bridge": network_name)
 //	cluster_info.ssh_keypair /
-//	cluster_ssh_port_mapping           -> ClusterSSHKey / ClusterSSHPortMapping
+//	cluster_ssh_port_mapping           -> ClusterSSHKey / ClusterSSHPortMapping, ClusterHosts
+//	cluster_info                       -> ClusterInfo (config/cluster.json)
 //	internal_data.ssh_keypair          -> UserSSHKey
 //	resource_opts.shmem                -> ShmSize
 //	image.labels                       -> read from the local image instead
@@ -74,10 +75,25 @@ type CreateRequest struct {
 	// (HostConfig.ShmSize; the memory limit stays as allocated). Zero
 	// leaves Docker's default.
 	ShmSize int64 `json:",omitempty"`
+	// DenyFragmentation is resource_opts.allow_fractional_resource_fragmentation
+	// = false: the allocator's fragmentation guard for fractional slots.
+	DenyFragmentation bool `json:",omitempty"`
 	// Network is the session's bridge network (create_local_network): the
 	// container joins it instead of the default bridge, reachable by
 	// ClusterHostname. Empty means Docker's default bridge.
 	Network string
+	// NetworkMode is cluster_info.network_config.mode: "" or
+	// NetworkModeBridge (Network, or Docker's default bridge), or
+	// NetworkModeHost (the host's network, reachable by ClusterHosts).
+	NetworkMode string `json:",omitempty"`
+	// ClusterHosts is cluster_ssh_port_mapping: the session's kernels by
+	// cluster hostname with their sshd's host and port. This kernel's
+	// entry, if any, is its sshd's host port; in host mode every entry is
+	// an ExtraHosts line.
+	ClusterHosts []ClusterHost `json:",omitempty"`
+	// ClusterInfo is cluster_info as JSON, written to config/cluster.json
+	// once, at creation; nil writes nothing.
+	ClusterInfo []byte `json:"-"`
 	// The SSH keys are written into the scratch dir once, at creation
 	// (scratch.WriteSSH), and never stored in kconfig.json: a restart
 	// keeps the scratch dir and so the keys, and private keys live only
@@ -127,6 +143,12 @@ func (m *Manager) validate(req CreateRequest) error {
 	}
 	if req.Image == "" {
 		return fmt.Errorf("%w: no image", ErrInvalidRequest)
+	}
+	if err := CheckNetworkMode(req.NetworkMode); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	if req.NetworkMode == NetworkModeHost && req.Network != "" {
+		return fmt.Errorf("%w: network %s given in host network mode", ErrInvalidRequest, req.Network)
 	}
 	for _, slot := range []string{"cpu", "mem"} {
 		if _, ok := req.ResourceSlots[slot]; !ok {
@@ -194,7 +216,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 		return Created{}, err
 	}
 
-	allocation, err := m.cfg.Allocator.Allocate(alloc.Slots(req.ResourceSlots))
+	allocation, err := m.cfg.Allocator.AllocateWith(alloc.Slots(req.ResourceSlots), alloc.AllocateOptions{DenyFragmentation: req.DenyFragmentation})
 	if err != nil {
 		return Created{}, err
 	}
@@ -210,8 +232,11 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 	if err := scratch.WriteSSH(dirs, sshFiles(req, m.uid, m.gid)); err != nil {
 		return Created{}, err
 	}
+	if err := writeClusterInfo(dirs, req.ClusterInfo); err != nil {
+		return Created{}, err
+	}
 
-	l, err := m.launch(ctx, req, img, k.createdAt, dirs, allocation, undo)
+	l, err := m.launch(ctx, req, img, k.createdAt, dirs, allocation, nil, undo)
 	if err != nil {
 		return Created{}, err
 	}
@@ -285,9 +310,10 @@ type launched struct {
 // allocation and scratch dir already (a new kernel, or one restarting):
 // host ports, the plugins' container settings, the files in config/, the
 // container, and the runner's first answer. What it takes is pushed on
-// undo.
+// undo; held are the pool ports the kernel holds already (a restart's),
+// which undo leaves alone.
 func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, createdAt time.Time,
-	dirs scratch.Dirs, allocation alloc.Allocation, undo *undoStack) (launched, error) {
+	dirs scratch.Dirs, allocation alloc.Allocation, held []int, undo *undoStack) (launched, error) {
 	docker := m.cfg.Docker
 	merged, err := m.prepareContainer(ctx, req.KernelID, dirs, allocation)
 	if err != nil {
@@ -298,6 +324,9 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 		Version: scratch.RecoveryVersion, AgentID: m.cfg.AgentID, KernelID: req.KernelID, SessionID: req.SessionID,
 		Image: req.Image, RuntimeType: img.labels[ImageLabelRuntimeType], RuntimePath: img.labels[ImageLabelRuntimePath],
 		CreatedAt: createdAt, ServicePorts: []scratch.ServicePort{},
+	}
+	if req.NetworkMode == NetworkModeHost {
+		rec.NetworkMode = NetworkModeHost
 	}
 	assign := func() (int, error) {
 		p, err := m.cfg.Ports.Assign()
@@ -313,16 +342,42 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 	if rec.ReplOutPort, err = assign(); err != nil {
 		return launched{}, err
 	}
+	// As upstream's start_container: sshd's host port comes from
+	// cluster_ssh_port_mapping when the manager chose one (it took it from
+	// this pool with assign_port; the kernel owns it from now on).
+	mappedSSHD, mapped := req.sshdHostPort()
 	for _, sp := range img.servicePorts {
 		entry := scratch.ServicePort{Name: sp.Name, Protocol: sp.Protocol, ContainerPorts: sp.Ports, IsInference: sp.IsInference}
-		for range sp.Ports {
-			p, err := assign()
-			if err != nil {
-				return launched{}, err
+		for _, cp := range sp.Ports {
+			var p int
+			switch {
+			case sp.Name == protocol.SSHDService && mapped && len(sp.Ports) == 1:
+				p = mappedSSHD
+				if !m.cfg.Ports.Reserve(p) {
+					rec.UnpooledPorts = append(rec.UnpooledPorts, p)
+				} else if !slices.Contains(held, p) {
+					undo.push(func(context.Context) error { return m.cfg.Ports.Release(p) })
+				}
+			case rec.NetworkMode == NetworkModeHost && sp.Name != protocol.SSHDService:
+				// On the host's network a service listens on its own
+				// port; only the runner's sockets and sshd are moved.
+				p = cp
+				rec.UnpooledPorts = append(rec.UnpooledPorts, p)
+			default:
+				if p, err = assign(); err != nil {
+					return launched{}, err
+				}
 			}
 			entry.HostPorts = append(entry.HostPorts, p)
 		}
 		rec.ServicePorts = append(rec.ServicePorts, entry)
+	}
+	if rec.NetworkMode == NetworkModeHost {
+		if err := writeIntrinsicPorts(dirs, rec); err != nil {
+			return launched{}, err
+		}
+	} else if err := os.Remove(filepath.Join(dirs.Config, IntrinsicPortsFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return launched{}, fmt.Errorf("%s: %w", IntrinsicPortsFile, err)
 	}
 
 	mounts := []scratch.Mount{
@@ -663,6 +718,13 @@ func (m *Manager) containerConfig(req CreateRequest, rec scratch.Recovery, servi
 		hostCfg.SecurityOpt = []string{"seccomp=" + merged.SeccompProfile}
 	}
 	var netCfg *network.NetworkingConfig
+	if rec.NetworkMode == NetworkModeHost {
+		// The runner binds the host ports itself (intrinsic-ports.json);
+		// the session's kernels are found through ExtraHosts.
+		hostCfg.NetworkMode = container.NetworkMode(network.NetworkHost)
+		hostCfg.ExtraHosts = extraHosts(req.ClusterHosts)
+		cfg.ExposedPorts, hostCfg.PortBindings = nil, nil
+	}
 	if req.Network != "" {
 		// As upstream's apply_network in bridge mode: the session network
 		// replaces the default bridge; siblings find the kernel by its

@@ -71,7 +71,9 @@ type Plugins interface {
 type PortAllocator interface {
 	Assign() (int, error)
 	Release(port int) error
-	Reserve(port int)
+	// Reserve takes a port someone else chose; false when the pool does
+	// not manage it (outside its range).
+	Reserve(port int) bool
 }
 
 // Config is the manager's part of agent.toml and its collaborators.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -121,7 +122,7 @@ func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, erro
 	m.mu.Unlock()
 
 	var undo undoStack
-	l, err := m.launch(ctx, req, img, k.createdAt, dirs, allocation, &undo)
+	l, err := m.launch(ctx, req, img, k.createdAt, dirs, allocation, oldRec.HostPorts(), &undo)
 	if err != nil {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -141,7 +142,8 @@ func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, erro
 	}
 
 	m.mu.Lock()
-	oldPorts := oldRec.HostPorts()
+	// A port the new container took over (a mapped sshd port) stays.
+	oldPorts := slices.DeleteFunc(oldRec.HostPorts(), func(p int) bool { return slices.Contains(l.recovery.HostPorts(), p) })
 	k.containerID, k.recovery, k.runner, k.image = l.containerID, l.recovery, l.runner, req.Image
 	m.markRunningLocked(k)
 	info := m.infoLocked(k)

@@ -99,16 +99,18 @@ func (p *Pool) Assign() (int, error) {
 	return 0, fmt.Errorf("%w: %d-%d", ErrExhausted, p.min, p.max)
 }
 
-// Reserve marks a port as assigned, e.g. one a recovered kernel still uses.
-// Ports outside the range are ignored, as upstream does.
-func (p *Pool) Reserve(port int) {
+// Reserve marks a port as assigned, e.g. one a recovered kernel still uses,
+// and reports whether the pool holds it now. Ports outside the range are
+// ignored (false), as upstream does.
+func (p *Pool) Reserve(port int) bool {
 	if port < p.min || port > p.max {
-		return
+		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.assigned[port] = true
 	delete(p.cooling, port)
+	return true
 }
 
 // Release returns a port; it can be assigned again after the cooldown.

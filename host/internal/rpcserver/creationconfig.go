@@ -8,6 +8,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -111,8 +112,10 @@ type ClusterInfo struct {
 	// NetworkName is the older managers' network_name.
 	NetworkName string
 	SSHKeypair  *ClusterSSHKeyPair
-	// SSHPortMapping is cluster_ssh_port_mapping: hostname -> (host, port).
+	// SSHPortMapping is cluster_ssh_port_mapping: hostname -> (host, port),
+	// as sent (for port-mapping.json); Hosts is the same, checked.
 	SSHPortMapping map[string]any
+	Hosts          []kernel.ClusterHost
 }
 
 // argError builds a Python-style argument error naming the argument path.
@@ -651,6 +654,11 @@ func DecodeClusterInfo(path string, v any) (ClusterInfo, error) {
 	}
 	if ci.SSHPortMapping, err = r.anyMap("cluster_ssh_port_mapping"); err != nil {
 		return ci, err
+	}
+	if v, ok := r.get("cluster_ssh_port_mapping"); ok {
+		if ci.Hosts, err = decodeClusterHosts(r.sub("cluster_ssh_port_mapping"), v); err != nil {
+			return ci, err
+		}
 	}
 	return ci, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -440,6 +441,21 @@ func TestDecodeClusterInfoAndImageRefs(t *testing.T) {
 			want: ClusterInfo{Mode: "single-node", Size: 2, Replicas: map[string]int{"main": 1, "sub": 1},
 				NetworkConfig: map[string]any{"mode": "bridge", "network_name": "bai-singlenode-x"},
 				SSHKeypair:    &ClusterSSHKeyPair{PublicKey: "ssh-ed25519 AAA", PrivateKey: "-----BEGIN"}}},
+		{description: "cluster_info in host mode with cluster_ssh_port_mapping (ClusterSSHPortMapping)",
+			value:  obj("network_config", obj("mode", "host"), "cluster_ssh_port_mapping", obj("sub1", []any{"10.0.0.2", 30002}, "main1", []any{"10.0.0.1", 30001})),
+			decode: func(v any) (any, error) { return DecodeClusterInfo("cluster_info", v) },
+			want: ClusterInfo{Mode: "single-node", NetworkConfig: map[string]any{"mode": "host"},
+				SSHPortMapping: map[string]any{"main1": []any{"10.0.0.1", int64(30001)}, "sub1": []any{"10.0.0.2", int64(30002)}},
+				Hosts:          []kernel.ClusterHost{{Hostname: "main1", Host: "10.0.0.1", Port: 30001}, {Hostname: "sub1", Host: "10.0.0.2", Port: 30002}}}},
+		{description: "cluster_ssh_port_mapping entry not a pair", value: obj("cluster_ssh_port_mapping", obj("main1", []any{"10.0.0.1"})),
+			decode:  func(v any) (any, error) { return DecodeClusterInfo("cluster_info", v) },
+			wantErr: "TypeError", wantText: `cluster_ssh_port_mapping"]["main1"]: must be a (host, port) pair`},
+		{description: "cluster_ssh_port_mapping port out of range", value: obj("cluster_ssh_port_mapping", obj("main1", []any{"10.0.0.1", 70000})),
+			decode:  func(v any) (any, error) { return DecodeClusterInfo("cluster_info", v) },
+			wantErr: "ValueError", wantText: "port 70000 is out of range"},
+		{description: "cluster_ssh_port_mapping host not a str", value: obj("cluster_ssh_port_mapping", obj("main1", []any{5, 30001})),
+			decode:  func(v any) (any, error) { return DecodeClusterInfo("cluster_info", v) },
+			wantErr: "TypeError", wantText: "[0]: must be a non-empty str host, not int"},
 		{description: "cluster_info size negative", value: obj("size", -1),
 			decode:  func(v any) (any, error) { return DecodeClusterInfo("cluster_info", v) },
 			wantErr: "ValueError", wantText: `cluster_info["size"]`},

@@ -52,9 +52,11 @@ func NewImageMethods(svc *images.Service, opts ImageMethodsOptions) *ImageMethod
 	return &ImageMethods{images: svc, opts: opts, tasks: newBackgroundTasks(opts.Events, opts.Logger)}
 }
 
-// RegisterImageMethods registers check_and_pull and purge_images on s.
+// RegisterImageMethods registers check_and_pull, push_image and
+// purge_images on s.
 func RegisterImageMethods(s *Server, im *ImageMethods) {
 	s.Register("check_and_pull", im.checkAndPull)
+	s.Register("push_image", im.pushImage)
 	s.Register("purge_images", im.purgeImages)
 }
 
@@ -146,6 +148,60 @@ func (im *ImageMethods) pullTask(ctx context.Context, req pullRequest) error {
 	}
 	im.emit(ctx, events.ImagePullFinished{Image: canonical, AgentID: im.opts.AgentID, Timestamp: im.timestamp(), ImageRef: ref})
 	return nil
+}
+
+// pushImage(image_ref: ImageRef, registry_conf: ImageRegistry) ->
+// {bgtask_id, canonical}: the push runs as a background task (bgtask_updated,
+// then bgtask_done or bgtask_failed) with registry_conf's credentials and
+// api.push-timeout, as upstream's AgentRPCServer.push_image. A local image
+// (is_local) is not pushed: its task ends in bgtask_done at once, as
+// upstream's DockerAgent.push_image returns early.
+func (im *ImageMethods) pushImage(ctx context.Context, call *Call) (any, error) {
+	const method = "push_image"
+	args, err := call.bind(param{name: "image_ref"}, param{name: "registry_conf"})
+	if err != nil {
+		return nil, err
+	}
+	ref, ok := args[0].(wiremsg.ImageRef)
+	if !ok {
+		return nil, typeError("%s(): argument 'image_ref' must be ImageRef, not %s", method, wiremsg.PyTypeName(args[0]))
+	}
+	reg, err := decodeRegistryConf(method+"(): argument 'registry_conf'", args[1])
+	if err != nil {
+		return nil, err
+	}
+	id, err := newTaskID()
+	if err != nil {
+		return nil, err
+	}
+	canonical := ref.Canonical()
+	img := images.Image{Ref: canonical, Registry: reg}
+	im.tasks.start(ctx, id, "push_image of "+canonical, func(ctx context.Context) error {
+		if ref.IsLocal {
+			return nil
+		}
+		return im.images.Push(ctx, img)
+	})
+	return map[string]any{"bgtask_id": id.String(), "canonical": canonical}, nil
+}
+
+// decodeRegistryConf reads an ImageRegistry dict: name, url, and the
+// optional username and password.
+func decodeRegistryConf(path string, v any) (images.Registry, error) {
+	var reg images.Registry
+	r, err := newFieldReader(path, v)
+	if err != nil {
+		return reg, err
+	}
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"name", &reg.Name}, {"url", &reg.URL}, {"username", &reg.Username}, {"password", &reg.Password}} {
+		if *f.dst, err = r.str(f.key); err != nil {
+			return reg, err
+		}
+	}
+	return reg, nil
 }
 
 // purgeImages(image_canonicals, force, noprune) -> {responses: [{image,

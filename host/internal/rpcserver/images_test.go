@@ -459,6 +459,7 @@ func TestPurgeImagesOverRPC(t *testing.T) {
 }
 
 func TestImageMethodArguments(t *testing.T) {
+	pushRef := pickleImageRef("img", "test", "1", "cr.example.com", "x86_64", false)
 	docker := kerneltest.Docker(t)
 	svc := images.New(docker, images.Options{Logger: zerolog.Nop()})
 	t.Cleanup(svc.Close)
@@ -485,6 +486,10 @@ func TestImageMethodArguments(t *testing.T) {
 		{"purge_images with a None noprune", "purge_images", []any{[]any{}, false, nil}, "TypeError", "'noprune' must be bool"},
 		{"purge_images without force", "purge_images", []any{[]any{}}, "TypeError", "'force'"},
 		{"check_pulling of a number", "check_pulling", []any{5}, "TypeError", "'image'"},
+		{"push_image of a canonical string", "push_image", []any{"r/img:1", obj("name", "r")}, "TypeError", "'image_ref' must be ImageRef, not str"},
+		{"push_image with a list as registry_conf", "push_image", []any{pushRef, []any{}}, "TypeError", "'registry_conf': must be dict"},
+		{"push_image with an int password", "push_image", []any{pushRef, obj("name", "r", "password", 5)}, "TypeError", `'registry_conf'[\"password\"]`},
+		{"push_image without registry_conf", "push_image", []any{pushRef}, "TypeError", "'registry_conf'"},
 	}
 	for _, tc := range cases {
 		got, err := invokeRaw(ctx, c, tc.method, tc.args, nil)

@@ -112,22 +112,6 @@ func (o *KernelOps) resetAgent(ctx context.Context, call *Call) (any, error) {
 	return nil, nil
 }
 
-// sessionNetwork is the bridge network a session's kernels join, as
-// upstream's apply_network: cluster_info.network_config.network_name in
-// mode "bridge" (older managers sent cluster_info.network_name). Other
-// modes (host, overlay plugins) are not served and leave Docker's default.
-func sessionNetwork(ci ClusterInfo) string {
-	mode, _ := ci.NetworkConfig["mode"].(string)
-	switch {
-	case mode == "bridge":
-		name, _ := ci.NetworkConfig["network_name"].(string)
-		return name
-	case mode == "" && ci.NetworkName != "" && ci.NetworkName != "host":
-		return ci.NetworkName
-	}
-	return ""
-}
-
 // restartKernel(session_id, kernel_id, kernel_image, updated_config) ->
 // {container_id, repl_in_port, repl_out_port, stdin_port, stdout_port,
 // service_ports}. The image must be here already: a restart pulls nothing

@@ -20,6 +20,8 @@ import (
 	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/callosum"
 	"github.com/baiagent/baiagent/host/internal/events"
+	"github.com/baiagent/baiagent/host/internal/images"
+	"github.com/baiagent/baiagent/host/internal/images/registrytest"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/managertest"
@@ -39,6 +41,7 @@ type opsAgent struct {
 	rpc       *callosum.Client
 	ops       *KernelOps
 	km        *KernelMethods
+	images    *ImageMethods // with opsAgentOptions.images
 	events    *recorder
 	// redis and bus are set by newOpsAgentWith(redis: true): every event
 	// also goes through a real bus to a real Redis.
@@ -59,6 +62,10 @@ type opsAgentOptions struct {
 	redis bool
 	// execTimeout is the kernel manager's ExecTimeout.
 	execTimeout time.Duration
+	// images serves the image methods (check_and_pull, push_image, ...)
+	// too, over an image service on the same Docker, their events to the
+	// same emitters.
+	images bool
 }
 
 // tee sends each event to every emitter.
@@ -142,6 +149,13 @@ func newOpsAgentWith(t *testing.T, o opsAgentOptions) *opsAgent {
 	a.ops = NewKernelOps(m, KernelOpsOptions{Events: emitter, Logger: zerolog.Nop()})
 	t.Cleanup(a.ops.Close)
 	RegisterKernelOpsMethods(srv, a.ops)
+	if o.images {
+		svc := images.New(a.docker, images.Options{PullTimeout: time.Minute, PushTimeout: time.Minute, KernelLabel: kernel.LabelKernelID, Logger: zerolog.Nop()})
+		t.Cleanup(svc.Close)
+		a.images = NewImageMethods(svc, ImageMethodsOptions{AgentID: "i-test", Events: emitter, Logger: zerolog.Nop()})
+		t.Cleanup(a.images.Close)
+		RegisterImageMethods(srv, a.images)
+	}
 	serveUntilCleanup(t, srv)
 	a.rpc = dial(t, srv.Endpoint(), callosum.ClientOptions{})
 	return a
@@ -547,5 +561,109 @@ func TestExecutionAndBgtaskEventsAsTheManagerReadsThem(t *testing.T) {
 	}
 	if n := a.ports.InUse(); n != 0 {
 		t.Errorf("%d host ports still assigned", n)
+	}
+}
+
+// TestPushImageOverRPC pins upstream's push_image (agent/server.py
+// push_image, agent/docker/agent.py DockerAgent.push_image): the answer is
+// {bgtask_id, canonical} at once; a committed kernel's image pushed with
+// the registry's credentials lands in the registry as the same image and
+// ends in bgtask_done; a wrong password, or an image the node lacks, ends
+// in bgtask_failed naming why; a local image is not pushed and its task
+// is done. The bgtask events are read back from Redis as the 26.8 manager
+// reads them (managertest, strictly).
+func TestPushImageOverRPC(t *testing.T) {
+	a := newOpsAgentWith(t, opsAgentOptions{redis: true, images: true})
+	reader := managertest.NewReader(t, a.redis.Addr)
+	reg := registrytest.Start(t, registryUser, registryPassword)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	sid, kid, _, _ := a.createKernel(t, ctx)
+	if out := a.execStdout(t, ctx, sid, kid, "echo pushed > /home/work/marker; echo ok"); out != "ok\n" {
+		t.Fatalf("execute: %q", out)
+	}
+	name := fmt.Sprintf("pushed-%d", rand.Uint64())
+	canonical := reg.Host + "/test/" + name + ":1"
+	t.Cleanup(func() {
+		_, _ = a.docker.ImageRemove(context.Background(), canonical, client.ImageRemoveOptions{Force: true})
+	})
+	taskOf := func(got any) string {
+		t.Helper()
+		res := got.(wiremsg.Map)
+		task, _ := res["bgtask_id"].(string)
+		if _, err := wiremsg.ParseUUID(task); err != nil {
+			t.Fatalf("bgtask_id %#v: %v", res["bgtask_id"], err)
+		}
+		return task
+	}
+	// last waits for the task's bgtask_done or bgtask_failed broadcast.
+	last := func(task string) managertest.Event {
+		t.Helper()
+		return reader.WaitBroadcast(2*time.Minute, func(ev managertest.Event) bool {
+			return (ev.Name == "bgtask_done" || ev.Name == "bgtask_failed" || ev.Name == "bgtask_cancelled") && ev.Str(0) == task
+		})
+	}
+	got, err := invokeRaw(ctx, a.rpc, "commit", []any{kid, "user@example.com"}, obj("canonical", canonical))
+	if err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	if ev := last(taskOf(got)); ev.Name != "bgtask_done" {
+		t.Fatalf("commit ended in %s %v", ev.Name, ev.Args)
+	}
+	committed, err := a.docker.ImageInspect(ctx, canonical)
+	if err != nil {
+		t.Fatalf("the committed image: %v", err)
+	}
+
+	registryConf := func(password string) kv {
+		return obj("name", reg.Host, "url", "http://"+reg.Host, "username", registryUser, "password", password)
+	}
+	for _, tc := range []struct {
+		description string
+		ref         mpExt
+		conf        kv
+		wantEvent   string
+		wantText    []string // in bgtask_failed's message
+		wantPushed  bool     // the registry has the committed image afterwards
+	}{
+		{"a wrong password", pickleImageRef(name, "test", "1", reg.Host, kernel.NodeArchitecture(), false), registryConf("wrong"),
+			"bgtask_failed", []string{canonical, reg.Host, "authentication failed"}, false},
+		{"an image the node lacks", pickleImageRef(name, "test", "absent", reg.Host, kernel.NodeArchitecture(), false), registryConf(registryPassword),
+			"bgtask_failed", []string{reg.Host + "/test/" + name + ":absent"}, false},
+		{"a local image is not pushed", pickleImageRef(name, "test", "1", reg.Host, kernel.NodeArchitecture(), true), registryConf("wrong"),
+			"bgtask_done", nil, false},
+		{"the committed image with the registry's credentials", pickleImageRef(name, "test", "1", reg.Host, kernel.NodeArchitecture(), false), registryConf(registryPassword),
+			"bgtask_done", nil, true},
+	} {
+		got, err := a.call(ctx, "push_image", tc.ref, tc.conf)
+		if err != nil {
+			t.Fatalf("%s: push_image: %v", tc.description, err)
+		}
+		if c := got.(wiremsg.Map)["canonical"]; !strings.HasPrefix(fmt.Sprint(c), reg.Host+"/test/"+name+":") {
+			t.Errorf("%s: canonical %#v", tc.description, c)
+		}
+		task := taskOf(got)
+		ev := last(task)
+		if ev.Name != tc.wantEvent {
+			t.Errorf("%s: ended in %s %v, want %s", tc.description, ev.Name, ev.Args, tc.wantEvent)
+		}
+		for _, want := range tc.wantText {
+			if msg := ev.Str(1); !strings.Contains(msg, want) {
+				t.Errorf("%s: bgtask_failed message %q does not name %q", tc.description, msg, want)
+			}
+		}
+		if cached, _, err := reader.BgtaskCache(ctx, task); err != nil || cached.Name != tc.wantEvent {
+			t.Errorf("%s: bgtask.%s cache holds %s (%v), want %s", tc.description, task, cached.Name, err, tc.wantEvent)
+		}
+		config, err := reg.ConfigDigest(ctx, "test/"+name+":1")
+		if pushed := err == nil; pushed != tc.wantPushed {
+			t.Errorf("%s: registry has the image: %v (%v), want %v", tc.description, pushed, err, tc.wantPushed)
+		}
+		if tc.wantPushed && config != committed.ID {
+			t.Errorf("%s: the registry's image is %s, the committed one %s", tc.description, config, committed.ID)
+		}
+	}
+	if _, err := a.call(ctx, "destroy_kernel", kid, sid, nil); err != nil {
+		t.Fatal(err)
 	}
 }

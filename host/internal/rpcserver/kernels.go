@@ -263,6 +263,14 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 	if err != nil {
 		return nil, err
 	}
+	netMode, network, err := sessionNetwork(clusterInfo)
+	if err != nil {
+		return nil, err
+	}
+	clusterJSON, err := clusterInfoJSON(clusterInfo)
+	if err != nil {
+		return nil, err
+	}
 
 	pending := make([]pendingKernel, len(ids))
 	seen := map[string]bool{}
@@ -298,7 +306,11 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 		}
 		pending[i] = pendingKernel{id: id, cfg: cfg, arch: arch, req: creationRequest(id, sessionID, image, cfg)}
 		pending[i].req.ShmSize = shm
-		pending[i].req.Network = sessionNetwork(clusterInfo)
+		if pending[i].req.DenyFragmentation, err = denyFragmentation(fmt.Sprintf("configs[%d][\"resource_opts\"][\"allow_fractional_resource_fragmentation\"]", i), cfg.ResourceOpts); err != nil {
+			return nil, err
+		}
+		pending[i].req.Network, pending[i].req.NetworkMode = network, netMode
+		pending[i].req.ClusterHosts, pending[i].req.ClusterInfo = clusterInfo.Hosts, clusterJSON
 		if kp := clusterInfo.SSHKeypair; kp != nil {
 			pending[i].req.ClusterSSHKey = &scratch.SSHKeypair{PublicKey: kp.PublicKey, PrivateKey: kp.PrivateKey}
 			pending[i].req.ClusterSSHPortMapping = clusterInfo.SSHPortMapping

@@ -57,3 +57,18 @@ func shmemBytes(path string, opts map[string]any) (int64, error) {
 	}
 	return n, nil
 }
+
+// denyFragmentation reads resource_opts["allow_fractional_resource_fragmentation"]
+// (default True, agent/agent.py create_kernel): False asks the allocator's
+// fragmentation guard for this kernel's fractional slots. None is the default.
+func denyFragmentation(path string, opts map[string]any) (bool, error) {
+	v, ok := opts["allow_fractional_resource_fragmentation"]
+	if !ok || v == nil {
+		return false, nil
+	}
+	allow, ok := v.(bool)
+	if !ok {
+		return false, argError("TypeError", path, "must be bool, not %s", wiremsg.PyTypeName(v))
+	}
+	return !allow, nil
+}

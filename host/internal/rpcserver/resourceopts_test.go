@@ -2,6 +2,7 @@ package rpcserver
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -62,4 +63,32 @@ func TestShmemBytes(t *testing.T) {
 func nanFloat() float64 {
 	zero := 0.0
 	return zero / zero
+}
+
+// TestDenyFragmentation pins resource_opts' allow_fractional_resource_fragmentation
+// as upstream's create_kernel reads it (agent/agent.py: .get(..., True)).
+func TestDenyFragmentation(t *testing.T) {
+	for _, tc := range []struct {
+		description string
+		opts        map[string]any
+		want        bool
+		wantErr     string
+	}{
+		{"absent: allowed", map[string]any{}, false, ""},
+		{"None: allowed", map[string]any{"allow_fractional_resource_fragmentation": nil}, false, ""},
+		{"True: allowed", map[string]any{"allow_fractional_resource_fragmentation": true}, false, ""},
+		{"False: denied", map[string]any{"allow_fractional_resource_fragmentation": false}, true, ""},
+		{"a string", map[string]any{"allow_fractional_resource_fragmentation": "false"}, false, "must be bool, not str"},
+	} {
+		got, err := denyFragmentation(`resource_opts["allow_fractional_resource_fragmentation"]`, tc.opts)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "allow_fractional_resource_fragmentation") {
+				t.Errorf("%s: %v, want an error naming the option with %q", tc.description, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %v, %v; want %v", tc.description, got, err, tc.want)
+		}
+	}
 }

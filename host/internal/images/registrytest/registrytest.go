@@ -361,3 +361,22 @@ func LoadImage(t testing.TB, docker *client.Client, tag, arch string, labels map
 	t.Cleanup(func() { RemoveImage(t, docker, tag) })
 	return insp.ID
 }
+
+// ConfigDigest is the config digest ("sha256:...", the image ID the engine
+// gives it) of <host>/<repoTag> in the registry, read with the registry's
+// credentials; an error when the registry does not have it.
+func (r *Registry) ConfigDigest(ctx context.Context, repoTag string) (string, error) {
+	ref, err := name.ParseReference(r.Host+"/"+repoTag, name.Insecure)
+	if err != nil {
+		return "", err
+	}
+	img, err := remote.Image(ref, remote.WithAuth(&authn.Basic{Username: r.Username, Password: r.Password}), remote.WithContext(ctx))
+	if err != nil {
+		return "", err
+	}
+	config, err := img.ConfigName()
+	if err != nil {
+		return "", err
+	}
+	return config.String(), nil
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/baiagent/baiagent/host/internal/atomicfile"
@@ -34,6 +35,14 @@ type Recovery struct {
 	ReplInPort   int           `json:"repl_in_port"`
 	ReplOutPort  int           `json:"repl_out_port"`
 	ServicePorts []ServicePort `json:"service_ports"`
+	// NetworkMode is the kernel's cluster_info network mode: "" (Docker's
+	// default bridge or the session's bridge network) or "host".
+	NetworkMode string `json:"network_mode,omitempty"`
+	// UnpooledPorts are host ports the kernel uses that the port pool did
+	// not hand out and must not take back: in host network mode the image
+	// services' own ports, and a cluster_ssh_port_mapping sshd port
+	// outside the pool's range.
+	UnpooledPorts []int `json:"unpooled_ports,omitempty"`
 }
 
 // ServicePort is one service with its container and host ports.
@@ -45,11 +54,16 @@ type ServicePort struct {
 	IsInference    bool   `json:"is_inference,omitempty"`
 }
 
-// HostPorts lists every host port the kernel holds.
+// HostPorts lists every host port the kernel holds from the port pool
+// (UnpooledPorts are left out).
 func (r Recovery) HostPorts() []int {
 	ports := []int{r.ReplInPort, r.ReplOutPort}
 	for _, sp := range r.ServicePorts {
-		ports = append(ports, sp.HostPorts...)
+		for _, p := range sp.HostPorts {
+			if !slices.Contains(r.UnpooledPorts, p) {
+				ports = append(ports, p)
+			}
+		}
 	}
 	return ports
 }
