@@ -24,7 +24,11 @@ func main() {
 	// docker stop sends SIGINT (the container's StopSignal) through the init.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := runner.Run(ctx, runner.DefaultConfig(runtimeType, runtimePath)); err != nil {
+	cfg, err := runner.DefaultConfig(runtimeType, runtimePath)
+	if err == nil {
+		err = runner.Run(ctx, cfg)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "baiagent-kernel-runner:", err)
 		os.Exit(1)
 	}
