@@ -24,13 +24,15 @@ func main() {
 	// docker stop sends SIGINT (the container's StopSignal) through the init.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	cfg := runner.DefaultConfig(runtimeType, runtimePath)
+	cfg, err := runner.DefaultConfig(runtimeType, runtimePath)
 	// In host network mode the agent gives the runner its ports.
-	if err := runner.ApplyIntrinsicPorts(&cfg, runner.IntrinsicPortsPath); err != nil {
-		fmt.Fprintln(os.Stderr, "baiagent-kernel-runner:", err)
-		os.Exit(1)
+	if err == nil {
+		err = runner.ApplyIntrinsicPorts(&cfg, runner.IntrinsicPortsPath)
 	}
-	if err := runner.Run(ctx, cfg); err != nil {
+	if err == nil {
+		err = runner.Run(ctx, cfg)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "baiagent-kernel-runner:", err)
 		os.Exit(1)
 	}

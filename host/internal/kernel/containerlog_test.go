@@ -53,9 +53,13 @@ func TestDestroyStoresTheContainerLog(t *testing.T) {
 	})
 	start(t, m)
 	const kernelID = "0b7c2d1e-3f4a-4b5c-8d6e-7f8091a2b3c4"
-	created := create(t, m, request(kernelID))
-	// The runner is PID 1 and runs as the kernel user: what the code
-	// writes to its stdout and stderr is the container's log.
+	// uid 0 runs the code as root (as upstream's entrypoint does): only
+	// root may open the fds of the runner, PID 1 under Docker's init and
+	// root itself. What the code writes there is the container's log.
+	req := request(kernelID)
+	root := 0
+	req.UID = &root
+	created := create(t, m, req)
 	res := run(t, m, kernelID, "r1", runnerclient.ModeQuery, "echo known-line-1 > /proc/1/fd/1; echo known-line-2 > /proc/1/fd/2")
 	if res.Status != runnerclient.StatusFinished {
 		t.Fatalf("run: %+v", res)

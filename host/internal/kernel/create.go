@@ -101,6 +101,22 @@ type CreateRequest struct {
 	UserSSHKey            *scratch.SSHKeypair `json:"-"`
 	ClusterSSHKey         *scratch.SSHKeypair `json:"-"`
 	ClusterSSHPortMapping map[string]any      `json:"-"`
+	// UID and MainGID are the request's uid and main_gid (nil: the
+	// agent's kernel-uid/kernel-gid); SupplementaryGIDs its
+	// supplementary_gids. The runner makes user work with them.
+	UID               *int  `json:",omitempty"`
+	MainGID           *int  `json:",omitempty"`
+	SupplementaryGIDs []int `json:",omitempty"`
+	// BootstrapScript is written to work/bootstrap.sh at creation; the
+	// runner runs it before it first answers.
+	BootstrapScript string `json:",omitempty"`
+	// Dotfiles are internal_data.dotfiles, written at creation.
+	Dotfiles []Dotfile `json:"-"`
+	// SudoSession is internal_data.sudo_session_enabled.
+	SudoSession bool `json:",omitempty"`
+	// DockerCredentials is internal_data.docker_credentials as JSON,
+	// written to config/docker-creds.json at creation.
+	DockerCredentials []byte `json:"-"`
 }
 
 // Created is what create_kernels reports for one kernel.
@@ -173,7 +189,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Created, error
 	defer func() { <-m.sem }()
 
 	k := &kernel{id: req.KernelID, sessionID: req.SessionID, image: req.Image, state: stateCreating,
-		createdAt: time.Now().UTC(), cleaned: make(chan struct{})}
+		createdAt: time.Now().UTC(), cleaned: make(chan struct{}), blockServicePorts: req.BlockServicePorts}
 	m.mu.Lock()
 	if _, dup := m.reg[req.KernelID]; dup {
 		m.mu.Unlock()
@@ -223,13 +239,26 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 	m.setField(func() { k.allocation = allocation })
 	undo.push(func(context.Context) error { return m.cfg.Allocator.Free(allocation) })
 
-	dirs, err := scratch.Create(m.cfg.ScratchRoot, req.KernelID, m.uid, m.gid)
+	user := m.userOf(req, img.labels)
+	dirs, err := scratch.Create(m.cfg.ScratchRoot, req.KernelID, user.uid, user.gid)
 	if err != nil {
 		return Created{}, err
 	}
-	m.setField(func() { k.dirs = dirs })
+	m.setField(func() { k.dirs, k.uid, k.gid = dirs, user.uid, user.gid })
 	undo.push(func(context.Context) error { return scratch.Remove(m.cfg.ScratchRoot, req.KernelID) })
-	if err := scratch.WriteSSH(dirs, sshFiles(req, m.uid, m.gid)); err != nil {
+	if err := scratch.WriteSSH(dirs, sshFiles(req, user.uid, user.gid)); err != nil {
+		return Created{}, err
+	}
+	// As upstream's prepare_container: the bootstrap script (a new kernel
+	// only), the docker credentials, then the dotfiles, which may
+	// overwrite what came before.
+	if err := writeBootstrap(dirs, req.BootstrapScript, user); err != nil {
+		return Created{}, err
+	}
+	if err := writeDockerCreds(dirs, req.DockerCredentials); err != nil {
+		return Created{}, err
+	}
+	if err := writeDotfiles(dirs, req.Dotfiles, user); err != nil {
 		return Created{}, err
 	}
 	if err := writeClusterInfo(dirs, req.ClusterInfo); err != nil {
@@ -280,21 +309,21 @@ func (m *Manager) inspectImage(ctx context.Context, req CreateRequest) (imageInf
 	if img.Config != nil {
 		info.labels = img.Config.Labels
 	}
-	if !req.BlockServicePorts {
-		// As upstream, image service ports and preopen ports are the main
-		// kernel's alone; the others of a cluster get the intrinsic ones.
-		if req.ClusterRole == "" || req.ClusterRole == "main" || req.ClusterRole == "master" {
-			if info.servicePorts, err = ParseServicePorts(info.labels[ImageLabelServicePorts], info.labels[ImageLabelEndpointPorts]); err != nil {
-				return imageInfo{}, fmt.Errorf("image %s label %s: %w", req.Image, ImageLabelServicePorts, err)
-			}
-			preopen, err := PreopenServicePorts(req.PreopenPorts)
-			if err != nil {
-				return imageInfo{}, err
-			}
-			info.servicePorts = append(preopen, info.servicePorts...)
+	// As upstream, image service ports and preopen ports are the main
+	// kernel's alone; the others of a cluster get the intrinsic ones.
+	// block_service_ports publishes them all the same: only start_service
+	// is refused.
+	if req.ClusterRole == "" || req.ClusterRole == "main" || req.ClusterRole == "master" {
+		if info.servicePorts, err = ParseServicePorts(info.labels[ImageLabelServicePorts], info.labels[ImageLabelEndpointPorts]); err != nil {
+			return imageInfo{}, fmt.Errorf("image %s label %s: %w", req.Image, ImageLabelServicePorts, err)
 		}
-		info.servicePorts = WithIntrinsicServicePorts(info.servicePorts)
+		preopen, err := PreopenServicePorts(req.PreopenPorts)
+		if err != nil {
+			return imageInfo{}, err
+		}
+		info.servicePorts = append(preopen, info.servicePorts...)
 	}
+	info.servicePorts = WithIntrinsicServicePorts(info.servicePorts)
 	return info, nil
 }
 
@@ -403,7 +432,7 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 	}
 	defaults := map[string]string{
 		"BACKENDAI_KERNEL_ID": req.KernelID, "BACKENDAI_SESSION_ID": req.SessionID,
-		"HOME": "/home/work", "LOCAL_USER_ID": strconv.Itoa(m.uid), "LOCAL_GROUP_ID": strconv.Itoa(m.gid),
+		"HOME": "/home/work",
 		"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 	}
 	for k, v := range defaults {
@@ -411,9 +440,7 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 			env[k] = v
 		}
 	}
-	if gids := groupIDs(merged.GroupAdd); gids != "" {
-		env["ADDITIONAL_GIDS"] = gids
-	}
+	userEnv(env, m.userOf(req, img.labels), merged.GroupAdd)
 	if preload := merged.preload(); preload != "" {
 		// The hooks come after whatever the session asked to preload.
 		if cur := env["LD_PRELOAD"]; cur != "" {
@@ -472,6 +499,11 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 	}
 	if _, err := docker.ContainerStart(ctx, resp.ID, client.ContainerStartOptions{}); err != nil {
 		return launched{}, fmt.Errorf("docker start: %w", err)
+	}
+	if req.SudoSession {
+		if err := m.provisionSudo(ctx, resp.ID); err != nil {
+			return launched{}, afterStartError{err}
+		}
 	}
 
 	rc, err := m.connectRunner(ctx, resp.ID, rec)
@@ -640,6 +672,10 @@ func (m *Manager) containerConfig(req CreateRequest, rec scratch.Recovery, servi
 		LabelAgentID: m.cfg.AgentID, LabelKernelID: req.KernelID, LabelSessionID: req.SessionID,
 		LabelOwner: m.cfg.AgentID, LabelOwnerUserID: req.OwnerUserID, LabelOwnerProjectID: req.OwnerProjectID,
 		LabelServicePorts: FormatServicePorts(imageServicePorts(servicePorts)), LabelScratchRoot: m.cfg.ScratchRoot,
+		LabelBlockServicePorts: "0",
+	}
+	if req.BlockServicePorts {
+		labels[LabelBlockServicePorts] = "1"
 	}
 	if req.ClusterRole != "" {
 		labels[LabelClusterRole] = req.ClusterRole
@@ -681,8 +717,10 @@ func (m *Manager) containerConfig(req CreateRequest, rec scratch.Recovery, servi
 	}
 	init := true
 	cfg := &container.Config{
-		Image:        req.Image,
-		User:         strconv.Itoa(m.uid) + ":" + strconv.Itoa(m.gid),
+		Image: req.Image,
+		// The runner starts as root, as upstream's entrypoint: it makes
+		// the kernel user (LOCAL_USER_ID...) and runs every child as it.
+		User:         "0:0",
 		Env:          envList,
 		Entrypoint:   []string{RunnerMountPath},
 		Cmd:          cmd,

@@ -143,7 +143,7 @@ func (m *Manager) work(kernelID string) (WorkDir, error) {
 	if !ok {
 		return WorkDir{}, fmt.Errorf("%w: %s", ErrKernelNotFound, kernelID)
 	}
-	return WorkDir{Path: k.dirs.Work, UID: m.uid, GID: m.gid}, nil
+	return WorkDir{Path: k.dirs.Work, UID: k.uid, GID: k.gid}, nil
 }
 
 // open checks p with ResolveWorkPath, for a clear error naming what

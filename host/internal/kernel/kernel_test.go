@@ -229,7 +229,7 @@ func TestKernelLifecycle(t *testing.T) {
 	c := insp.Container
 	if c.Name != "/kernel.busybox.k-life" || c.Config.Labels[kernel.LabelKernelID] != "k-life" ||
 		c.Config.Labels[kernel.LabelSessionID] != "sess-k-life" || c.Config.Labels[kernel.LabelServicePorts] != "web:http:8080" ||
-		c.Config.User != "1000:1000" || c.Config.StopSignal != "SIGINT" ||
+		c.Config.User != "0:0" || c.Config.StopSignal != "SIGINT" ||
 		c.HostConfig.Memory != 256<<20 || c.HostConfig.MemorySwap != 256<<20 || c.HostConfig.CpusetCpus == "" {
 		t.Errorf("container settings: name %s labels %v user %s stop %s mem %d swap %d cpuset %q",
 			c.Name, c.Config.Labels, c.Config.User, c.Config.StopSignal, c.HostConfig.Memory, c.HostConfig.MemorySwap, c.HostConfig.CpusetCpus)

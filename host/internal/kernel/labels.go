@@ -21,9 +21,12 @@ const (
 	LabelOwnerUserID    = "ai.backend.owner-user-id"
 	LabelOwnerProjectID = "ai.backend.owner-project-id"
 	LabelServicePorts   = "ai.backend.service-ports"
-	LabelClusterRole    = "ai.backend.cluster-role"
-	LabelClusterIdx     = "ai.backend.cluster-idx"
-	LabelClusterHost    = "ai.backend.cluster-hostname"
+	// LabelBlockServicePorts is "1" when internal_data.block_service_ports
+	// refuses start_service (the ports are published all the same).
+	LabelBlockServicePorts = "ai.backend.internal.block-service-ports"
+	LabelClusterRole       = "ai.backend.cluster-role"
+	LabelClusterIdx        = "ai.backend.cluster-idx"
+	LabelClusterHost       = "ai.backend.cluster-hostname"
 	// LabelScratchRoot is ours: the scratch root the kernel's files live
 	// under, so recovery finds them even if the configuration changed.
 	LabelScratchRoot = "ai.backend.baiagent.scratch-root"

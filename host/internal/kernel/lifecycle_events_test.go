@@ -43,9 +43,14 @@ func TestKernelDeathsNoticedThroughDockerEvents(t *testing.T) {
 	start(t, m)
 	before := e.allocator.Snapshot()
 
-	exiting := create(t, m, request("k-exit"))
+	// uid 0: the code runs as root, as the runner, so it may signal it.
+	exitReq := request("k-exit")
+	root := 0
+	exitReq.UID = &root
+	exiting := create(t, m, exitReq)
 	oomReq := request("k-oom")
 	oomReq.ResourceSlots["mem"] = decimal.NewFromInt(48 << 20)
+	oomReq.UID = &root // writing the root runner's oom_score_adj needs root
 	oom := create(t, m, oomReq)
 	insp, err := e.docker.ContainerInspect(context.Background(), oom.ContainerID, client.ContainerInspectOptions{})
 	if err != nil || insp.Container.HostConfig.Memory != 48<<20 || insp.Container.HostConfig.MemorySwap != 48<<20 {

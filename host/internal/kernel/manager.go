@@ -196,6 +196,10 @@ type kernel struct {
 	recovery    scratch.Recovery
 	runner      *runnerclient.Client
 	createdAt   time.Time
+	// uid and gid are the kernel user's: they own what uploads create.
+	uid, gid int
+	// blockServicePorts refuses start_service (block_service_ports).
+	blockServicePorts bool
 
 	// guarded by Manager.mu
 	state      state
@@ -298,6 +302,8 @@ type Info struct {
 	ServicePorts []scratch.ServicePort
 	ScratchDir   string
 	CreatedAt    time.Time
+	// BlockServicePorts: start_service answers "operation blocked".
+	BlockServicePorts bool
 }
 
 func (m *Manager) infoLocked(k *kernel) Info {
@@ -306,6 +312,7 @@ func (m *Manager) infoLocked(k *kernel) Info {
 		State: k.state.String(), Allocation: k.allocation.Clone(),
 		ReplInPort: k.recovery.ReplInPort, ReplOutPort: k.recovery.ReplOutPort,
 		ServicePorts: k.recovery.ServicePorts, ScratchDir: k.dirs.Base, CreatedAt: k.createdAt,
+		BlockServicePorts: k.blockServicePorts,
 	}
 }
 

@@ -96,7 +96,14 @@ func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 		k := &kernel{
 			id: kernelID, sessionID: rec.SessionID, image: rec.Image, containerID: c.ID, dirs: dirs,
 			allocation: allocation, recovery: rec, createdAt: rec.CreatedAt, state: stateRunning,
-			cleaned: make(chan struct{}),
+			cleaned: make(chan struct{}), uid: m.uid, gid: m.gid,
+			blockServicePorts: c.Labels[LabelBlockServicePorts] == "1",
+		}
+		if req, err := readCreationRequest(dirs); err == nil {
+			// The user's ids, as the kernel was created; the image's
+			// features are not needed for them.
+			u := m.userOf(req, nil)
+			k.uid, k.gid = u.uid, u.gid
 		}
 		recovered = append(recovered, k)
 		live[kernelID] = true

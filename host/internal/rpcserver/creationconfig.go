@@ -89,7 +89,9 @@ type KernelCreationConfig struct {
 	StartupCommand    string
 	InternalData      map[string]any
 	// UserSSHKeypair is internal_data.ssh_keypair, the user's keypair.
-	UserSSHKeypair     *ClusterSSHKeyPair
+	UserSSHKeypair *ClusterSSHKeyPair
+	// Internal is the rest of internal_data the kernel manager uses.
+	Internal           internalData
 	PreopenPorts       []int
 	AllocatedHostPorts []int
 	ScalingGroup       string
@@ -591,6 +593,9 @@ func DecodeKernelCreationConfig(path string, v any) (KernelCreationConfig, error
 		if cfg.UserSSHKeypair, err = decodeSSHKeypair(r.sub("internal_data")+"[\"ssh_keypair\"]", kp); err != nil {
 			return cfg, err
 		}
+	}
+	if cfg.Internal, err = decodeInternalData(cfg.InternalData); err != nil {
+		return cfg, &Error{Name: "TypeError", Err: err}
 	}
 	mounts, err := r.list("mounts")
 	if err != nil {

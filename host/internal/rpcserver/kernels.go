@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"sort"
 	"strings"
@@ -432,10 +433,25 @@ func creationErr(p pendingKernel, err error) error {
 // manager's request.
 func creationRequest(kernelID, sessionID, image string, cfg KernelCreationConfig) kernel.CreateRequest {
 	mounts := make([]scratch.Mount, 0, len(cfg.Mounts))
+	var persistent []string
 	for _, m := range cfg.Mounts {
+		persistent = append(persistent, m.KernelPath)
+		// As upstream's mount_vfolders: prevent_vfolder_mounts keeps the
+		// .logs folder only.
+		if cfg.Internal.preventVFolders && m.Name != ".logs" {
+			continue
+		}
 		mounts = append(mounts, scratch.Mount{Source: m.HostPath, Target: m.KernelPath, ReadOnly: m.MountPerm == "ro"})
 	}
-	block, _ := cfg.InternalData["block_service_ports"].(bool)
+	env := cfg.Environ
+	if len(persistent) > 0 {
+		// Every vfolder's path, mounted or not, as upstream's create_kernel.
+		env = maps.Clone(cfg.Environ)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["BACKENDAI_PERSISTENT_PATHS"] = strings.Join(persistent, ":")
+	}
 	var userKey *scratch.SSHKeypair
 	if kp := cfg.UserSSHKeypair; kp != nil {
 		userKey = &scratch.SSHKeypair{PublicKey: kp.PublicKey, PrivateKey: kp.PrivateKey}
@@ -444,14 +460,28 @@ func creationRequest(kernelID, sessionID, image string, cfg KernelCreationConfig
 	if hostname == "" && cfg.ClusterRole != "" {
 		hostname = fmt.Sprintf("%s%d", cfg.ClusterRole, cfg.ClusterIdx)
 	}
-	return kernel.CreateRequest{
+	req := kernel.CreateRequest{
 		KernelID: kernelID, SessionID: sessionID, Image: image,
-		ResourceSlots: cfg.ResourceSlots, Env: cfg.Environ, Mounts: mounts,
+		ResourceSlots: cfg.ResourceSlots, Env: env, Mounts: mounts,
 		OwnerUserID: cfg.OwnerUserID, OwnerProjectID: cfg.OwnerProjectID,
 		ClusterRole: cfg.ClusterRole, ClusterIdx: cfg.ClusterIdx, ClusterHostname: hostname,
-		PreopenPorts: cfg.PreopenPorts, BlockServicePorts: block,
-		UserSSHKey: userKey,
+		PreopenPorts: cfg.PreopenPorts, BlockServicePorts: cfg.Internal.blockServicePorts,
+		UserSSHKey:        userKey,
+		SupplementaryGIDs: cfg.SupplementaryGIDs,
+		BootstrapScript:   cfg.BootstrapScript,
+		Dotfiles:          cfg.Internal.dotfiles,
+		SudoSession:       cfg.Internal.sudo,
+		DockerCredentials: cfg.Internal.dockerCredentials,
 	}
+	if cfg.UID >= 0 {
+		uid := cfg.UID
+		req.UID = &uid
+	}
+	if cfg.MainGID >= 0 {
+		gid := cfg.MainGID
+		req.MainGID = &gid
+	}
+	return req
 }
 
 func servicePortsWire(ports []scratch.ServicePort) []any {
@@ -820,6 +850,10 @@ func (km *KernelMethods) startService(ctx context.Context, call *Call) (any, err
 	info, err := km.svc.Get(kid)
 	if err != nil {
 		return nil, kernelErr(err)
+	}
+	if info.BlockServicePorts {
+		// As upstream's DockerKernel.start_service (agent/docker/kernel.py).
+		return map[string]any{"status": "failed", "error": "operation blocked"}, nil
 	}
 	known := false
 	for _, sp := range info.ServicePorts {

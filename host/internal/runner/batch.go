@@ -43,7 +43,7 @@ func (w emitWriter) Write(p []byte) (int, error) {
 
 // run executes command with the shell and returns its exit code; a command
 // that cannot start reports 127 like a shell does.
-func (b *batchProcess) run(ctx context.Context, shell, command, dir string, env []string, input *os.File, emit func(string, []byte)) int {
+func (b *batchProcess) run(ctx context.Context, shell, command, dir string, env []string, cred *syscall.Credential, input *os.File, emit func(string, []byte)) int {
 	cmd := exec.CommandContext(ctx, shell, "-c", command)
 	cmd.Stdin = input
 	cmd.Stdout = emitWriter{typ: "stdout", emit: emit}
@@ -52,7 +52,7 @@ func (b *batchProcess) run(ctx context.Context, shell, command, dir string, env 
 	if st, err := os.Stat(dir); err == nil && st.IsDir() {
 		cmd.Dir = dir
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no controlling terminal (see interpreter.launch)
+	cmd.SysProcAttr = procAttr(cred)
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	// Background children may keep the output pipes open; stop waiting
 	// for them shortly after the command itself ended.

@@ -35,6 +35,11 @@ type inputWatcher struct {
 	pipeLink string // "pipe:[inode]" as /proc/PID/fd/0 shows it
 	readNrs  []int64
 	pollNrs  []int64
+	// cred is the kernel user. /proc/PID/{fd,syscall,mem} of a process of
+	// another user need CAP_SYS_PTRACE, which a kernel's root lacks (as
+	// upstream's); the check compares the caller's filesystem ids, so the
+	// watcher reads them with the user's fsuid/fsgid.
+	cred *syscall.Credential
 }
 
 func newInputWatcher(procRoot string, input *os.File) (*inputWatcher, error) {
@@ -50,6 +55,20 @@ func newInputWatcher(procRoot string, input *os.File) (*inputWatcher, error) {
 func (w *inputWatcher) Waiting(root int) bool {
 	if root <= 0 || len(w.readNrs) == 0 {
 		return false
+	}
+	if w.cred != nil {
+		runtime.LockOSThread()
+		if !setFSIDs(int(w.cred.Uid), int(w.cred.Gid)) {
+			runtime.UnlockOSThread()
+			return false
+		}
+		defer func() {
+			// The thread keeps the user's ids if they cannot be undone:
+			// still locked, it ends with this goroutine.
+			if setFSIDs(0, 0) {
+				runtime.UnlockOSThread()
+			}
+		}()
 	}
 	for _, pid := range w.tree(root) {
 		if w.blockedOnInput(pid) {
@@ -165,4 +184,16 @@ func parentPID(stat []byte) (int, bool) {
 	}
 	ppid, err := strconv.Atoi(fields[1])
 	return ppid, err == nil
+}
+
+// setFSIDs sets this thread's filesystem uid and gid (setfsuid/setfsgid
+// act on the calling thread only) and reports whether both took.
+func setFSIDs(uid, gid int) bool {
+	// setfsgid first while still privileged; each returns the previous id.
+	syscall.RawSyscall(syscall.SYS_SETFSGID, uintptr(gid), 0, 0)
+	syscall.RawSyscall(syscall.SYS_SETFSUID, uintptr(uid), 0, 0)
+	// Called with -1, they change nothing and return the current ids.
+	cg, _, _ := syscall.RawSyscall(syscall.SYS_SETFSGID, ^uintptr(0), 0, 0)
+	cu, _, _ := syscall.RawSyscall(syscall.SYS_SETFSUID, ^uintptr(0), 0, 0)
+	return int(cg) == gid && int(cu) == uid
 }

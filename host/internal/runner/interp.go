@@ -97,6 +97,7 @@ type interpreter struct {
 	env     []string
 	input   *os.File // read end of the user's stdin pipe, shared with batch runs
 	tmpDir  string
+	cred    *syscall.Credential // the kernel user; nil runs as the runner
 	emit    func(typ string, data []byte)
 	procErr func(error)
 
@@ -123,8 +124,8 @@ type runStatus struct {
 	code int
 }
 
-func newInterpreter(kind, path, dir string, env []string, input *os.File, tmpDir string, emit func(string, []byte)) *interpreter {
-	return &interpreter{kind: kind, path: path, dir: dir, env: env, input: input, tmpDir: tmpDir, emit: emit,
+func newInterpreter(kind, path, dir string, env []string, input *os.File, tmpDir string, cred *syscall.Credential, emit func(string, []byte)) *interpreter {
+	return &interpreter{kind: kind, path: path, dir: dir, env: env, input: input, tmpDir: tmpDir, cred: cred, emit: emit,
 		intr: make(chan struct{}, 1)}
 }
 
@@ -257,7 +258,7 @@ func (it *interpreter) launch(ctx context.Context) (*interpProcess, error) {
 	// terminal, and an interactive shell in a background group of that
 	// session would stop on SIGTTIN/SIGTTOU taking the terminal for job
 	// control. Without one it has no job control, as under a pipe.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = procAttr(it.cred)
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("start %s interpreter %s: %w", it.kind, it.path, err))
 	}
@@ -378,10 +379,13 @@ func (it *interpreter) Run(ctx context.Context, code string) (int, error) {
 	if cerr := file.Close(); werr == nil {
 		werr = cerr
 	}
+	if werr == nil {
+		werr = chownTo(it.cred, file.Name())
+	}
 	if werr != nil {
 		return 0, fmt.Errorf("write code: %w", werr)
 	}
-	// The file must be readable by the interpreter, which runs as we do.
+	// The file must be readable by the interpreter: the kernel user owns it.
 	var line string
 	var onFallback func()
 	if it.kind == RuntimePython {

@@ -33,8 +33,11 @@ func TestApplyIntrinsicPorts(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		cfg := DefaultConfig("", "")
-		err := ApplyIntrinsicPorts(&cfg, path)
+		cfg, err := DefaultConfig("", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = ApplyIntrinsicPorts(&cfg, path)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%s: error %v, want one with %q", tc.description, err, tc.wantErr)

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -46,12 +47,29 @@ type Config struct {
 	// ServiceOpenTimeout bounds the wait for a started service's port.
 	ServiceOpenTimeout time.Duration
 	// SSHD is the intrinsic sshd's keys and boot port.
-	SSHD   SSHDConfig
-	Logger *slog.Logger
+	SSHD SSHDConfig
+	// User, when set, is the kernel user: the runner (root) writes it into
+	// the /etc/passwd and /etc/group under EtcRoot and starts every child
+	// as it. Nil runs the children as the runner.
+	User    *KernelUser
+	EtcRoot string
+	// BootstrapPath is the user's bootstrap script, run with /bin/sh
+	// before anything else when it exists; BootstrapTimeout bounds it.
+	BootstrapPath    string
+	BootstrapTimeout time.Duration
+	Logger           *slog.Logger
 }
 
 // DefaultConfig is the configuration inside a kernel container.
-func DefaultConfig(runtimeType, runtimePath string) Config {
+func DefaultConfig(runtimeType, runtimePath string) (Config, error) {
+	var user *KernelUser
+	if os.Geteuid() == 0 {
+		u, err := KernelUserFromEnv(os.Environ())
+		if err != nil {
+			return Config{}, err
+		}
+		user = &u
+	}
 	return Config{
 		RuntimeType:        runtimeType,
 		RuntimePath:        runtimePath,
@@ -60,11 +78,17 @@ func DefaultConfig(runtimeType, runtimePath string) Config {
 		ProcRoot:           "/proc",
 		InputAddr:          fmt.Sprintf("tcp://0.0.0.0:%d", protocol.InputPort),
 		OutputAddr:         fmt.Sprintf("tcp://0.0.0.0:%d", protocol.OutputPort),
-		Env:                os.Environ(),
+		Env:                childEnv(os.Environ(), osStat),
 		ServiceOpenTimeout: 30 * time.Second,
 		SSHD:               defaultSSHDConfig(),
-		Logger:             slog.New(slog.NewTextHandler(os.Stderr, nil)),
-	}
+		User:               user,
+		EtcRoot:            "/",
+		BootstrapPath:      "/home/work/bootstrap.sh",
+		// The agent waits as long for the first status answer
+		// (kernel-lifecycles init-timeout-sec, 60 s by default).
+		BootstrapTimeout: 60 * time.Second,
+		Logger:           slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	}, nil
 }
 
 // shellNames are the interpreters the shell runtime can drive.
@@ -122,6 +146,7 @@ type Server struct {
 	out   zmq4.Socket
 	outMu sync.Mutex
 
+	cred     *syscall.Credential // the kernel user; nil runs children as the runner
 	interp   *interpreter
 	services *services
 	watcher  *inputWatcher
@@ -161,25 +186,35 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer inputR.Close()
 	defer inputW.Close()
+	var cred *syscall.Credential
+	if cfg.User != nil {
+		if cred, err = SetupUser(cfg.EtcRoot, *cfg.User); err != nil {
+			return fmt.Errorf("kernel user %d:%d: %w", cfg.User.UID, cfg.User.GID, err)
+		}
+	}
 	tmpDir, err := makeTempDir()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmpDir)
+	if err := chownTo(cred, tmpDir); err != nil {
+		return err
+	}
 	watcher, err := newInputWatcher(cfg.ProcRoot, inputR)
 	if err != nil {
 		return err
 	}
+	watcher.cred = cred
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s := &Server{
 		cfg: cfg, kind: kind, shellPath: shellPath, startedAt: time.Now(), log: cfg.Logger,
-		watcher: watcher,
-		inputs:  make(chan []byte, 64),
-		jobs:    make(chan job, 256),
+		cred: cred, watcher: watcher,
+		inputs: make(chan []byte, 64),
+		jobs:   make(chan job, 256),
 	}
-	s.interp = newInterpreter(kind, path, cfg.WorkDir, cfg.Env, inputR, tmpDir, s.emit)
+	s.interp = newInterpreter(kind, path, cfg.WorkDir, cfg.Env, inputR, tmpDir, cred, s.emit)
 	defer s.interp.Close()
 	s.services = newServices(cfg.ServiceDefsDir, cfg.Logger)
 	// Templates see the image label's runtime-path, as upstream's runner
@@ -190,6 +225,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	s.services.dir, s.services.tempDir, s.services.env = cfg.WorkDir, os.TempDir(), cfg.Env
 	s.services.openTimeout, s.services.shellPath, s.services.sshdConfig = cfg.ServiceOpenTimeout, shellPath, cfg.SSHD
+	s.services.cred = cred
 	defer s.services.StopAll()
 
 	s.out = zmq4.NewPush(ctx)
@@ -202,6 +238,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := in.Listen(cfg.InputAddr); err != nil {
 		return fmt.Errorf("bind input socket: %w", err)
 	}
+	// As upstream's runner (kernel/base.py main_loop): the user's
+	// bootstrap script before the intrinsic services and before the first
+	// status answer, so creation returns once it ran. Its failure is
+	// logged only.
+	s.bootstrap(ctx)
 	// The interpreter and the intrinsic sshd start side by side (they
 	// share nothing), both before the first status answer: a kernel the
 	// agent reports as started runs its first query without waiting for
@@ -406,7 +447,7 @@ func (s *Server) runJob(ctx context.Context, j job, input *os.File) int {
 		}
 		b := &batchProcess{}
 		runner = b
-		run = func() int { return b.run(ctx, s.shellPath, command, s.cfg.WorkDir, s.cfg.Env, input, s.emit) }
+		run = func() int { return b.run(ctx, s.shellPath, command, s.cfg.WorkDir, s.cfg.Env, s.cred, input, s.emit) }
 	}
 	s.currentMu.Lock()
 	s.current = runner
@@ -517,4 +558,45 @@ func completions(kind, workDir string, req protocol.CompletionRequest) []string 
 		out = out[:200]
 	}
 	return out
+}
+
+// bootstrap runs the user's bootstrap script with /bin/sh, as the kernel
+// user in the work dir, its output in the container's log.
+func (s *Server) bootstrap(ctx context.Context) {
+	path := s.cfg.BootstrapPath
+	if path == "" {
+		return
+	}
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+		return
+	}
+	shell := "/bin/sh"
+	if _, err := os.Stat(shell); err != nil {
+		shell = s.shellPath
+	}
+	s.log.Info("running the user bootstrap script", "path", path)
+	if s.cfg.BootstrapTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.BootstrapTimeout)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, shell, path)
+	cmd.Env = s.cfg.Env
+	if st, err := os.Stat(s.cfg.WorkDir); err == nil && st.IsDir() {
+		cmd.Dir = s.cfg.WorkDir
+	}
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = procAttr(s.cred)
+	// The whole group: a script's background children end with it.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
+	err := cmd.Run()
+	switch {
+	case ctx.Err() != nil && err != nil:
+		s.log.Warn("the user bootstrap script did not finish in time; killed", "timeout", s.cfg.BootstrapTimeout)
+	case err != nil:
+		s.log.Warn("the user bootstrap script failed", "exit_code", exitCodeOf(err, -1), "err", err)
+	default:
+		s.log.Info("the user bootstrap script has exited with code 0")
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 
 	"github.com/kballard/go-shellquote"
@@ -268,9 +269,11 @@ var actionSignatures = map[string]struct{ required, optional []string }{
 type actionEnv struct {
 	workDir string
 	tempDir string
-	log     *slog.Logger
-	stdout  *os.File
-	stderr  *os.File
+	// cred: actions act as the kernel user, who owns what they make.
+	cred   *syscall.Credential
+	log    *slog.Logger
+	stdout *os.File
+	stderr *os.File
 }
 
 // runAction runs one prestart action and returns its value for ref.
@@ -348,7 +351,7 @@ func runAction(ctx context.Context, env actionEnv, service string, a prestartAct
 			}
 			name := f.Name()
 			_, werr := f.WriteString(body.String())
-			if err := errors.Join(werr, f.Close(), os.Chmod(name, mode)); err != nil {
+			if err := errors.Join(werr, f.Close(), os.Chmod(name, mode), chownTo(env.cred, name)); err != nil {
 				return nil, err
 			}
 			return name, nil
@@ -366,7 +369,7 @@ func runAction(ctx context.Context, env actionEnv, service string, a prestartAct
 		if err := os.WriteFile(name, []byte(body.String()), 0o666); err != nil {
 			return nil, err
 		}
-		return nil, os.Chmod(name, mode)
+		return nil, errors.Join(os.Chmod(name, mode), chownTo(env.cred, name))
 	case "run_command":
 		pieces, err := iterStrings(a.action, "command", a.args["command"])
 		if err != nil {
@@ -383,6 +386,9 @@ func runAction(ctx context.Context, env actionEnv, service string, a prestartAct
 		}
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Dir = env.workDir
+		if env.cred != nil {
+			cmd.SysProcAttr = procAttr(env.cred)
+		}
 		var out, errOut bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 		if err := cmd.Run(); err != nil {
@@ -408,7 +414,7 @@ func runAction(ctx context.Context, env actionEnv, service string, a prestartAct
 		if p, err = format(p); err != nil {
 			return nil, err
 		}
-		return nil, os.MkdirAll(path(p), 0o777)
+		return nil, mkdirAllAs(env.cred, path(p))
 	case "log":
 		msg, err := str("message", "")
 		if err != nil {

@@ -34,7 +34,10 @@ type services struct {
 	// shellPath runs sshd's exec requests; sshdConfig locates its keys.
 	shellPath  string
 	sshdConfig SSHDConfig
-	log        *slog.Logger
+	// cred is the kernel user every service process runs as (nil: as
+	// the runner).
+	cred *syscall.Credential
+	log  *slog.Logger
 
 	// startLock serialises starts and shutdowns, as upstream's
 	// _service_lock; vars (upstream's ServiceParser.variables: runtime_path,
@@ -179,7 +182,7 @@ func (s *services) Start(ctx context.Context, req protocol.ServiceRequest) proto
 func (s *services) prepare(ctx context.Context, req protocol.ServiceRequest, ports []int, def serviceDefinition) ([]string, []keyValue, error) {
 	s.vars["runtime_path"] = s.runtimePath
 	s.vars["ports"] = slices.Clone(ports)
-	aenv := actionEnv{workDir: s.dir, tempDir: s.tempDir, log: s.log, stdout: os.Stdout, stderr: os.Stderr}
+	aenv := actionEnv{workDir: s.dir, tempDir: s.tempDir, cred: s.cred, log: s.log, stdout: os.Stdout, stderr: os.Stderr}
 	for _, a := range def.prestart {
 		ret, err := runAction(ctx, aenv, req.Name, a, s.vars)
 		if err != nil {
@@ -213,7 +216,7 @@ func (s *services) spawn(ctx context.Context, name string, argv []string, env []
 		cmd.Dir = s.dir
 	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no controlling terminal (see interpreter.launch)
+	cmd.SysProcAttr = procAttr(s.cred)
 	if err := cmd.Start(); err != nil {
 		switch {
 		case errors.Is(err, fs.ErrPermission):

@@ -88,6 +88,7 @@ type sshServer struct {
 	shellPath string // for exec requests: shell -c command
 	workDir   string
 	env       []string
+	cred      *syscall.Credential // the kernel user sessions run as
 	log       *slog.Logger
 
 	mu        sync.Mutex
@@ -97,18 +98,18 @@ type sshServer struct {
 	wg        sync.WaitGroup
 }
 
-func newSSHServer(cfg SSHDConfig, shellPath, workDir string, env []string, log *slog.Logger) (*sshServer, error) {
+func newSSHServer(cfg SSHDConfig, shellPath, workDir string, env []string, cred *syscall.Credential, log *slog.Logger) (*sshServer, error) {
 	signer, err := loadOrMakeHostKey(cfg.HostKeyPath)
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureUserKey(cfg.UserKeyDir); err != nil {
+	if err := ensureUserKey(cfg.UserKeyDir, cred); err != nil {
 		log.Warn("sshd: no user keypair and none could be made", "err", err)
 	}
-	if err := writeClusterSSHConfig(cfg, env); err != nil {
+	if err := writeClusterSSHConfig(cfg, env, cred); err != nil {
 		log.Warn("sshd: the cluster's hosts are not in .ssh/config", "err", err)
 	}
-	s := &sshServer{cfg: cfg, shellPath: shellPath, workDir: workDir, env: env, log: log, conns: map[net.Conn]struct{}{}}
+	s := &sshServer{cfg: cfg, shellPath: shellPath, workDir: workDir, env: env, cred: cred, log: log, conns: map[net.Conn]struct{}{}}
 	s.config = &ssh.ServerConfig{PublicKeyCallback: s.checkKey}
 	s.config.AddHostKey(signer)
 	return s, nil
@@ -179,7 +180,7 @@ func loadOrMakeHostKey(path string) (ssh.Signer, error) {
 }
 
 // ensureUserKey makes the user a keypair when the agent wrote none.
-func ensureUserKey(dir string) error {
+func ensureUserKey(dir string, cred *syscall.Credential) error {
 	if dir == "" {
 		return nil
 	}
@@ -200,16 +201,20 @@ func ensureUserKey(dir string) error {
 	if err != nil {
 		return fmt.Errorf("user private key: %w", err)
 	}
-	if err := os.MkdirAll(sshDir, 0o700); err != nil {
+	if err := mkdirAllAs(cred, sshDir); err != nil {
 		return fmt.Errorf("user ssh dir: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "id_container"), pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := os.Chmod(sshDir, 0o700); err != nil {
+		return fmt.Errorf("user ssh dir: %w", err)
+	}
+	idFile := filepath.Join(dir, "id_container")
+	if err := os.WriteFile(idFile, pem.EncodeToMemory(block), 0o600); err != nil {
 		return fmt.Errorf("user private key: %w", err)
 	}
 	if err := os.WriteFile(authorized, ssh.MarshalAuthorizedKey(sshPub), 0o600); err != nil {
 		return fmt.Errorf("authorized_keys: %w", err)
 	}
-	return nil
+	return errors.Join(chownTo(cred, idFile), chownTo(cred, authorized))
 }
 
 // writeClusterSSHConfig adds the session's kernels to the user's
@@ -244,7 +249,7 @@ func parsePortMapping(raw []byte) ([]sshHostEntry, error) {
 // port-mapping.json's hostname and port when there is one, else one
 // "Host <role>*" entry (port 2200) per role of BACKENDAI_CLUSTER_REPLICAS.
 // Hosts already in the file are left alone, so restarts add nothing.
-func writeClusterSSHConfig(cfg SSHDConfig, env []string) error {
+func writeClusterSSHConfig(cfg SSHDConfig, env []string, cred *syscall.Credential) error {
 	if cfg.ClusterKeyPath == "" || cfg.UserKeyDir == "" {
 		return nil
 	}
@@ -289,7 +294,7 @@ func writeClusterSSHConfig(cfg SSHDConfig, env []string) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := mkdirAllAs(cred, filepath.Dir(path)); err != nil {
 		return fmt.Errorf("user ssh dir: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
@@ -303,7 +308,7 @@ func writeClusterSSHConfig(cfg SSHDConfig, env []string) error {
 	if werr != nil {
 		return fmt.Errorf("write %s: %w", path, werr)
 	}
-	return nil
+	return chownTo(cred, path)
 }
 
 // Listen starts serving on the ports; all or none.
@@ -602,6 +607,9 @@ func (s *sshServer) command(command string, st *sessionState) *exec.Cmd {
 		cmd.Dir = "/"
 	}
 	cmd.Env = append(append([]string(nil), s.env...), st.env...)
+	// A session of its own as the kernel user; on a pty, StartWithSize
+	// adds the controlling terminal.
+	cmd.SysProcAttr = procAttr(s.cred)
 	if st.pty != nil && st.pty.Term != "" {
 		cmd.Env = append(cmd.Env, "TERM="+st.pty.Term)
 	}
@@ -657,7 +665,6 @@ func (s *sshServer) start(ch ssh.Channel, cmd *exec.Cmd, st *sessionState, done 
 			return fmt.Errorf("stdin of %s: %w", cmd.Path, err)
 		}
 		cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no controlling terminal (see interpreter.launch)
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("start %s: %w", cmd.Path, err)
 		}
@@ -713,7 +720,7 @@ func (s *services) startSSHD(req protocol.ServiceRequest) protocol.ServiceResult
 	if s.sshd != nil {
 		return protocol.ServiceResult{Status: "running"}
 	}
-	srv, err := newSSHServer(s.sshdConfig, s.shellPath, s.dir, s.env, s.log)
+	srv, err := newSSHServer(s.sshdConfig, s.shellPath, s.dir, s.env, s.cred, s.log)
 	if err != nil {
 		return protocol.ServiceResult{Status: "failed", Error: err.Error()}
 	}

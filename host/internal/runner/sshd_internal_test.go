@@ -73,7 +73,7 @@ func startTestSSHD(t *testing.T, writeUserKey bool, configure ...func(*SSHDConfi
 	if err != nil {
 		t.Skip("no sh")
 	}
-	srv, err := newSSHServer(cfg, sh, f.workDir, append(os.Environ(), "GREETING=from-kernel"), slog.New(slog.DiscardHandler))
+	srv, err := newSSHServer(cfg, sh, f.workDir, append(os.Environ(), "GREETING=from-kernel"), nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestWriteClusterSSHConfig(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			err := writeClusterSSHConfig(cfg, tc.env)
+			err := writeClusterSSHConfig(cfg, tc.env, nil)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err %v, want error %v", err, tc.wantErr)
 			}

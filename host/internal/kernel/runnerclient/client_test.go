@@ -33,7 +33,12 @@ func freePort(t *testing.T) int {
 func startRunner(t *testing.T, runtimeType, runtimePath string) *runnerclient.Client {
 	t.Helper()
 	in, out := freePort(t), freePort(t)
-	cfg := runner.DefaultConfig(runtimeType, runtimePath)
+	cfg, err := runner.DefaultConfig(runtimeType, runtimePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not the host's /etc/passwd, nor a bootstrap in /home/work.
+	cfg.User, cfg.BootstrapPath = nil, ""
 	cfg.WorkDir = t.TempDir()
 	cfg.ServiceDefsDir = t.TempDir()
 	cfg.InputAddr = fmt.Sprintf("tcp://127.0.0.1:%d", in)

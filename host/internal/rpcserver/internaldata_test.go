@@ -1,0 +1,67 @@
+package rpcserver
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
+)
+
+// internal_data and the user fields as upstream's agent reads them
+// (agent/agent.py mount_vfolders, create_kernel; agent/docker/agent.py
+// prepare_container).
+func TestCreationRequestInternalData(t *testing.T) {
+	mounts := []VFolderMount{{Name: "data", HostPath: "/vf/data", KernelPath: "/home/work/data"}, {Name: ".logs", HostPath: "/vf/logs", KernelPath: "/home/work/.logs"}}
+	cases := []struct {
+		description string
+		internal    map[string]any
+		uid, gid    int
+		check       func(t *testing.T, req kernel.CreateRequest)
+		wantErr     string
+	}{
+		{description: "mounts and BACKENDAI_PERSISTENT_PATHS", uid: -1, gid: -1, internal: map[string]any{},
+			check: func(t *testing.T, req kernel.CreateRequest) {
+				if len(req.Mounts) != 2 || req.Env["BACKENDAI_PERSISTENT_PATHS"] != "/home/work/data:/home/work/.logs" || req.UID != nil || req.MainGID != nil {
+					t.Errorf("%+v", req)
+				}
+			}},
+		{description: "prevent_vfolder_mounts keeps .logs only; the paths still name all", uid: -1, gid: -1, internal: map[string]any{"prevent_vfolder_mounts": true},
+			check: func(t *testing.T, req kernel.CreateRequest) {
+				if len(req.Mounts) != 1 || req.Mounts[0] != (scratch.Mount{Source: "/vf/logs", Target: "/home/work/.logs"}) ||
+					req.Env["BACKENDAI_PERSISTENT_PATHS"] != "/home/work/data:/home/work/.logs" {
+					t.Errorf("%+v", req)
+				}
+			}},
+		{description: "uid, main_gid, sudo, block_service_ports, dotfiles, docker credentials", uid: 2000, gid: 3000, internal: map[string]any{
+			"sudo_session_enabled": true, "block_service_ports": true,
+			"dotfiles":           []any{wiremsg.Map{"path": ".bashrc", "perm": "644", "data": "x"}},
+			"docker_credentials": wiremsg.Map{"cr.example.com": wiremsg.Map{"username": "u", "password": []byte("p")}}},
+			check: func(t *testing.T, req kernel.CreateRequest) {
+				if req.UID == nil || *req.UID != 2000 || req.MainGID == nil || *req.MainGID != 3000 || !req.SudoSession || !req.BlockServicePorts ||
+					len(req.Dotfiles) != 1 || req.Dotfiles[0] != (kernel.Dotfile{Path: ".bashrc", Perm: "644", Data: "x"}) ||
+					string(req.DockerCredentials) != `{"cr.example.com":{"password":"p","username":"u"}}` {
+					t.Errorf("%+v (creds %s)", req, req.DockerCredentials)
+				}
+			}},
+		{description: "dotfiles not a list", internal: map[string]any{"dotfiles": "x"}, wantErr: "must be list"},
+		{description: "a dotfile without perm", internal: map[string]any{"dotfiles": []any{wiremsg.Map{"path": "a", "data": "x"}}}, wantErr: "perm"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			internal, err := decodeInternalData(tc.internal)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := KernelCreationConfig{Mounts: mounts, Environ: map[string]string{"A": "1"}, UID: tc.uid, MainGID: tc.gid, Internal: internal}
+			tc.check(t, creationRequest("k", "s", "img", cfg))
+		})
+	}
+}
