@@ -99,10 +99,52 @@ func plainCreator(b *testing.B, e *env) creator {
 	}
 }
 
+// kernelSettings are the settings of a kernel's container that do not
+// depend on the kernel (terminal, ulimits, log driver, time zone mounts),
+// read off a real kernel so that the kernel-like container stays the
+// container the agent makes as its settings change.
+type kernelSettings struct {
+	tty, openStdin bool
+	stopSignal     string
+	ulimits        []*container.Ulimit
+	logConfig      container.LogConfig
+	etcMounts      []mount.Mount
+}
+
+// readKernelSettings creates one kernel on an environment of its own,
+// reads its container's settings and destroys it.
+func readKernelSettings(b *testing.B) kernelSettings {
+	b.Helper()
+	e := newEnv(b)
+	m := e.manager(b)
+	start(b, m)
+	ctx := context.Background()
+	req := request("bench-template")
+	created, err := m.Create(ctx, req)
+	if err != nil {
+		b.Fatalf("create the template kernel: %v", err)
+	}
+	defer func() { _, _ = m.Destroy(ctx, req.KernelID, kernel.ReasonUserRequested) }()
+	insp, err := e.docker.ContainerInspect(ctx, created.ContainerID, client.ContainerInspectOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := insp.Container
+	ks := kernelSettings{tty: c.Config.Tty, openStdin: c.Config.OpenStdin, stopSignal: c.Config.StopSignal,
+		ulimits: c.HostConfig.Ulimits, logConfig: c.HostConfig.LogConfig}
+	for _, mt := range c.HostConfig.Mounts {
+		if strings.HasPrefix(mt.Target, "/etc/") {
+			ks.etcMounts = append(ks.etcMounts, mt)
+		}
+	}
+	return ks
+}
+
 // kernelLikeCreator makes containers with a kernel's settings
 // (kernelLikeContainer) on host ports from e's pool.
 func kernelLikeCreator(b *testing.B, e *env) creator {
 	work, config := b.TempDir(), b.TempDir()
+	ks := readKernelSettings(b)
 	return func(i int) time.Duration {
 		var ports [4]int
 		for j := range ports {
@@ -113,7 +155,7 @@ func kernelLikeCreator(b *testing.B, e *env) creator {
 			ports[j] = p
 		}
 		t0 := time.Now()
-		id := kernelLikeContainer(b, e, fmt.Sprintf("bench-kcfg-%s-%d", e.agentID, i), ports, work, config)
+		id := kernelLikeContainer(b, e, fmt.Sprintf("bench-kcfg-%s-%d", e.agentID, i), ports, work, config, ks)
 		took := time.Since(t0)
 		b.StopTimer()
 		defer b.StartTimer()
@@ -203,8 +245,8 @@ func BenchmarkCreateSideBySide(b *testing.B) {
 // settings of a kernel's container: docker-init, IPC_LOCK and SYS_NICE,
 // the two runner ports published on 127.0.0.1 and two service ports (sshd,
 // the image's web) on all addresses, the config (read-only) and work bind
-// mounts.
-func kernelLikeContainer(b *testing.B, e *env, name string, ports [4]int, work, config string) string {
+// mounts, and ks (terminal, ulimits, log driver, time zone mounts).
+func kernelLikeContainer(b *testing.B, e *env, name string, ports [4]int, work, config string, ks kernelSettings) string {
 	b.Helper()
 	ctx := context.Background()
 	init := true
@@ -223,13 +265,16 @@ func kernelLikeContainer(b *testing.B, e *env, name string, ports [4]int, work, 
 	created, err := e.docker.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: name,
 		Config: &container.Config{Image: e.image, Cmd: []string{"sleep", "3600"}, ExposedPorts: exposed,
-			Labels: map[string]string{kernel.LabelAgentID: e.agentID}},
+			Labels: map[string]string{kernel.LabelAgentID: e.agentID},
+			Tty:    ks.tty, OpenStdin: ks.openStdin, StopSignal: ks.stopSignal},
 		HostConfig: &container.HostConfig{
 			Init: &init, CapAdd: []string{"IPC_LOCK", "SYS_NICE"}, PortBindings: bindings,
-			Mounts: []mount.Mount{
+			Mounts: append([]mount.Mount{
 				{Type: mount.TypeBind, Source: config, Target: "/home/config", ReadOnly: true},
 				{Type: mount.TypeBind, Source: work, Target: "/home/work"},
-			},
+			}, ks.etcMounts...),
+			Resources: container.Resources{Ulimits: ks.ulimits},
+			LogConfig: ks.logConfig,
 		},
 	})
 	if err != nil {
