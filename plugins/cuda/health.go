@@ -10,9 +10,10 @@ import (
 	"github.com/baiagent/baiagent/plugins/cuda/internal/nvmldriver"
 )
 
-// maxEventWait bounds one NVML event wait: the real wait blocks in C and
-// cannot see ctx, so Close waits at most this long.
-const maxEventWait = 5 * time.Second
+// eventWaitSlice bounds one NVML event wait. The real wait blocks in C and
+// cannot see ctx, and Close waits for the monitor, so this is how late a
+// stop can be: go-plugin kills a plugin that takes 2 s to exit.
+const eventWaitSlice = 200 * time.Millisecond
 
 // monitor waits for XID/ECC events, recovers GPUs whose last critical
 // event is older than the recovery period, and re-discovers devices every
@@ -22,7 +23,7 @@ func (p *Plugin) monitor(ctx context.Context, client *nvmldriver.Client, cfg con
 	eventsSupported := true
 	nextDiscovery := time.Now().Add(cfg.watchInterval)
 	for {
-		wait := min(maxEventWait, time.Until(nextDiscovery))
+		wait := min(eventWaitSlice, time.Until(nextDiscovery))
 		if next, ok := p.nextRecovery(cfg.healthRecoveryPeriod); ok {
 			wait = min(wait, time.Until(next))
 		}

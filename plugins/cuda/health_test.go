@@ -206,3 +206,27 @@ func TestIgnoredXidsConfigurable(t *testing.T) {
 		t.Fatalf("description %q", got["1"].HealthDescription)
 	}
 }
+
+// TestCloseReturnsWithinAnEventWaitSlice: Close waits for the monitor,
+// whose NVML wait cannot be cancelled, so each wait must be short enough
+// for Close (and with it nvmlShutdown) to finish well inside go-plugin's
+// 2 s. main gives Close 500 ms before it abandons NVML.
+func TestCloseReturnsWithinAnEventWaitSlice(t *testing.T) {
+	for _, stopAfter := range []time.Duration{0, 500 * time.Millisecond, 3 * time.Second} {
+		t.Run("closed "+stopAfter.String()+" after Configure", func(t *testing.T) {
+			t.Parallel()
+			spec, err := nvmldriver.LoadFakeSpec(fixture8GPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec.EventWait = nvmldriver.FakeWaitNVML
+			p := configuredPlugin(t, fixtureConfig(nil), dockerAgent(), WithDriver(nvmldriver.NewFake(spec)))
+			time.Sleep(stopAfter)
+			start := time.Now()
+			p.Close()
+			if took := time.Since(start); took > eventWaitSlice+100*time.Millisecond {
+				t.Fatalf("Close took %s; an event wait slice is %s", took, eventWaitSlice)
+			}
+		})
+	}
+}

@@ -125,7 +125,7 @@ func (a *Agent) heartbeatInfo(publicKey string) heartbeat.Info {
 // startStats writes node and kernel statistics to Redis as upstream does
 // (DB 0: {agent_id}, {kernel_id}, and container_count.{agent_id} every
 // 10 s even when statistics are disabled).
-func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kernel.Manager) error {
+func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kernel.Manager, metrics *httpapi.Metrics) error {
 	um := a.cfg.Agent.UtilizationMetric
 	collector, err := stats.New(stats.Options{
 		AgentID: a.cfg.Agent.ID, Redis: db, Plugins: a.plugins,
@@ -157,6 +157,9 @@ func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kerne
 		NodeInterval: um.Node.Interval, ContainerInterval: um.Container.Interval,
 		DisableNode: !um.Node.Enable, DisableContainer: !um.Container.Enable,
 		Logger: a.log.With().Str("component", "stats").Logger(),
+		OnNodeMetrics: func(plugin string, m []sdk.Metric) {
+			metrics.SetPluginNodeMetrics(a.cfg.Agent.ID, plugin, m)
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("stats: %w", err)
@@ -584,7 +587,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if redisProfile != nil {
 		statDB := redisProfile.Client(redisconn.RoleStatistics)
 		defer statDB.Close()
-		if err := a.startStats(ctx, statDB, kernels); err != nil {
+		if err := a.startStats(ctx, statDB, kernels, metrics); err != nil {
 			return err
 		}
 		go reportCommits(ctx, statDB, kernels.OngoingCommits, commitStatusInterval, commitStatusTTL, a.log)

@@ -26,6 +26,7 @@ type kernelFlags struct {
 	cpu          string
 	mem          string
 	cuda         string
+	slotFlags    []string
 	env          []string
 	keep         bool
 	sessionID    string
@@ -56,7 +57,7 @@ Images are never pulled: the image must be present in the local Docker engine
 	pf.DurationVar(&flags.handshakeTimeout, "handshake-timeout", 5*time.Second, "PING/PONG handshake timeout")
 
 	run := &cobra.Command{
-		Use:   "run --image IMAGE [--cpu N] [--mem SIZE] [--cuda N] CODE",
+		Use:   "run --image IMAGE [--cpu N] [--mem SIZE] [--cuda N] [--slot KEY=AMOUNT]... CODE",
 		Short: "Create a kernel, run CODE in it (query mode) and destroy it unless --keep",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -67,6 +68,8 @@ Images are never pulled: the image must be present in the local Docker engine
 	run.Flags().StringVar(&flags.cpu, "cpu", "1", "cpu slot (cores)")
 	run.Flags().StringVar(&flags.mem, "mem", "256m", "mem slot (a binary size: 512m, 1g, bytes)")
 	run.Flags().StringVar(&flags.cuda, "cuda", "0", "GPUs (cuda.device slot); 0 for none")
+	run.Flags().StringArrayVar(&flags.slotFlags, "slot", nil,
+		"any plugin's slot KEY=AMOUNT, e.g. cuda.shares=0.5, rocm.device=1, cuda.mem=4g (repeatable; overrides --cpu/--mem/--cuda for the same key)")
 	run.Flags().StringArrayVarP(&flags.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
 	run.Flags().BoolVar(&flags.keep, "keep", false, "leave the kernel running and print its id")
 	run.Flags().DurationVar(&flags.flushTimeout, "flush-timeout", 2*time.Second, "how long each execute call collects output")
@@ -169,7 +172,45 @@ func (f *kernelFlags) slots() (map[string]any, error) {
 	if cuda.IsPositive() {
 		slots["cuda.device"] = cuda.String()
 	}
+	seen := map[string]bool{}
+	for _, kv := range f.slotFlags {
+		key, amount, err := parseSlotFlag(kv)
+		if err != nil {
+			return nil, err
+		}
+		if seen[key] {
+			return nil, fmt.Errorf("--slot %s is given twice", key)
+		}
+		seen[key] = true
+		if amount.IsZero() {
+			delete(slots, key) // as the manager: a zero slot is no request
+			continue
+		}
+		slots[key] = amount.String()
+	}
 	return slots, nil
+}
+
+// parseSlotFlag reads --slot KEY=AMOUNT. AMOUNT is a decimal, or a binary
+// size (4g, 512m) for bytes slots; the agent checks the key exists.
+func parseSlotFlag(kv string) (string, decimal.Decimal, error) {
+	key, value, ok := strings.Cut(kv, "=")
+	key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+	if !ok || key == "" || value == "" {
+		return "", decimal.Decimal{}, fmt.Errorf("--slot %q: want KEY=AMOUNT, e.g. cuda.shares=0.5", kv)
+	}
+	amount, err := decimal.NewFromString(value)
+	if err != nil {
+		size, sizeErr := config.ParseByteSize(value)
+		if sizeErr != nil {
+			return "", decimal.Decimal{}, fmt.Errorf("--slot %s=%s: want a number or a binary size (4g)", key, value)
+		}
+		amount = decimal.NewFromInt(int64(size))
+	}
+	if amount.IsNegative() {
+		return "", decimal.Decimal{}, fmt.Errorf("--slot %s=%s: the amount is negative", key, value)
+	}
+	return key, amount, nil
 }
 
 // creationConfig is a KernelCreationConfig as the sokovan launcher builds

@@ -20,6 +20,7 @@ type Metrics struct {
 	pluginRestarts  *prometheus.CounterVec
 	pluginState     *prometheus.GaugeVec
 	eventQueueDepth prometheus.Gauge
+	pluginNode      *pluginNodeMetrics
 }
 
 // NewMetrics creates the collectors and a registry holding them plus the Go
@@ -60,12 +61,13 @@ func NewMetrics() *Metrics {
 			Namespace: "baiagent", Subsystem: "events", Name: "queue_depth",
 			Help: "Events waiting to be delivered to the manager's event bus.",
 		}),
+		pluginNode: newPluginNodeMetrics(),
 	}
 	m.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.rpcRequests, m.rpcDuration, m.kernels, m.slotAllocated, m.slotCapacity,
-		m.pluginRestarts, m.pluginState, m.eventQueueDepth,
+		m.pluginRestarts, m.pluginState, m.eventQueueDepth, m.pluginNode,
 	)
 	return m
 }

@@ -38,6 +38,9 @@ type Options struct {
 	StartTimeout time.Duration
 	// CallTimeout bounds each call to a plugin. Zero means 30 seconds.
 	CallTimeout time.Duration
+	// HealthInterval is how often a running plugin is asked grpc.health.v1
+	// Check; two failed checks in a row restart it. Zero means 5 seconds.
+	HealthInterval time.Duration
 	// RuntimeDir holds plugin sockets (kept short: sun_path is ~108 bytes)
 	// and pid records. It is created when missing.
 	RuntimeDir string
@@ -60,6 +63,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.CallTimeout == 0 {
 		o.CallTimeout = 30 * time.Second
+	}
+	if o.HealthInterval == 0 {
+		o.HealthInterval = 5 * time.Second
 	}
 	if o.MinBackoff == 0 {
 		o.MinBackoff = 250 * time.Millisecond

@@ -140,6 +140,10 @@ func TestBrokenPluginsAreReportedWhileOthersRun(t *testing.T) {
 		plugin      string
 		wantState   State
 		wantReason  string
+		// wantPrefix, when set, is how the reason must start.
+		wantPrefix string
+		// permanent: the host must not try again.
+		permanent bool
 	}{
 		{
 			description: "a binary that prints garbage instead of a handshake",
@@ -154,14 +158,29 @@ func TestBrokenPluginsAreReportedWhileOthersRun(t *testing.T) {
 				installScript(t, dir, "hang", "sleep 30")
 			},
 			mutate: func(o *Options) { o.StartTimeout = 3 * time.Second },
-			plugin: "hang", wantState: StateFailed, wantReason: "timeout",
+			plugin: "hang", wantState: StateFailed, wantReason: "no handshake within agent.plugin-start-timeout (3s)",
 		},
 		{
 			description: "a binary that exits at once",
 			install: func(t *testing.T, dir string) {
 				installScript(t, dir, "exits", "echo 'no driver found' >&2; exit 3")
 			},
-			plugin: "exits", wantState: StateFailed, wantReason: "no driver found",
+			plugin: "exits", wantState: StateFailed, wantReason: "Failed to read any lines from plugin's stdout",
+			wantPrefix: "plugin stderr: no driver found; start: ",
+		},
+		{
+			description: "a binary that writes its cause to stderr and garbage to stdout",
+			install: func(t *testing.T, dir string) {
+				installScript(t, dir, "noisy", "echo 'libfoo.so: cannot open shared object file' >&2; echo 'usage: noisy'; sleep 30")
+			},
+			plugin: "noisy", wantState: StateFailed, wantReason: "Unrecognized remote plugin message: usage: noisy",
+			wantPrefix: "plugin stderr: libfoo.so: cannot open shared object file; start: ",
+		},
+		{
+			description: "a plugin built for another major version of the plugin API",
+			install:     func(t *testing.T, dir string) { installFake(t, dir, "apiv2") },
+			plugin:      "apiv2", wantState: StateFailed, permanent: true,
+			wantReason: "plugin speaks plugin API 2.x, this agent speaks 1.x",
 		},
 		{
 			description: "a world-writable plugin file",
@@ -199,7 +218,7 @@ func TestBrokenPluginsAreReportedWhileOthersRun(t *testing.T) {
 		{
 			description: "a plugin speaking only an API version the agent does not",
 			install:     func(t *testing.T, dir string) { installFake(t, dir, "oldapi") },
-			plugin:      "oldapi", wantState: StateFailed, wantReason: "no common plugin API version",
+			plugin:      "oldapi", wantState: StateFailed, wantReason: "no common plugin API version", permanent: true,
 		},
 		{
 			description: "a blocked plugin is not started",
@@ -225,8 +244,18 @@ func TestBrokenPluginsAreReportedWhileOthersRun(t *testing.T) {
 			if s.State != tc.wantState || !strings.Contains(s.Reason, tc.wantReason) {
 				t.Fatalf("%s: state %q reason %q; want %q containing %q", tc.plugin, s.State, s.Reason, tc.wantState, tc.wantReason)
 			}
+			if !strings.HasPrefix(s.Reason, tc.wantPrefix) {
+				t.Fatalf("%s: reason %q does not start with %q", tc.plugin, s.Reason, tc.wantPrefix)
+			}
 			if tc.wantState != StateFailed && s.PID != 0 {
 				t.Fatalf("%s was started (pid %d)", tc.plugin, s.PID)
+			}
+			if tc.permanent {
+				// Several backoffs (at most 500 ms here) pass: no retry.
+				time.Sleep(1500 * time.Millisecond)
+				if again := statusOf(t, h, tc.plugin); again.State != StateFailed || again.Restarts != 0 {
+					t.Fatalf("%s was retried: %+v", tc.plugin, again)
+				}
 			}
 			if good := statusOf(t, h, "fake"); good.State != StateRunning {
 				t.Fatalf("healthy plugin is %s (%s)", good.State, good.Reason)
@@ -386,4 +415,59 @@ func runChildAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Minute)
+}
+
+// TestUnhealthyPluginsAreRestartedWithTheirCause: a plugin that crashes
+// after start, and one that answers but says NOT_SERVING, are restarted,
+// and the agent's log says why at warn: the exit and the plugin's last
+// stderr lines, or the health answer.
+func TestUnhealthyPluginsAreRestartedWithTheirCause(t *testing.T) {
+	cases := []struct {
+		description string
+		plugin      string
+		wantLog     []string
+	}{
+		{
+			description: "a plugin that panics after start",
+			plugin:      "crash",
+			wantLog:     []string{`"exit":"exit status 2"`, "panic: fake plugin exploded: GPU fell off the bus", "goroutine"},
+		},
+		{
+			description: "a plugin answering NOT_SERVING on grpc.health.v1",
+			plugin:      "notserving",
+			wantLog:     []string{"plugin reports NOT_SERVING on grpc.health.v1", "killed after failing 2 health checks"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.description, func(t *testing.T) {
+			t.Parallel()
+			dir := testutil.ShortTempDir(t)
+			installFake(t, dir, tc.plugin)
+			h, logs := newTestHost(t, dir, func(o *Options) { o.HealthInterval = 200 * time.Millisecond })
+			deadline := time.Now().Add(10 * time.Second)
+			var warn string
+			for warn == "" && time.Now().Before(deadline) {
+				for _, l := range strings.Split(logs.String(), "\n") {
+					if strings.Contains(l, "plugin exited; restarting") {
+						warn = l
+					}
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if !strings.Contains(warn, `"level":"warn"`) {
+				t.Fatalf("no warn line about the restart; logs:\n%s", logs.String())
+			}
+			for _, want := range tc.wantLog {
+				if !strings.Contains(warn, want) {
+					t.Fatalf("restart line lacks %q: %s", want, warn)
+				}
+			}
+			for time.Now().Before(deadline) && statusOf(t, h, tc.plugin).Restarts < 1 {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if s := statusOf(t, h, tc.plugin); s.Restarts < 1 {
+				t.Fatalf("not restarted: %+v", s)
+			}
+		})
+	}
 }

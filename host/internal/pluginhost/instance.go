@@ -8,22 +8,26 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
-	"sync"
-
 	"github.com/hashicorp/go-plugin"
 	"github.com/rs/zerolog"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/baiagent/baiagent/proto/sdk"
 )
 
 const (
 	exitPollInterval = 100 * time.Millisecond
-	pingInterval     = 5 * time.Second
 	pingTimeout      = 5 * time.Second
+	// stderrTailLines is how much of a plugin's stderr a failure reports.
+	stderrTailLines = 10
 	// A plugin that stayed up this long gets its restart backoff reset.
 	stableRunTime = time.Minute
 )
@@ -46,6 +50,9 @@ type instance struct {
 	permanent   bool
 	watchCancel context.CancelFunc
 	runningAt   time.Time
+	// stderr keeps the last lines the current process wrote to stderr:
+	// the cause of most crashes (a panic, "no driver").
+	stderr *lineTail
 }
 
 func newInstance(h *Host, c Candidate) *instance {
@@ -145,7 +152,7 @@ func (i *instance) launchAndDescribe(ctx context.Context) bool {
 		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	// The last stderr lines explain most start failures ("no driver").
-	stderrTail := &lineTail{max: 5}
+	stderrTail := &lineTail{max: stderrTailLines}
 	cmd := exec.Command(i.cand.Path)
 	cmd.Env = i.processEnv()
 	cmd.Dir = opts.RuntimeDir
@@ -170,6 +177,7 @@ func (i *instance) launchAndDescribe(ctx context.Context) bool {
 	i.mu.Lock()
 	i.pc = pc
 	i.cmd = cmd
+	i.stderr = stderrTail
 	i.mu.Unlock()
 
 	cp, err := pc.Client()
@@ -180,10 +188,8 @@ func (i *instance) launchAndDescribe(ctx context.Context) bool {
 		}
 		// Stopping the process first lets go-plugin drain its stderr.
 		i.kill()
-		if tail := stderrTail.String(); tail != "" {
-			err = fmt.Errorf("%w; plugin stderr: %s", err, tail)
-		}
-		i.fail(false, fmt.Errorf("start: %w", err))
+		err, permanent := startError(err, opts.StartTimeout, stderrTail.String())
+		i.fail(permanent, err)
 		return false
 	}
 	raw, err := cp.Dispense(sdk.PluginName)
@@ -207,7 +213,7 @@ func (i *instance) launchAndDescribe(ctx context.Context) bool {
 	defer cancel()
 	desc, err := rpc.Describe(callCtx)
 	if err != nil {
-		i.fail(false, err)
+		i.fail(false, callError("Describe", err, opts.CallTimeout))
 		return false
 	}
 	if err := desc.Validate(); err != nil {
@@ -286,7 +292,7 @@ func (i *instance) configureAndList(ctx context.Context) bool {
 		return false
 	}
 	if err != nil {
-		i.fail(false, err)
+		i.fail(false, callError("Configure", err, opts.CallTimeout))
 		return false
 	}
 	// A plugin learns some of its slots from its configuration (MIG
@@ -294,7 +300,7 @@ func (i *instance) configureAndList(ctx context.Context) bool {
 	// must stay the ones it claimed.
 	desc, err := rpc.Describe(callCtx)
 	if err != nil {
-		i.fail(false, err)
+		i.fail(false, callError("Describe", err, opts.CallTimeout))
 		return false
 	}
 	if err := desc.Validate(); err != nil {
@@ -307,7 +313,7 @@ func (i *instance) configureAndList(ctx context.Context) bool {
 	}
 	devices, err := rpc.ListDevices(callCtx)
 	if err != nil {
-		i.fail(false, err)
+		i.fail(false, callError("ListDevices", err, opts.CallTimeout))
 		return false
 	}
 	if err := validateDevices(desc, devices); err != nil {
@@ -381,11 +387,11 @@ func (i *instance) watchDevices(ctx context.Context, rpc *sdk.Client, desc sdk.D
 	}
 }
 
-// waitForExit returns when the process has exited or stopped answering, or
-// ctx ends.
-func (i *instance) waitForExit(ctx context.Context) {
+// waitForExit returns when the process has exited or failed two health
+// checks in a row (then it is killed), or ctx ends. It says which.
+func (i *instance) waitForExit(ctx context.Context) string {
 	i.mu.Lock()
-	pc := i.pc
+	pc, cmd := i.pc, i.cmd
 	i.mu.Unlock()
 	poll := time.NewTicker(exitPollInterval)
 	defer poll.Stop()
@@ -394,22 +400,27 @@ func (i *instance) waitForExit(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return "agent stopping"
 		case <-poll.C:
 		}
 		if pc.Exited() {
-			return
+			// go-plugin sets Exited after cmd.Wait, under its lock: the
+			// process state is complete and safe to read here.
+			if cmd != nil && cmd.ProcessState != nil {
+				return cmd.ProcessState.String()
+			}
+			return "exited"
 		}
-		if time.Since(lastPing) < pingInterval {
+		if time.Since(lastPing) < i.host.opts.HealthInterval {
 			continue
 		}
 		lastPing = time.Now()
 		if err := ping(ctx, pc); err != nil {
 			failedPings++
-			i.log.Warn().Err(err).Int("failed_pings", failedPings).Msg("plugin did not answer a health check")
+			i.log.Warn().Err(err).Int("failed_pings", failedPings).Msg("plugin failed a health check")
 			if failedPings >= 2 {
 				i.kill()
-				return
+				return "killed after failing 2 health checks in a row: " + err.Error()
 			}
 		} else {
 			failedPings = 0
@@ -428,8 +439,15 @@ func ping(ctx context.Context, pc *plugin.Client) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	_, err = grpc_health_v1.NewHealthClient(gc.Conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: plugin.GRPCServiceName})
-	return err
+	resp, err := grpc_health_v1.NewHealthClient(gc.Conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: plugin.GRPCServiceName})
+	if err != nil {
+		return err
+	}
+	// A plugin may answer and still say it cannot serve (a lost driver).
+	if st := resp.GetStatus(); st != grpc_health_v1.HealthCheckResponse_SERVING {
+		return fmt.Errorf("plugin reports %s on grpc.health.v1", st)
+	}
+	return nil
 }
 
 // supervise restarts the plugin whenever it exits, with jittered
@@ -441,7 +459,7 @@ func (i *instance) supervise(ctx context.Context) {
 		running := i.status.State == StateRunning
 		i.mu.Unlock()
 		if running {
-			i.waitForExit(ctx)
+			exit := i.waitForExit(ctx)
 			if ctx.Err() != nil {
 				return
 			}
@@ -449,10 +467,19 @@ func (i *instance) supervise(ctx context.Context) {
 			if time.Since(i.runningAt) > stableRunTime {
 				backoff = i.host.opts.MinBackoff
 			}
+			var stderr string
+			if i.stderr != nil {
+				stderr = i.stderr.String()
+			}
 			i.status.State = StateRestarting
-			i.status.Reason = "plugin process exited"
+			i.status.Reason = "plugin process exited: " + exit
+			if stderr != "" {
+				i.status.Reason += "; last stderr: " + stderr
+			}
 			i.mu.Unlock()
-			i.log.Warn().Dur("backoff", backoff).Msg("plugin exited; restarting")
+			// The traceback of a crash reaches the log only at debug
+			// (go-plugin's level for plain stderr lines): repeat it here.
+			i.log.Warn().Str("exit", exit).Str("stderr", stderr).Dur("backoff", backoff).Msg("plugin exited; restarting")
 			i.kill()
 		}
 		i.mu.Lock()
@@ -518,4 +545,42 @@ func (i *instance) stop() {
 	if i.status.State == StateRunning || i.status.State == StateRestarting || i.status.State == StateStarting {
 		i.status.State = StateStopped
 	}
+}
+
+// goPluginAPIMismatch matches go-plugin's handshake errors for a plugin
+// built for another major version of the plugin API (go-plugin's app
+// protocol version) or of go-plugin itself (its core protocol).
+var goPluginAPIMismatch = regexp.MustCompile(`incompatible (core )?API version with plugin\. Plugin version: (\d+)`)
+
+// startError explains a failed handshake: the plugin's own stderr first
+// (go-plugin's generic hints say little), the config key of a timeout, and
+// whether a restart can help (a plugin for another API major cannot).
+func startError(err error, timeout time.Duration, stderr string) (error, bool) {
+	permanent := false
+	msg := err.Error()
+	switch m := goPluginAPIMismatch.FindStringSubmatch(msg); {
+	case m != nil && m[1] != "":
+		permanent = true
+		err = fmt.Errorf("plugin speaks go-plugin core protocol %s, this agent %d; rebuild the plugin with a go-plugin of the same core protocol: %w",
+			m[2], plugin.CoreProtocolVersion, err)
+	case m != nil:
+		permanent = true
+		err = fmt.Errorf("plugin speaks plugin API %s.x, this agent speaks %d.x (the handshake's protocol version is the API major); install a build of the plugin for API %d.x: %w",
+			m[2], sdk.ProtocolVersion, sdk.ProtocolVersion, err)
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		err = fmt.Errorf("no handshake within agent.plugin-start-timeout (%s): %w", timeout, err)
+	}
+	if stderr != "" {
+		return fmt.Errorf("plugin stderr: %s; start: %w", stderr, err), permanent
+	}
+	return fmt.Errorf("start: %w", err), permanent
+}
+
+// callError names the bound a timed-out call ran into. The call timeout
+// has no agent.toml key; say so rather than send the operator looking.
+func callError(call string, err error, timeout time.Duration) error {
+	if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
+		return fmt.Errorf("%s: no answer within the plugin call timeout (%s, fixed: no agent.toml key): %w", call, timeout, err)
+	}
+	return fmt.Errorf("%s: %w", call, err)
 }

@@ -87,6 +87,10 @@ type Options struct {
 	Logger zerolog.Logger
 	// Now is the clock of the rate computation; nil is time.Now.
 	Now func() time.Time
+	// OnNodeMetrics, when set, gets each plugin's NodeMetrics answer of
+	// every round (for /metrics); nil metrics when the plugin is not
+	// running. A failed call leaves the plugin's last answer in place.
+	OnNodeMetrics func(plugin string, metrics []sdk.Metric)
 }
 
 // Collector keeps the moving statistics and writes them to Redis.
@@ -220,6 +224,16 @@ func (c *Collector) CollectNode(ctx context.Context) error {
 	})
 	now := c.opts.Now()
 
+	if hook := c.opts.OnNodeMetrics; hook != nil {
+		for _, r := range results {
+			switch {
+			case r.err == nil:
+				hook(r.name, r.metrics)
+			case errors.Is(r.err, errNotRunning):
+				hook(r.name, nil)
+			}
+		}
+	}
 	c.nodeMu.Lock()
 	for _, r := range results {
 		if r.err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/baiagent/baiagent/host/internal/httpapi"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/redistest"
 	"github.com/baiagent/baiagent/host/internal/testutil"
@@ -71,11 +72,20 @@ func TestCUDAKernelStats(t *testing.T) {
 		}, nil
 	}
 	clock := &fakeClock{now: time.Unix(1_700_000_000, 0), step: 30 * time.Second}
+	promMetrics := httpapi.NewMetrics()
 	col, err := New(Options{AgentID: "i-agent", Redis: client, Plugins: host, Containers: containers,
-		Now: clock.Now, Logger: zerolog.Nop()})
+		Now: clock.Now, Logger: zerolog.Nop(),
+		OnNodeMetrics: func(plugin string, m []sdk.Metric) { promMetrics.SetPluginNodeMetrics("i-agent", plugin, m) }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The node round feeds /metrics: the fake A100s' used memory (v2,
+	// memory_used in the fixture) with its unit.
+	if err := col.CollectNode(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkPrometheusDeviceMetric(t, promMetrics, "cuda_mem", "1", "bytes", "current")
+	checkPrometheusDeviceMetric(t, promMetrics, "cuda_util", "0", "percent", "capacity")
 	for range 2 {
 		if err := col.CollectContainers(ctx); err != nil {
 			t.Fatal(err)
@@ -118,4 +128,32 @@ func writeEnviron(t *testing.T, procfs string, pid int, vars ...string) {
 	if err := os.WriteFile(filepath.Join(dir, "environ"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// checkPrometheusDeviceMetric finds backendai_device_utilization for a
+// metric, device and value type, with the given unit.
+func checkPrometheusDeviceMetric(t *testing.T, m *httpapi.Metrics, key, device, unit, valueType string) {
+	t.Helper()
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "backendai_device_utilization" {
+			continue
+		}
+		for _, metric := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range metric.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["device_metric_name"] == key && labels["device_id"] == device && labels["value_type"] == valueType {
+				if labels["unit"] != unit || labels["agent_id"] != "i-agent" {
+					t.Fatalf("%s/%s labels %v, want unit %q", key, device, labels, unit)
+				}
+				return
+			}
+		}
+	}
+	t.Fatalf("no backendai_device_utilization for %s device %s %s", key, device, valueType)
 }

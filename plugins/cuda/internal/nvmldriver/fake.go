@@ -49,9 +49,24 @@ func (s ByteSize) MarshalText() ([]byte, error) {
 
 // FakeSpec is the TOML description of a fake node's GPUs.
 type FakeSpec struct {
-	DriverVersion string    `toml:"driver_version"`
-	GPUs          []FakeGPU `toml:"gpu"`
+	DriverVersion string `toml:"driver_version"`
+	// EventWait says how WaitEvent behaves: FakeWaitCancellable (default),
+	// FakeWaitNVML or FakeWaitHang.
+	EventWait string    `toml:"event_wait,omitempty"`
+	GPUs      []FakeGPU `toml:"gpu"`
 }
+
+// How the fake's WaitEvent behaves, for shutdown tests.
+const (
+	// FakeWaitCancellable returns when ctx ends.
+	FakeWaitCancellable = "cancellable"
+	// FakeWaitNVML blocks for its whole timeout whatever ctx does, as
+	// nvmlEventSetWait does in C.
+	FakeWaitNVML = "nvml"
+	// FakeWaitHang never returns unless an event comes: a driver stuck in
+	// the kernel.
+	FakeWaitHang = "hang"
+)
 
 // FakeGPU is one physical GPU of a FakeSpec. Its NVML index is its
 // position in the file.
@@ -137,6 +152,11 @@ func ParseFakeSpec(data []byte) (FakeSpec, error) {
 // Validate checks what real NVML guarantees: unique UUIDs and bus IDs,
 // memory on every device, sane gauges, MIG instances only with MIG on.
 func (s FakeSpec) Validate() error {
+	switch s.EventWait {
+	case "", FakeWaitCancellable, FakeWaitNVML, FakeWaitHang:
+	default:
+		return fmt.Errorf("event_wait %q is not one of %s, %s, %s", s.EventWait, FakeWaitCancellable, FakeWaitNVML, FakeWaitHang)
+	}
 	if len(s.GPUs) > maxFakeGPUs {
 		return fmt.Errorf("%d GPUs, at most %d", len(s.GPUs), maxFakeGPUs)
 	}
@@ -356,6 +376,15 @@ func (f *Fake) DeviceProcesses(_ context.Context, index int) ([]ProcessInfo, err
 }
 
 func (f *Fake) WaitEvent(ctx context.Context, timeout time.Duration) (Event, bool, error) {
+	f.mu.Lock()
+	mode := f.spec.EventWait
+	f.mu.Unlock()
+	switch mode {
+	case FakeWaitHang:
+		return <-f.events, true, nil
+	case FakeWaitNVML:
+		ctx = context.Background() // the C call cannot see it
+	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {

@@ -23,6 +23,11 @@ type nvmlDriver struct {
 	// loaded library kills the process with an unresolved symbol, so every
 	// call checks it first.
 	ready atomic.Bool
+	// memoryV2 and temperatureV say whether the loaded library has
+	// nvmlDeviceGetMemoryInfo_v2 and nvmlDeviceGetTemperatureV. go-nvml
+	// binds lazily, so calling a symbol an old driver lacks would kill the
+	// process; Init looks them up once.
+	memoryV2, temperatureV bool
 
 	mu sync.Mutex
 	// events is created lazily by the first WaitEvent; eventsErr remembers
@@ -37,8 +42,14 @@ func NewNVML(libraryPath string) Driver {
 	if libraryPath == "" {
 		libraryPath = DefaultLibraryPath
 	}
-	return &nvmlDriver{lib: nvml.New(nvml.WithLibraryPath(libraryPath))}
+	return newNVMLFrom(nvml.New(nvml.WithLibraryPath(libraryPath)))
 }
+
+// NewNVMLFromLibrary returns the real driver over any go-nvml
+// implementation; tests pass go-nvml's mocks.
+func NewNVMLFromLibrary(lib nvml.Interface) Driver { return newNVMLFrom(lib) }
+
+func newNVMLFrom(lib nvml.Interface) *nvmlDriver { return &nvmlDriver{lib: lib} }
 
 // CgoEnabled reports whether this build can talk to a real NVML.
 const CgoEnabled = true
@@ -59,6 +70,9 @@ func (d *nvmlDriver) Init(context.Context) error {
 	if err := nvmlError("init NVML", d.lib.Init()); err != nil {
 		return err
 	}
+	ext := d.lib.Extensions()
+	d.memoryV2 = ext.LookupSymbol("nvmlDeviceGetMemoryInfo_v2") == nil
+	d.temperatureV = ext.LookupSymbol("nvmlDeviceGetTemperatureV") == nil
 	d.ready.Store(true)
 	return nil
 }
@@ -136,8 +150,8 @@ func (d *nvmlDriver) DeviceInfo(_ context.Context, index int) (DeviceInfo, error
 	if info.Name, ret = dev.GetName(); ret != nvml.SUCCESS {
 		return DeviceInfo{}, nvmlError(fmt.Sprintf("device %d name", index), ret)
 	}
-	if mem, ret := dev.GetMemoryInfo(); ret == nvml.SUCCESS {
-		info.MemoryTotal = mem.Total
+	if total, _, ret := d.memoryInfo(dev); ret == nvml.SUCCESS {
+		info.MemoryTotal = total
 	}
 	if pci, ret := dev.GetPciInfo(); ret == nvml.SUCCESS {
 		info.PCIBusID = cString(pci.BusId[:])
@@ -192,8 +206,8 @@ func (d *nvmlDriver) MigDevices(_ context.Context, index int) ([]MigDeviceInfo, 
 		if name, ret := mig.GetName(); ret == nvml.SUCCESS {
 			m.Profile = migProfile(name)
 		}
-		if mem, ret := mig.GetMemoryInfo(); ret == nvml.SUCCESS {
-			m.MemoryTotal = mem.Total
+		if total, _, ret := d.memoryInfo(mig); ret == nvml.SUCCESS {
+			m.MemoryTotal = total
 		}
 		if attrs, ret := mig.GetAttributes(); ret == nvml.SUCCESS {
 			m.MultiprocessorCount = attrs.MultiprocessorCount
@@ -209,13 +223,13 @@ func (d *nvmlDriver) DeviceStatus(_ context.Context, index int) (DeviceStatus, e
 		return DeviceStatus{}, err
 	}
 	var st DeviceStatus
-	if mem, ret := dev.GetMemoryInfo(); ret == nvml.SUCCESS {
-		st.MemoryUsed = &mem.Used
+	if _, used, ret := d.memoryInfo(dev); ret == nvml.SUCCESS {
+		st.MemoryUsed = &used
 	}
 	if u, ret := dev.GetUtilizationRates(); ret == nvml.SUCCESS {
 		st.GPUUtilization, st.MemoryUtilization = &u.Gpu, &u.Memory
 	}
-	if t, ret := dev.GetTemperature(nvml.TEMPERATURE_GPU); ret == nvml.SUCCESS {
+	if t, ok := d.temperature(dev); ok {
 		st.TemperatureCelsius = &t
 	}
 	if p, ret := dev.GetPowerUsage(); ret == nvml.SUCCESS {
@@ -225,6 +239,42 @@ func (d *nvmlDriver) DeviceStatus(_ context.Context, index int) (DeviceStatus, e
 		st.PowerLimitMilliwatts = &p
 	}
 	return st, nil
+}
+
+// memoryInfo answers total and used memory as nvidia-smi shows them: v2,
+// whose used excludes the memory the driver reserves (v1 counts it, 600+ MiB
+// on an idle H200). Drivers without v2 get v1.
+func (d *nvmlDriver) memoryInfo(dev nvml.Device) (total, used uint64, ret nvml.Return) {
+	if d.memoryV2 {
+		mem, ret := dev.GetMemoryInfo_v2()
+		switch ret {
+		case nvml.SUCCESS:
+			return mem.Total, mem.Used, ret
+		case nvml.ERROR_NOT_SUPPORTED, nvml.ERROR_FUNCTION_NOT_FOUND, nvml.ERROR_ARGUMENT_VERSION_MISMATCH:
+			// An old driver that knows the symbol but not version 2.
+		default:
+			return 0, 0, ret
+		}
+	}
+	mem, ret := dev.GetMemoryInfo()
+	return mem.Total, mem.Used, ret
+}
+
+// temperature reads the GPU die sensor through GetTemperatureV, falling
+// back to the deprecated GetTemperature on drivers without it.
+func (d *nvmlDriver) temperature(dev nvml.Device) (uint32, bool) {
+	if d.temperatureV {
+		t, ret := dev.GetTemperatureV().V1()
+		if ret == nvml.SUCCESS && t.Temperature >= 0 {
+			return uint32(t.Temperature), true
+		}
+		if ret != nvml.ERROR_NOT_SUPPORTED && ret != nvml.ERROR_FUNCTION_NOT_FOUND && ret != nvml.ERROR_ARGUMENT_VERSION_MISMATCH {
+			return 0, false
+		}
+	}
+	//nolint:staticcheck // the fallback for drivers older than GetTemperatureV
+	t, ret := dev.GetTemperature(nvml.TEMPERATURE_GPU)
+	return t, ret == nvml.SUCCESS
 }
 
 func (d *nvmlDriver) DeviceProcesses(_ context.Context, index int) ([]ProcessInfo, error) {

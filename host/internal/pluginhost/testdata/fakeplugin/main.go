@@ -6,6 +6,9 @@
 //	baiagent-plugin-unprefixed  describes a slot not prefixed by its kind
 //	baiagent-plugin-badconfig   rejects its configuration key "mode"
 //	baiagent-plugin-oldapi      speaks only plugin API 0.9
+//	baiagent-plugin-apiv2       a build for plugin API 2.x (handshake protocol 2)
+//	baiagent-plugin-notserving  answers NOT_SERVING on grpc.health.v1
+//	baiagent-plugin-crash       panics 300 ms after it is configured
 //
 // Its configuration keys "hook" (a host path), "network" (a Docker network
 // name) and "syscalls" (a list of syscall names) are handed back in every
@@ -19,8 +22,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/hashicorp/go-plugin"
 	"github.com/shopspring/decimal"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/baiagent/baiagent/proto/sdk"
 )
@@ -59,6 +66,12 @@ func (f *fake) Describe(context.Context) (sdk.Description, error) {
 func (f *fake) Configure(_ context.Context, req sdk.ConfigureRequest) error {
 	if f.name == "badconfig" {
 		return &sdk.ConfigError{Problems: []sdk.ConfigProblem{{Key: "mode", Reason: "must be one of a, b"}}}
+	}
+	if f.name == "crash" {
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			panic("fake plugin exploded: GPU fell off the bus")
+		}()
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -141,5 +154,34 @@ func main() {
 	case "unprefixed":
 		slot = "device"
 	}
-	sdk.Serve(&fake{name: name, slot: slot}, log)
+	impl := &fake{name: name, slot: slot}
+	switch name {
+	case "apiv2":
+		// What a plugin built for a future API major serves.
+		plugin.Serve(&plugin.ServeConfig{
+			HandshakeConfig:  plugin.HandshakeConfig{ProtocolVersion: 2, MagicCookieKey: sdk.Handshake().MagicCookieKey, MagicCookieValue: sdk.Handshake().MagicCookieValue},
+			VersionedPlugins: map[int]plugin.PluginSet{2: {sdk.PluginName: &sdk.GRPCPlugin{Impl: impl}}},
+			GRPCServer:       plugin.DefaultGRPCServer,
+			Logger:           log,
+		})
+	case "notserving":
+		// go-plugin registers its own health service as SERVING; answer
+		// for it.
+		notServing := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			if info.FullMethod == grpc_health_v1.Health_Check_FullMethodName {
+				return &grpc_health_v1.HealthCheckResponse{Status: grpc_health_v1.HealthCheckResponse_NOT_SERVING}, nil
+			}
+			return handler(ctx, req)
+		}
+		plugin.Serve(&plugin.ServeConfig{
+			HandshakeConfig:  sdk.Handshake(),
+			VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {sdk.PluginName: &sdk.GRPCPlugin{Impl: impl}}},
+			GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+				return grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(notServing))...)
+			},
+			Logger: log,
+		})
+	default:
+		sdk.Serve(impl, log)
+	}
 }
