@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 )
 
@@ -114,6 +117,27 @@ func TestAppsFromServiceDefinitions(t *testing.T) {
 	}
 	if hostPort["8888"] == 0 || hostPort["jupyter"] == 0 {
 		t.Fatalf("service ports %+v", created.ServicePorts)
+	}
+	// get-apps merged into the service ports, the label's protocol kept
+	// (upstream's agent/agent.py create_kernel, 26.8.1).
+	wantApps := map[string]scratch.ServicePort{
+		"jupyter": {Protocol: "http", URLTemplate: "http://{host}:{port}/"},
+		"vscode":  {Protocol: "http", AllowedArguments: []string{"--auth"}, AllowedEnvs: []string{"PASSWORD"}},
+		"8888":    {Protocol: "preopen"},
+		"sshd":    {Protocol: "tcp"},
+	}
+	for _, sp := range created.ServicePorts {
+		want, ok := wantApps[sp.Name]
+		if !ok {
+			continue
+		}
+		if sp.Protocol != want.Protocol || sp.URLTemplate != want.URLTemplate ||
+			!slices.Equal(sp.AllowedArguments, want.AllowedArguments) || !slices.Equal(sp.AllowedEnvs, want.AllowedEnvs) {
+			t.Errorf("service port %s: %+v, want %+v", sp.Name, sp, want)
+		}
+	}
+	if info, err := m.Get("k-apps"); err != nil || !reflect.DeepEqual(info.ServicePorts, created.ServicePorts) {
+		t.Errorf("the kernel's info keeps other service ports: %+v, %v", info.ServicePorts, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -511,7 +511,50 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 		return launched{}, afterStartError{err}
 	}
 	undo.push(func(context.Context) error { return rc.Close() })
+	if err := m.mergeApps(ctx, rc, dirs, &rec); err != nil {
+		return launched{}, afterStartError{err}
+	}
 	return launched{containerID: resp.ID, recovery: rec, runner: rc, attached: merged.Attached}, nil
+}
+
+// mergeApps adds what the runner's get-apps reports (url_template,
+// allowed_arguments, allowed_envs) to the service ports of the same name,
+// keeping the label's protocol, as upstream's create_kernel does once the
+// runner answers; the recovery file keeps them for list_kernels and an
+// agent restart.
+func (m *Manager) mergeApps(ctx context.Context, rc *runnerclient.Client, dirs scratch.Dirs, rec *scratch.Recovery) error {
+	actx, cancel := context.WithTimeout(ctx, m.cfg.RunnerStartTimeout)
+	defer cancel()
+	apps, err := rc.GetApps(actx)
+	if err != nil {
+		return fmt.Errorf("kernel runner get-apps: %w", err)
+	}
+	if apps.Status == "failed" {
+		return errors.New("kernel runner get-apps failed")
+	}
+	if !mergeAppsInto(rec.ServicePorts, apps.Data) {
+		return nil
+	}
+	return scratch.WriteRecovery(dirs, *rec)
+}
+
+// mergeAppsInto updates ports in place from apps and says whether any
+// port changed.
+func mergeAppsInto(ports []scratch.ServicePort, apps []protocol.App) bool {
+	changed := false
+	for _, app := range apps {
+		for i := range ports {
+			if ports[i].Name != app.Name {
+				continue
+			}
+			ports[i].URLTemplate = app.URLTemplate
+			ports[i].AllowedArguments = slices.Clone(app.AllowedArguments)
+			ports[i].AllowedEnvs = slices.Clone(app.AllowedEnvs)
+			changed = true
+			break
+		}
+	}
+	return changed
 }
 
 // connectRunner dials the runner and polls its status until it answers,
