@@ -50,7 +50,8 @@ import (
 //	cluster_info                       -> ClusterInfo (config/cluster.json)
 //	internal_data.ssh_keypair          -> UserSSHKey
 //	resource_opts.shmem                -> ShmSize
-//	image.labels                       -> read from the local image instead
+//	image.labels                       -> ImageLabels (features, envs.corecount and
+//	                                      endpoint-ports; the rest from the local image)
 //
 // The rest of resource_opts, bootstrap_script, startup_command, package_directory,
 // the rest of internal_data, network_id (the session id) and the registry credentials
@@ -117,6 +118,10 @@ type CreateRequest struct {
 	// DockerCredentials is internal_data.docker_credentials as JSON,
 	// written to config/docker-creds.json at creation.
 	DockerCredentials []byte `json:"-"`
+	// ImageLabels are the request's image.labels. Where upstream reads a
+	// label from the request (features, envs.corecount, endpoint-ports)
+	// its value wins over the local image's; kept for restart_kernel.
+	ImageLabels map[string]string `json:",omitempty"`
 }
 
 // Created is what create_kernels reports for one kernel.
@@ -306,9 +311,11 @@ func (m *Manager) inspectImage(ctx context.Context, req CreateRequest) (imageInf
 		return imageInfo{}, fmt.Errorf("inspect image %s: %w", req.Image, err)
 	}
 	var info imageInfo
+	var local map[string]string
 	if img.Config != nil {
-		info.labels = img.Config.Labels
+		local = img.Config.Labels
 	}
+	info.labels = withRequestLabels(local, req.ImageLabels)
 	// As upstream, image service ports and preopen ports are the main
 	// kernel's alone; the others of a cluster get the intrinsic ones.
 	// block_service_ports publishes them all the same: only start_service
@@ -440,6 +447,7 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 			env[k] = v
 		}
 	}
+	injectAgentEnv(env, img.labels, allocation, merged.Attached)
 	userEnv(env, m.userOf(req, img.labels), merged.GroupAdd)
 	if preload := merged.preload(); preload != "" {
 		// The hooks come after whatever the session asked to preload.
