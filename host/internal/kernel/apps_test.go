@@ -58,7 +58,7 @@ while True:
 
 // buildAppsImage layers the service definitions and the service-ports
 // label over the debootstrapped python image.
-func buildAppsImage(t *testing.T, docker *client.Client) string {
+func buildAppsImage(t testing.TB, docker *client.Client) string {
 	t.Helper()
 	base := kerneltest.BuildPython(t, docker)
 	files := map[string]string{"app.py": appPy}
@@ -70,7 +70,7 @@ func buildAppsImage(t *testing.T, docker *client.Client) string {
 }
 
 // buildOver builds tag from dockerfile with files in its context.
-func buildOver(t *testing.T, docker *client.Client, tag string, files map[string]string, dockerfile string) string {
+func buildOver(t testing.TB, docker *client.Client, tag string, files map[string]string, dockerfile string) string {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

@@ -258,7 +258,11 @@ func (s *services) spawn(ctx context.Context, name string, argv []string, env []
 	}
 	deadline := time.NewTimer(s.openTimeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
+	// Upstream polls every 100 ms; a python app binds in tens of
+	// milliseconds, and a refused local connect costs microseconds, so
+	// ours polls after 5 ms, doubling to every 20 ms.
+	poll := 5 * time.Millisecond
+	tick := time.NewTimer(poll)
 	defer tick.Stop()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for {
@@ -281,6 +285,8 @@ func (s *services) spawn(ctx context.Context, name string, argv []string, env []
 			terminate(proc, serviceLaunchKillAfter)
 			return failed("opening the service port timed out: %s", name)
 		case <-tick.C:
+			poll = min(2*poll, 20*time.Millisecond)
+			tick.Reset(poll)
 		}
 	}
 }
