@@ -50,7 +50,8 @@ import (
 //	cluster_info                       -> ClusterInfo (config/cluster.json)
 //	internal_data.ssh_keypair          -> UserSSHKey
 //	resource_opts.shmem                -> ShmSize
-//	image.labels                       -> read from the local image instead
+//	image.labels                       -> ImageLabels (features, envs.corecount and
+//	                                      endpoint-ports; the rest from the local image)
 //
 // The rest of resource_opts, bootstrap_script, startup_command, package_directory,
 // the rest of internal_data, network_id (the session id) and the registry credentials
@@ -117,6 +118,10 @@ type CreateRequest struct {
 	// DockerCredentials is internal_data.docker_credentials as JSON,
 	// written to config/docker-creds.json at creation.
 	DockerCredentials []byte `json:"-"`
+	// ImageLabels are the request's image.labels. Where upstream reads a
+	// label from the request (features, envs.corecount, endpoint-ports)
+	// its value wins over the local image's; kept for restart_kernel.
+	ImageLabels map[string]string `json:",omitempty"`
 }
 
 // Created is what create_kernels reports for one kernel.
@@ -306,9 +311,11 @@ func (m *Manager) inspectImage(ctx context.Context, req CreateRequest) (imageInf
 		return imageInfo{}, fmt.Errorf("inspect image %s: %w", req.Image, err)
 	}
 	var info imageInfo
+	var local map[string]string
 	if img.Config != nil {
-		info.labels = img.Config.Labels
+		local = img.Config.Labels
 	}
+	info.labels = withRequestLabels(local, req.ImageLabels)
 	// As upstream, image service ports and preopen ports are the main
 	// kernel's alone; the others of a cluster get the intrinsic ones.
 	// block_service_ports publishes them all the same: only start_service
@@ -440,6 +447,7 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 			env[k] = v
 		}
 	}
+	injectAgentEnv(env, img.labels, allocation, merged.Attached)
 	userEnv(env, m.userOf(req, img.labels), merged.GroupAdd)
 	if preload := merged.preload(); preload != "" {
 		// The hooks come after whatever the session asked to preload.
@@ -511,7 +519,50 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 		return launched{}, afterStartError{err}
 	}
 	undo.push(func(context.Context) error { return rc.Close() })
+	if err := m.mergeApps(ctx, rc, dirs, &rec); err != nil {
+		return launched{}, afterStartError{err}
+	}
 	return launched{containerID: resp.ID, recovery: rec, runner: rc, attached: merged.Attached}, nil
+}
+
+// mergeApps adds what the runner's get-apps reports (url_template,
+// allowed_arguments, allowed_envs) to the service ports of the same name,
+// keeping the label's protocol, as upstream's create_kernel does once the
+// runner answers; the recovery file keeps them for list_kernels and an
+// agent restart.
+func (m *Manager) mergeApps(ctx context.Context, rc *runnerclient.Client, dirs scratch.Dirs, rec *scratch.Recovery) error {
+	actx, cancel := context.WithTimeout(ctx, m.cfg.RunnerStartTimeout)
+	defer cancel()
+	apps, err := rc.GetApps(actx)
+	if err != nil {
+		return fmt.Errorf("kernel runner get-apps: %w", err)
+	}
+	if apps.Status == "failed" {
+		return errors.New("kernel runner get-apps failed")
+	}
+	if !mergeAppsInto(rec.ServicePorts, apps.Data) {
+		return nil
+	}
+	return scratch.WriteRecovery(dirs, *rec)
+}
+
+// mergeAppsInto updates ports in place from apps and says whether any
+// port changed.
+func mergeAppsInto(ports []scratch.ServicePort, apps []protocol.App) bool {
+	changed := false
+	for _, app := range apps {
+		for i := range ports {
+			if ports[i].Name != app.Name {
+				continue
+			}
+			ports[i].URLTemplate = app.URLTemplate
+			ports[i].AllowedArguments = slices.Clone(app.AllowedArguments)
+			ports[i].AllowedEnvs = slices.Clone(app.AllowedEnvs)
+			changed = true
+			break
+		}
+	}
+	return changed
 }
 
 // connectRunner dials the runner and polls its status until it answers,

@@ -24,6 +24,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
+	"github.com/baiagent/baiagent/proto/sdk"
 )
 
 // env is one simulated agent's surroundings: the real Docker engine, the
@@ -441,6 +442,29 @@ func TestKernelWithFakeGPUs(t *testing.T) {
 	}
 	// The kernel sees the variables too.
 	wantOutput(t, run(t, m, "k-gpu", "r1", runnerclient.ModeQuery, "echo $CUDA_VISIBLE_DEVICES"), 0, "0,1\n")
+
+	// The GPU_* variables upstream's create_kernel derives from the
+	// attached devices (agent/agent.py, 26.8.1; model_name and data.mem
+	// as accelerator/cuda_open/plugin.py reports them).
+	devs := created.Attached["cuda"]
+	var mems, mibs []string
+	for i, d := range devs {
+		mem := decimal.RequireFromString(d.Data["mem"])
+		mems = append(mems, fmt.Sprintf("%d:%s", i, sdk.FormatBinarySize(mem)))
+		mibs = append(mibs, fmt.Sprintf("%d:%s", i, mem.Div(decimal.NewFromInt(1<<20)).Floor()))
+	}
+	wantGPU := map[string]string{"GPU_TYPE": "cuda", "GPU_MODEL_NAME": devs[0].ModelName, "GPU_CONFIG": strings.Join(mems, ","),
+		"TF_GPU_MEMORY_ALLOC": strings.Join(mibs, ","), "GPU_COUNT": "2", "N_GPUS": "2"}
+	for k, v := range wantGPU {
+		if env[k] != v {
+			t.Errorf("%s=%q, want %q", k, env[k], v)
+		}
+	}
+	if !strings.HasSuffix(wantGPU["GPU_CONFIG"], "g") {
+		t.Errorf("GPU_CONFIG %q: the fake A100s' memory in BinarySize", wantGPU["GPU_CONFIG"])
+	}
+	wantOutput(t, run(t, m, "k-gpu", "r2", runnerclient.ModeQuery, "echo $GPU_TYPE $GPU_COUNT $N_GPUS $GPU_CONFIG"), 0,
+		"cuda 2 2 "+wantGPU["GPU_CONFIG"]+"\n")
 
 	if _, err := m.Destroy(context.Background(), "k-gpu", "user-requested"); err != nil {
 		t.Fatal(err)

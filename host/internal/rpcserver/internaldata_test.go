@@ -1,6 +1,7 @@
 package rpcserver
 
 import (
+	"maps"
 	"strings"
 	"testing"
 
@@ -63,5 +64,16 @@ func TestCreationRequestInternalData(t *testing.T) {
 			cfg := KernelCreationConfig{Mounts: mounts, Environ: map[string]string{"A": "1"}, UID: tc.uid, MainGID: tc.gid, Internal: internal}
 			tc.check(t, creationRequest("k", "s", "img", cfg))
 		})
+	}
+}
+
+// TestCreationRequestImageLabels: image.labels reach the kernel manager,
+// which reads features, envs.corecount and endpoint-ports from them as
+// upstream's create_kernel does (agent/agent.py, 26.8.1).
+func TestCreationRequestImageLabels(t *testing.T) {
+	labels := map[string]string{"ai.backend.envs.corecount": "OMP_NUM_THREADS", "ai.backend.features": "uid-match"}
+	req := creationRequest("k", "s", "img", KernelCreationConfig{UID: -1, MainGID: -1, Image: ImageConfig{Labels: labels}})
+	if !maps.Equal(req.ImageLabels, labels) {
+		t.Errorf("ImageLabels %v, want %v", req.ImageLabels, labels)
 	}
 }

@@ -472,6 +472,7 @@ func creationRequest(kernelID, sessionID, image string, cfg KernelCreationConfig
 		Dotfiles:          cfg.Internal.dotfiles,
 		SudoSession:       cfg.Internal.sudo,
 		DockerCredentials: cfg.Internal.dockerCredentials,
+		ImageLabels:       cfg.Image.Labels,
 	}
 	if cfg.UID >= 0 {
 		uid := cfg.UID
@@ -495,10 +496,30 @@ func servicePortsWire(ports []scratch.ServicePort) []any {
 		for i, p := range sp.HostPorts {
 			host[i] = int64(p)
 		}
-		out = append(out, map[string]any{
+		entry := map[string]any{
 			"name": sp.Name, "protocol": sp.Protocol, "container_ports": container, "host_ports": host,
 			"is_inference": sp.IsInference,
-		})
+		}
+		// get-apps' keys, only where the image's definition sets them,
+		// as upstream's ServiceParser.get_apps reports them.
+		if sp.URLTemplate != "" {
+			entry["url_template"] = sp.URLTemplate
+		}
+		if len(sp.AllowedArguments) > 0 {
+			entry["allowed_arguments"] = stringsWire(sp.AllowedArguments)
+		}
+		if len(sp.AllowedEnvs) > 0 {
+			entry["allowed_envs"] = stringsWire(sp.AllowedEnvs)
+		}
+		out = append(out, entry)
+	}
+	return out
+}
+
+func stringsWire(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
 	}
 	return out
 }

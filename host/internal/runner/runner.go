@@ -226,6 +226,7 @@ func Run(ctx context.Context, cfg Config) error {
 	s.services.dir, s.services.tempDir, s.services.env = cfg.WorkDir, os.TempDir(), cfg.Env
 	s.services.openTimeout, s.services.shellPath, s.services.sshdConfig = cfg.ServiceOpenTimeout, shellPath, cfg.SSHD
 	s.services.cred = cred
+	s.services.builtins = kind == RuntimePython
 	defer s.services.StopAll()
 
 	s.out = zmq4.NewPush(ctx)

@@ -27,6 +27,9 @@ type services struct {
 	// a file that does not parse keeps its error for start-service.
 	defs        map[string]loadedDefinition
 	runtimePath string
+	// builtins: the runtime is python, whose built-in apps start when
+	// the image defines no service of that name, as upstream's.
+	builtins    bool
 	dir         string
 	tempDir     string
 	env         []string
@@ -142,6 +145,7 @@ func (s *services) Start(ctx context.Context, req protocol.ServiceRequest) proto
 
 	var argv []string
 	var env []keyValue
+	var dir string
 	if loaded, ok := s.defs[req.Name]; ok {
 		if loaded.err != nil {
 			return failed("%v", loaded.err)
@@ -155,6 +159,11 @@ func (s *services) Start(ctx context.Context, req protocol.ServiceRequest) proto
 		if argv, env, err = s.prepare(ctx, req, ports, loaded.def); err != nil {
 			return failed("%v", err)
 		}
+	} else if app, ok, err := s.builtin(req.Name, port); ok {
+		if err != nil {
+			return failed("%v", err)
+		}
+		argv, dir = app.argv, app.dir
 	} else if len(req.Command) > 0 {
 		// Our extension: a command in the request for an undefined service.
 		vars := map[string]any{"runtime_path": s.runtimePath, "ports": ports}
@@ -175,7 +184,15 @@ func (s *services) Start(ctx context.Context, req protocol.ServiceRequest) proto
 	} else {
 		return failed("unsupported service: %s", req.Name)
 	}
-	return s.spawn(ctx, req.Name, argv, env, port)
+	return s.spawn(ctx, req.Name, argv, env, dir, port)
+}
+
+// builtin is the runtime's built-in app of that name, if it has one.
+func (s *services) builtin(name string, port int) (builtinApp, bool, error) {
+	if !s.builtins {
+		return builtinApp{}, false, nil
+	}
+	return pythonBuiltinApp(builtinAppEnv{runtimePath: s.runtimePath, tempDir: s.tempDir, workDir: s.dir, cred: s.cred}, name, port)
 }
 
 // prepare runs the definition's prestart actions and builds its command.
@@ -205,15 +222,19 @@ func (s *services) prepare(ctx context.Context, req protocol.ServiceRequest, por
 }
 
 // spawn starts argv in its own process group with the runner's child
-// environment plus env, and waits for the port.
-func (s *services) spawn(ctx context.Context, name string, argv []string, env []keyValue, port int) protocol.ServiceResult {
+// environment plus env, in dir ("" is the work dir), and waits for the
+// port.
+func (s *services) spawn(ctx context.Context, name string, argv []string, env []keyValue, dir string, port int) protocol.ServiceResult {
 	if len(argv) == 0 {
 		return failed("service %s has an empty command", name)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = mergeEnv(s.env, env)
-	if st, err := os.Stat(s.dir); err == nil && st.IsDir() {
-		cmd.Dir = s.dir
+	if dir == "" {
+		dir = s.dir
+	}
+	if st, err := os.Stat(dir); err == nil && st.IsDir() {
+		cmd.Dir = dir
 	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = procAttr(s.cred)
@@ -237,7 +258,11 @@ func (s *services) spawn(ctx context.Context, name string, argv []string, env []
 	}
 	deadline := time.NewTimer(s.openTimeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
+	// Upstream polls every 100 ms; a python app binds in tens of
+	// milliseconds, and a refused local connect costs microseconds, so
+	// ours polls after 5 ms, doubling to every 20 ms.
+	poll := 5 * time.Millisecond
+	tick := time.NewTimer(poll)
 	defer tick.Stop()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for {
@@ -260,6 +285,8 @@ func (s *services) spawn(ctx context.Context, name string, argv []string, env []
 			terminate(proc, serviceLaunchKillAfter)
 			return failed("opening the service port timed out: %s", name)
 		case <-tick.C:
+			poll = min(2*poll, 20*time.Millisecond)
+			tick.Reset(poll)
 		}
 	}
 }

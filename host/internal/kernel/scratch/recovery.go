@@ -52,6 +52,12 @@ type ServicePort struct {
 	ContainerPorts []int  `json:"container_ports"`
 	HostPorts      []int  `json:"host_ports"`
 	IsInference    bool   `json:"is_inference,omitempty"`
+	// URLTemplate, AllowedArguments and AllowedEnvs are what the runner's
+	// get-apps reports for the service once the kernel is up, as
+	// upstream's create_kernel merges them into service_ports.
+	URLTemplate      string   `json:"url_template,omitempty"`
+	AllowedArguments []string `json:"allowed_arguments,omitempty"`
+	AllowedEnvs      []string `json:"allowed_envs,omitempty"`
 }
 
 // HostPorts lists every host port the kernel holds from the port pool
