@@ -472,6 +472,7 @@ func creationRequest(kernelID, sessionID, image string, cfg KernelCreationConfig
 		Dotfiles:          cfg.Internal.dotfiles,
 		SudoSession:       cfg.Internal.sudo,
 		DockerCredentials: cfg.Internal.dockerCredentials,
+		SessionType:       cfg.SessionType,
 	}
 	if cfg.UID >= 0 {
 		uid := cfg.UID
