@@ -550,7 +550,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	kernelOps := rpcserver.NewKernelOps(kernels, rpcserver.KernelOpsOptions{Events: bus, Logger: a.log.With().Str("component", "kernel-ops").Logger()})
 	defer kernelOps.Close()
 	rpcserver.RegisterKernelOpsMethods(rpc, kernelOps)
+	batches := rpcserver.NewBatches(kernelMethods, kernels, rpcserver.BatchOptions{
+		Events: bus, Logger: a.log.With().Str("component", "batch").Logger(),
+	})
+	// The jobs stop before the kernel manager closes; the next agent
+	// reports what they leave.
+	defer batches.Close()
+	rpcserver.RegisterBatchMethods(rpc, batches)
 	a.runKernels(ctx, kernels)
+	batches.Resume(kernels.List())
 	rpcDone := make(chan error, 1)
 	var rpcServing atomic.Bool
 	rpcServing.Store(true)

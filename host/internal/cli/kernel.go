@@ -32,6 +32,10 @@ type kernelFlags struct {
 	sessionID    string
 	flushTimeout time.Duration
 	reason       string
+	// sessionType, startupCommand and batchTimeout: kernel run --type batch.
+	sessionType    string
+	startupCommand string
+	batchTimeout   time.Duration
 }
 
 // newKernelCommand adds "baiagent kernel": run, list, exec and destroy
@@ -57,13 +61,29 @@ Images are never pulled: the image must be present in the local Docker engine
 	pf.DurationVar(&flags.handshakeTimeout, "handshake-timeout", 5*time.Second, "PING/PONG handshake timeout")
 
 	run := &cobra.Command{
-		Use:   "run --image IMAGE [--cpu N] [--mem SIZE] [--cuda N] [--slot KEY=AMOUNT]... CODE",
-		Short: "Create a kernel, run CODE in it (query mode) and destroy it unless --keep",
-		Args:  cobra.ExactArgs(1),
+		Use:   "run --image IMAGE [--cpu N] [--mem SIZE] [--cuda N] [--slot KEY=AMOUNT]... CODE | --type batch --startup-command CMD",
+		Short: "Create a kernel, run CODE in it (query mode) and destroy it unless --keep; or start a batch session",
+		Long: "With --type batch the kernel is a batch session's: the agent runs --startup-command in it\n" +
+			"(trigger_batch_execution, as the manager does) and reports the result to the manager as\n" +
+			"session_success or session_failure; the kernel is left running for the manager to end.",
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case flags.sessionType == "batch" && len(args) == 0:
+				return flags.runBatch(cmd)
+			case flags.sessionType == "batch":
+				return errors.New("--type batch runs --startup-command, not CODE")
+			case flags.sessionType != "interactive":
+				return fmt.Errorf("--type %q: want interactive or batch", flags.sessionType)
+			case len(args) != 1:
+				return errors.New("CODE is required")
+			}
 			return flags.run(cmd, args[0])
 		},
 	}
+	run.Flags().StringVar(&flags.sessionType, "type", "interactive", "session type: interactive or batch")
+	run.Flags().StringVar(&flags.startupCommand, "startup-command", "", "batch: the job (\"\" finishes at once, \"*\" runs main.sh/main.py)")
+	run.Flags().DurationVar(&flags.batchTimeout, "batch-timeout", 0, "batch: report task-timeout after this long (0: none)")
 	run.Flags().StringVar(&flags.image, "image", "", "local image, e.g. cr.backend.ai/stable/python:3.11 (required)")
 	run.Flags().StringVar(&flags.cpu, "cpu", "1", "cpu slot (cores)")
 	run.Flags().StringVar(&flags.mem, "mem", "256m", "mem slot (a binary size: 512m, 1g, bytes)")
@@ -235,11 +255,11 @@ func (f *kernelFlags) creationConfig(kernelID, sessionID string, slots map[strin
 			"labels":   map[string]any{}, "is_local": true, "auto_pull": rpcserver.AutoPullNone,
 		},
 		"kernel_id": kernelID, "session_id": sessionID, "owner_user_id": nil, "owner_project_id": nil,
-		"network_id": sessionID, "session_type": "interactive", "cluster_mode": "single-node",
+		"network_id": sessionID, "session_type": f.sessionType, "cluster_mode": "single-node",
 		"cluster_role": "main", "cluster_idx": int64(1), "cluster_hostname": "main1", "local_rank": int64(0),
 		"uid": nil, "main_gid": nil, "supplementary_gids": []any{},
 		"resource_slots": slots, "resource_opts": map[string]any{}, "environ": environ, "mounts": []any{},
-		"package_directory": []any{}, "idle_timeout": int64(0), "bootstrap_script": nil, "startup_command": nil,
+		"package_directory": []any{}, "idle_timeout": int64(0), "bootstrap_script": nil, "startup_command": f.startupCommand,
 		"internal_data": nil, "auto_pull": rpcserver.AutoPullNone, "preopen_ports": []any{},
 		"allocated_host_ports": []any{}, "agent_addr": "", "scaling_group": "default", "endpoint_id": nil,
 	}, nil
@@ -280,6 +300,51 @@ func (f *kernelFlags) run(cmd *cobra.Command, code string) error {
 		}
 		return execErr
 	})
+}
+
+// runBatch creates a batch session's kernel and triggers its job as the
+// manager does when the session goes RUNNING
+// (manager/sokovan/scheduler/hooks/status.py).
+func (f *kernelFlags) runBatch(cmd *cobra.Command) error {
+	kernelID, sessionID, cfg, clusterInfo, err := f.newKernel()
+	if err != nil {
+		return err
+	}
+	return withClient(cmd.Context(), &f.rpcFlags, func(ctx context.Context, c *callosum.Client) error {
+		if _, err := c.Invoke(ctx, "create_kernels",
+			[]any{sessionID, []any{kernelID}, []any{cfg}, clusterInfo, map[string]any{}}, nil); err != nil {
+			return fmt.Errorf("create_kernels: %w", err)
+		}
+		var timeout any // None: no bound
+		if f.batchTimeout > 0 {
+			timeout = f.batchTimeout.Seconds()
+		}
+		if _, err := c.Invoke(ctx, "trigger_batch_execution", []any{sessionID, kernelID, f.startupCommand, timeout}, nil); err != nil {
+			return fmt.Errorf("trigger_batch_execution: %w", err)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "kernel %s (session %s) left running; batch job triggered, its result goes to the manager\n", kernelID, sessionID)
+		return nil
+	})
+}
+
+// newKernel makes the ids and the create_kernels arguments of one kernel.
+func (f *kernelFlags) newKernel() (kernelID, sessionID string, cfg, clusterInfo map[string]any, err error) {
+	slots, err := f.slots()
+	if err != nil {
+		return "", "", nil, nil, err
+	}
+	if kernelID, err = newUUID(); err != nil {
+		return "", "", nil, nil, err
+	}
+	if sessionID, err = newUUID(); err != nil {
+		return "", "", nil, nil, err
+	}
+	if cfg, err = f.creationConfig(kernelID, sessionID, slots); err != nil {
+		return "", "", nil, nil, err
+	}
+	clusterInfo = map[string]any{"mode": "single-node", "size": int64(1), "replicas": map[string]any{"main": int64(1)},
+		"network_config": map[string]any{}, "ssh_keypair": nil, "cluster_ssh_port_mapping": nil}
+	return kernelID, sessionID, cfg, clusterInfo, nil
 }
 
 // ExitError reports a non-zero exit code of the code a kernel ran.

@@ -122,6 +122,10 @@ type CreateRequest struct {
 	// label from the request (features, envs.corecount, endpoint-ports)
 	// its value wins over the local image's; kept for restart_kernel.
 	ImageLabels map[string]string `json:",omitempty"`
+	// SessionType is the session's type (interactive, batch, inference),
+	// stored so that a restarted agent resumes a batch kernel's result
+	// reporting.
+	SessionType string `json:",omitempty"`
 }
 
 // Created is what create_kernels reports for one kernel.
@@ -194,7 +198,8 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Created, error
 	defer func() { <-m.sem }()
 
 	k := &kernel{id: req.KernelID, sessionID: req.SessionID, image: req.Image, state: stateCreating,
-		createdAt: time.Now().UTC(), cleaned: make(chan struct{}), blockServicePorts: req.BlockServicePorts}
+		createdAt: time.Now().UTC(), cleaned: make(chan struct{}), blockServicePorts: req.BlockServicePorts,
+		sessionType: req.SessionType}
 	m.mu.Lock()
 	if _, dup := m.reg[req.KernelID]; dup {
 		m.mu.Unlock()

@@ -200,6 +200,7 @@ type kernel struct {
 	uid, gid int
 	// blockServicePorts refuses start_service (block_service_ports).
 	blockServicePorts bool
+	sessionType       string
 
 	// guarded by Manager.mu
 	state      state
@@ -304,6 +305,8 @@ type Info struct {
 	CreatedAt    time.Time
 	// BlockServicePorts: start_service answers "operation blocked".
 	BlockServicePorts bool
+	// SessionType is the creation's session_type ("" when not known).
+	SessionType string
 }
 
 func (m *Manager) infoLocked(k *kernel) Info {
@@ -312,7 +315,7 @@ func (m *Manager) infoLocked(k *kernel) Info {
 		State: k.state.String(), Allocation: k.allocation.Clone(),
 		ReplInPort: k.recovery.ReplInPort, ReplOutPort: k.recovery.ReplOutPort,
 		ServicePorts: k.recovery.ServicePorts, ScratchDir: k.dirs.Base, CreatedAt: k.createdAt,
-		BlockServicePorts: k.blockServicePorts,
+		BlockServicePorts: k.blockServicePorts, SessionType: k.sessionType,
 	}
 }
 

@@ -104,6 +104,7 @@ func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 			// features are not needed for them.
 			u := m.userOf(req, nil)
 			k.uid, k.gid = u.uid, u.gid
+			k.sessionType = req.SessionType
 		}
 		recovered = append(recovered, k)
 		live[kernelID] = true

@@ -473,6 +473,7 @@ func creationRequest(kernelID, sessionID, image string, cfg KernelCreationConfig
 		SudoSession:       cfg.Internal.sudo,
 		DockerCredentials: cfg.Internal.dockerCredentials,
 		ImageLabels:       cfg.Image.Labels,
+		SessionType:       cfg.SessionType,
 	}
 	if cfg.UID >= 0 {
 		uid := cfg.UID

@@ -155,10 +155,17 @@ type Server struct {
 	// handlers are the start- and shutdown-service requests in flight.
 	handlers sync.WaitGroup
 
-	jobs          chan job
-	currentMu     sync.Mutex
-	current       interruptible
-	busy          atomic.Bool
+	jobs      chan job
+	currentMu sync.Mutex
+	current   interruptible
+	busy      atomic.Bool
+	// buildFailed is set by a failed build step and skips the next exec
+	// step (runJobs' goroutine only).
+	buildFailed bool
+	// batchExit is the exit code of the last finished exec step, nil while
+	// one runs or before the first: a restarted agent reads it from the
+	// status reply when the step's "finished" went out while it was away.
+	batchExit     atomic.Pointer[int]
 	awaitingInput atomic.Bool
 }
 
@@ -350,6 +357,7 @@ func (s *Server) handle(ctx context.Context, msg protocol.Message) {
 	case protocol.TypeStatus:
 		s.emit(protocol.TypeStatusReply, protocol.MustJSON(protocol.Status{
 			StartedAt: float64(s.startedAt.UnixNano()) / 1e9, Runtime: s.kind, Busy: s.busy.Load(),
+			BatchExit: s.batchExit.Load(),
 		}))
 	case protocol.TypeComplete:
 		var req protocol.CompletionRequest
@@ -412,7 +420,13 @@ func (s *Server) runJobs(ctx context.Context, input *os.File) {
 		case <-ctx.Done():
 			return
 		case j := <-s.jobs:
+			if j.typ == protocol.TypeExec {
+				s.batchExit.Store(nil)
+			}
 			code := s.runJob(ctx, j, input)
+			if j.typ == protocol.TypeExec {
+				s.batchExit.Store(&code)
+			}
 			s.emit(finishType(j.typ), protocol.MustJSON(protocol.ExitStatus{ExitCode: code}))
 		}
 	}
@@ -435,20 +449,13 @@ func (s *Server) runJob(ctx context.Context, j job, input *os.File) int {
 			return code
 		}
 	default:
-		command := strings.TrimSpace(j.text)
-		if command == "" {
-			if j.typ != protocol.TypeExec {
-				return 0 // nothing to clean or build
-			}
-			var ok bool
-			if command, ok = s.execHeuristic(); !ok {
-				s.emit(protocol.TypeStderr, []byte("kernel runner: no exec command given and no main.sh or main.py in the work dir\n"))
-				return 127
-			}
+		step, code, ok := s.batchStep(j)
+		if !ok {
+			return code
 		}
 		b := &batchProcess{}
 		runner = b
-		run = func() int { return b.run(ctx, s.shellPath, command, s.cfg.WorkDir, s.cfg.Env, s.cred, input, s.emit) }
+		run = func() int { return s.runBatch(ctx, b, step, input) }
 	}
 	s.currentMu.Lock()
 	s.current = runner
@@ -464,20 +471,6 @@ func (s *Server) runJob(ctx context.Context, j job, input *os.File) int {
 	s.currentMu.Unlock()
 	s.awaitingInput.Store(false)
 	return code
-}
-
-// execHeuristic is upstream's execute_heuristic: run the work dir's main
-// program when no exec command is given.
-func (s *Server) execHeuristic() (string, bool) {
-	if _, err := os.Stat(filepath.Join(s.cfg.WorkDir, "main.sh")); err == nil {
-		return "sh main.sh", true
-	}
-	if s.kind == RuntimePython {
-		if _, err := os.Stat(filepath.Join(s.cfg.WorkDir, "main.py")); err == nil {
-			return s.interp.path + " main.py", true
-		}
-	}
-	return "", false
 }
 
 // watchInput sends waiting-input once each time the run blocks on stdin.

@@ -483,6 +483,17 @@ func (c *Client) Execute(ctx context.Context, runID, mode, code string, opts Exe
 	return r.collect(ctx, flush, deadline, c.closing)
 }
 
+// Attach makes runID the active run when none is active, without sending
+// anything: a restarted agent collects, with continue, the output of a run
+// an earlier connection started.
+func (c *Client) Attach(runID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.active == nil || c.active.isFinished() {
+		c.active = newRun(runID)
+	}
+}
+
 func (c *Client) attach(ctx context.Context, runID, mode, code string, batch Batch) (*run, error) {
 	switch mode {
 	case ModeQuery, ModeBatch:

@@ -32,6 +32,12 @@ func freePort(t *testing.T) int {
 // implementations must interoperate over PUSH/PULL.
 func startRunner(t *testing.T, runtimeType, runtimePath string) *runnerclient.Client {
 	t.Helper()
+	return startRunnerWith(t, runtimeType, runtimePath, nil)
+}
+
+// startRunnerWith is startRunner with the config changed by edit (may be nil).
+func startRunnerWith(t *testing.T, runtimeType, runtimePath string, edit func(*runner.Config)) *runnerclient.Client {
+	t.Helper()
 	in, out := freePort(t), freePort(t)
 	cfg, err := runner.DefaultConfig(runtimeType, runtimePath)
 	if err != nil {
@@ -45,6 +51,9 @@ func startRunner(t *testing.T, runtimeType, runtimePath string) *runnerclient.Cl
 	cfg.OutputAddr = fmt.Sprintf("tcp://127.0.0.1:%d", out)
 	cfg.ServiceOpenTimeout = 5 * time.Second
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	if edit != nil {
+		edit(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- runner.Run(ctx, cfg) }()

@@ -126,6 +126,9 @@ type Status struct {
 	Runtime string `json:"runtime"`
 	// Busy is true while a code or batch run is in progress.
 	Busy bool `json:"busy"`
+	// BatchExit is the exit code of the last finished batch exec step;
+	// absent while one runs and before the first (a baiagent extension).
+	BatchExit *int `json:"batch_exit,omitempty"`
 }
 
 // CompletionRequest is the payload of complete (upstream's
