@@ -11,6 +11,10 @@ import (
 	"google.golang.org/grpc"
 )
 
+// orphanPollInterval keeps a plugin's exit within 1 s of its agent's death
+// (the conformance kit's bound) when the parent-death signal was lost.
+const orphanPollInterval = 200 * time.Millisecond
+
 // PluginName is the name under which the compute plugin is dispensed.
 const PluginName = "compute"
 
@@ -78,7 +82,7 @@ func Serve(impl Plugin, logger hclog.Logger) {
 	}
 	// Exit when the agent goes away even if the kernel's parent-death signal
 	// was lost (the agent forks from a thread that may have exited).
-	go exitWhenOrphaned(logger, os.Getppid(), time.Second)
+	go exitWhenOrphaned(logger, os.Getppid(), orphanPollInterval)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake(),
 		VersionedPlugins: map[int]plugin.PluginSet{

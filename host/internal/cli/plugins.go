@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/pelletier/go-toml/v2"
 	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 	"github.com/spf13/cobra"
@@ -20,6 +22,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/logging"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
+	"github.com/baiagent/baiagent/host/internal/pluginverify"
 )
 
 func newPluginsCommand(opts *options) *cobra.Command {
@@ -76,8 +79,89 @@ just long enough to be described.`,
 		},
 	}
 	inspect.Flags().BoolVar(&inspectJSON, "json", false, "print JSON for scripts")
-	cmd.AddCommand(list, inspect)
+	cmd.AddCommand(list, inspect, newPluginsVerifyCommand())
 	return cmd
+}
+
+func newPluginsVerifyCommand() *cobra.Command {
+	var configFile string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "verify PATH",
+		Short: "Run the conformance checks against a plugin binary",
+		Long: `Launch the plugin binary at PATH as the agent does and check the plugin
+contract: handshake and AutoMTLS, health, Describe, Configure (an unknown key
+must be refused by name), ListDevices against WatchDevices, PrepareContainer
+and RestoreAllocation of one unit of each device, metric shapes and units,
+HardwareInfo, and exit within 1 s of Shutdown and of the agent's death.
+
+--config FILE holds the plugin's configuration as TOML: either an agent.toml
+(its [plugins.<name>] table is used) or the table's keys alone. Relative paths
+in it resolve against FILE's directory, as against agent.toml's. Without it
+the plugin gets config_json null, as from an agent.toml without its table.
+
+Exits non-zero naming each failed check.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := filepath.Abs(args[0])
+			if err != nil {
+				return err
+			}
+			opts := pluginverify.Options{Path: path, Logger: logging.New(cmd.ErrOrStderr(), zerolog.WarnLevel, logging.Console)}
+			if configFile != "" {
+				name := strings.TrimPrefix(filepath.Base(path), pluginhost.ExecutablePrefix)
+				if opts.Config, err = loadPluginTable(configFile, name); err != nil {
+					return err
+				}
+				if opts.WorkDir, err = filepath.Abs(filepath.Dir(configFile)); err != nil {
+					return err
+				}
+			}
+			// A short directory: unix socket paths are limited to ~108 bytes.
+			if opts.RuntimeDir, err = os.MkdirTemp("", "baiverify"); err != nil {
+				return err
+			}
+			defer os.RemoveAll(opts.RuntimeDir)
+			report, err := pluginverify.Run(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := writeJSON(cmd.OutOrStdout(), report); err != nil {
+					return err
+				}
+			} else {
+				report.Write(cmd.OutOrStdout())
+			}
+			if failed := report.Failed(); len(failed) > 0 {
+				return fmt.Errorf("plugin %s failed checks: %s", report.Plugin, strings.Join(failed, ", "))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "the plugin's configuration (TOML: an agent.toml or its [plugins.<name>] table alone)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+// loadPluginTable reads a plugin's configuration: an agent.toml's
+// [plugins.<name>] table, or the whole file when it has none.
+func loadPluginTable(file, name string) (map[string]any, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--config: %w", err)
+	}
+	var doc map[string]any
+	if err := toml.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("--config %s: %w", file, err)
+	}
+	if plugins, ok := doc["plugins"].(map[string]any); ok {
+		if table, ok := plugins[name].(map[string]any); ok {
+			return table, nil
+		}
+		return nil, fmt.Errorf("--config %s has a [plugins] table but no [plugins.%s]", file, name)
+	}
+	return doc, nil
 }
 
 // withPlugins asks the running agent if there is one; otherwise it starts

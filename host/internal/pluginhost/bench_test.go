@@ -61,7 +61,7 @@ func BenchmarkPluginRoundTrip(b *testing.B) {
 	b.Run("GoPluginHealthCheck", func(b *testing.B) {
 		inst := h.instances[0]
 		inst.mu.Lock()
-		pc := inst.pc
+		pc := inst.proc.pc
 		inst.mu.Unlock()
 		cp, err := pc.Client()
 		if err != nil {

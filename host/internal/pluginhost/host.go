@@ -230,8 +230,10 @@ func (h *Host) claim(plugin string, keys []string) error {
 	return nil
 }
 
-// negotiateAPIVersion picks the highest version both sides speak.
-func negotiateAPIVersion(plugin []string) (string, error) {
+// NegotiateAPIVersion picks the highest version both the plugin and this
+// agent speak; versions must match exactly (the API major is checked at
+// the handshake already).
+func NegotiateAPIVersion(plugin []string) (string, error) {
 	best := ""
 	for _, v := range plugin {
 		for _, ours := range supportedAPIVersions {

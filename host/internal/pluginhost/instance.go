@@ -2,22 +2,18 @@ package pluginhost
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/baiagent/baiagent/proto/sdk"
@@ -38,10 +34,10 @@ type instance struct {
 	cand Candidate
 	log  zerolog.Logger
 
-	mu      sync.Mutex
-	status  Status
-	pc      *plugin.Client
-	cmd     *exec.Cmd
+	mu     sync.Mutex
+	status Status
+	// proc is the current process; rpc its client while it may be called.
+	proc    *Process
 	rpc     *sdk.Client
 	desc    sdk.Description
 	devices []sdk.Device
@@ -50,9 +46,6 @@ type instance struct {
 	permanent   bool
 	watchCancel context.CancelFunc
 	runningAt   time.Time
-	// stderr keeps the last lines the current process wrote to stderr:
-	// the cause of most crashes (a panic, "no driver").
-	stderr *lineTail
 }
 
 func newInstance(h *Host, c Candidate) *instance {
@@ -134,6 +127,13 @@ func (i *instance) processEnv() []string {
 	return append(env, i.host.opts.Env...)
 }
 
+func (i *instance) workDir() string {
+	if i.host.opts.WorkDir != "" {
+		return i.host.opts.WorkDir
+	}
+	return i.host.opts.RuntimeDir
+}
+
 // launchAndDescribe starts the process, completes the handshake and reads
 // the description. On failure the instance is marked failed.
 func (i *instance) launchAndDescribe(ctx context.Context) bool {
@@ -142,69 +142,35 @@ func (i *instance) launchAndDescribe(ctx context.Context) bool {
 		i.fail(true, err)
 		return false
 	}
-	var secure *plugin.SecureConfig
+	var checksum []byte
 	if want, ok := opts.Checksums[i.cand.Name]; ok {
 		sum, err := parseChecksum(want)
 		if err != nil {
 			i.fail(true, fmt.Errorf("agent.plugin-checksums.%s: %w", i.cand.Name, err))
 			return false
 		}
-		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+		checksum = sum
 	}
-	// The last stderr lines explain most start failures ("no driver").
-	stderrTail := &lineTail{max: stderrTailLines}
-	cmd := exec.Command(i.cand.Path)
-	cmd.Env = i.processEnv()
-	cmd.Dir = opts.RuntimeDir
-	if opts.WorkDir != "" {
-		cmd.Dir = opts.WorkDir
-	}
-	// Own process group, so a terminal's ^C goes to the agent only, and the
-	// kernel kills the plugin if the agent dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake(),
-		VersionedPlugins: sdk.PluginSets(),
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		SkipHostEnv:      true,
-		SecureConfig:     secure,
-		StartTimeout:     opts.StartTimeout,
-		Logger:           newPluginLogger(i.log, i.cand.Name),
-		Stderr:           stderrTail,
+	proc, err := Launch(ctx, LaunchSpec{
+		Name:         i.cand.Name,
+		Path:         i.cand.Path,
+		Env:          i.processEnv(),
+		Dir:          i.workDir(),
+		Checksum:     checksum,
+		StartTimeout: opts.StartTimeout,
+		Logger:       i.log,
 	})
+	if err != nil {
+		var serr *StartError
+		i.fail(errors.As(err, &serr) && serr.Permanent, err)
+		return false
+	}
 	i.mu.Lock()
-	i.pc = pc
-	i.cmd = cmd
-	i.stderr = stderrTail
+	i.proc = proc
 	i.mu.Unlock()
-
-	cp, err := pc.Client()
-	if err != nil {
-		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
-			i.fail(true, fmt.Errorf("checksum of %s does not match agent.plugin-checksums.%s", i.cand.Path, i.cand.Name))
-			return false
-		}
-		// Stopping the process first lets go-plugin drain its stderr.
-		i.kill()
-		err, permanent := startError(err, opts.StartTimeout, stderrTail.String())
-		i.fail(permanent, err)
-		return false
-	}
-	raw, err := cp.Dispense(sdk.PluginName)
-	if err != nil {
-		i.fail(false, fmt.Errorf("dispense: %w", err))
-		return false
-	}
-	rpc, ok := raw.(*sdk.Client)
-	if !ok {
-		i.fail(true, fmt.Errorf("dispensed %T, want *sdk.Client", raw))
-		return false
-	}
-	pid := 0
-	if cmd.Process != nil {
-		pid = cmd.Process.Pid
+	rpc := proc.RPC()
+	pid := proc.PID()
+	if pid != 0 {
 		if err := writePidRecord(opts.RuntimeDir, i.cand.Name, pid); err != nil {
 			i.log.Warn().Err(err).Msg("cannot record plugin pid; a killed agent may leave it behind")
 		}
@@ -220,7 +186,7 @@ func (i *instance) launchAndDescribe(ctx context.Context) bool {
 		i.fail(true, fmt.Errorf("invalid description: %w", err))
 		return false
 	}
-	apiVersion, err := negotiateAPIVersion(desc.APIVersions)
+	apiVersion, err := NegotiateAPIVersion(desc.APIVersions)
 	if err != nil {
 		i.fail(true, err)
 		return false
@@ -233,7 +199,7 @@ func (i *instance) launchAndDescribe(ctx context.Context) bool {
 		i.status.State = StateFailed
 		i.status.Reason = fmt.Sprintf("restarted plugin changed its kinds from %v to %v", i.desc.Keys(), desc.Keys())
 		i.permanent = true
-		go pc.Kill()
+		go proc.Kill()
 		return false
 	}
 	i.rpc = rpc
@@ -316,7 +282,7 @@ func (i *instance) configureAndList(ctx context.Context) bool {
 		i.fail(false, callError("ListDevices", err, opts.CallTimeout))
 		return false
 	}
-	if err := validateDevices(desc, devices); err != nil {
+	if err := ValidateDevices(desc, devices); err != nil {
 		i.fail(true, err)
 		return false
 	}
@@ -336,9 +302,9 @@ func (i *instance) configureAndList(ctx context.Context) bool {
 	return true
 }
 
-// validateDevices checks that every device sits in a slot of the plugin's
+// ValidateDevices checks that every device sits in a slot of the plugin's
 // own kinds, so a plugin can never add capacity to another plugin's slot.
-func validateDevices(desc sdk.Description, devices []sdk.Device) error {
+func ValidateDevices(desc sdk.Description, devices []sdk.Device) error {
 	slots := map[string]bool{}
 	for _, k := range desc.Kinds {
 		for _, st := range k.SlotTypes {
@@ -369,7 +335,7 @@ func (i *instance) watchDevices(ctx context.Context, rpc *sdk.Client, desc sdk.D
 		updates, err := rpc.WatchDevices(ctx)
 		if err == nil {
 			for devices := range updates {
-				if err := validateDevices(desc, devices); err != nil {
+				if err := ValidateDevices(desc, devices); err != nil {
 					i.log.Error().Err(err).Msg("ignoring invalid device update")
 					continue
 				}
@@ -391,7 +357,7 @@ func (i *instance) watchDevices(ctx context.Context, rpc *sdk.Client, desc sdk.D
 // checks in a row (then it is killed), or ctx ends. It says which.
 func (i *instance) waitForExit(ctx context.Context) string {
 	i.mu.Lock()
-	pc, cmd := i.pc, i.cmd
+	proc := i.proc
 	i.mu.Unlock()
 	poll := time.NewTicker(exitPollInterval)
 	defer poll.Stop()
@@ -403,19 +369,14 @@ func (i *instance) waitForExit(ctx context.Context) string {
 			return "agent stopping"
 		case <-poll.C:
 		}
-		if pc.Exited() {
-			// go-plugin sets Exited after cmd.Wait, under its lock: the
-			// process state is complete and safe to read here.
-			if cmd != nil && cmd.ProcessState != nil {
-				return cmd.ProcessState.String()
-			}
-			return "exited"
+		if proc.Exited() {
+			return proc.ExitState()
 		}
 		if time.Since(lastPing) < i.host.opts.HealthInterval {
 			continue
 		}
 		lastPing = time.Now()
-		if err := ping(ctx, pc); err != nil {
+		if err := proc.Ping(ctx); err != nil {
 			failedPings++
 			i.log.Warn().Err(err).Int("failed_pings", failedPings).Msg("plugin failed a health check")
 			if failedPings >= 2 {
@@ -426,28 +387,6 @@ func (i *instance) waitForExit(ctx context.Context) string {
 			failedPings = 0
 		}
 	}
-}
-
-func ping(ctx context.Context, pc *plugin.Client) error {
-	cp, err := pc.Client()
-	if err != nil {
-		return err
-	}
-	gc, ok := cp.(*plugin.GRPCClient)
-	if !ok {
-		return fmt.Errorf("plugin client is %T, not gRPC", cp)
-	}
-	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
-	defer cancel()
-	resp, err := grpc_health_v1.NewHealthClient(gc.Conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: plugin.GRPCServiceName})
-	if err != nil {
-		return err
-	}
-	// A plugin may answer and still say it cannot serve (a lost driver).
-	if st := resp.GetStatus(); st != grpc_health_v1.HealthCheckResponse_SERVING {
-		return fmt.Errorf("plugin reports %s on grpc.health.v1", st)
-	}
-	return nil
 }
 
 // supervise restarts the plugin whenever it exits, with jittered
@@ -468,8 +407,8 @@ func (i *instance) supervise(ctx context.Context) {
 				backoff = i.host.opts.MinBackoff
 			}
 			var stderr string
-			if i.stderr != nil {
-				stderr = i.stderr.String()
+			if i.proc != nil {
+				stderr = i.proc.Stderr()
 			}
 			i.status.State = StateRestarting
 			i.status.Reason = "plugin process exited: " + exit
@@ -508,32 +447,18 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-// kill stops the process: go-plugin asks it to shut down and SIGKILLs it
-// after 2 s; then whatever is left of its process group (helpers it spawned,
-// a shell's children holding its pipes) is killed too. The pid record goes.
+// kill stops the process (see Process.Kill) and removes its pid record.
 func (i *instance) kill() {
 	i.mu.Lock()
-	pc, cmd := i.pc, i.cmd
+	proc := i.proc
 	if i.watchCancel != nil {
 		i.watchCancel()
 		i.watchCancel = nil
 	}
 	i.rpc = nil
 	i.mu.Unlock()
-	if pc != nil {
-		done := make(chan struct{})
-		go func() {
-			pc.Kill()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(3 * time.Second):
-		}
-		if cmd != nil && cmd.Process != nil {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-		<-done
+	if proc != nil {
+		proc.Kill()
 	}
 	_ = os.Remove(pidFilePath(i.host.opts.RuntimeDir, i.cand.Name))
 }

@@ -9,6 +9,13 @@
 //	baiagent-plugin-apiv2       a build for plugin API 2.x (handshake protocol 2)
 //	baiagent-plugin-notserving  answers NOT_SERVING on grpc.health.v1
 //	baiagent-plugin-crash       panics 300 ms after it is configured
+//	baiagent-plugin-noshutdown  answers go-plugin's Shutdown and keeps running
+//	baiagent-plugin-badrestore  restores one device more than it was given
+//	baiagent-plugin-openconfig  accepts configuration keys it does not know
+//
+// Every other name rejects unknown configuration keys and restores exactly
+// the allocation the agent recorded in resource.txt, so the plain fake
+// passes the conformance kit (pluginverify) and each broken one fails it.
 //
 // Its configuration keys "hook" (a host path), "network" (a Docker network
 // name) and "syscalls" (a list of syscall names) are handed back in every
@@ -28,6 +35,7 @@ import (
 	"github.com/shopspring/decimal"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/baiagent/baiagent/proto/sdk"
 )
@@ -66,6 +74,19 @@ func (f *fake) Describe(context.Context) (sdk.Description, error) {
 func (f *fake) Configure(_ context.Context, req sdk.ConfigureRequest) error {
 	if f.name == "badconfig" {
 		return &sdk.ConfigError{Problems: []sdk.ConfigProblem{{Key: "mode", Reason: "must be one of a, b"}}}
+	}
+	if f.name != "openconfig" {
+		var problems []sdk.ConfigProblem
+		for key := range req.Config {
+			switch key {
+			case "hook", "network", "syscalls":
+			default:
+				problems = append(problems, sdk.ConfigProblem{Key: key, Reason: "unknown key"})
+			}
+		}
+		if len(problems) > 0 {
+			return &sdk.ConfigError{Problems: problems}
+		}
 	}
 	if f.name == "crash" {
 		go func() {
@@ -129,8 +150,24 @@ func (f *fake) PrepareContainer(_ context.Context, req sdk.PrepareRequest) (sdk.
 	return spec, nil
 }
 
-func (f *fake) RestoreAllocation(context.Context, sdk.RestoreRequest) (sdk.Allocation, error) {
-	return sdk.Allocation{}, nil
+func (f *fake) RestoreAllocation(_ context.Context, req sdk.RestoreRequest) (sdk.Allocation, error) {
+	recorded, err := sdk.AllocationFromResourceData(req.ResourceData, []string{sdk.KindOfSlot(f.slot)})
+	if err != nil {
+		return nil, err
+	}
+	out := sdk.Allocation{}
+	if per, ok := recorded[f.slot]; ok {
+		out[f.slot] = per
+	}
+	if f.name == "badrestore" {
+		// A plugin that reads back more than the container was given.
+		if out[f.slot] == nil {
+			out[f.slot] = map[string]decimal.Decimal{}
+		}
+		out[f.slot]["1"] = decimal.NewFromInt(1)
+		out[f.slot]["0"] = decimal.NewFromInt(1)
+	}
+	return out, nil
 }
 
 func (f *fake) NodeMetrics(context.Context) ([]sdk.Metric, error) { return nil, nil }
@@ -155,6 +192,11 @@ func main() {
 		slot = "device"
 	}
 	impl := &fake{name: name, slot: slot}
+	if name == "apiv2" || name == "noshutdown" || name == "notserving" {
+		// Exit with the agent as sdk.Serve does, so each plugin served
+		// without it is broken in its one way only.
+		go exitWithParent(os.Getppid())
+	}
 	switch name {
 	case "apiv2":
 		// What a plugin built for a future API major serves.
@@ -163,6 +205,22 @@ func main() {
 			VersionedPlugins: map[int]plugin.PluginSet{2: {sdk.PluginName: &sdk.GRPCPlugin{Impl: impl}}},
 			GRPCServer:       plugin.DefaultGRPCServer,
 			Logger:           log,
+		})
+	case "noshutdown":
+		// Swallow go-plugin's controller Shutdown: the agent has to kill it.
+		ignore := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			if info.FullMethod == "/plugin.GRPCController/Shutdown" {
+				return &emptypb.Empty{}, nil
+			}
+			return handler(ctx, req)
+		}
+		plugin.Serve(&plugin.ServeConfig{
+			HandshakeConfig:  sdk.Handshake(),
+			VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {sdk.PluginName: &sdk.GRPCPlugin{Impl: impl}}},
+			GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+				return grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(ignore))...)
+			},
+			Logger: log,
 		})
 	case "notserving":
 		// go-plugin registers its own health service as SERVING; answer
@@ -183,5 +241,13 @@ func main() {
 		})
 	default:
 		sdk.Serve(impl, log)
+	}
+}
+
+func exitWithParent(parent int) {
+	for range time.Tick(100 * time.Millisecond) {
+		if os.Getppid() != parent {
+			os.Exit(2)
+		}
 	}
 }
