@@ -680,3 +680,39 @@ func TestDestroyKernelReasons(t *testing.T) {
 		})
 	}
 }
+
+// TestStartServiceBlocked pins upstream's DockerKernel.start_service
+// (agent/docker/kernel.py): a kernel created with
+// internal_data.block_service_ports keeps its ports published, but every
+// start_service answers failed with "operation blocked" and nothing is
+// started.
+func TestStartServiceBlocked(t *testing.T) {
+	fake := newFakeKernels()
+	_, c := kernelServer(t, fake, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	blocked, open := randomUUID(), randomUUID()
+	fake.mu.Lock()
+	jupyter := []scratch.ServicePort{{Name: "jupyter", Protocol: "http", ContainerPorts: []int{8080}, HostPorts: []int{30080}}}
+	fake.kernels[blocked] = kernel.Info{KernelID: blocked, SessionID: randomUUID(), ServicePorts: jupyter, BlockServicePorts: true}
+	fake.kernels[open] = kernel.Info{KernelID: open, SessionID: randomUUID(), ServicePorts: jupyter}
+	fake.mu.Unlock()
+	cases := []struct {
+		description string
+		kernelID    string
+		want        wiremsg.Map
+	}{
+		{"a kernel with blocked service ports", blocked, wiremsg.Map{"status": "failed", "error": "operation blocked"}},
+		{"a kernel without", open, wiremsg.Map{"status": "started"}},
+	}
+	for _, tc := range cases {
+		got, err := invokeRaw(ctx, c, "start_service", []any{tc.kernelID, "jupyter", obj("port", 8080)}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.description, err)
+		}
+		m, _ := got.(wiremsg.Map)
+		if m["status"] != tc.want["status"] || m["error"] != tc.want["error"] {
+			t.Errorf("%s: start_service answered %#v, want %#v", tc.description, got, tc.want)
+		}
+	}
+}
