@@ -14,6 +14,16 @@ import (
 )
 
 func main() {
+	// The intrinsic sshd runs SFTP sessions as the kernel user through
+	// this binary.
+	if len(os.Args) == 2 && os.Args[1] == runner.SFTPServerCommand {
+		wd, _ := os.Getwd()
+		if err := runner.ServeSFTP(stdio{}, wd); err != nil {
+			fmt.Fprintln(os.Stderr, "baiagent-kernel-runner:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var runtimeType, runtimePath string
 	if len(os.Args) > 1 {
 		runtimeType = os.Args[1]
@@ -37,3 +47,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// stdio is this process's stdin and stdout as one stream.
+type stdio struct{}
+
+func (stdio) Read(p []byte) (int, error)  { return os.Stdin.Read(p) }
+func (stdio) Write(p []byte) (int, error) { return os.Stdout.Write(p) }

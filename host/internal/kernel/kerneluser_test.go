@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
@@ -166,6 +167,28 @@ for pid in os.listdir('/proc'):
 			t.Fatalf("id exit %d: %q", code, out)
 		}
 		wantIdentity(t, "ssh", out)
+		// A file uploaded over SFTP belongs to the kernel user, as under
+		// upstream's dropbear and sftp-server.
+		sc, err := sftp.NewClient(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close()
+		f, err := sc.Create("uploaded.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([]byte("hi\n")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		owner := stdout(run(t, m, "k-user", "r-sftp", runnerclient.ModeQuery,
+			"import os; st = os.stat('/home/work/uploaded.txt'); print('%d:%d' % (st.st_uid, st.st_gid), end='')"))
+		if owner != "2000:3000" {
+			t.Errorf("the file uploaded over SFTP is owned by %q, want 2000:3000", owner)
+		}
 	})
 	t.Run("sudoers written as root", func(t *testing.T) {
 		out := stdout(run(t, m, "k-user", "r5", runnerclient.ModeQuery, "print(open('/etc/sudoers.d/01-bai-work').read(), end='')"))

@@ -690,20 +690,74 @@ func (s *sshServer) start(ch ssh.Channel, cmd *exec.Cmd, st *sessionState, done 
 
 func (s *sshServer) sftp(ch ssh.Channel) {
 	defer ch.Close()
-	opts := []sftp.ServerOption{}
-	if fi, err := os.Stat(s.workDir); err == nil && fi.IsDir() {
-		opts = append(opts, sftp.WithServerWorkingDirectory(s.workDir))
-	}
-	srv, err := sftp.NewServer(ch, opts...)
-	if err != nil {
-		s.log.Warn("sshd: sftp", "err", err)
-		return
-	}
-	if err := srv.Serve(); err != nil && !errors.Is(err, io.EOF) {
+	code := 0
+	if s.cred != nil && s.cred.Uid != 0 {
+		// As the kernel user, like its shells: files it uploads are its
+		// own, as with upstream's sftp-server under dropbear.
+		code = s.sftpAsUser(ch)
+	} else if err := ServeSFTP(ch, s.workDir); err != nil {
 		s.log.Debug("sshd: sftp session", "err", err)
 	}
-	_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, 0))
+	_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, uint32(code)))
 }
+
+// sftpAsUser serves the session from a child process of this binary
+// ("baiagent-kernel-runner sftp-server") running as the kernel user.
+func (s *sshServer) sftpAsUser(ch ssh.Channel) int {
+	self, err := os.Executable()
+	if err != nil {
+		s.log.Warn("sshd: sftp", "err", err)
+		return 255
+	}
+	cmd := exec.Command(self, SFTPServerCommand)
+	cmd.Dir = s.workDir
+	cmd.Env = s.env
+	cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: s.cred}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		s.log.Warn("sshd: sftp", "err", err)
+		return 255
+	}
+	if err := cmd.Start(); err != nil {
+		s.log.Warn("sshd: sftp", "err", err)
+		return 255
+	}
+	// Not cmd.Stdin = ch: Wait would wait for the client's EOF.
+	go func() { _, _ = io.Copy(stdin, ch); _ = stdin.Close() }()
+	return exitCodeOf(cmd.Wait(), 255)
+}
+
+// SFTPServerCommand is the runner's argument that makes it an SFTP server
+// on its stdin and stdout, for the intrinsic sshd to run as the kernel
+// user.
+const SFTPServerCommand = "sftp-server"
+
+// ServeSFTP serves one SFTP session over rw, starting in workDir when it
+// exists.
+func ServeSFTP(rw io.ReadWriter, workDir string) error {
+	opts := []sftp.ServerOption{}
+	if fi, err := os.Stat(workDir); err == nil && fi.IsDir() {
+		opts = append(opts, sftp.WithServerWorkingDirectory(workDir))
+	}
+	srv, err := sftp.NewServer(struct {
+		io.Reader
+		io.WriteCloser
+	}{rw, nopCloser{rw}}, opts...)
+	if err != nil {
+		return fmt.Errorf("sftp: %w", err)
+	}
+	if err := srv.Serve(); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("sftp: %w", err)
+	}
+	return nil
+}
+
+// nopCloser lets the SFTP server close its side without closing rw, which
+// its owner closes.
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // startSSHD starts the intrinsic sshd on the request's ports (2200 when
 // none), unless it runs already.
