@@ -519,9 +519,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		},
 	})
-	// Its background destroys (sync_kernel_registry, exec-timeout) finish
-	// before the kernel manager closes.
-	defer kernelMethods.Wait()
+	// Its background destroys (sync_kernel_registry, exec-timeout, a
+	// failed model service) finish, and model-service starts stop, before
+	// the kernel manager closes.
+	defer kernelMethods.Close()
 	rpc, err := rpcserver.New(
 		rpcserver.OptionsFromConfig(a.cfg, version.Version, a.log.With().Str("component", "rpc").Logger()),
 		rpcserver.Deps{

@@ -36,6 +36,9 @@ type kernelFlags struct {
 	sessionType    string
 	startupCommand string
 	batchTimeout   time.Duration
+	// modelDef and modelDir: kernel run --type inference.
+	modelDef string
+	modelDir string
 }
 
 // newKernelCommand adds "baiagent kernel": run, list, exec and destroy
@@ -61,11 +64,14 @@ Images are never pulled: the image must be present in the local Docker engine
 	pf.DurationVar(&flags.handshakeTimeout, "handshake-timeout", 5*time.Second, "PING/PONG handshake timeout")
 
 	run := &cobra.Command{
-		Use:   "run --image IMAGE [--cpu N] [--mem SIZE] [--cuda N] [--slot KEY=AMOUNT]... CODE | --type batch --startup-command CMD",
-		Short: "Create a kernel, run CODE in it (query mode) and destroy it unless --keep; or start a batch session",
+		Use:   "run --image IMAGE [--cpu N] [--mem SIZE] [--cuda N] [--slot KEY=AMOUNT]... CODE | --type batch --startup-command CMD | --type inference --model-def FILE --model-dir DIR",
+		Short: "Create a kernel, run CODE in it (query mode) and destroy it unless --keep; or start a batch or inference session",
 		Long: "With --type batch the kernel is a batch session's: the agent runs --startup-command in it\n" +
 			"(trigger_batch_execution, as the manager does) and reports the result to the manager as\n" +
-			"session_success or session_failure; the kernel is left running for the manager to end.",
+			"session_success or session_failure; the kernel is left running for the manager to end.\n" +
+			"With --type inference --model-def FILE --model-dir DIR the kernel serves the definition's\n" +
+			"models: DIR is its model folder (at /models), and the agent starts each model service and\n" +
+			"publishes its inference port; the kernel is left running.",
 		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
@@ -73,15 +79,21 @@ Images are never pulled: the image must be present in the local Docker engine
 				return flags.runBatch(cmd)
 			case flags.sessionType == "batch":
 				return errors.New("--type batch runs --startup-command, not CODE")
+			case flags.sessionType == "inference" && len(args) == 0:
+				return flags.runInference(cmd)
+			case flags.sessionType == "inference":
+				return errors.New("--type inference runs the model definition's services, not CODE")
 			case flags.sessionType != "interactive":
-				return fmt.Errorf("--type %q: want interactive or batch", flags.sessionType)
+				return fmt.Errorf("--type %q: want interactive, batch or inference", flags.sessionType)
 			case len(args) != 1:
 				return errors.New("CODE is required")
 			}
 			return flags.run(cmd, args[0])
 		},
 	}
-	run.Flags().StringVar(&flags.sessionType, "type", "interactive", "session type: interactive or batch")
+	run.Flags().StringVar(&flags.sessionType, "type", "interactive", "session type: interactive, batch or inference")
+	run.Flags().StringVar(&flags.modelDef, "model-def", "", "inference: the model definition (YAML or JSON), sent as internal_data.model_definition")
+	run.Flags().StringVar(&flags.modelDir, "model-dir", "", "inference: the model folder, mounted at /models with usage_mode model")
 	run.Flags().StringVar(&flags.startupCommand, "startup-command", "", "batch: the job (\"\" finishes at once, \"*\" runs main.sh/main.py)")
 	run.Flags().DurationVar(&flags.batchTimeout, "batch-timeout", 0, "batch: report task-timeout after this long (0: none)")
 	run.Flags().StringVar(&flags.image, "image", "", "local image, e.g. cr.backend.ai/stable/python:3.11 (required)")

@@ -126,6 +126,9 @@ type CreateRequest struct {
 	// stored so that a restarted agent resumes a batch kernel's result
 	// reporting.
 	SessionType string `json:",omitempty"`
+	// ModelDefinition is an inference session's validated
+	// internal_data.model_definition: its services get inference ports.
+	ModelDefinition *protocol.ModelDefinition `json:",omitempty"`
 }
 
 // Created is what create_kernels reports for one kernel.
@@ -174,6 +177,9 @@ func (m *Manager) validate(req CreateRequest) error {
 	}
 	if req.NetworkMode == NetworkModeHost && req.Network != "" {
 		return fmt.Errorf("%w: network %s given in host network mode", ErrInvalidRequest, req.Network)
+	}
+	if req.SessionType == SessionTypeInference && req.ModelDefinition == nil {
+		return ErrModelDefinitionNotFound
 	}
 	for _, slot := range []string{"cpu", "mem"} {
 		if _, ok := req.ResourceSlots[slot]; !ok {
@@ -303,6 +309,8 @@ func sshFiles(req CreateRequest, uid, gid int) scratch.SSHFiles {
 type imageInfo struct {
 	labels       map[string]string
 	servicePorts []ServicePort
+	// command is the image's Cmd, a model service's default command.
+	command []string
 }
 
 // inspectImage reads the image's labels and the service ports the kernel
@@ -336,6 +344,15 @@ func (m *Manager) inspectImage(ctx context.Context, req CreateRequest) (imageInf
 		info.servicePorts = append(preopen, info.servicePorts...)
 	}
 	info.servicePorts = WithIntrinsicServicePorts(info.servicePorts)
+	if req.ModelDefinition != nil {
+		// As upstream's _load_model_definition, after the other ports.
+		if info.servicePorts, err = ModelServicePorts(*req.ModelDefinition, info.servicePorts); err != nil {
+			return imageInfo{}, err
+		}
+	}
+	if img.Config != nil {
+		info.command = img.Config.Cmd
+	}
 	return info, nil
 }
 
@@ -451,6 +468,9 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 		if _, ok := env[k]; !ok {
 			env[k] = v
 		}
+	}
+	if req.ModelDefinition != nil {
+		modelEnv(env, *req.ModelDefinition)
 	}
 	injectAgentEnv(env, img.labels, allocation, merged.Attached)
 	userEnv(env, m.userOf(req, img.labels), merged.GroupAdd)

@@ -88,6 +88,9 @@ type KernelMethods struct {
 	mu         sync.Mutex
 	suppressed map[string]bool // kernel id -> its termination event is not to be sent
 	background sync.WaitGroup
+	// modelCtx ends the model-service starts on Close.
+	modelCtx    context.Context
+	modelCancel context.CancelFunc
 }
 
 // NewKernelMethods wraps a kernel service.
@@ -98,7 +101,8 @@ func NewKernelMethods(svc KernelService, opts KernelMethodsOptions) *KernelMetho
 	if opts.DestroyTimeout <= 0 {
 		opts.DestroyTimeout = 2 * time.Minute
 	}
-	return &KernelMethods{svc: svc, opts: opts, suppressed: map[string]bool{}}
+	mctx, cancel := context.WithCancel(context.Background())
+	return &KernelMethods{svc: svc, opts: opts, suppressed: map[string]bool{}, modelCtx: mctx, modelCancel: cancel}
 }
 
 // RegisterKernelMethods registers create_kernels, destroy_kernel, execute,
@@ -155,6 +159,13 @@ func (km *KernelMethods) suppress(kernelID string, on bool) {
 // started in the background.
 func (km *KernelMethods) Wait() { km.background.Wait() }
 
+// Close stops the model-service starts still waiting for their runner's
+// answer and waits for all the background work.
+func (km *KernelMethods) Close() {
+	km.modelCancel()
+	km.background.Wait()
+}
+
 // kernelErr maps a kernel-lifecycle error onto the upstream exception name
 // the manager sees in the FAILURE.
 func kernelErr(err error) error {
@@ -191,6 +202,14 @@ func kernelErr(err error) error {
 		name = "ImageNotAvailable"
 	case errors.Is(err, kernel.ErrImageArchitectureMismatch):
 		name = "ImageArchitectureMismatchError"
+	case errors.Is(err, kernel.ErrModelFolderNotSpecified):
+		name = "ModelFolderNotSpecifiedError"
+	case errors.Is(err, kernel.ErrModelDefinitionNotFound):
+		name = "ModelDefinitionNotFoundError"
+	case errors.Is(err, kernel.ErrModelDefinitionEmpty):
+		name = "ModelDefinitionEmptyError"
+	case errors.Is(err, kernel.ErrModelDefinitionInvalid):
+		name = "ModelDefinitionValidationError"
 	case errors.Is(err, kernel.ErrReservedPort):
 		name = "ReservedPortError"
 	case errors.Is(err, kernel.ErrPortConflict):
@@ -306,6 +325,9 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 			return nil, err
 		}
 		pending[i] = pendingKernel{id: id, cfg: cfg, arch: arch, req: creationRequest(id, sessionID, image, cfg)}
+		if pending[i].req.ModelDefinition, err = modelDefinition(cfg); err != nil {
+			return nil, kernelErr(fmt.Errorf("configs[%d]: %w", i, err))
+		}
 		pending[i].req.ShmSize = shm
 		if pending[i].req.DenyFragmentation, err = denyFragmentation(fmt.Sprintf("configs[%d][\"resource_opts\"][\"allow_fractional_resource_fragmentation\"]", i), cfg.ResourceOpts); err != nil {
 			return nil, err
@@ -354,6 +376,7 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 			if km.opts.OnStarted != nil {
 				km.opts.OnStarted(ctx, p.req.KernelID, p.req.SessionID, result)
 			}
+			km.startModels(p)
 		}(i)
 	}
 	wg.Wait()

@@ -376,6 +376,23 @@ func (s *Server) handle(ctx context.Context, msg protocol.Message) {
 		s.handlers.Go(func() {
 			s.emit(protocol.TypeServiceResult, protocol.MustJSON(s.services.Start(ctx, req)))
 		})
+	case protocol.TypeStartModelService:
+		model, err := protocol.DecodeModelInfo(msg.Payload)
+		if err != nil {
+			s.emit(protocol.TypeModelServiceResult, protocol.MustJSON(protocol.ServiceResult{Status: "failed", Error: err.Error()}))
+			return
+		}
+		// The start may wait minutes for health checks; the monitor
+		// after it runs until the runner stops or the service exits.
+		s.handlers.Go(func() {
+			res, started := s.services.StartModel(ctx, model)
+			s.emit(protocol.TypeModelServiceResult, protocol.MustJSON(res))
+			if started != nil {
+				s.services.monitorModel(ctx, model.Name, started, func(st protocol.ModelServiceStatus) {
+					s.emit(protocol.TypeModelServiceStatus, protocol.MustJSON(st))
+				})
+			}
+		})
 	case protocol.TypeShutdownService:
 		name := string(msg.Payload)
 		s.handlers.Go(func() {

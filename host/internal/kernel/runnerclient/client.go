@@ -209,7 +209,10 @@ type Client struct {
 
 var replyTypes = []string{
 	protocol.TypeStatusReply, protocol.TypeCompletion, protocol.TypeServiceResult,
-	protocol.TypeAppsResult, protocol.TypeShutdownResult,
+	protocol.TypeAppsResult, protocol.TypeShutdownResult, protocol.TypeModelServiceResult,
+	// Health reports nobody waits for (upstream's agent ignores them);
+	// listed so they never land in a run's output.
+	protocol.TypeModelServiceStatus,
 }
 
 // Dial connects to a runner whose input (port 2000) and output (port 2001)
@@ -436,6 +439,20 @@ func (c *Client) StartService(ctx context.Context, req protocol.ServiceRequest) 
 	var res protocol.ServiceResult
 	if err := protocol.DecodeJSON(raw, &res); err != nil {
 		return protocol.ServiceResult{}, fmt.Errorf("runner service result: %w", err)
+	}
+	return res, nil
+}
+
+// StartModelService asks the runner to start a model service and waits
+// for its model-service-result until ctx ends.
+func (c *Client) StartModelService(ctx context.Context, model protocol.ModelInfo) (protocol.ServiceResult, error) {
+	raw, err := c.request(ctx, protocol.TypeStartModelService, protocol.MustJSON(model), protocol.TypeModelServiceResult, 0, 0)
+	if err != nil {
+		return protocol.ServiceResult{}, err
+	}
+	var res protocol.ServiceResult
+	if err := protocol.DecodeJSON(raw, &res); err != nil {
+		return protocol.ServiceResult{}, fmt.Errorf("runner model service result: %w", err)
 	}
 	return res, nil
 }
