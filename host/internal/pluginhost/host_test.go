@@ -169,6 +169,16 @@ func TestBrokenPluginsAreReportedWhileOthersRun(t *testing.T) {
 			wantPrefix: "plugin stderr: no driver found; start: ",
 		},
 		{
+			// go-plugin's own stderr parser asserts these are strings and
+			// would panic inside the agent (go-plugin log_entry.go).
+			description: "a binary whose JSON log lines carry non-string @message, @level and @timestamp",
+			install: func(t *testing.T, dir string) {
+				installScript(t, dir, "oddlog", `echo '{"@message": 5, "@level": ["x"], "@timestamp": 7}' >&2; echo '{"@message": {"a": 1}}' >&2; exit 3`)
+			},
+			plugin: "oddlog", wantState: StateFailed, wantReason: "Failed to read any lines from plugin's stdout",
+			wantPrefix: `plugin stderr: {"@message": 5, "@level": ["x"], "@timestamp": 7}`,
+		},
+		{
 			description: "a binary that writes its cause to stderr and garbage to stdout",
 			install: func(t *testing.T, dir string) {
 				installScript(t, dir, "noisy", "echo 'libfoo.so: cannot open shared object file' >&2; echo 'usage: noisy'; sleep 30")

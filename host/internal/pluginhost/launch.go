@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -89,8 +91,8 @@ func Launch(_ context.Context, spec LaunchSpec) (*Process, error) {
 		SkipHostEnv:      true,
 		SecureConfig:     secure,
 		StartTimeout:     spec.StartTimeout,
-		Logger:           newPluginLogger(spec.Logger, spec.Name),
-		Stderr:           p.stderr,
+		Logger:           newPluginLogger(spec.Logger, spec.Name, filepath.Base(p.cmd.Path)),
+		Stderr:           io.MultiWriter(p.stderr, newStderrLog(spec.Logger, spec.Name)),
 	})
 	cp, err := p.pc.Client()
 	if err != nil {
