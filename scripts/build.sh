@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the agent into bin/baiagent and every plugin executable into
-# bin/plugins/, where configs/agent.dev.toml looks for them.
+# bin/plugins/, where configs/agent.dev.toml looks for them. BIN=DIR builds
+# into DIR instead (the packaging test does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p bin/plugins
+bin=${BIN:-bin}
+mkdir -p "$bin/plugins"
 # Version and commit are stamped into `baiagent version` (and the heartbeat).
 # VERSION overrides the version; else the nearest v* tag (git describe),
 # else the default in host/internal/version.
@@ -21,12 +23,12 @@ stamp="-X $pkg.Commit=$commit${version:+ -X $pkg.Version=$version}"
 # does not hash what pkg-config prints.
 if [ "${BAIAGENT_ZMQ:-static}" = static ]; then
   PKG_CONFIG=$PWD/scripts/zmq-static/pkg-config CGO_CPPFLAGS="${CGO_CPPFLAGS:-} -DBAIAGENT_LIBZMQ_STATIC" \
-    go build -ldflags "$stamp -extldflags=-static-libgcc" -o bin/baiagent ./host/cmd/baiagent
+    go build -ldflags "$stamp -extldflags=-static-libgcc" -o "$bin/baiagent" ./host/cmd/baiagent
 else
-  go build -ldflags "$stamp" -o bin/baiagent ./host/cmd/baiagent
+  go build -ldflags "$stamp" -o "$bin/baiagent" ./host/cmd/baiagent
 fi
 # The kernel runner is mounted into every container: static, no cgo.
-CGO_ENABLED=0 go build -ldflags "$stamp" -o bin/baiagent-kernel-runner ./host/cmd/baiagent-kernel-runner
+CGO_ENABLED=0 go build -ldflags "$stamp" -o "$bin/baiagent-kernel-runner" ./host/cmd/baiagent-kernel-runner
 for main in plugins/*/cmd/baiagent-plugin-*; do
   compgen -G "$main/*.go" >/dev/null || continue
   name=$(basename "$main")
@@ -37,7 +39,7 @@ for main in plugins/*/cmd/baiagent-plugin-*; do
   if [ "$name" = baiagent-plugin-cuda ]; then
     cgo=1 cflags="${CGO_CFLAGS:--O2 -g} -Wno-deprecated-declarations"
   fi
-  CGO_ENABLED=$cgo CGO_CFLAGS="$cflags" go build -o "bin/plugins/$name" "./$main"
+  CGO_ENABLED=$cgo CGO_CFLAGS="$cflags" go build -o "$bin/plugins/$name" "./$main"
 done
-chmod 0755 bin/baiagent bin/baiagent-kernel-runner bin/plugins/*
-echo "built: bin/baiagent bin/baiagent-kernel-runner $(ls bin/plugins | sed 's|^|bin/plugins/|' | tr '\n' ' ')"
+chmod 0755 "$bin/baiagent" "$bin/baiagent-kernel-runner" "$bin"/plugins/*
+echo "built: $bin/baiagent $bin/baiagent-kernel-runner $(ls "$bin/plugins" | sed "s|^|$bin/plugins/|" | tr '\n' ' ')"

@@ -107,7 +107,7 @@ func run(root, bin, out, version, arch string) error {
 	}
 	// The archive holds the .deb's tree under one top directory, so
 	// `tar -xzf ... -C / --strip-components=1` installs the same files.
-	top := fmt.Sprintf("baiagent-%s-linux-%s", info.Version, arch)
+	top := fmt.Sprintf("baiagent-%s-linux-%s", version, arch) // as given: nfpm splits off the prerelease
 	tgzPath := filepath.Join(out, top+".tar.gz")
 	if err := writeFile(tgzPath, func(w io.Writer) error { return writeArchive(w, top, info) }); err != nil {
 		return fmt.Errorf("build %s: %w", tgzPath, err)
