@@ -32,7 +32,8 @@ const testVersion = "0.0.0-pkgtest"
 // binaries link, and installs the .deb with dpkg -i in a Debian container
 // made by debootstrap (kerneltest's cached python image), with the
 // dependency packages copied in from the host's apt cache: the container
-// reaches no registry.
+// reaches no registry. There it runs baiagent version, config check and
+// plugins list.
 func TestDebInstallsInCleanDebian(t *testing.T) {
 	for _, tool := range []string{"dpkg", "dpkg-deb", "ldd", "apt-get", "apt-cache"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -99,6 +100,8 @@ echo "== version"
 baiagent version
 echo "== config"
 baiagent config check -f /etc/backend.ai/agent.toml
+echo "== plugins"
+baiagent plugins list --log-level error -f /etc/backend.ai/agent.toml
 echo "== ldd"
 for f in /usr/lib/baiagent/baiagent /usr/lib/baiagent/baiagent-kernel-runner /usr/lib/baiagent/plugins/*; do
   ldd "$f" 2>&1 | sed "s|^|$f: |"
@@ -121,6 +124,20 @@ done
 	}
 	if !strings.Contains(section("config"), `plugin-dirs = ['/usr/lib/baiagent/plugins', '/usr/local/lib/baiagent/plugins']`) {
 		t.Errorf("config check of the packaged agent.toml:\n%s", section("config"))
+	}
+	// The packaged plugins are found through the packaged plugin-dirs and
+	// start in a bare Debian (no GPU: their devices are simply absent).
+	for _, name := range []string{"cpu", "cuda", "rocm", "tpu"} {
+		want := "/usr/lib/baiagent/plugins/baiagent-plugin-" + name
+		found := false
+		for line := range strings.Lines(section("plugins")) {
+			if strings.Contains(line, want) && strings.Contains(line, " running ") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("plugins list shows no running %s from %s:\n%s", name, want, section("plugins"))
+		}
 	}
 	if ldd := section("ldd"); strings.Contains(ldd, "not found") {
 		t.Errorf("a library is missing after installing the declared Depends:\n%s", ldd)
