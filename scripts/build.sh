@@ -16,6 +16,10 @@ if [ -n "$commit" ] && [ -n "$(git status --porcelain --untracked-files=no 2>/de
 fi
 version=${VERSION:-$(git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null | sed 's/^v//' || true)}
 stamp="-X $pkg.Commit=$commit${version:+ -X $pkg.Version=$version}"
+# STRIP=1 (package.sh sets it) drops the symbol table and DWARF: a third
+# smaller; panics still print file:line, but debuggers see no symbols.
+strip=
+if [ "${STRIP:-}" = 1 ]; then strip="-s -w"; stamp="$stamp $strip"; fi
 # libzmq is linked statically (scripts/zmq-static/pkg-config says what is
 # and is not), so a node needs only libc6 and libgssapi-krb5-2.
 # BAIAGENT_ZMQ=shared links libzmq.so.5 as `go build` does by default.
@@ -39,7 +43,7 @@ for main in plugins/*/cmd/baiagent-plugin-*; do
   if [ "$name" = baiagent-plugin-cuda ]; then
     cgo=1 cflags="${CGO_CFLAGS:--O2 -g} -Wno-deprecated-declarations"
   fi
-  CGO_ENABLED=$cgo CGO_CFLAGS="$cflags" go build -o "$bin/plugins/$name" "./$main"
+  CGO_ENABLED=$cgo CGO_CFLAGS="$cflags" go build -ldflags "$strip" -o "$bin/plugins/$name" "./$main"
 done
 chmod 0755 "$bin/baiagent" "$bin/baiagent-kernel-runner" "$bin"/plugins/*
 echo "built: $bin/baiagent $bin/baiagent-kernel-runner $(ls "$bin/plugins" | sed "s|^|$bin/plugins/|" | tr '\n' ' ')"

@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-dist}
 export BIN=${BIN:-bin}
-[ "${SKIP_BUILD:-}" = 1 ] || scripts/build.sh
+# Release binaries are stripped (STRIP=0 keeps the symbols).
+[ "${SKIP_BUILD:-}" = 1 ] || STRIP=${STRIP:-1} scripts/build.sh
 # The package's version is the one stamped into the agent.
 version=$("$BIN/baiagent" version | awk 'NR==1 {print $2}')
 arch=$(dpkg --print-architecture)
