@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/proto.sh --check
 pkgs=$(scripts/packages.sh)
-unformatted=$(gofmt -l host proto plugins)
+unformatted=$(gofmt -l host proto plugins scripts/package)
 if [ -n "$unformatted" ]; then
   echo "gofmt would change: $unformatted" >&2
   exit 1
@@ -19,6 +19,8 @@ cuda_cflags="${CGO_CFLAGS:--O2 -g} -Wno-deprecated-declarations"
 cuda_pkgs=$(printf '%s\n' $pkgs | grep '^./plugins/cuda/' || true)
 other_pkgs=$(printf '%s\n' $pkgs | grep -v '^./plugins/cuda/' || true)
 go vet $other_pkgs
+# The packager is a module outside go.work (see scripts/package/main.go).
+GOWORK=off go -C scripts/package vet ./...
 CGO_CFLAGS="$cuda_cflags" go vet $cuda_pkgs
 go test -race -count=1 -timeout 20m "$@" $other_pkgs
 CGO_CFLAGS="$cuda_cflags" go test -race -count=1 -timeout 20m "$@" $cuda_pkgs

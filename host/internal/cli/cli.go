@@ -165,10 +165,12 @@ names each bad key when the file is invalid.`,
 func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the agent's version",
+		Short: "Print the agent's version, commit, Go version and plugin API version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "baiagent", version.Version)
+			v := version.Get()
+			fmt.Fprintf(cmd.OutOrStdout(), "baiagent %s\ncommit: %s\ngo: %s\nplugin API: %s\n",
+				v.Version, v.Commit, v.GoVersion, v.PluginAPIVersion)
 		},
 	}
 }
