@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
-exec bin/baiagent server -f configs/agent.dev.toml "$@"
+# From configs/, so that the working directory is the config file's and
+# its relative paths resolve the same way for upstream's rule and ours.
+cd configs
+exec ../bin/baiagent server -f agent.dev.toml "$@"
