@@ -326,6 +326,7 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *red
 		RunnerPath:          runner,
 		CreationConcurrency: a.cfg.Agent.KernelCreationConcurrency,
 		ScratchSize:         int64(a.cfg.Container.ScratchSize),
+		MemoryScratch:       a.cfg.Container.ScratchType == config.ScratchMemory,
 		CommitPath:          a.cfg.Agent.ImageCommitPath,
 		// [container-logs] max-length: Docker's log rotation keeps about
 		// that much of each kernel's output (upstream's defaults).

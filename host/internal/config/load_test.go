@@ -338,7 +338,6 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"stats-type cgroup as non-root", "container", `stats-type = "cgroup"`, "container.stats-type", "root"},
 		{"scratch-type hostfile refused", "container", `scratch-type = "hostfile"`, "container.scratch-type", `"hostfile" is not supported by baiagent`},
 		{"scratch-type k8s-nfs refused", "container", `scratch-type = "k8s-nfs"`, "container.scratch-type", `"k8s-nfs" is not supported by baiagent`},
-		{"scratch-type memory refused", "container", `scratch-type = "memory"`, "container.scratch-type", `"memory" is not supported by baiagent`},
 		{"sandbox-type jail refused", "container", `sandbox-type = "jail"`, "container.sandbox-type", `"jail" (Backend.AI's ptrace syscall sandbox) is not supported`},
 		{"container-logs chunk-size zero", "container-logs", `chunk-size = 0`, "container-logs.chunk-size", "positive"},
 		{"allocation device slot name unquoted", "resource", "allocation-mode = \"manual\"\n[resource.allocations]\ncpu = 1\nmem = \"1G\"\ndevices = { cuda.device = 1 }", "resource.allocations.devices.cuda", `must be quoted: { "cuda.<name>" = ... }`},

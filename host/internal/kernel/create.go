@@ -256,7 +256,11 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 	undo.push(func(context.Context) error { return m.cfg.Allocator.Free(allocation) })
 
 	user := m.userOf(req, img.labels)
-	dirs, err := scratch.Create(m.cfg.ScratchRoot, req.KernelID, user.uid, user.gid)
+	makeScratch := scratch.Create
+	if m.cfg.MemoryScratch {
+		makeScratch = scratch.CreateMemory
+	}
+	dirs, err := makeScratch(m.cfg.ScratchRoot, req.KernelID, user.uid, user.gid)
 	if err != nil {
 		return Created{}, err
 	}
@@ -442,6 +446,10 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 		{Source: dirs.Config, Target: "/home/config", ReadOnly: true},
 		{Source: dirs.Work, Target: "/home/work"},
 		{Source: m.cfg.RunnerPath, Target: RunnerMountPath, ReadOnly: true},
+	}
+	if m.cfg.MemoryScratch {
+		// As upstream's memory scratch: /tmp is a tmpfs of its own.
+		mounts = append(mounts, scratch.Mount{Source: dirs.Tmp, Target: "/tmp"})
 	}
 	for _, pm := range merged.Mounts {
 		mounts = append(mounts, scratch.Mount{Source: pm.Source, Target: pm.Target, ReadOnly: pm.ReadOnly})

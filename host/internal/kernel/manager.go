@@ -112,6 +112,9 @@ type Config struct {
 	// inspection (debug.skip-container-deletion): clean-up frees everything
 	// else, and reconciliation leaves this agent's unknown containers alone.
 	KeepContainers bool
+	// MemoryScratch is container.scratch-type = "memory": each kernel's
+	// scratch dir and /tmp are tmpfs mounts (scratch.CreateMemory).
+	MemoryScratch bool
 	// ScratchSize is written to resource.txt (container.scratch-size).
 	ScratchSize int64
 	// CommitPath is agent.image-commit-path: commits save their tars and

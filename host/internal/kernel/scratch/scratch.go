@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/shopspring/decimal"
+	"golang.org/x/sys/unix"
 
 	"github.com/baiagent/baiagent/host/internal/atomicfile"
 	"github.com/baiagent/baiagent/proto/sdk"
@@ -32,6 +33,9 @@ type Dirs struct {
 	Base   string // <root>/<kernel-id>
 	Config string // mounted read-only at /home/config
 	Work   string // mounted read-write at /home/work
+	// Tmp is <root>/<kernel-id>_tmp, upstream's tmp dir: with scratch-type
+	// memory a tmpfs mounted at /tmp in the container; unused otherwise.
+	Tmp string
 }
 
 // For returns the paths of a kernel's scratch dir without touching disk.
@@ -40,7 +44,7 @@ func For(root, kernelID string) (Dirs, error) {
 		return Dirs{}, fmt.Errorf("kernel id %q cannot name a scratch dir", kernelID)
 	}
 	base := filepath.Join(root, kernelID)
-	return Dirs{Base: base, Config: filepath.Join(base, "config"), Work: filepath.Join(base, "work")}, nil
+	return Dirs{Base: base, Config: filepath.Join(base, "config"), Work: filepath.Join(base, "work"), Tmp: base + "_tmp"}, nil
 }
 
 // ErrExists means the kernel's scratch dir is already there.
@@ -49,6 +53,22 @@ var ErrExists = errors.New("scratch dir already exists")
 // Create makes the kernel's scratch dir; work/ is owned by uid:gid so the
 // kernel's user can write there. A negative uid or gid keeps ours.
 func Create(root, kernelID string, uid, gid int) (Dirs, error) {
+	return create(root, kernelID, uid, gid, false)
+}
+
+// MemorySize is the size of each tmpfs of a memory scratch: upstream's
+// prepare_scratch mounts 64 MiB whatever scratch-size says
+// (agent/docker/agent.py, create_scratch_filesystem).
+const MemorySize = 64 << 20
+
+// CreateMemory is Create for container.scratch-type = "memory", as
+// upstream: the scratch dir and the tmp dir are each a tmpfs of
+// MemorySize, so nothing the kernel writes there reaches the host's disk.
+func CreateMemory(root, kernelID string, uid, gid int) (Dirs, error) {
+	return create(root, kernelID, uid, gid, true)
+}
+
+func create(root, kernelID string, uid, gid int, memory bool) (Dirs, error) {
 	d, err := For(root, kernelID)
 	if err != nil {
 		return Dirs{}, err
@@ -62,29 +82,56 @@ func Create(root, kernelID string, uid, gid int) (Dirs, error) {
 		}
 		return Dirs{}, fmt.Errorf("scratch dir: %w", err)
 	}
+	fail := func(err error) (Dirs, error) {
+		_ = Remove(root, kernelID)
+		return Dirs{}, err
+	}
+	if memory {
+		if err := os.Mkdir(d.Tmp, 0o755); err != nil {
+			return fail(fmt.Errorf("scratch tmp dir: %w", err))
+		}
+		for _, dir := range []string{d.Base, d.Tmp} {
+			opts := fmt.Sprintf("size=%d", MemorySize)
+			if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+				return fail(fmt.Errorf("mount a tmpfs on %s (container.scratch-type memory): %w", dir, err))
+			}
+		}
+		// The tmpfs roots: the base as a directory, /tmp as /tmp is.
+		if err := os.Chmod(d.Base, 0o755); err != nil {
+			return fail(fmt.Errorf("scratch dir: %w", err))
+		}
+		if err := os.Chmod(d.Tmp, 0o777|os.ModeSticky); err != nil {
+			return fail(fmt.Errorf("scratch tmp dir: %w", err))
+		}
+	}
 	for _, dir := range []string{d.Config, d.Work} {
 		if err := os.Mkdir(dir, 0o755); err != nil {
-			_ = os.RemoveAll(d.Base)
-			return Dirs{}, fmt.Errorf("scratch dir: %w", err)
+			return fail(fmt.Errorf("scratch dir: %w", err))
 		}
 	}
 	if uid >= 0 || gid >= 0 {
 		if err := os.Chown(d.Work, uid, gid); err != nil {
-			_ = os.RemoveAll(d.Base)
-			return Dirs{}, fmt.Errorf("scratch work dir owner: %w", err)
+			return fail(fmt.Errorf("scratch work dir owner: %w", err))
 		}
 	}
 	return d, nil
 }
 
-// Remove deletes a kernel's scratch dir; a missing one is not an error.
+// Remove deletes a kernel's scratch dir and tmp dir, unmounting them first
+// when they are a memory scratch's tmpfs; missing ones are not an error.
 func Remove(root, kernelID string) error {
 	d, err := For(root, kernelID)
 	if err != nil {
 		return err
 	}
-	if err := os.RemoveAll(d.Base); err != nil {
-		return fmt.Errorf("remove scratch dir: %w", err)
+	for _, dir := range []string{d.Base, d.Tmp} {
+		// EINVAL: not a mount point (a hostdir scratch); ENOENT: gone.
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("unmount %s: %w", dir, err)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("remove scratch dir: %w", err)
+		}
 	}
 	return nil
 }
