@@ -352,7 +352,13 @@ func (c *Client) lead(done func() bool, stop func() error) error {
 		}
 		c.sleeping = true
 		c.mu.Unlock()
-		_, err := unix.Poll(fds, leaderPollTimeout)
+		// As the server's socket owner: ZMQ_EVENTS is the last word before
+		// sleeping on the edge-triggered fd (see socketOwner.receiveOrSleep).
+		timeout := leaderPollTimeout
+		if ev, err := c.dealer.GetEvents(); err == nil && ev&zmq.POLLIN != 0 {
+			timeout = 0
+		}
+		_, err := unix.Poll(fds, timeout)
 		c.mu.Lock()
 		c.sleeping = false
 		c.mu.Unlock()
