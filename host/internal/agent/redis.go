@@ -74,12 +74,19 @@ func roleNames() []string {
 }
 
 func profileFromEtcd(s etcdstore.RedisSettings) redisconn.Profile {
-	p := redisconn.Profile{Base: targetFromEtcd(s)}
-	for role, o := range s.Overrides {
+	return profileOf(s, s.Overrides, targetFromEtcd)
+}
+
+// profileOf builds a profile from a base target and its per-role
+// overrides, in etcd's or agent.toml's form (convert turns one into a
+// redisconn.Target).
+func profileOf[T any](base T, overrides map[string]T, convert func(T) redisconn.Target) redisconn.Profile {
+	p := redisconn.Profile{Base: convert(base)}
+	for role, o := range overrides {
 		if p.Overrides == nil {
 			p.Overrides = map[redisconn.Role]redisconn.Target{}
 		}
-		p.Overrides[redisconn.Role(role)] = targetFromEtcd(o)
+		p.Overrides[redisconn.Role(role)] = convert(o)
 	}
 	return p
 }
@@ -101,14 +108,7 @@ func targetFromEtcd(s etcdstore.RedisSettings) redisconn.Target {
 }
 
 func profileFromConfig(c config.RedisConfig) redisconn.Profile {
-	p := redisconn.Profile{Base: targetFromConfig(c.RedisTarget)}
-	for role, o := range c.Overrides {
-		if p.Overrides == nil {
-			p.Overrides = map[redisconn.Role]redisconn.Target{}
-		}
-		p.Overrides[redisconn.Role(role)] = targetFromConfig(o)
-	}
-	return p
+	return profileOf(c.RedisTarget, c.Overrides, targetFromConfig)
 }
 
 func targetFromConfig(c config.RedisTarget) redisconn.Target {

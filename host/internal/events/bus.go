@@ -15,13 +15,13 @@ import (
 	"github.com/baiagent/baiagent/host/internal/spool"
 )
 
-// Redis logical databases of upstream's defs (REDIS_*_DB); the same as
-// redisconn's Role.DB for statistics, image and stream.
+// Redis logical databases the agent's clients use (redisconn's, which
+// follow upstream's REDIS_*_DB).
 const (
-	StatisticsDB = 0
-	LiveDB       = 2
-	ImageDB      = 3
-	StreamDB     = 4
+	StatisticsDB = redisconn.DBStatistics
+	LiveDB       = redisconn.DBLive
+	ImageDB      = redisconn.DBImage
+	StreamDB     = redisconn.DBStream
 )
 
 // RedisOptions is where the event stream's Redis is: the stream role's

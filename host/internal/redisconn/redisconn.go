@@ -47,27 +47,40 @@ func (r Role) Known() bool {
 	return false
 }
 
+// Upstream's logical databases per role (common/defs/__init__.py REDIS_*_DB).
+const (
+	DBStatistics   = 0
+	DBRateLimit    = 1
+	DBLive         = 2
+	DBImage        = 3
+	DBStream       = 4
+	DBStreamLock   = 5
+	DBContainerLog = 6
+	DBBgtask       = 7
+	DBTUS          = 8
+)
+
 // DB is the logical database upstream keeps r's data in (REDIS_*_DB).
 func (r Role) DB() int {
 	switch r {
 	case RoleStatistics:
-		return 0
+		return DBStatistics
 	case RoleRateLimit:
-		return 1
+		return DBRateLimit
 	case RoleLive:
-		return 2
+		return DBLive
 	case RoleImage:
-		return 3
+		return DBImage
 	case RoleStream:
-		return 4
+		return DBStream
 	case RoleStreamLock:
-		return 5
+		return DBStreamLock
 	case RoleContainerLog:
-		return 6
+		return DBContainerLog
 	case RoleBgtask:
-		return 7
+		return DBBgtask
 	case RoleTUS:
-		return 8
+		return DBTUS
 	}
 	return 0
 }
