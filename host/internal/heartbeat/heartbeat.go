@@ -17,16 +17,13 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 
+	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/pywire"
 )
 
 // DefaultInterval is debug.heartbeat-interval's default.
 const DefaultInterval = 20 * time.Second
-
-// DefaultRegion is the region of an agent that has none configured
-// (common/identity.py on premises).
-const DefaultRegion = "local"
 
 // Slot is one resource slot the agent offers.
 type Slot struct {
@@ -132,7 +129,7 @@ func Event(info Info) (events.AgentHeartbeat, error) {
 		plugins = append(plugins, pywire.KV{Key: p.Key, Value: entry})
 	}
 	if info.Region == "" {
-		info.Region = DefaultRegion
+		info.Region = config.DefaultRegion
 	}
 	if info.PublicHost == "" {
 		info.PublicHost = info.IP
