@@ -26,7 +26,7 @@ func newPluginLogger(log zerolog.Logger, plugin, stderrName string) hclog.Logger
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:       "plugin",
 			Level:      hclog.Trace,
-			Output:     &zerologWriter{log: log.With().Str("plugin", plugin).Logger()},
+			Output:     newZerologWriter(log.With().Str("plugin", plugin).Logger()),
 			JSONFormat: true,
 		}),
 		stderrName: stderrName,
@@ -55,36 +55,18 @@ func (l pluginLogger) With(args ...any) hclog.Logger {
 // (a "[LEVEL]" prefix chooses the level, a Go panic or fatal error and
 // what follows is an error, the rest is debug).
 type stderrLog struct {
-	mu      sync.Mutex
 	log     zerolog.Logger
-	buf     bytes.Buffer
-	inPanic bool
+	inPanic bool // guarded by the lineWriter's lock
 }
 
-func newStderrLog(log zerolog.Logger, plugin string) *stderrLog {
-	return &stderrLog{log: log.With().Str("plugin", plugin).Logger()}
-}
-
-func (w *stderrLog) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	for {
-		line, err := w.buf.ReadBytes('\n')
-		if err != nil {
-			w.buf.Write(line) // a partial line waits for the rest
-			return len(p), nil
-		}
-		w.emit(bytes.TrimSpace(line))
-	}
+func newStderrLog(log zerolog.Logger, plugin string) io.Writer {
+	s := &stderrLog{log: log.With().Str("plugin", plugin).Logger()}
+	return &lineWriter{emit: s.emit}
 }
 
 func (w *stderrLog) emit(line []byte) {
-	if len(line) == 0 {
-		return
-	}
 	if line[0] == '{' && json.Valid(line) {
-		(&zerologWriter{log: w.log}).emit(line)
+		emitHclogJSON(w.log, line)
 		return
 	}
 	text := string(line)
@@ -104,40 +86,47 @@ func (w *stderrLog) emit(line []byte) {
 	w.log.WithLevel(level).Msg(text)
 }
 
-// zerologWriter turns hclog JSON lines into zerolog events.
-type zerologWriter struct {
-	mu  sync.Mutex
-	log zerolog.Logger
-	buf bytes.Buffer
+// newZerologWriter turns the hclog JSON lines written to it into zerolog
+// events.
+func newZerologWriter(log zerolog.Logger) io.Writer {
+	return &lineWriter{emit: func(line []byte) { emitHclogJSON(log, line) }}
 }
 
-func (w *zerologWriter) Write(p []byte) (int, error) {
+// lineWriter calls emit, under its lock, with each complete non-empty
+// line written to it, trimmed; a partial line waits for the rest.
+type lineWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	emit func(line []byte)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf.Write(p)
 	for {
 		line, err := w.buf.ReadBytes('\n')
 		if err != nil {
-			// Keep a partial line for the next write.
 			w.buf.Write(line)
 			return len(p), nil
 		}
-		w.emit(bytes.TrimSpace(line))
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			w.emit(line)
+		}
 	}
 }
 
-func (w *zerologWriter) emit(line []byte) {
-	if len(line) == 0 {
-		return
-	}
+// emitHclogJSON logs one hclog JSON line at its level; a line that is not
+// JSON is logged as it is, at info.
+func emitHclogJSON(log zerolog.Logger, line []byte) {
 	var entry map[string]any
 	if err := json.Unmarshal(line, &entry); err != nil {
-		w.log.Info().Msg(string(line))
+		log.Info().Msg(string(line))
 		return
 	}
 	level := zerologLevel(fmt.Sprint(entry["@level"]))
 	msg := fmt.Sprint(entry["@message"])
-	ev := w.log.WithLevel(level)
+	ev := log.WithLevel(level)
 	keys := make([]string, 0, len(entry))
 	for k := range entry {
 		keys = append(keys, k)
