@@ -134,6 +134,10 @@ type Service struct {
 
 	scanMu sync.Mutex
 	known  map[string]Installed // the last Rescan's images by canonical name
+	// inspected caches what a scan reads from docker image inspect, by
+	// image ID: an ID names the content, so its labels and architecture
+	// never change, and a rescan inspects only images new since the last.
+	inspected map[string]inspectedImage
 }
 
 // pull is one in-flight pull; err is set before done is closed.

@@ -85,37 +85,51 @@ func archName(arch string) string {
 }
 
 // scan lists the local kernel images, sorted by name. Each image is
-// inspected (once, whatever its number of tags) for its labels and
-// architecture, as upstream's scan_images does.
+// inspected for its labels and architecture, as upstream's scan_images
+// does, but only the first time its ID is seen (s.inspected). Callers hold
+// scanMu.
 func (s *Service) scan(ctx context.Context) ([]Installed, error) {
 	list, err := s.docker.ImageList(ctx, client.ImageListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list images: %w", err)
 	}
 	var out []Installed
+	seen := make(map[string]inspectedImage, len(list.Items))
 	for _, img := range list.Items {
 		if len(img.RepoTags) == 0 {
 			continue
 		}
-		insp, err := s.docker.ImageInspect(ctx, img.ID)
-		if cerrdefs.IsNotFound(err) {
-			continue // removed since the list
+		info, ok := s.inspected[img.ID]
+		if !ok {
+			insp, err := s.docker.ImageInspect(ctx, img.ID)
+			if cerrdefs.IsNotFound(err) {
+				continue // removed since the list
+			}
+			if err != nil {
+				return nil, fmt.Errorf("inspect image %s: %w", img.ID, err)
+			}
+			info = inspectedImage{id: insp.ID, architecture: archName(insp.Architecture)}
+			if insp.Config != nil {
+				info.labels = insp.Config.Labels
+			}
 		}
-		if err != nil {
-			return nil, fmt.Errorf("inspect image %s: %w", img.ID, err)
-		}
-		var labels map[string]string
-		if insp.Config != nil {
-			labels = insp.Config.Labels
-		}
+		seen[img.ID] = info
 		for _, tag := range img.RepoTags {
-			if kernelImage(tag, labels) {
-				out = append(out, Installed{Canonical: tag, Digest: insp.ID, Architecture: archName(insp.Architecture)})
+			if kernelImage(tag, info.labels) {
+				out = append(out, Installed{Canonical: tag, Digest: info.id, Architecture: info.architecture})
 			}
 		}
 	}
+	s.inspected = seen // images gone from Docker leave the cache
 	slices.SortFunc(out, func(x, y Installed) int { return strings.Compare(x.Canonical, y.Canonical) })
 	return out, nil
+}
+
+// inspectedImage is what scan keeps of one docker image inspect.
+type inspectedImage struct {
+	id           string
+	labels       map[string]string
+	architecture string
 }
 
 // Rescan lists the local kernel images and the ones that were there at
