@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -426,14 +425,4 @@ func readIO(path string, parse func([]byte) (uint64, uint64, error)) (uint64, ui
 		return 0, 0, fmt.Errorf("%s: %w", path, err)
 	}
 	return r, w, nil
-}
-
-// sortedKeys returns a map's int keys in order.
-func sortedKeys[V any](m map[int]V) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -13,8 +13,6 @@ const (
 	fixtureW7900  = "testdata/radeon-pro-w7900-2gpu.txtar"
 )
 
-func devicesByID(devs []sdk.Device) map[string]sdk.Device { return plugintest.DevicesByID(devs) }
-
 // waitForDevices reads watch updates until match accepts one.
 func waitForDevices(t *testing.T, updates <-chan []sdk.Device, what string, match func(map[string]sdk.Device) bool) map[string]sdk.Device {
 	t.Helper()

@@ -2,9 +2,6 @@ package rocm
 
 import "fmt"
 
-// amdVendorID is AMD/ATI's PCI vendor id.
-const amdVendorID = 0x1002
-
 // modelNames maps AMD PCI device ids to marketing names, for cards without
 // a product_name file (workstation and consumer cards). The list is
 // deliberately small; unknown ids are named by id and gfx target.

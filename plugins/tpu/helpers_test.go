@@ -13,8 +13,6 @@ const (
 	fixtureV5e = "testdata/tpu-v5e-8chip-vfio.txtar"
 )
 
-func devicesByID(devs []sdk.Device) map[string]sdk.Device { return plugintest.DevicesByID(devs) }
-
 // waitForDevices reads watch updates until match accepts one.
 func waitForDevices(t *testing.T, updates <-chan []sdk.Device, what string, match func(map[string]sdk.Device) bool) map[string]sdk.Device {
 	t.Helper()

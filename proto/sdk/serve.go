@@ -98,7 +98,7 @@ func Serve(impl Plugin, logger hclog.Logger) {
 // instead of starting one per call shortens every round trip.
 func newGRPCServer(opts []grpc.ServerOption) *grpc.Server {
 	workers := uint32(max(2, runtime.GOMAXPROCS(0)))
-	return grpc.NewServer(append(opts, grpc.NumStreamWorkers(workers), grpc.SharedWriteBuffer(true))...)
+	return grpc.NewServer(append(opts, grpc.NumStreamWorkers(workers))...)
 }
 
 func exitWhenOrphaned(logger hclog.Logger, parent int, every time.Duration) {

@@ -91,15 +91,14 @@ while True:
 // working directory and imports survive from one run to the next; if the
 // process dies (the code called exit), the next run starts a fresh one.
 type interpreter struct {
-	kind    string
-	path    string
-	dir     string
-	env     []string
-	input   *os.File // read end of the user's stdin pipe, shared with batch runs
-	tmpDir  string
-	cred    *syscall.Credential // the kernel user; nil runs as the runner
-	emit    func(typ string, data []byte)
-	procErr func(error)
+	kind   string
+	path   string
+	dir    string
+	env    []string
+	input  *os.File // read end of the user's stdin pipe, shared with batch runs
+	tmpDir string
+	cred   *syscall.Credential // the kernel user; nil runs as the runner
+	emit   func(typ string, data []byte)
 
 	mu      sync.Mutex // guards proc between Run and Interrupt
 	proc    *interpProcess

@@ -44,11 +44,10 @@ const DefaultFlushTimeout = 2 * time.Second
 
 // Errors a caller decides on.
 var (
-	ErrClosed       = errors.New("runner connection closed")
-	ErrUnknownRun   = errors.New("no such active run")
-	ErrInvalidMode  = errors.New("invalid execute mode")
-	ErrNoReply      = errors.New("runner did not reply")
-	errReplyDropped = errors.New("reply dropped")
+	ErrClosed      = errors.New("runner connection closed")
+	ErrUnknownRun  = errors.New("no such active run")
+	ErrInvalidMode = errors.New("invalid execute mode")
+	ErrNoReply     = errors.New("runner did not reply")
 )
 
 // ConsoleItem is one (type, data) entry of a result's console.
@@ -178,14 +177,6 @@ func (r *run) isFinished() bool {
 	default:
 		return false
 	}
-}
-
-func (r *run) take() []record {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.records
-	r.records = nil
-	return out
 }
 
 // Client is one connection to one kernel's runner. It is safe for
