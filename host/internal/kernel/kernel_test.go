@@ -75,7 +75,7 @@ func (e *env) manager(t testing.TB, options ...func(*kernel.Config)) *kernel.Man
 			e.terminations = append(e.terminations, term)
 			e.mu.Unlock()
 		},
-		Docker: e.docker, Allocator: e.allocator, Plugins: e.plugins, Ports: e.ports, Logger: zerolog.Nop(),
+		Engine: kernel.NewDockerEngine(e.docker), Allocator: e.allocator, Plugins: e.plugins, Ports: e.ports, Logger: zerolog.Nop(),
 	}
 	for _, option := range options {
 		option(&cfg)
