@@ -23,17 +23,19 @@ type Harness struct {
 	// ImageLabels.
 	Image       string
 	ImageLabels map[string]string
-	// Exit makes the process of a container started with WaitCmd exit
-	// with code, as if by itself.
+	// Exit makes the process of a running contract container exit with
+	// code, as if by itself (under Docker: by writing ExitFile).
 	Exit func(t *testing.T, containerID string, code int)
 }
 
-// WaitCmd is the command of the contract's containers: it runs until
+// waitCmd is the command of the contract's containers: it runs until
 // ExitFile holds an exit code, and ends with 143 on SIGTERM as the fake's
-// processes do.
-var WaitCmd = []string{"sh", "-c", `trap "exit 143" TERM; while [ ! -s ` + ExitFile + ` ]; do sleep 0.2 & wait $!; done; exit $(cat ` + ExitFile + `)`}
+// processes do (the wait, unlike a busybox sleep, is interrupted by it).
+func waitCmd() []string {
+	return []string{"sh", "-c", `trap "exit 143" TERM; while [ ! -s ` + ExitFile + ` ]; do sleep 0.2 & wait $!; done; exit $(cat ` + ExitFile + `)`}
+}
 
-// ExitFile is where WaitCmd looks for its exit code.
+// ExitFile is where a contract container looks for its exit code.
 const ExitFile = "/tmp/contract-exit"
 
 // eventWait bounds the wait for an event that must come; it is no
@@ -51,7 +53,7 @@ func Contract(t *testing.T, h Harness) {
 	spec := func(name string) kernel.ContainerSpec {
 		return kernel.ContainerSpec{
 			Name:       name,
-			Config:     &container.Config{Image: h.Image, Cmd: WaitCmd, Labels: labels},
+			Config:     &container.Config{Image: h.Image, Cmd: waitCmd(), Labels: labels},
 			HostConfig: &container.HostConfig{},
 		}
 	}
