@@ -355,7 +355,7 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *red
 				log.Warn().Err(err).Str("kernel_id", kernelID).Msg("container log not stored for the manager")
 			}
 		},
-		Docker:    docker,
+		Engine:    kernel.NewDockerEngine(docker),
 		Allocator: a.allocator,
 		Plugins:   a.plugins,
 		Ports:     ports,

@@ -11,8 +11,6 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-
-	"github.com/moby/moby/client"
 )
 
 // Commit statuses of get_commit_status (upstream's CommitStatus).
@@ -190,37 +188,37 @@ func (c *Commit) Run(ctx context.Context) (imageID string, err error) {
 	for _, key := range keys {
 		changes = append(changes, "LABEL "+dockerfileQuote(key)+"="+dockerfileQuote(c.req.ExtraLabels[key]))
 	}
-	docker := c.m.cfg.Docker
-	res, err := docker.ContainerCommit(ctx, c.containerID, client.ContainerCommitOptions{
+	engine := c.m.cfg.Engine
+	imageID, err = engine.ContainerCommit(ctx, c.containerID, CommitOptions{
 		Reference: c.req.Canonical, Changes: changes,
 		Comment: "baiagent commit of kernel " + c.req.KernelID,
 	})
 	if err != nil {
 		return "", fmt.Errorf("commit kernel %s: %w", c.req.KernelID, err)
 	}
-	c.m.log.Info().Str("kernel", c.req.KernelID).Str("image", res.ID).Str("canonical", c.req.Canonical).Msg("kernel committed")
+	c.m.log.Info().Str("kernel", c.req.KernelID).Str("image", imageID).Str("canonical", c.req.Canonical).Msg("kernel committed")
 	if c.Path == "" {
-		return res.ID, nil
+		return imageID, nil
 	}
-	saveErr := c.save(ctx, res.ID)
+	saveErr := c.save(ctx, imageID)
 	// As upstream: with a file, the file is the result.
-	ref := res.ID
+	ref := imageID
 	if c.req.Canonical != "" {
 		ref = c.req.Canonical
 	}
-	if _, err := docker.ImageRemove(context.WithoutCancel(ctx), ref, client.ImageRemoveOptions{}); err != nil {
-		c.m.log.Warn().Err(err).Str("image", res.ID).Msg("removing a committed image after saving it")
+	if err := engine.ImageRemove(context.WithoutCancel(ctx), ref); err != nil {
+		c.m.log.Warn().Err(err).Str("image", imageID).Msg("removing a committed image after saving it")
 	}
 	if saveErr != nil {
 		return "", saveErr
 	}
-	return res.ID, nil
+	return imageID, nil
 }
 
 // save writes the image as a gzipped tar, under a temporary name until it
 // is complete.
 func (c *Commit) save(ctx context.Context, imageID string) error {
-	rc, err := c.m.cfg.Docker.ImageSave(ctx, []string{imageID})
+	rc, err := c.m.cfg.Engine.ImageSave(ctx, imageID)
 	if err != nil {
 		return fmt.Errorf("save image %s: %w", imageID, err)
 	}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
 	"golang.org/x/sys/unix"
 
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
@@ -331,13 +330,11 @@ func (m *Manager) ownContainers(ctx context.Context) ([]container.Summary, error
 	var out []container.Summary
 	seen := map[string]bool{}
 	for _, label := range []string{LabelOwner, LabelAgentID} {
-		list, err := m.cfg.Docker.ContainerList(ctx, client.ContainerListOptions{
-			All: true, Filters: client.Filters{}.Add("label", label+"="+m.cfg.AgentID),
-		})
+		list, err := m.cfg.Engine.ContainerList(ctx, label+"="+m.cfg.AgentID)
 		if err != nil {
 			return nil, fmt.Errorf("list kernel containers: %w", err)
 		}
-		for _, c := range list.Items {
+		for _, c := range list {
 			if !seen[c.ID] {
 				seen[c.ID] = true
 				out = append(out, c)

@@ -19,7 +19,6 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/alloc"
@@ -320,7 +319,7 @@ type imageInfo struct {
 // inspectImage reads the image's labels and the service ports the kernel
 // publishes.
 func (m *Manager) inspectImage(ctx context.Context, req CreateRequest) (imageInfo, error) {
-	img, err := m.cfg.Docker.ImageInspect(ctx, req.Image)
+	img, err := m.cfg.Engine.ImageInspect(ctx, req.Image)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return imageInfo{}, fmt.Errorf("%w: %s", ErrImageNotFound, req.Image)
@@ -376,7 +375,7 @@ type launched struct {
 // which undo leaves alone.
 func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, createdAt time.Time,
 	dirs scratch.Dirs, allocation alloc.Allocation, held []int, undo *undoStack) (launched, error) {
-	docker := m.cfg.Docker
+	engine := m.cfg.Engine
 	merged, err := m.prepareContainer(ctx, req.KernelID, dirs, allocation)
 	if err != nil {
 		return launched{}, err
@@ -512,8 +511,8 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 	if cfg, hostCfg, netCfg, err = m.withContainerOpts(ctx, cfg, hostCfg, netCfg); err != nil {
 		return launched{}, err
 	}
-	resp, err := docker.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: cfg, HostConfig: hostCfg, NetworkingConfig: netCfg, Name: ContainerName(req.Image, req.KernelID),
+	containerID, err := engine.ContainerCreate(ctx, ContainerSpec{
+		Config: cfg, HostConfig: hostCfg, Networking: netCfg, Name: ContainerName(req.Image, req.KernelID),
 	})
 	if err != nil {
 		if req.Network != "" {
@@ -522,32 +521,32 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 		return launched{}, fmt.Errorf("docker create: %w", err)
 	}
 	undo.push(func(ctx context.Context) error {
-		_, err := docker.ContainerRemove(ctx, resp.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		err := engine.ContainerRemove(ctx, containerID)
 		if err != nil && !cerrdefs.IsNotFound(err) {
-			return fmt.Errorf("remove container %s: %w", resp.ID, err)
+			return fmt.Errorf("remove container %s: %w", containerID, err)
 		}
 		return nil
 	})
-	if err := scratch.AppendContainerID(dirs, resp.ID); err != nil {
+	if err := scratch.AppendContainerID(dirs, containerID); err != nil {
 		return launched{}, err
 	}
 	for _, n := range merged.Networks {
 		// As upstream, after the container's own network: a plugin's
 		// network (an RDMA or storage fabric, say) is an extra interface.
-		if _, err := docker.NetworkConnect(ctx, n.Name, client.NetworkConnectOptions{Container: resp.ID}); err != nil {
+		if err := engine.NetworkConnect(ctx, n.Name, containerID); err != nil {
 			return launched{}, fmt.Errorf("plugin %s: connect to docker network %s: %w", n.Plugin, n.Name, err)
 		}
 	}
-	if _, err := docker.ContainerStart(ctx, resp.ID, client.ContainerStartOptions{}); err != nil {
+	if err := engine.ContainerStart(ctx, containerID); err != nil {
 		return launched{}, fmt.Errorf("docker start: %w", err)
 	}
 	if req.SudoSession {
-		if err := m.provisionSudo(ctx, resp.ID); err != nil {
+		if err := m.provisionSudo(ctx, containerID); err != nil {
 			return launched{}, afterStartError{err}
 		}
 	}
 
-	rc, err := m.connectRunner(ctx, resp.ID, rec)
+	rc, err := m.connectRunner(ctx, containerID, rec)
 	if err != nil {
 		return launched{}, afterStartError{err}
 	}
@@ -555,7 +554,7 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 	if err := m.mergeApps(ctx, rc, dirs, &rec); err != nil {
 		return launched{}, afterStartError{err}
 	}
-	return launched{containerID: resp.ID, recovery: rec, runner: rc, attached: merged.Attached}, nil
+	return launched{containerID: containerID, recovery: rec, runner: rc, attached: merged.Attached}, nil
 }
 
 // mergeApps adds what the runner's get-apps reports (url_template,
@@ -626,13 +625,13 @@ func (m *Manager) connectRunner(ctx context.Context, containerID string, rec scr
 			}
 			return nil, fmt.Errorf("kernel runner: %w%s", err, m.containerTail(containerID))
 		case <-tick.C:
-			insp, err := m.cfg.Docker.ContainerInspect(ctx, containerID, client.ContainerInspectOptions{})
-			if err == nil && insp.Container.State != nil && !insp.Container.State.Running {
+			insp, err := m.cfg.Engine.ContainerInspect(ctx, containerID)
+			if err == nil && insp.State != nil && !insp.State.Running {
 				cancel()
 				<-statusErr
 				_ = rc.Close()
 				return nil, fmt.Errorf("container exited with code %d before its runner answered%s",
-					insp.Container.State.ExitCode, m.containerTail(containerID))
+					insp.State.ExitCode, m.containerTail(containerID))
 			}
 		}
 	}

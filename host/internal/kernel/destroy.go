@@ -1,18 +1,13 @@
 package kernel
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/client"
 
-	"github.com/baiagent/baiagent/host/internal/dockerlog"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 )
 
@@ -54,8 +49,7 @@ func (m *Manager) destroy(ctx context.Context, kernelID, reason string, verbatim
 	k.state = stateTerminating
 	m.mu.Unlock()
 
-	timeout := int(m.cfg.StopTimeout / time.Second)
-	_, err := m.cfg.Docker.ContainerStop(ctx, k.containerID, client.ContainerStopOptions{Timeout: &timeout})
+	err := m.cfg.Engine.ContainerStop(ctx, k.containerID, m.cfg.StopTimeout)
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		m.log.Warn().Err(err).Str("kernel", kernelID).Msg("stopping kernel container; removing it by force")
 	}
@@ -76,11 +70,11 @@ func (m *Manager) clean(ctx context.Context, k *kernel, exitCode int) (Terminati
 
 		oomKilled := false
 		if exitCode < 0 || reason == "" {
-			if insp, err := m.cfg.Docker.ContainerInspect(ctx, k.containerID, client.ContainerInspectOptions{}); err == nil && insp.Container.State != nil {
-				if exitCode < 0 && !insp.Container.State.Running {
-					exitCode = insp.Container.State.ExitCode
+			if insp, err := m.cfg.Engine.ContainerInspect(ctx, k.containerID); err == nil && insp.State != nil {
+				if exitCode < 0 && !insp.State.Running {
+					exitCode = insp.State.ExitCode
 				}
-				oomKilled = insp.Container.State.OOMKilled
+				oomKilled = insp.State.OOMKilled
 			}
 		}
 		m.mu.Lock()
@@ -102,7 +96,7 @@ func (m *Manager) clean(ctx context.Context, k *kernel, exitCode int) (Terminati
 			if m.cfg.KeepContainers {
 				m.log.Info().Str("kernel", k.id).Str("container", k.containerID).Msg("container kept (debug.skip-container-deletion)")
 			} else {
-				_, err := m.cfg.Docker.ContainerRemove(ctx, k.containerID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+				err := m.cfg.Engine.ContainerRemove(ctx, k.containerID)
 				if err != nil && !cerrdefs.IsNotFound(err) {
 					errs = append(errs, fmt.Errorf("remove container: %w", err))
 				}
@@ -147,20 +141,11 @@ func (m *Manager) clean(ctx context.Context, k *kernel, exitCode int) (Terminati
 
 // Logs returns the last tail lines (0: all) of a container's output.
 func (m *Manager) Logs(ctx context.Context, containerID string, tail int) (string, error) {
-	opts := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true}
-	if tail > 0 {
-		opts.Tail = strconv.Itoa(tail)
-	}
-	rc, err := m.cfg.Docker.ContainerLogs(ctx, containerID, opts)
+	out, err := m.cfg.Engine.ContainerLogs(ctx, containerID, tail)
 	if err != nil {
-		return "", fmt.Errorf("container logs: %w", err)
+		return out, fmt.Errorf("container logs: %w", err)
 	}
-	defer rc.Close()
-	var out bytes.Buffer
-	if err := dockerlog.Copy(&out, rc); err != nil {
-		return out.String(), fmt.Errorf("container logs: %w", err)
-	}
-	return out.String(), nil
+	return out, nil
 }
 
 // KernelLogs returns a running kernel's container log (get_logs).

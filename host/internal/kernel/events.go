@@ -9,7 +9,6 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
-	"github.com/moby/moby/client"
 
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 )
@@ -60,16 +59,12 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 func (m *Manager) followEvents(ctx context.Context) error {
-	filters := client.Filters{}.
-		Add("type", string(events.ContainerEventType)).
-		Add("event", string(events.ActionDie), string(events.ActionOOM)).
-		Add("label", LabelAgentID+"="+m.cfg.AgentID)
-	stream := m.cfg.Docker.Events(ctx, client.EventsListOptions{Filters: filters})
+	messages, errs := m.cfg.Engine.ContainerEvents(ctx, LabelAgentID+"="+m.cfg.AgentID)
 	for {
 		select {
-		case msg := <-stream.Messages:
+		case msg := <-messages:
 			m.handleEvent(ctx, msg)
-		case err := <-stream.Err:
+		case err := <-errs:
 			if err == nil {
 				err = errors.New("event stream closed")
 			}
@@ -175,7 +170,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 
 // removeUnknown removes a container and, when it is ours, its scratch dir.
 func (m *Manager) removeUnknown(ctx context.Context, containerID, kernelID, scratchRoot string) error {
-	_, err := m.cfg.Docker.ContainerRemove(ctx, containerID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	err := m.cfg.Engine.ContainerRemove(ctx, containerID)
 	if err != nil {
 		return fmt.Errorf("remove container %s: %w", containerID, err)
 	}

@@ -27,9 +27,12 @@ import (
 	"github.com/baiagent/baiagent/proto/sdk"
 )
 
-// env is one simulated agent's surroundings: the real Docker engine, the
-// real cpu plugin, a port pool and a scratch root.
+// env is one simulated agent's surroundings: the real Docker engine (or
+// the fake, newFakeEnv), the real cpu plugin, a port pool and a scratch
+// root.
 type env struct {
+	engine kernel.Engine
+	// docker is the engine's client; nil on the fake.
 	docker      *client.Client
 	image       string
 	runnerPath  string
@@ -47,7 +50,7 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	docker := kerneltest.Docker(t)
-	e := &env{docker: docker, agentID: fmt.Sprintf("test-agent-%d", rand.Uint64())}
+	e := &env{engine: kernel.NewDockerEngine(docker), docker: docker, agentID: fmt.Sprintf("test-agent-%d", rand.Uint64())}
 	e.image = kerneltest.BuildBusybox(t, docker)
 	e.runnerPath = kerneltest.RunnerBinary(t)
 	e.plugins, e.allocator = kerneltest.CPUPlugin(t)
@@ -75,7 +78,7 @@ func (e *env) manager(t testing.TB, options ...func(*kernel.Config)) *kernel.Man
 			e.terminations = append(e.terminations, term)
 			e.mu.Unlock()
 		},
-		Docker: e.docker, Allocator: e.allocator, Plugins: e.plugins, Ports: e.ports, Logger: zerolog.Nop(),
+		Engine: e.engine, Allocator: e.allocator, Plugins: e.plugins, Ports: e.ports, Logger: zerolog.Nop(),
 	}
 	for _, option := range options {
 		option(&cfg)
@@ -283,8 +286,11 @@ func TestKernelLifecycle(t *testing.T) {
 	e.wantIdle(t, e.allocator, e.ports, before)
 }
 
+// A validation and state test: on the fake engine, which refuses a
+// missing bind source as Docker does (enginetest's contract) and runs no
+// runner, so that a creation waiting for one times out.
 func TestCreateFailuresReleaseEverything(t *testing.T) {
-	e := newEnv(t)
+	e, _ := newFakeEnv(t)
 	m := e.manager(t)
 	start(t, m)
 	before := e.allocator.Snapshot()
@@ -329,7 +335,7 @@ func TestCreateFailuresReleaseEverything(t *testing.T) {
 	// with FAILED_TO_START (agent/agent.py create_kernel).
 	// Another agent id, so that the first manager's reconciliation does not
 	// take the new container for a stray one of its own.
-	e2 := newEnv(t)
+	e2, _ := newFakeEnv(t)
 	impatient := e2.manager(t, func(cfg *kernel.Config) { cfg.RunnerStartTimeout = time.Millisecond })
 	start(t, impatient)
 	before = e2.allocator.Snapshot()

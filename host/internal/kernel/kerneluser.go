@@ -1,18 +1,13 @@
 package kernel
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/moby/moby/api/pkg/stdcopy"
-	"github.com/moby/moby/client"
 
 	"github.com/baiagent/baiagent/host/internal/atomicfile"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
@@ -205,29 +200,12 @@ const sudoersCommand = `mkdir -p /etc/sudoers.d && echo "work ALL=(ALL:ALL) NOPA
 // container; any output or a non-zero exit fails the creation, as
 // upstream's ContainerCreationError("sudoers provision failed").
 func (m *Manager) provisionSudo(ctx context.Context, containerID string) error {
-	docker := m.cfg.Docker
-	ex, err := docker.ExecCreate(ctx, containerID, client.ExecCreateOptions{
-		User: "root", Cmd: []string{"sh", "-c", sudoersCommand}, AttachStdout: true, AttachStderr: true,
-	})
+	res, err := m.cfg.Engine.ContainerExec(ctx, containerID, "root", []string{"sh", "-c", sudoersCommand})
 	if err != nil {
 		return fmt.Errorf("sudoers provision failed: %w", err)
 	}
-	att, err := docker.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
-	if err != nil {
-		return fmt.Errorf("sudoers provision failed: %w", err)
-	}
-	var out bytes.Buffer
-	_, err = stdcopy.StdCopy(&out, &out, io.LimitReader(att.Reader, 64<<10))
-	att.Close()
-	if err != nil {
-		return fmt.Errorf("sudoers provision failed: %w", err)
-	}
-	insp, err := docker.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
-	if err != nil {
-		return fmt.Errorf("sudoers provision failed: %w", err)
-	}
-	if insp.ExitCode != 0 || out.Len() > 0 {
-		return fmt.Errorf("sudoers provision failed (exit %d): %s", insp.ExitCode, strings.TrimSpace(out.String()))
+	if res.ExitCode != 0 || len(res.Output) > 0 {
+		return fmt.Errorf("sudoers provision failed (exit %d): %s", res.ExitCode, strings.TrimSpace(string(res.Output)))
 	}
 	return nil
 }

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moby/moby/client"
 	"github.com/rs/zerolog"
 
 	"github.com/baiagent/baiagent/host/internal/alloc"
@@ -137,7 +136,8 @@ type Config struct {
 	// bounded time.
 	BeforeRemove func(ctx context.Context, kernelID, containerID string)
 
-	Docker    *client.Client
+	// Engine runs the containers (NewDockerEngine in the agent).
+	Engine    Engine
 	Allocator *alloc.Allocator
 	Plugins   Plugins
 	Ports     PortAllocator
@@ -250,8 +250,8 @@ func New(cfg Config) (*Manager, error) {
 		return nil, errors.New("kernel manager: agent id is empty")
 	case cfg.ScratchRoot == "":
 		return nil, errors.New("kernel manager: scratch root is empty")
-	case cfg.Docker == nil || cfg.Allocator == nil || cfg.Plugins == nil || cfg.Ports == nil:
-		return nil, errors.New("kernel manager: docker, allocator, plugins and ports are required")
+	case cfg.Engine == nil || cfg.Allocator == nil || cfg.Plugins == nil || cfg.Ports == nil:
+		return nil, errors.New("kernel manager: engine, allocator, plugins and ports are required")
 	}
 	if st, err := os.Stat(cfg.RunnerPath); err != nil || st.IsDir() {
 		return nil, fmt.Errorf("kernel manager: kernel runner binary %q: %w", cfg.RunnerPath, errors.Join(err, errIf(err == nil, "is a directory")))

@@ -68,7 +68,7 @@ func (m *Manager) StartModelServices(ctx context.Context, kernelID string, def p
 		return err
 	}
 	var imageCmd []string
-	if img, err := m.cfg.Docker.ImageInspect(ctx, k.image); err == nil && img.Config != nil {
+	if img, err := m.cfg.Engine.ImageInspect(ctx, k.image); err == nil && img.Config != nil {
 		imageCmd = img.Config.Cmd
 	}
 	models, err := ModelsToStart(def, imageCmd, environ)

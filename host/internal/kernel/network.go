@@ -10,7 +10,6 @@ import (
 	"slices"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/client"
 
 	"github.com/baiagent/baiagent/host/internal/atomicfile"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
@@ -46,17 +45,14 @@ func (m *Manager) CreateLocalNetwork(ctx context.Context, name string) error {
 	if err := validNetworkName(name); err != nil {
 		return err
 	}
-	_, err := m.cfg.Docker.NetworkInspect(ctx, name, client.NetworkInspectOptions{})
+	_, err := m.cfg.Engine.NetworkInspect(ctx, name)
 	if err == nil {
 		return nil
 	}
 	if !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("network %s: %w", name, err)
 	}
-	_, err = m.cfg.Docker.NetworkCreate(ctx, name, client.NetworkCreateOptions{
-		Driver: "bridge",
-		Labels: map[string]string{LabelClusterNetwork: "1"},
-	})
+	err = m.cfg.Engine.NetworkCreate(ctx, name, map[string]string{LabelClusterNetwork: "1"})
 	if err != nil && !cerrdefs.IsConflict(err) {
 		return fmt.Errorf("create network %s: %w", name, err)
 	}
@@ -71,18 +67,18 @@ func (m *Manager) DestroyLocalNetwork(ctx context.Context, name string) error {
 	if err := validNetworkName(name); err != nil {
 		return err
 	}
-	insp, err := m.cfg.Docker.NetworkInspect(ctx, name, client.NetworkInspectOptions{})
+	insp, err := m.cfg.Engine.NetworkInspect(ctx, name)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return nil
 		}
 		return fmt.Errorf("network %s: %w", name, err)
 	}
-	if insp.Network.Labels[LabelClusterNetwork] != "1" {
+	if insp.Labels[LabelClusterNetwork] != "1" {
 		return fmt.Errorf("%w: network %s was not made by create_local_network (no %s label); not removing it",
 			ErrInvalidNetwork, name, LabelClusterNetwork)
 	}
-	if _, err := m.cfg.Docker.NetworkRemove(ctx, insp.Network.ID, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+	if err := m.cfg.Engine.NetworkRemove(ctx, insp.ID); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove network %s: %w", name, err)
 	}
 	return nil
@@ -94,7 +90,7 @@ func (m *Manager) checkNetwork(ctx context.Context, name string) error {
 	if name == "" {
 		return nil
 	}
-	if _, err := m.cfg.Docker.NetworkInspect(ctx, name, client.NetworkInspectOptions{}); err != nil {
+	if _, err := m.cfg.Engine.NetworkInspect(ctx, name); err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return fmt.Errorf("%w: network %s does not exist (create_local_network first)", ErrInvalidRequest, name)
 		}

@@ -31,16 +31,16 @@ func removeNetworkAtEnd(t *testing.T, e *env, name string) {
 	})
 }
 
+// On the fake engine: the names are the manager's own validation.
 func TestLocalNetworkNames(t *testing.T) {
-	e := newEnv(t)
+	e, _ := newFakeEnv(t)
 	m := e.manager(t)
 	ctx := context.Background()
 	// A network that create_local_network did not make (no label).
 	foreign := fmt.Sprintf("baiagent-foreign-%d", rand.Uint64())
-	if _, err := e.docker.NetworkCreate(ctx, foreign, client.NetworkCreateOptions{Driver: "bridge"}); err != nil {
+	if err := e.engine.NetworkCreate(ctx, foreign, nil); err != nil {
 		t.Fatal(err)
 	}
-	removeNetworkAtEnd(t, e, foreign)
 
 	for _, tc := range []struct {
 		description string
@@ -60,7 +60,7 @@ func TestLocalNetworkNames(t *testing.T) {
 			t.Errorf("%s: %v, want ErrInvalidNetwork naming %q", tc.description, err, tc.name)
 		}
 	}
-	if _, err := e.docker.NetworkInspect(ctx, foreign, client.NetworkInspectOptions{}); err != nil {
+	if _, err := e.engine.NetworkInspect(ctx, foreign); err != nil {
 		t.Errorf("the foreign network was removed: %v", err)
 	}
 	// Destroying a network that is not there is not an error (upstream).

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
 
 	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
@@ -55,12 +54,12 @@ func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 		if scratchRoot == "" {
 			scratchRoot = m.cfg.ScratchRoot
 		}
-		insp, err := m.cfg.Docker.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
+		insp, err := m.cfg.Engine.ContainerInspect(ctx, c.ID)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("inspect %s: %w", c.ID, err))
 			continue
 		}
-		state := insp.Container.State
+		state := insp.State
 		alive := state != nil && (state.Running || state.Paused || state.Restarting)
 		dirs, dirErr := scratch.For(scratchRoot, kernelID)
 		var rec scratch.Recovery
@@ -89,7 +88,7 @@ func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 			}
 			continue
 		}
-		allocation, err := m.restoreAllocation(ctx, dirs, c.Labels, insp.Container, knownKinds)
+		allocation, err := m.restoreAllocation(ctx, dirs, c.Labels, insp, knownKinds)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("kernel %s: %w", kernelID, err))
 		}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/client"
 
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 )
@@ -165,11 +164,10 @@ func (m *Manager) removeContainer(ctx context.Context, containerID string) error
 	if containerID == "" {
 		return nil
 	}
-	timeout := int(m.cfg.StopTimeout / time.Second)
-	if _, err := m.cfg.Docker.ContainerStop(ctx, containerID, client.ContainerStopOptions{Timeout: &timeout}); err != nil && !cerrdefs.IsNotFound(err) {
+	if err := m.cfg.Engine.ContainerStop(ctx, containerID, m.cfg.StopTimeout); err != nil && !cerrdefs.IsNotFound(err) {
 		m.log.Warn().Err(err).Str("container", shortID(containerID)).Msg("stopping a kernel container; removing it by force")
 	}
-	_, err := m.cfg.Docker.ContainerRemove(ctx, containerID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	err := m.cfg.Engine.ContainerRemove(ctx, containerID)
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", shortID(containerID), err)
 	}

@@ -50,7 +50,7 @@ func TestKernelContainerAsUpstreamOverRPC(t *testing.T) {
 		AgentID: agentID, ScratchRoot: t.TempDir(), KernelUID: 1000, KernelGID: 1000, RunnerPath: runnerPath,
 		CreationConcurrency: 2, StopTimeout: 2 * time.Second, ReconcileInterval: time.Second,
 		ExtraContainerOptsFiles: []string{filepath.Join(t.TempDir(), "absent.json"), extraOpts},
-		Docker:                  docker, Allocator: allocator, Plugins: plugins, Ports: ports, Logger: zerolog.Nop(),
+		Engine:                  kernel.NewDockerEngine(docker), Allocator: allocator, Plugins: plugins, Ports: ports, Logger: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)

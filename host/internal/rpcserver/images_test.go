@@ -148,7 +148,7 @@ func realKernels(t *testing.T, docker *client.Client) (*kernel.Manager, *portpoo
 	m, err := kernel.New(kernel.Config{
 		AgentID: agentID, ScratchRoot: t.TempDir(), KernelUID: 1000, KernelGID: 1000, RunnerPath: runnerPath,
 		CreationConcurrency: 4, StopTimeout: 2 * time.Second, ReconcileInterval: time.Second,
-		Docker: docker, Allocator: allocator, Plugins: plugins, Ports: ports, Logger: zerolog.Nop(),
+		Engine: kernel.NewDockerEngine(docker), Allocator: allocator, Plugins: plugins, Ports: ports, Logger: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)

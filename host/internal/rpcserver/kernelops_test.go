@@ -118,7 +118,7 @@ func newOpsAgentWith(t *testing.T, o opsAgentOptions) *opsAgent {
 				}
 			}
 		},
-		Docker: a.docker, Allocator: allocator, Plugins: plugins, Ports: a.ports, Logger: zerolog.Nop(),
+		Engine: kernel.NewDockerEngine(a.docker), Allocator: allocator, Plugins: plugins, Ports: a.ports, Logger: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)

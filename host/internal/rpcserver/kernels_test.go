@@ -501,7 +501,7 @@ func TestKernelLifecycleOverRPC(t *testing.T) {
 			terms = append(terms, term)
 			termMu.Unlock()
 		},
-		Docker: docker, Allocator: allocator, Plugins: plugins, Ports: ports, Logger: zerolog.Nop(),
+		Engine: kernel.NewDockerEngine(docker), Allocator: allocator, Plugins: plugins, Ports: ports, Logger: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -10,12 +10,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/baiagent/baiagent/host/internal/portpool"
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,12 +27,22 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
+	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/resources"
 	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // BusyboxImage is the tag of the test image.
 const BusyboxImage = "baiagent-test/busybox:latest"
+
+// BusyboxLabels are the labels of BusyboxImage, as upstream images carry
+// them: runtime-type shell, a service "web" on port 8080.
+func BusyboxLabels() map[string]string {
+	return map[string]string{
+		"ai.backend.kernelspec": "1", "ai.backend.runtime-type": "shell",
+		"ai.backend.runtime-path": "/bin/sh", "ai.backend.service-ports": "web:http:8080",
+	}
+}
 
 // Docker connects to the local engine. Outside CI a missing engine skips
 // the test; in CI (CI set) it fails it.
@@ -54,8 +66,7 @@ func Docker(t testing.TB) *client.Client {
 
 // BuildBusybox builds BusyboxImage from the host's static busybox (Debian's
 // busybox-static): FROM scratch, /bin/busybox plus an applet link for each
-// of its commands, and a world-writable /tmp. Labels as upstream images
-// carry them: runtime-type shell, a service "web" on port 8080.
+// of its commands, and a world-writable /tmp, with BusyboxLabels.
 func BuildBusybox(t testing.TB, docker *client.Client) string {
 	t.Helper()
 	busybox := findStaticBusybox(t)
@@ -81,10 +92,12 @@ func BuildBusybox(t testing.TB, docker *client.Client) string {
 			}
 		}
 	}
-	dockerfile := []byte(`FROM scratch
-COPY rootfs/ /
-LABEL ai.backend.kernelspec="1" ai.backend.runtime-type="shell" ai.backend.runtime-path="/bin/sh" ai.backend.service-ports="web:http:8080"
-`)
+	labels := BusyboxLabels()
+	var labelLine strings.Builder
+	for _, key := range slices.Sorted(maps.Keys(labels)) {
+		fmt.Fprintf(&labelLine, " %s=%q", key, labels[key])
+	}
+	dockerfile := []byte("FROM scratch\nCOPY rootfs/ /\nLABEL" + labelLine.String() + "\n")
 	add(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile)), Typeflag: tar.TypeReg}, dockerfile)
 	for _, dir := range []string{"rootfs/", "rootfs/bin/", "rootfs/etc/", "rootfs/home/", "rootfs/home/work/"} {
 		add(&tar.Header{Name: dir, Mode: 0o755, Typeflag: tar.TypeDir}, nil)
