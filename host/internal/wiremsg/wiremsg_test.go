@@ -262,9 +262,7 @@ func FuzzUnpickle(f *testing.F) {
 // A map keyed by a pickled enum whose value is a tuple (found by fuzzing
 // create_kernels) is an error, not a panic.
 func TestUnhashableMapKeyIsAnError(t *testing.T) {
-	pickle := []byte("\x80\x05\x95\x3f\x00\x00\x00\x00\x00\x00\x00" +
-		"\x8c\x17ai.backend.common.types\x94\x8c\x0bClusterMode\x94\x93\x94" +
-		"\x8c\x0bsingle-node\x94\x85\x94\x85\x94\x52\x94\x2e")
+	pickle := wiremsgtest.TupleValuedEnum()
 	msg := append([]byte{0x81, 0xc7, byte(len(pickle)), byte(wiremsg.ExtEnum)}, pickle...)
 	msg = append(msg, 0xc0)
 	if _, err := wiremsg.Unmarshal(msg); err == nil || !strings.Contains(err.Error(), "unhashable map key") {

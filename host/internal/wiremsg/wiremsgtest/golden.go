@@ -138,3 +138,13 @@ func Table() []Golden {
 			Value: wiremsg.BinarySize(549755813888)},
 	}
 }
+
+// TupleValuedEnum is a hostile pickle, hand-made: ClusterMode(("single-node",)),
+// an enum member whose value is a tuple, which no sender makes but which
+// decodes to a value Go cannot use as a map key (found by fuzzing
+// create_kernels).
+func TupleValuedEnum() []byte {
+	return []byte("\x80\x05\x95\x3f\x00\x00\x00\x00\x00\x00\x00" +
+		"\x8c\x17ai.backend.common.types\x94\x8c\x0bClusterMode\x94\x93\x94" +
+		"\x8c\x0bsingle-node\x94\x85\x94\x85\x94\x52\x94\x2e")
+}
