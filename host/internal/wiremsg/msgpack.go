@@ -324,52 +324,38 @@ func (w *msgpackWriter) int(n int64) {
 	}
 }
 
-func (w *msgpackWriter) str(s string) {
-	switch n := len(s); {
-	case n < 32:
-		w.byte1(msgpcode.FixedStrLow | byte(n))
-	case n <= math.MaxUint8:
-		w.buf = append(w.buf, msgpcode.Str8, byte(n))
+// lengthHeader writes the header of a str, bin, array or map of n items:
+// the fix form (fix|n) below fixLimit, then the 8-, 16- and 32-bit forms
+// (code8 0: the type has no 8-bit form), the smallest that fits.
+func (w *msgpackWriter) lengthHeader(n, fixLimit int, fix, code8, code16, code32 byte) {
+	switch {
+	case n < fixLimit:
+		w.byte1(fix | byte(n))
+	case code8 != 0 && n <= math.MaxUint8:
+		w.buf = append(w.buf, code8, byte(n))
 	case n <= math.MaxUint16:
-		w.be16(msgpcode.Str16, uint16(n))
+		w.be16(code16, uint16(n))
 	default:
-		w.be32(msgpcode.Str32, uint32(n))
+		w.be32(code32, uint32(n))
 	}
+}
+
+func (w *msgpackWriter) str(s string) {
+	w.lengthHeader(len(s), 32, msgpcode.FixedStrLow, msgpcode.Str8, msgpcode.Str16, msgpcode.Str32)
 	w.buf = append(w.buf, s...)
 }
 
 func (w *msgpackWriter) bin(b []byte) {
-	switch n := len(b); {
-	case n <= math.MaxUint8:
-		w.buf = append(w.buf, msgpcode.Bin8, byte(n))
-	case n <= math.MaxUint16:
-		w.be16(msgpcode.Bin16, uint16(n))
-	default:
-		w.be32(msgpcode.Bin32, uint32(n))
-	}
+	w.lengthHeader(len(b), 0, 0, msgpcode.Bin8, msgpcode.Bin16, msgpcode.Bin32)
 	w.buf = append(w.buf, b...)
 }
 
 func (w *msgpackWriter) arrayHeader(n int) {
-	switch {
-	case n < 16:
-		w.byte1(msgpcode.FixedArrayLow | byte(n))
-	case n <= math.MaxUint16:
-		w.be16(msgpcode.Array16, uint16(n))
-	default:
-		w.be32(msgpcode.Array32, uint32(n))
-	}
+	w.lengthHeader(n, 16, msgpcode.FixedArrayLow, 0, msgpcode.Array16, msgpcode.Array32)
 }
 
 func (w *msgpackWriter) mapHeader(n int) {
-	switch {
-	case n < 16:
-		w.byte1(msgpcode.FixedMapLow | byte(n))
-	case n <= math.MaxUint16:
-		w.be16(msgpcode.Map16, uint16(n))
-	default:
-		w.be32(msgpcode.Map32, uint32(n))
-	}
+	w.lengthHeader(n, 16, msgpcode.FixedMapLow, 0, msgpcode.Map16, msgpcode.Map32)
 }
 
 // ext writes an ext value in msgpack-python's choice of header.
@@ -477,21 +463,9 @@ func (w *msgpackWriter) value(v any, depth int) error {
 			}
 		}
 	case map[string]any:
-		keys := slices.Sorted(maps.Keys(x))
-		w.mapHeader(len(keys))
-		for _, k := range keys {
-			w.str(k)
-			if err := w.value(x[k], depth+1); err != nil {
-				return err
-			}
-		}
+		return writeSorted(w, x, depth)
 	case map[string]string:
-		keys := slices.Sorted(maps.Keys(x))
-		w.mapHeader(len(keys))
-		for _, k := range keys {
-			w.str(k)
-			w.str(x[k])
-		}
+		return writeSorted(w, x, depth)
 	case Map:
 		w.mapHeader(len(x))
 		for k, item := range x {
@@ -523,6 +497,20 @@ func (w *msgpackWriter) reflected(v any, depth int) error {
 		items[i] = rv.Index(i).Interface()
 	}
 	return w.array(items, depth)
+}
+
+// writeSorted writes a map with string keys in sorted key order, so that
+// the bytes do not depend on Go's map order.
+func writeSorted[V any](w *msgpackWriter, m map[string]V, depth int) error {
+	keys := slices.Sorted(maps.Keys(m))
+	w.mapHeader(len(keys))
+	for _, k := range keys {
+		w.str(k)
+		if err := w.value(m[k], depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (w *msgpackWriter) array(items []any, depth int) error {
