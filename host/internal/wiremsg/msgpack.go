@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"math/big"
 	"reflect"
@@ -502,7 +501,11 @@ func (w *msgpackWriter) reflected(v any, depth int) error {
 // writeSorted writes a map with string keys in sorted key order, so that
 // the bytes do not depend on Go's map order.
 func writeSorted[V any](w *msgpackWriter, m map[string]V, depth int) error {
-	keys := slices.Sorted(maps.Keys(m))
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
 	w.mapHeader(len(keys))
 	for _, k := range keys {
 		w.str(k)
