@@ -35,12 +35,12 @@ import (
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/presence"
-	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/redisconn"
 	"github.com/baiagent/baiagent/host/internal/resources"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
 	"github.com/baiagent/baiagent/host/internal/stats"
 	"github.com/baiagent/baiagent/host/internal/version"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
 
@@ -109,9 +109,9 @@ func (a *Agent) heartbeatInfo(publicKey string) heartbeat.Info {
 			for _, st := range kind.SlotTypes {
 				units[st.Name] = st.Kind.String()
 			}
-			extra := pywire.Map{}
+			extra := wiremsg.Dict{}
 			for _, k := range slices.Sorted(maps.Keys(p.Description.ExtraInfo)) {
-				extra = append(extra, pywire.KV{Key: k, Value: p.Description.ExtraInfo[k]})
+				extra = append(extra, wiremsg.KV{Key: k, Value: p.Description.ExtraInfo[k]})
 			}
 			info.ComputePlugins = append(info.ComputePlugins, heartbeat.ComputePlugin{Key: kind.Key, Version: p.Description.Version, Extra: extra})
 		}
@@ -711,14 +711,14 @@ func (a *Agent) emit(ctx context.Context, ev events.Event) {
 }
 
 // orderedMap turns a result dict into msgpack's ordered map, keys sorted.
-func orderedMap(m map[string]any) pywire.Map {
-	out := make(pywire.Map, 0, len(m))
+func orderedMap(m map[string]any) wiremsg.Dict {
+	out := make(wiremsg.Dict, 0, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		v := m[k]
 		if inner, ok := v.(map[string]any); ok {
 			v = orderedMap(inner)
 		}
-		out = append(out, pywire.KV{Key: k, Value: v})
+		out = append(out, wiremsg.KV{Key: k, Value: v})
 	}
 	return out
 }

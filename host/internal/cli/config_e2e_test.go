@@ -53,8 +53,8 @@ func TestManualAllocationAndPIDFile(t *testing.T) {
 	info, _ := hb.Args[0].(wiremsg.Map)
 	slots, _ := info["available_resource_slots"].(wiremsg.ResourceSlot)
 	got := map[string]string{}
-	for slot, amount := range slots {
-		got[slot] = amount.String()
+	for _, slot := range slots {
+		got[slot.Name] = slot.Amount.String()
 	}
 	want := map[string]string{"cpu": "1", "mem": "1073741824", "cuda.device": "1"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {

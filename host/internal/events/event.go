@@ -9,7 +9,7 @@ package events
 import (
 	"time"
 
-	"github.com/baiagent/baiagent/host/internal/pywire"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
 // Event is one agent event. Args is the positional tuple a 26.8.x manager
@@ -17,8 +17,8 @@ import (
 // JSON encoding (event.model_dump_json() on upstream main).
 type Event interface {
 	Name() string
-	Args() pywire.Tuple
-	Body() pywire.Map
+	Args() wiremsg.Tuple
+	Body() wiremsg.Dict
 	// Droppable events (heartbeats) are not queued while Redis is down: the
 	// next one supersedes them.
 	Droppable() bool
@@ -60,20 +60,20 @@ const (
 // AgentStarted is agent_started: (reason,).
 type AgentStarted struct{ Reason string }
 
-func (AgentStarted) Name() string         { return "agent_started" }
-func (e AgentStarted) Args() pywire.Tuple { return pywire.Tuple{e.Reason} }
-func (e AgentStarted) Body() pywire.Map   { return pywire.Map{{Key: "reason", Value: e.Reason}} }
-func (AgentStarted) Droppable() bool      { return false }
-func (AgentStarted) Broadcast() bool      { return false }
+func (AgentStarted) Name() string          { return "agent_started" }
+func (e AgentStarted) Args() wiremsg.Tuple { return wiremsg.Tuple{e.Reason} }
+func (e AgentStarted) Body() wiremsg.Dict  { return wiremsg.Dict{{Key: "reason", Value: e.Reason}} }
+func (AgentStarted) Droppable() bool       { return false }
+func (AgentStarted) Broadcast() bool       { return false }
 
 // AgentTerminated is agent_terminated: (reason,).
 type AgentTerminated struct{ Reason string }
 
-func (AgentTerminated) Name() string         { return "agent_terminated" }
-func (e AgentTerminated) Args() pywire.Tuple { return pywire.Tuple{e.Reason} }
-func (e AgentTerminated) Body() pywire.Map   { return pywire.Map{{Key: "reason", Value: e.Reason}} }
-func (AgentTerminated) Droppable() bool      { return false }
-func (AgentTerminated) Broadcast() bool      { return false }
+func (AgentTerminated) Name() string          { return "agent_terminated" }
+func (e AgentTerminated) Args() wiremsg.Tuple { return wiremsg.Tuple{e.Reason} }
+func (e AgentTerminated) Body() wiremsg.Dict  { return wiremsg.Dict{{Key: "reason", Value: e.Reason}} }
+func (AgentTerminated) Droppable() bool       { return false }
+func (AgentTerminated) Broadcast() bool       { return false }
 
 // AgentError is agent_error: (message, traceback, user, context_env,
 // severity). Severity is a LogLevel value such as "ERROR".
@@ -86,13 +86,13 @@ type AgentError struct {
 
 func (AgentError) Name() string { return "agent_error" }
 
-func (e AgentError) fields() (traceback any, contextEnv pywire.Map, severity string) {
+func (e AgentError) fields() (traceback any, contextEnv wiremsg.Dict, severity string) {
 	if e.Traceback != "" {
 		traceback = e.Traceback
 	}
-	contextEnv = pywire.Map{}
+	contextEnv = wiremsg.Dict{}
 	for _, k := range sortedKeys(e.ContextEnv) {
-		contextEnv = append(contextEnv, pywire.KV{Key: k, Value: e.ContextEnv[k]})
+		contextEnv = append(contextEnv, wiremsg.KV{Key: k, Value: e.ContextEnv[k]})
 	}
 	severity = e.Severity
 	if severity == "" {
@@ -101,14 +101,14 @@ func (e AgentError) fields() (traceback any, contextEnv pywire.Map, severity str
 	return traceback, contextEnv, severity
 }
 
-func (e AgentError) Args() pywire.Tuple {
+func (e AgentError) Args() wiremsg.Tuple {
 	tb, env, severity := e.fields()
-	return pywire.Tuple{e.Message, tb, nil, env, severity}
+	return wiremsg.Tuple{e.Message, tb, nil, env, severity}
 }
 
-func (e AgentError) Body() pywire.Map {
+func (e AgentError) Body() wiremsg.Dict {
 	tb, env, severity := e.fields()
-	return pywire.Map{
+	return wiremsg.Dict{
 		{Key: "message", Value: e.Message}, {Key: "traceback", Value: tb}, {Key: "user", Value: nil},
 		{Key: "context_env", Value: env}, {Key: "severity", Value: severity},
 	}
@@ -121,16 +121,18 @@ func (AgentError) Broadcast() bool { return false }
 // main sends slot entries), so the heartbeat package builds both.
 type AgentHeartbeat struct {
 	// ArgsInfo is AgentInfo.model_dump() as 26.8.x packs it.
-	ArgsInfo pywire.Map
+	ArgsInfo wiremsg.Dict
 	// BodyInfo is AgentInfo as main's model_dump_json() writes it.
-	BodyInfo pywire.Map
+	BodyInfo wiremsg.Dict
 }
 
-func (AgentHeartbeat) Name() string         { return "agent_heartbeat" }
-func (e AgentHeartbeat) Args() pywire.Tuple { return pywire.Tuple{e.ArgsInfo} }
-func (e AgentHeartbeat) Body() pywire.Map   { return pywire.Map{{Key: "agent_info", Value: e.BodyInfo}} }
-func (AgentHeartbeat) Droppable() bool      { return true }
-func (AgentHeartbeat) Broadcast() bool      { return false }
+func (AgentHeartbeat) Name() string          { return "agent_heartbeat" }
+func (e AgentHeartbeat) Args() wiremsg.Tuple { return wiremsg.Tuple{e.ArgsInfo} }
+func (e AgentHeartbeat) Body() wiremsg.Dict {
+	return wiremsg.Dict{{Key: "agent_info", Value: e.BodyInfo}}
+}
+func (AgentHeartbeat) Droppable() bool { return true }
+func (AgentHeartbeat) Broadcast() bool { return false }
 
 // kernelCreation is the shape of kernel_preparing/pulling/creating/started:
 // (kernel_id, session_id, reason, creation_info).
@@ -138,25 +140,25 @@ type kernelCreation struct {
 	KernelID     string
 	SessionID    string
 	Reason       string
-	CreationInfo pywire.Map // only kernel_started carries one
+	CreationInfo wiremsg.Dict // only kernel_started carries one
 }
 
-func (e kernelCreation) args() pywire.Tuple {
+func (e kernelCreation) args() wiremsg.Tuple {
 	info := e.CreationInfo
 	if info == nil {
-		info = pywire.Map{}
+		info = wiremsg.Dict{}
 	}
-	return pywire.Tuple{e.KernelID, e.SessionID, e.Reason, info}
+	return wiremsg.Tuple{e.KernelID, e.SessionID, e.Reason, info}
 }
 
-func (e kernelCreation) body(withInfo bool) pywire.Map {
-	m := pywire.Map{{Key: "kernel_id", Value: e.KernelID}, {Key: "session_id", Value: e.SessionID}, {Key: "reason", Value: e.Reason}}
+func (e kernelCreation) body(withInfo bool) wiremsg.Dict {
+	m := wiremsg.Dict{{Key: "kernel_id", Value: e.KernelID}, {Key: "session_id", Value: e.SessionID}, {Key: "reason", Value: e.Reason}}
 	if withInfo {
 		info := e.CreationInfo
 		if info == nil {
-			info = pywire.Map{}
+			info = wiremsg.Dict{}
 		}
-		m = append(m, pywire.KV{Key: "creation_info", Value: info})
+		m = append(m, wiremsg.KV{Key: "creation_info", Value: info})
 	}
 	return m
 }
@@ -173,26 +175,26 @@ type KernelCreating kernelCreation
 // KernelStarted is kernel_started, with the creation info.
 type KernelStarted kernelCreation
 
-func (KernelPreparing) Name() string         { return "kernel_preparing" }
-func (e KernelPreparing) Args() pywire.Tuple { return kernelCreation(e).args() }
-func (e KernelPreparing) Body() pywire.Map   { return kernelCreation(e).body(false) }
-func (KernelPreparing) Droppable() bool      { return false }
-func (KernelPreparing) Broadcast() bool      { return true }
-func (KernelPulling) Name() string           { return "kernel_pulling" }
-func (e KernelPulling) Args() pywire.Tuple   { return kernelCreation(e).args() }
-func (e KernelPulling) Body() pywire.Map     { return kernelCreation(e).body(false) }
-func (KernelPulling) Droppable() bool        { return false }
-func (KernelPulling) Broadcast() bool        { return true }
-func (KernelCreating) Name() string          { return "kernel_creating" }
-func (e KernelCreating) Args() pywire.Tuple  { return kernelCreation(e).args() }
-func (e KernelCreating) Body() pywire.Map    { return kernelCreation(e).body(false) }
-func (KernelCreating) Droppable() bool       { return false }
-func (KernelCreating) Broadcast() bool       { return true }
-func (KernelStarted) Name() string           { return "kernel_started" }
-func (e KernelStarted) Args() pywire.Tuple   { return kernelCreation(e).args() }
-func (e KernelStarted) Body() pywire.Map     { return kernelCreation(e).body(true) }
-func (KernelStarted) Droppable() bool        { return false }
-func (KernelStarted) Broadcast() bool        { return true }
+func (KernelPreparing) Name() string          { return "kernel_preparing" }
+func (e KernelPreparing) Args() wiremsg.Tuple { return kernelCreation(e).args() }
+func (e KernelPreparing) Body() wiremsg.Dict  { return kernelCreation(e).body(false) }
+func (KernelPreparing) Droppable() bool       { return false }
+func (KernelPreparing) Broadcast() bool       { return true }
+func (KernelPulling) Name() string            { return "kernel_pulling" }
+func (e KernelPulling) Args() wiremsg.Tuple   { return kernelCreation(e).args() }
+func (e KernelPulling) Body() wiremsg.Dict    { return kernelCreation(e).body(false) }
+func (KernelPulling) Droppable() bool         { return false }
+func (KernelPulling) Broadcast() bool         { return true }
+func (KernelCreating) Name() string           { return "kernel_creating" }
+func (e KernelCreating) Args() wiremsg.Tuple  { return kernelCreation(e).args() }
+func (e KernelCreating) Body() wiremsg.Dict   { return kernelCreation(e).body(false) }
+func (KernelCreating) Droppable() bool        { return false }
+func (KernelCreating) Broadcast() bool        { return true }
+func (KernelStarted) Name() string            { return "kernel_started" }
+func (e KernelStarted) Args() wiremsg.Tuple   { return kernelCreation(e).args() }
+func (e KernelStarted) Body() wiremsg.Dict    { return kernelCreation(e).body(true) }
+func (KernelStarted) Droppable() bool         { return false }
+func (KernelStarted) Broadcast() bool         { return true }
 
 // KernelTerminated is kernel_terminated: (kernel_id, session_id, reason,
 // exit_code). A reason the agent chose is a KernelLifecycleEventReason
@@ -209,15 +211,15 @@ type KernelTerminated struct {
 }
 
 func (KernelTerminated) Name() string { return "kernel_terminated" }
-func (e KernelTerminated) Args() pywire.Tuple {
-	var reason any = pywire.KernelLifecycleEventReason(e.Reason)
+func (e KernelTerminated) Args() wiremsg.Tuple {
+	var reason any = wiremsg.KernelLifecycleEventReason(e.Reason)
 	if e.ReasonVerbatim {
 		reason = e.Reason
 	}
-	return pywire.Tuple{e.KernelID, e.SessionID, reason, e.ExitCode}
+	return wiremsg.Tuple{e.KernelID, e.SessionID, reason, e.ExitCode}
 }
-func (e KernelTerminated) Body() pywire.Map {
-	return pywire.Map{
+func (e KernelTerminated) Body() wiremsg.Dict {
+	return wiremsg.Dict{
 		{Key: "kernel_id", Value: e.KernelID}, {Key: "session_id", Value: e.SessionID},
 		{Key: "reason", Value: e.Reason}, {Key: "exit_code", Value: e.ExitCode},
 	}
@@ -233,12 +235,12 @@ type sessionResult struct {
 	ExitCode  int
 }
 
-func (e sessionResult) args() pywire.Tuple {
-	return pywire.Tuple{e.SessionID, pywire.KernelLifecycleEventReason(e.Reason), e.ExitCode}
+func (e sessionResult) args() wiremsg.Tuple {
+	return wiremsg.Tuple{e.SessionID, wiremsg.KernelLifecycleEventReason(e.Reason), e.ExitCode}
 }
 
-func (e sessionResult) body() pywire.Map {
-	return pywire.Map{{Key: "session_id", Value: e.SessionID}, {Key: "reason", Value: e.Reason}, {Key: "exit_code", Value: e.ExitCode}}
+func (e sessionResult) body() wiremsg.Dict {
+	return wiremsg.Dict{{Key: "session_id", Value: e.SessionID}, {Key: "reason", Value: e.Reason}, {Key: "exit_code", Value: e.ExitCode}}
 }
 
 // SessionSuccess is session_success (a batch task exited with 0).
@@ -247,16 +249,16 @@ type SessionSuccess sessionResult
 // SessionFailure is session_failure.
 type SessionFailure sessionResult
 
-func (SessionSuccess) Name() string         { return "session_success" }
-func (e SessionSuccess) Args() pywire.Tuple { return sessionResult(e).args() }
-func (e SessionSuccess) Body() pywire.Map   { return sessionResult(e).body() }
-func (SessionSuccess) Droppable() bool      { return false }
-func (SessionSuccess) Broadcast() bool      { return true }
-func (SessionFailure) Name() string         { return "session_failure" }
-func (e SessionFailure) Args() pywire.Tuple { return sessionResult(e).args() }
-func (e SessionFailure) Body() pywire.Map   { return sessionResult(e).body() }
-func (SessionFailure) Droppable() bool      { return false }
-func (SessionFailure) Broadcast() bool      { return true }
+func (SessionSuccess) Name() string          { return "session_success" }
+func (e SessionSuccess) Args() wiremsg.Tuple { return sessionResult(e).args() }
+func (e SessionSuccess) Body() wiremsg.Dict  { return sessionResult(e).body() }
+func (SessionSuccess) Droppable() bool       { return false }
+func (SessionSuccess) Broadcast() bool       { return true }
+func (SessionFailure) Name() string          { return "session_failure" }
+func (e SessionFailure) Args() wiremsg.Tuple { return sessionResult(e).args() }
+func (e SessionFailure) Body() wiremsg.Dict  { return sessionResult(e).body() }
+func (SessionFailure) Droppable() bool       { return false }
+func (SessionFailure) Broadcast() bool       { return true }
 
 // ExecutionStarted is execution_started: (session_id,).
 type ExecutionStarted struct{ SessionID string }
@@ -267,23 +269,23 @@ type ExecutionFinished struct{ SessionID string }
 // ExecutionTimeout is execution_timeout: (session_id,).
 type ExecutionTimeout struct{ SessionID string }
 
-func sessionOnly(id string) pywire.Map { return pywire.Map{{Key: "session_id", Value: id}} }
+func sessionOnly(id string) wiremsg.Dict { return wiremsg.Dict{{Key: "session_id", Value: id}} }
 
-func (ExecutionStarted) Name() string          { return "execution_started" }
-func (e ExecutionStarted) Args() pywire.Tuple  { return pywire.Tuple{e.SessionID} }
-func (e ExecutionStarted) Body() pywire.Map    { return sessionOnly(e.SessionID) }
-func (ExecutionStarted) Droppable() bool       { return false }
-func (ExecutionStarted) Broadcast() bool       { return false }
-func (ExecutionFinished) Name() string         { return "execution_finished" }
-func (e ExecutionFinished) Args() pywire.Tuple { return pywire.Tuple{e.SessionID} }
-func (e ExecutionFinished) Body() pywire.Map   { return sessionOnly(e.SessionID) }
-func (ExecutionFinished) Droppable() bool      { return false }
-func (ExecutionFinished) Broadcast() bool      { return false }
-func (ExecutionTimeout) Name() string          { return "execution_timeout" }
-func (e ExecutionTimeout) Args() pywire.Tuple  { return pywire.Tuple{e.SessionID} }
-func (e ExecutionTimeout) Body() pywire.Map    { return sessionOnly(e.SessionID) }
-func (ExecutionTimeout) Droppable() bool       { return false }
-func (ExecutionTimeout) Broadcast() bool       { return false }
+func (ExecutionStarted) Name() string           { return "execution_started" }
+func (e ExecutionStarted) Args() wiremsg.Tuple  { return wiremsg.Tuple{e.SessionID} }
+func (e ExecutionStarted) Body() wiremsg.Dict   { return sessionOnly(e.SessionID) }
+func (ExecutionStarted) Droppable() bool        { return false }
+func (ExecutionStarted) Broadcast() bool        { return false }
+func (ExecutionFinished) Name() string          { return "execution_finished" }
+func (e ExecutionFinished) Args() wiremsg.Tuple { return wiremsg.Tuple{e.SessionID} }
+func (e ExecutionFinished) Body() wiremsg.Dict  { return sessionOnly(e.SessionID) }
+func (ExecutionFinished) Droppable() bool       { return false }
+func (ExecutionFinished) Broadcast() bool       { return false }
+func (ExecutionTimeout) Name() string           { return "execution_timeout" }
+func (e ExecutionTimeout) Args() wiremsg.Tuple  { return wiremsg.Tuple{e.SessionID} }
+func (e ExecutionTimeout) Body() wiremsg.Dict   { return sessionOnly(e.SessionID) }
+func (ExecutionTimeout) Droppable() bool        { return false }
+func (ExecutionTimeout) Broadcast() bool        { return false }
 
 // ImagePullStarted is image_pull_started: (image, agent_id, timestamp[,
 // image_ref]); the ref is left out when nil, as upstream does.
@@ -291,19 +293,19 @@ type ImagePullStarted struct {
 	Image     string
 	AgentID   string
 	Timestamp float64 // Unix seconds
-	ImageRef  *pywire.ImageRef
+	ImageRef  *wiremsg.ImageRef
 }
 
 func (ImagePullStarted) Name() string { return "image_pull_started" }
-func (e ImagePullStarted) Args() pywire.Tuple {
-	t := pywire.Tuple{e.Image, e.AgentID, e.Timestamp}
+func (e ImagePullStarted) Args() wiremsg.Tuple {
+	t := wiremsg.Tuple{e.Image, e.AgentID, e.Timestamp}
 	if e.ImageRef != nil {
 		t = append(t, *e.ImageRef)
 	}
 	return t
 }
-func (e ImagePullStarted) Body() pywire.Map {
-	return pywire.Map{
+func (e ImagePullStarted) Body() wiremsg.Dict {
+	return wiremsg.Dict{
 		{Key: "image", Value: e.Image}, {Key: "agent_id", Value: e.AgentID},
 		{Key: "timestamp", Value: e.Timestamp}, {Key: "image_ref", Value: imageRefJSON(e.ImageRef)},
 	}
@@ -318,19 +320,19 @@ type ImagePullFinished struct {
 	AgentID   string
 	Timestamp float64
 	Msg       string // "" is sent as None; upstream says "Image already exists" when no pull was needed
-	ImageRef  *pywire.ImageRef
+	ImageRef  *wiremsg.ImageRef
 }
 
 func (ImagePullFinished) Name() string { return "image_pull_finished" }
-func (e ImagePullFinished) Args() pywire.Tuple {
+func (e ImagePullFinished) Args() wiremsg.Tuple {
 	var ref any
 	if e.ImageRef != nil {
 		ref = *e.ImageRef
 	}
-	return pywire.Tuple{e.Image, e.AgentID, e.Timestamp, noneIfEmpty(e.Msg), ref}
+	return wiremsg.Tuple{e.Image, e.AgentID, e.Timestamp, noneIfEmpty(e.Msg), ref}
 }
-func (e ImagePullFinished) Body() pywire.Map {
-	return pywire.Map{
+func (e ImagePullFinished) Body() wiremsg.Dict {
+	return wiremsg.Dict{
 		{Key: "image", Value: e.Image}, {Key: "agent_id", Value: e.AgentID}, {Key: "timestamp", Value: e.Timestamp},
 		{Key: "msg", Value: noneIfEmpty(e.Msg)}, {Key: "image_ref", Value: imageRefJSON(e.ImageRef)},
 	}
@@ -343,19 +345,19 @@ type ImagePullFailed struct {
 	Image    string
 	AgentID  string
 	Msg      string
-	ImageRef *pywire.ImageRef
+	ImageRef *wiremsg.ImageRef
 }
 
 func (ImagePullFailed) Name() string { return "image_pull_failed" }
-func (e ImagePullFailed) Args() pywire.Tuple {
-	t := pywire.Tuple{e.Image, e.AgentID, e.Msg}
+func (e ImagePullFailed) Args() wiremsg.Tuple {
+	t := wiremsg.Tuple{e.Image, e.AgentID, e.Msg}
 	if e.ImageRef != nil {
 		t = append(t, *e.ImageRef)
 	}
 	return t
 }
-func (e ImagePullFailed) Body() pywire.Map {
-	return pywire.Map{
+func (e ImagePullFailed) Body() wiremsg.Dict {
+	return wiremsg.Dict{
 		{Key: "image", Value: e.Image}, {Key: "agent_id", Value: e.AgentID},
 		{Key: "msg", Value: e.Msg}, {Key: "image_ref", Value: imageRefJSON(e.ImageRef)},
 	}
@@ -371,11 +373,11 @@ func noneIfEmpty(s string) any {
 }
 
 // imageRefJSON is the ImageRef dataclass as pydantic dumps it to JSON.
-func imageRefJSON(ref *pywire.ImageRef) any {
+func imageRefJSON(ref *wiremsg.ImageRef) any {
 	if ref == nil {
 		return nil
 	}
-	return pywire.Map{
+	return wiremsg.Dict{
 		{Key: "name", Value: ref.Name}, {Key: "project", Value: ref.Project}, {Key: "tag", Value: ref.Tag},
 		{Key: "registry", Value: ref.Registry}, {Key: "architecture", Value: ref.Architecture},
 		{Key: "is_local", Value: ref.IsLocal},
@@ -399,11 +401,11 @@ type BgtaskUpdated struct {
 }
 
 func (BgtaskUpdated) Name() string { return "bgtask_updated" }
-func (e BgtaskUpdated) Args() pywire.Tuple {
-	return pywire.Tuple{e.TaskID, e.CurrentProgress, e.TotalProgress, noneIfEmpty(e.Message)}
+func (e BgtaskUpdated) Args() wiremsg.Tuple {
+	return wiremsg.Tuple{e.TaskID, e.CurrentProgress, e.TotalProgress, noneIfEmpty(e.Message)}
 }
-func (e BgtaskUpdated) Body() pywire.Map {
-	return pywire.Map{
+func (e BgtaskUpdated) Body() wiremsg.Dict {
+	return wiremsg.Dict{
 		{Key: "task_id", Value: e.TaskID}, {Key: "current_progress", Value: e.CurrentProgress},
 		{Key: "total_progress", Value: e.TotalProgress}, {Key: "message", Value: noneIfEmpty(e.Message)},
 	}
@@ -420,9 +422,9 @@ type bgtaskResult struct {
 	Message string // "" is sent as None
 }
 
-func (e bgtaskResult) args() pywire.Tuple { return pywire.Tuple{e.TaskID, noneIfEmpty(e.Message)} }
-func (e bgtaskResult) body() pywire.Map {
-	return pywire.Map{{Key: "task_id", Value: e.TaskID}, {Key: "message", Value: noneIfEmpty(e.Message)}}
+func (e bgtaskResult) args() wiremsg.Tuple { return wiremsg.Tuple{e.TaskID, noneIfEmpty(e.Message)} }
+func (e bgtaskResult) body() wiremsg.Dict {
+	return wiremsg.Dict{{Key: "task_id", Value: e.TaskID}, {Key: "message", Value: noneIfEmpty(e.Message)}}
 }
 
 // BgtaskDone is bgtask_done: the task finished; upstream's pull task
@@ -440,24 +442,24 @@ type BgtaskCancelled bgtaskResult
 // with bgtask_cancelled.
 const BgtaskCancelledMessage = "Task cancelled"
 
-func (BgtaskDone) Name() string              { return "bgtask_done" }
-func (e BgtaskDone) Args() pywire.Tuple      { return bgtaskResult(e).args() }
-func (e BgtaskDone) Body() pywire.Map        { return bgtaskResult(e).body() }
-func (BgtaskDone) Droppable() bool           { return false }
-func (BgtaskDone) Broadcast() bool           { return true }
-func (BgtaskDone) BroadcastOnly()            {}
-func (e BgtaskDone) CacheID() string         { return bgtaskCacheID(e.TaskID) }
-func (BgtaskFailed) Name() string            { return "bgtask_failed" }
-func (e BgtaskFailed) Args() pywire.Tuple    { return bgtaskResult(e).args() }
-func (e BgtaskFailed) Body() pywire.Map      { return bgtaskResult(e).body() }
-func (BgtaskFailed) Droppable() bool         { return false }
-func (BgtaskFailed) Broadcast() bool         { return true }
-func (BgtaskFailed) BroadcastOnly()          {}
-func (e BgtaskFailed) CacheID() string       { return bgtaskCacheID(e.TaskID) }
-func (BgtaskCancelled) Name() string         { return "bgtask_cancelled" }
-func (e BgtaskCancelled) Args() pywire.Tuple { return bgtaskResult(e).args() }
-func (e BgtaskCancelled) Body() pywire.Map   { return bgtaskResult(e).body() }
-func (BgtaskCancelled) Droppable() bool      { return false }
-func (BgtaskCancelled) Broadcast() bool      { return true }
-func (BgtaskCancelled) BroadcastOnly()       {}
-func (e BgtaskCancelled) CacheID() string    { return bgtaskCacheID(e.TaskID) }
+func (BgtaskDone) Name() string               { return "bgtask_done" }
+func (e BgtaskDone) Args() wiremsg.Tuple      { return bgtaskResult(e).args() }
+func (e BgtaskDone) Body() wiremsg.Dict       { return bgtaskResult(e).body() }
+func (BgtaskDone) Droppable() bool            { return false }
+func (BgtaskDone) Broadcast() bool            { return true }
+func (BgtaskDone) BroadcastOnly()             {}
+func (e BgtaskDone) CacheID() string          { return bgtaskCacheID(e.TaskID) }
+func (BgtaskFailed) Name() string             { return "bgtask_failed" }
+func (e BgtaskFailed) Args() wiremsg.Tuple    { return bgtaskResult(e).args() }
+func (e BgtaskFailed) Body() wiremsg.Dict     { return bgtaskResult(e).body() }
+func (BgtaskFailed) Droppable() bool          { return false }
+func (BgtaskFailed) Broadcast() bool          { return true }
+func (BgtaskFailed) BroadcastOnly()           {}
+func (e BgtaskFailed) CacheID() string        { return bgtaskCacheID(e.TaskID) }
+func (BgtaskCancelled) Name() string          { return "bgtask_cancelled" }
+func (e BgtaskCancelled) Args() wiremsg.Tuple { return bgtaskResult(e).args() }
+func (e BgtaskCancelled) Body() wiremsg.Dict  { return bgtaskResult(e).body() }
+func (BgtaskCancelled) Droppable() bool       { return false }
+func (BgtaskCancelled) Broadcast() bool       { return true }
+func (BgtaskCancelled) BroadcastOnly()        {}
+func (e BgtaskCancelled) CacheID() string     { return bgtaskCacheID(e.TaskID) }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +20,6 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/managertest"
-	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/redistest"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
@@ -32,7 +30,7 @@ const (
 	sessionA    = "0f6b5f3e-7f44-4bbd-a3f0-2b5f0e9f7d11"
 )
 
-var testImageRef = pywire.ImageRef{Name: "python", Project: "stable", Tag: "3.11", Registry: "cr.backend.ai", Architecture: "x86_64"}
+var testImageRef = wiremsg.ImageRef{Name: "python", Project: "stable", Tag: "3.11", Registry: "cr.backend.ai", Architecture: "x86_64"}
 
 // normalize turns decoded msgpack into JSON-comparable values: maps with
 // string keys, decimals and enums tagged so they cannot pass for strings.
@@ -59,14 +57,10 @@ func normalize(v any) any {
 	case wiremsg.ImageRef:
 		return fmt.Sprintf("imageref:%+v", x)
 	case wiremsg.ResourceSlot:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		parts := make([]string, len(keys))
-		for i, k := range keys {
-			parts[i] = k + "=" + x[k].String()
+		slots := slices.SortedFunc(slices.Values(x), func(a, b wiremsg.Slot) int { return strings.Compare(a.Name, b.Name) })
+		parts := make([]string, len(slots))
+		for i, slot := range slots {
+			parts[i] = slot.Name + "=" + slot.Amount.String()
 		}
 		return "resourceslot:" + strings.Join(parts, ",")
 	case []byte:
@@ -101,8 +95,8 @@ var everyEvent = []struct {
 		`["boom","tb",null,{"a":"1","b":"2"},"ERROR"]`,
 		`{"message":"boom","traceback":"tb","user":null,"context_env":{"a":"1","b":"2"},"severity":"ERROR"}`},
 	{"agent_heartbeat",
-		AgentHeartbeat{ArgsInfo: pywire.Map{{Key: "ip", Value: "10.0.0.1"}, {Key: "available_resource_slots", Value: pywire.ResourceSlot{{Name: "cpu", Amount: decimal.NewFromInt(4)}}}},
-			BodyInfo: pywire.Map{{Key: "ip", Value: "10.0.0.1"}}},
+		AgentHeartbeat{ArgsInfo: wiremsg.Dict{{Key: "ip", Value: "10.0.0.1"}, {Key: "available_resource_slots", Value: wiremsg.ResourceSlot{{Name: "cpu", Amount: decimal.NewFromInt(4)}}}},
+			BodyInfo: wiremsg.Dict{{Key: "ip", Value: "10.0.0.1"}}},
 		`[{"available_resource_slots":"resourceslot:cpu=4","ip":"10.0.0.1"}]`, `{"agent_info":{"ip":"10.0.0.1"}}`},
 	{"kernel_preparing", KernelPreparing{KernelID: kernelA, SessionID: sessionA},
 		`["` + kernelA + `","` + sessionA + `","",{}]`, `{"kernel_id":"` + kernelA + `","session_id":"` + sessionA + `","reason":""}`},
@@ -112,7 +106,7 @@ var everyEvent = []struct {
 	{"kernel_creating", KernelCreating{KernelID: kernelA, SessionID: sessionA},
 		`["` + kernelA + `","` + sessionA + `","",{}]`, `{"kernel_id":"` + kernelA + `","session_id":"` + sessionA + `","reason":""}`},
 	{"kernel_started with creation info",
-		KernelStarted{KernelID: kernelA, SessionID: sessionA, CreationInfo: pywire.Map{{Key: "container_id", Value: "c0ffee"}, {Key: "repl_in_port", Value: 30000}}},
+		KernelStarted{KernelID: kernelA, SessionID: sessionA, CreationInfo: wiremsg.Dict{{Key: "container_id", Value: "c0ffee"}, {Key: "repl_in_port", Value: 30000}}},
 		`["` + kernelA + `","` + sessionA + `","",{"container_id":"c0ffee","repl_in_port":30000}]`,
 		`{"kernel_id":"` + kernelA + `","session_id":"` + sessionA + `","reason":"","creation_info":{"container_id":"c0ffee","repl_in_port":30000}}`},
 	{"kernel_terminated reason is the enum", KernelTerminated{KernelID: kernelA, SessionID: sessionA, Reason: "user-requested", ExitCode: 137},
@@ -313,7 +307,7 @@ func TestOutageQueuesLifecycleEventsInOrder(t *testing.T) {
 			mustEmit(t, bus, AgentStarted{Reason: ReasonSelfStarted})
 
 			srv.Stop(t)
-			heartbeat := AgentHeartbeat{ArgsInfo: pywire.Map{}, BodyInfo: pywire.Map{}}
+			heartbeat := AgentHeartbeat{ArgsInfo: wiremsg.Dict{}, BodyInfo: wiremsg.Dict{}}
 			if err := bus.Emit(ctx, heartbeat); !errors.Is(err, ErrDropped) {
 				t.Errorf("heartbeat at the start of the outage: %v, want ErrDropped", err)
 			}
@@ -542,7 +536,7 @@ func FuzzKernelTerminatedDecodes(f *testing.F) {
 			return // a Go string from the RPC is always valid UTF-8 (msgpack str)
 		}
 		ev := KernelTerminated{KernelID: kernelA, SessionID: sessionA, Reason: reason, ReasonVerbatim: verbatim, ExitCode: exitCode}
-		packed, err := pywire.Marshal(ev.Args())
+		packed, err := wiremsg.Marshal(ev.Args())
 		if err != nil {
 			t.Fatal(err)
 		}

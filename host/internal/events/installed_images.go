@@ -1,6 +1,6 @@
 package events
 
-import "github.com/baiagent/baiagent/host/internal/pywire"
+import "github.com/baiagent/baiagent/host/internal/wiremsg"
 
 // ScannedImage is one image of agent_installed_images_remove: upstream's
 // ScannedImage (common/data/image/types.py).
@@ -19,19 +19,19 @@ type AgentInstalledImagesRemove struct {
 
 func (AgentInstalledImagesRemove) Name() string { return "agent_installed_images_remove" }
 
-func (e AgentInstalledImagesRemove) images() pywire.Map {
-	m := make(pywire.Map, 0, len(e.Images))
+func (e AgentInstalledImagesRemove) images() wiremsg.Dict {
+	m := make(wiremsg.Dict, 0, len(e.Images))
 	for _, img := range e.Images {
-		m = append(m, pywire.KV{Key: img.Canonical, Value: pywire.Map{
+		m = append(m, wiremsg.KV{Key: img.Canonical, Value: wiremsg.Dict{
 			{Key: "canonical", Value: img.Canonical}, {Key: "digest", Value: img.Digest},
 		}})
 	}
 	return m
 }
 
-func (e AgentInstalledImagesRemove) Args() pywire.Tuple { return pywire.Tuple{e.images()} }
-func (e AgentInstalledImagesRemove) Body() pywire.Map {
-	return pywire.Map{{Key: "scanned_images", Value: e.images()}}
+func (e AgentInstalledImagesRemove) Args() wiremsg.Tuple { return wiremsg.Tuple{e.images()} }
+func (e AgentInstalledImagesRemove) Body() wiremsg.Dict {
+	return wiremsg.Dict{{Key: "scanned_images", Value: e.images()}}
 }
 
 // Droppable is false: a lost removal leaves the manager scheduling kernels

@@ -1,6 +1,6 @@
 package events
 
-import "github.com/baiagent/baiagent/host/internal/pywire"
+import "github.com/baiagent/baiagent/host/internal/wiremsg"
 
 // DoSyncKernelLogs is do_sync_kernel_logs: (kernel_id, container_id), sent
 // after a finished kernel's log was pushed to containerlog.{container_id}
@@ -12,11 +12,11 @@ type DoSyncKernelLogs struct {
 }
 
 func (DoSyncKernelLogs) Name() string { return "do_sync_kernel_logs" }
-func (e DoSyncKernelLogs) Args() pywire.Tuple {
-	return pywire.Tuple{e.KernelID, e.ContainerID}
+func (e DoSyncKernelLogs) Args() wiremsg.Tuple {
+	return wiremsg.Tuple{e.KernelID, e.ContainerID}
 }
-func (e DoSyncKernelLogs) Body() pywire.Map {
-	return pywire.Map{{Key: "kernel_id", Value: e.KernelID}, {Key: "container_id", Value: e.ContainerID}}
+func (e DoSyncKernelLogs) Body() wiremsg.Dict {
+	return wiremsg.Dict{{Key: "kernel_id", Value: e.KernelID}, {Key: "container_id", Value: e.ContainerID}}
 }
 
 // Droppable is false: without it the log stays in Redis until it expires.

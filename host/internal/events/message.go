@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/baiagent/baiagent/host/internal/pywire"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
 // Encoding selects how an event's arguments travel.
@@ -74,7 +74,7 @@ func encodeMessage(ev Event, source string, enc Encoding) (message, error) {
 	var argField, argValue, broadcastValue string
 	switch enc {
 	case EncodingArgs:
-		packed, err := pywire.Marshal(ev.Args())
+		packed, err := wiremsg.Marshal(ev.Args())
 		if err != nil {
 			return message{}, fmt.Errorf("encode %s args: %w", name, err)
 		}
@@ -96,7 +96,7 @@ func encodeMessage(ev Event, source string, enc Encoding) (message, error) {
 	if ev.Broadcast() {
 		// Key order as upstream's serialize_broadcast dict; encoding/json
 		// would sort a Go map, so build it from an ordered map.
-		pub, err := json.Marshal(pywire.Map{
+		pub, err := json.Marshal(wiremsg.Dict{
 			{Key: "name", Value: name}, {Key: "source", Value: source},
 			{Key: argField, Value: broadcastValue}, {Key: "metadata", Value: emptyMetadata},
 		})

@@ -19,7 +19,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/events"
-	"github.com/baiagent/baiagent/host/internal/pywire"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
 // DefaultInterval is debug.heartbeat-interval's default.
@@ -38,7 +38,7 @@ type Slot struct {
 type ComputePlugin struct {
 	Key     string
 	Version string
-	Extra   pywire.Map
+	Extra   wiremsg.Dict
 }
 
 // Image is one local image: (canonical, digest) in the heartbeat, and the
@@ -104,19 +104,19 @@ func Event(info Info) (events.AgentHeartbeat, error) {
 	if info.PublicKey != nil {
 		publicKey = info.PublicKey
 	}
-	slots := make(pywire.ResourceSlot, 0, len(info.Slots))
+	slots := make(wiremsg.ResourceSlot, 0, len(info.Slots))
 	slotEntries := make([]any, 0, len(info.Slots))
-	unitsArgs := pywire.Map{}
-	unitsBody := pywire.Map{}
+	unitsArgs := wiremsg.Dict{}
+	unitsBody := wiremsg.Dict{}
 	for _, s := range info.Slots {
-		slots = append(slots, pywire.Slot{Name: s.Name, Amount: s.Available})
-		slotEntries = append(slotEntries, pywire.Map{{Key: "resource_type", Value: s.Name}, {Key: "quantity", Value: pywire.DecimalString(s.Available)}})
-		unitsArgs = append(unitsArgs, pywire.KV{Key: pywire.SlotName(s.Name), Value: pywire.SlotTypes(s.Unit)})
-		unitsBody = append(unitsBody, pywire.KV{Key: s.Name, Value: s.Unit})
+		slots = append(slots, wiremsg.Slot{Name: s.Name, Amount: s.Available})
+		slotEntries = append(slotEntries, wiremsg.Dict{{Key: "resource_type", Value: s.Name}, {Key: "quantity", Value: s.Available.String()}})
+		unitsArgs = append(unitsArgs, wiremsg.KV{Key: wiremsg.SlotName(s.Name), Value: wiremsg.SlotTypes(s.Unit)})
+		unitsBody = append(unitsBody, wiremsg.KV{Key: s.Name, Value: s.Unit})
 	}
-	plugins := pywire.Map{}
+	plugins := wiremsg.Dict{}
 	for _, p := range info.ComputePlugins {
-		entry := pywire.Map{{Key: "version", Value: p.Version}}
+		entry := wiremsg.Dict{{Key: "version", Value: p.Version}}
 		for _, kv := range p.Extra {
 			if k, ok := kv.Key.(string); ok && k == "version" {
 				continue // {"version": ..., **extra_info()}: extra wins in Python
@@ -126,7 +126,7 @@ func Event(info Info) (events.AgentHeartbeat, error) {
 		if v, ok := p.Extra.Get("version"); ok {
 			entry[0].Value = v
 		}
-		plugins = append(plugins, pywire.KV{Key: p.Key, Value: entry})
+		plugins = append(plugins, wiremsg.KV{Key: p.Key, Value: entry})
 	}
 	if info.Region == "" {
 		info.Region = config.DefaultRegion
@@ -134,37 +134,37 @@ func Event(info Info) (events.AgentHeartbeat, error) {
 	if info.PublicHost == "" {
 		info.PublicHost = info.IP
 	}
-	head := pywire.Map{
+	head := wiremsg.Dict{
 		{Key: "ip", Value: info.IP},
 		{Key: "region", Value: info.Region},
 		{Key: "scaling_group", Value: noneIfEmpty(info.ScalingGroup)},
 		{Key: "addr", Value: "tcp://" + info.RPCAddr},
 	}
-	argsInfo := append(append(pywire.Map{}, head...),
-		pywire.KV{Key: "public_key", Value: publicKey},
-		pywire.KV{Key: "public_host", Value: info.PublicHost},
-		pywire.KV{Key: "available_resource_slots", Value: slots},
-		pywire.KV{Key: "slot_key_and_units", Value: unitsArgs},
-		pywire.KV{Key: "version", Value: info.Version},
-		pywire.KV{Key: "compute_plugins", Value: plugins},
-		pywire.KV{Key: "images", Value: images},
-		pywire.KV{Key: "architecture", Value: info.Architecture},
-		pywire.KV{Key: "auto_terminate_abusing_kernel", Value: info.AutoTerminateAbusingKernel},
-		pywire.KV{Key: "images_opts", Value: pywire.Map{{Key: "compression", Value: "zlib"}}},
+	argsInfo := append(append(wiremsg.Dict{}, head...),
+		wiremsg.KV{Key: "public_key", Value: publicKey},
+		wiremsg.KV{Key: "public_host", Value: info.PublicHost},
+		wiremsg.KV{Key: "available_resource_slots", Value: slots},
+		wiremsg.KV{Key: "slot_key_and_units", Value: unitsArgs},
+		wiremsg.KV{Key: "version", Value: info.Version},
+		wiremsg.KV{Key: "compute_plugins", Value: plugins},
+		wiremsg.KV{Key: "images", Value: images},
+		wiremsg.KV{Key: "architecture", Value: info.Architecture},
+		wiremsg.KV{Key: "auto_terminate_abusing_kernel", Value: info.AutoTerminateAbusingKernel},
+		wiremsg.KV{Key: "images_opts", Value: wiremsg.Dict{{Key: "compression", Value: "zlib"}}},
 	)
 	var publicKeyJSON any
 	if info.PublicKey != nil {
 		publicKeyJSON = string(info.PublicKey)
 	}
-	bodyInfo := append(append(pywire.Map{}, head...),
-		pywire.KV{Key: "public_key", Value: publicKeyJSON},
-		pywire.KV{Key: "public_host", Value: info.PublicHost},
-		pywire.KV{Key: "available_resource_slots", Value: slotEntries},
-		pywire.KV{Key: "slot_key_and_units", Value: unitsBody},
-		pywire.KV{Key: "version", Value: info.Version},
-		pywire.KV{Key: "compute_plugins", Value: plugins},
-		pywire.KV{Key: "architecture", Value: info.Architecture},
-		pywire.KV{Key: "auto_terminate_abusing_kernel", Value: info.AutoTerminateAbusingKernel},
+	bodyInfo := append(append(wiremsg.Dict{}, head...),
+		wiremsg.KV{Key: "public_key", Value: publicKeyJSON},
+		wiremsg.KV{Key: "public_host", Value: info.PublicHost},
+		wiremsg.KV{Key: "available_resource_slots", Value: slotEntries},
+		wiremsg.KV{Key: "slot_key_and_units", Value: unitsBody},
+		wiremsg.KV{Key: "version", Value: info.Version},
+		wiremsg.KV{Key: "compute_plugins", Value: plugins},
+		wiremsg.KV{Key: "architecture", Value: info.Architecture},
+		wiremsg.KV{Key: "auto_terminate_abusing_kernel", Value: info.AutoTerminateAbusingKernel},
 	)
 	return events.AgentHeartbeat{ArgsInfo: argsInfo, BodyInfo: bodyInfo}, nil
 }
@@ -173,9 +173,9 @@ func Event(info Info) (events.AgentHeartbeat, error) {
 func compressedImages(images []Image) ([]byte, error) {
 	list := make([]any, len(images))
 	for i, img := range images {
-		list[i] = pywire.Tuple{img.Canonical, img.Digest}
+		list[i] = wiremsg.Tuple{img.Canonical, img.Digest}
 	}
-	packed, err := pywire.Marshal(list)
+	packed, err := wiremsg.Marshal(list)
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat: pack images: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/zlib"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,16 +15,12 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/managertest"
-	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/redistest"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
+	"github.com/baiagent/baiagent/host/internal/wiremsg/wiremsgtest"
 )
 
 const agentID = "i-heartbeat"
-
-// goldenResourceSlot is spec §2's pickle of
-// ResourceSlot({'cpu': Decimal('2'), 'mem': Decimal('4294967296')}).
-const goldenResourceSlot = "8005957e000000000000008c1761692e6261636b656e642e636f6d6d6f6e2e7479706573948c0c5265736f75726365536c6f749493942981944e7d948c0464617461947d94288c03637075948c07646563696d616c948c07446563696d616c9493948c013294859452948c036d656d94680a8c0a34323934393637323936948594529475738694622e"
 
 func testInfo() Info {
 	return Info{
@@ -36,7 +31,7 @@ func testInfo() Info {
 			{Name: "mem", Unit: "bytes", Available: decimal.NewFromInt(4294967296)},
 		},
 		Version:        "26.8.1",
-		ComputePlugins: []ComputePlugin{{Key: "cpu", Version: "1.0.0", Extra: pywire.Map{{Key: "agent_version", Value: "26.8.1"}}}},
+		ComputePlugins: []ComputePlugin{{Key: "cpu", Version: "1.0.0", Extra: wiremsg.Dict{{Key: "agent_version", Value: "26.8.1"}}}},
 		Architecture:   "x86_64", AutoTerminateAbusingKernel: true,
 		Images: []Image{
 			{Canonical: "cr.backend.ai/stable/python:3.11", Digest: "sha256:aaa", Architecture: "x86_64"},
@@ -78,8 +73,8 @@ func TestHeartbeatAsThe268ManagerReadsIt(t *testing.T) {
 		t.Fatalf("entry %v", msgs[0].Values)
 	}
 	raw := []byte(msgs[0].Values["args"].(string))
-	golden, _ := hex.DecodeString(goldenResourceSlot)
-	if !bytes.Contains(raw, append([]byte{0xc7, byte(len(golden)), 8}, golden...)) {
+	// spec §2's pickle of ResourceSlot({'cpu': Decimal('2'), 'mem': Decimal('4294967296')}), as ext 8
+	if !bytes.Contains(raw, wiremsgtest.ResourceSlot.Msgpack()) {
 		t.Error("args do not hold the golden ResourceSlot pickle as ext 8")
 	}
 	decoded, err := wiremsg.Unmarshal(raw)
@@ -103,7 +98,7 @@ func TestHeartbeatAsThe268ManagerReadsIt(t *testing.T) {
 		{"addr", info["addr"], "tcp://10.0.0.5:6001"},
 		{"public_key is bytes", fmt.Sprintf("%T:%s", info["public_key"], info["public_key"]), "[]uint8:z85-public-key"},
 		{"public_host", info["public_host"], "node1.example"},
-		{"available_resource_slots", fmt.Sprint(info["available_resource_slots"]), "map[cpu:2 mem:4294967296]"},
+		{"available_resource_slots", fmt.Sprint(info["available_resource_slots"]), "[{cpu 2} {mem 4294967296}]"}, // in the order the slots were given
 		{"cpu unit is SlotTypes", cpuUnit.(wiremsg.Enum).Class + "=" + cpuUnit.(wiremsg.Enum).String(), "SlotTypes=count"},
 		{"mem unit is SlotTypes", memUnit.(wiremsg.Enum).String(), "bytes"},
 		{"version", info["version"], "26.8.1"},

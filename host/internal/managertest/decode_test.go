@@ -8,7 +8,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/baiagent/baiagent/host/internal/pywire"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
 const (
@@ -20,21 +20,21 @@ const metadata = `{"request_id":null,"user":null,"triggered_user":null}`
 
 func pack(t *testing.T, args ...any) []byte {
 	t.Helper()
-	b, err := pywire.Marshal(pywire.Tuple(args))
+	b, err := wiremsg.Marshal(wiremsg.Tuple(args))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-func heartbeat(mut func(m pywire.Map) pywire.Map) pywire.Map {
-	m := pywire.Map{
+func heartbeat(mut func(m wiremsg.Dict) wiremsg.Dict) wiremsg.Dict {
+	m := wiremsg.Dict{
 		{Key: "ip", Value: "10.0.0.1"}, {Key: "region", Value: "local"}, {Key: "scaling_group", Value: "default"},
 		{Key: "addr", Value: "tcp://10.0.0.1:6001"}, {Key: "public_key", Value: nil}, {Key: "public_host", Value: "10.0.0.1"},
-		{Key: "available_resource_slots", Value: pywire.ResourceSlot{{Name: "cpu", Amount: decimal.NewFromInt(4)}}},
-		{Key: "slot_key_and_units", Value: pywire.Map{{Key: "cpu", Value: pywire.SlotTypes("count")}}},
-		{Key: "version", Value: "26.8.1"}, {Key: "compute_plugins", Value: pywire.Map{{Key: "cpu", Value: pywire.Map{}}}},
-		{Key: "images", Value: []byte{1, 2}}, {Key: "images_opts", Value: pywire.Map{{Key: "compression", Value: "zlib"}}},
+		{Key: "available_resource_slots", Value: wiremsg.ResourceSlot{{Name: "cpu", Amount: decimal.NewFromInt(4)}}},
+		{Key: "slot_key_and_units", Value: wiremsg.Dict{{Key: "cpu", Value: wiremsg.SlotTypes("count")}}},
+		{Key: "version", Value: "26.8.1"}, {Key: "compute_plugins", Value: wiremsg.Dict{{Key: "cpu", Value: wiremsg.Dict{}}}},
+		{Key: "images", Value: []byte{1, 2}}, {Key: "images_opts", Value: wiremsg.Dict{{Key: "compression", Value: "zlib"}}},
 		{Key: "architecture", Value: "x86_64"}, {Key: "auto_terminate_abusing_kernel", Value: false},
 	}
 	if mut != nil {
@@ -43,9 +43,9 @@ func heartbeat(mut func(m pywire.Map) pywire.Map) pywire.Map {
 	return m
 }
 
-func set(key string, v any) func(pywire.Map) pywire.Map {
-	return func(m pywire.Map) pywire.Map {
-		out := pywire.Map{}
+func set(key string, v any) func(wiremsg.Dict) wiremsg.Dict {
+	return func(m wiremsg.Dict) wiremsg.Dict {
+		out := wiremsg.Dict{}
 		for _, kv := range m {
 			if kv.Key == key {
 				if v == "<drop>" {
@@ -63,7 +63,7 @@ func set(key string, v any) func(pywire.Map) pywire.Map {
 // (common/events/event_types/{agent,kernel,session,image,bgtask}) and the
 // unpickling of enums (common/msgpack.py: ext 6 is pickle.loads).
 func TestDecodeArgs(t *testing.T) {
-	reason := pywire.KernelLifecycleEventReason
+	reason := wiremsg.KernelLifecycleEventReason
 	cases := []struct {
 		description string
 		name        string
@@ -73,28 +73,28 @@ func TestDecodeArgs(t *testing.T) {
 		{"terminated with an agent-chosen reason", "kernel_terminated", []any{kid, sid, reason("self-terminated"), -1}, ""},
 		{"terminated with a manager reason echoed as str", "kernel_terminated", []any{kid, sid, "ROUTE_TERMINATION", -1}, ""},
 		{"oom-killed is not a KernelLifecycleEventReason", "kernel_terminated", []any{kid, sid, reason("oom-killed"), 137}, "not a valid KernelLifecycleEventReason"},
-		{"enum from another class", "kernel_terminated", []any{kid, sid, pywire.SlotTypes("count"), 0}, "want ai.backend.common.events.event_types.kernel.types.KernelLifecycleEventReason"},
+		{"enum from another class", "kernel_terminated", []any{kid, sid, wiremsg.SlotTypes("count"), 0}, "want ai.backend.common.events.event_types.kernel.types.KernelLifecycleEventReason"},
 		{"session id not a UUID", "kernel_terminated", []any{kid, "s1", reason("user-requested"), 0}, "not a UUID"},
 		{"exit code as bool", "kernel_terminated", []any{kid, sid, reason("user-requested"), true}, "want int"},
 		{"one arg short", "kernel_terminated", []any{kid, sid, reason("user-requested")}, "3 args, want 4"},
-		{"kernel_started with creation info", "kernel_started", []any{kid, sid, "", pywire.Map{{Key: "container_id", Value: "c"}}}, ""},
+		{"kernel_started with creation info", "kernel_started", []any{kid, sid, "", wiremsg.Dict{{Key: "container_id", Value: "c"}}}, ""},
 		{"kernel_started without creation info dict", "kernel_started", []any{kid, sid, "", nil}, "want dict"},
 		{"session_success needs the enum", "session_success", []any{sid, "task-finished", 0}, "want KernelLifecycleEventReason"},
 		{"session_failure with task-timeout", "session_failure", []any{sid, reason("task-timeout"), -2}, ""},
 		{"execution_started", "execution_started", []any{sid}, ""},
-		{"agent_error with an unknown level", "agent_error", []any{"boom", nil, nil, pywire.Map{}, "LOUD"}, "not a LogLevel"},
-		{"agent_error", "agent_error", []any{"boom", "tb", nil, pywire.Map{}, "ERROR"}, ""},
+		{"agent_error with an unknown level", "agent_error", []any{"boom", nil, nil, wiremsg.Dict{}, "LOUD"}, "not a LogLevel"},
+		{"agent_error", "agent_error", []any{"boom", "tb", nil, wiremsg.Dict{}, "ERROR"}, ""},
 		{"heartbeat", "agent_heartbeat", []any{heartbeat(nil)}, ""},
 		{"heartbeat with region None", "agent_heartbeat", []any{heartbeat(set("region", nil))}, "region: NoneType, want str"},
 		{"heartbeat with empty public_host", "agent_heartbeat", []any{heartbeat(set("public_host", ""))}, "public_host: empty"},
 		{"heartbeat without architecture", "agent_heartbeat", []any{heartbeat(set("architecture", "<drop>"))}, `"architecture" missing`},
-		{"heartbeat with slot units as str", "agent_heartbeat", []any{heartbeat(set("slot_key_and_units", pywire.Map{{Key: "cpu", Value: "count"}}))}, "want SlotTypes"},
+		{"heartbeat with slot units as str", "agent_heartbeat", []any{heartbeat(set("slot_key_and_units", wiremsg.Dict{{Key: "cpu", Value: "count"}}))}, "want SlotTypes"},
 		{"image_pull_finished with four args", "image_pull_finished", []any{"img", "i-a", 1.5, nil}, ""},
 		{"image_pull_finished with three args", "image_pull_finished", []any{"img", "i-a", 1.5}, "want 4 to 5"},
 		{"bgtask_updated with int progress", "bgtask_updated", []any{kid, 0, 0, "Task started"}, ""},
 		{"bgtask_cancelled", "bgtask_cancelled", []any{kid, "Task cancelled"}, ""},
-		{"installed images removed", "agent_installed_images_remove", []any{pywire.Map{{Key: "r/p/i:1", Value: pywire.Map{{Key: "canonical", Value: "r/p/i:1"}, {Key: "digest", Value: "sha256:ab"}}}}}, ""},
-		{"installed images removed without digest", "agent_installed_images_remove", []any{pywire.Map{{Key: "r/p/i:1", Value: pywire.Map{{Key: "canonical", Value: "r/p/i:1"}}}}}, `"digest" missing`},
+		{"installed images removed", "agent_installed_images_remove", []any{wiremsg.Dict{{Key: "r/p/i:1", Value: wiremsg.Dict{{Key: "canonical", Value: "r/p/i:1"}, {Key: "digest", Value: "sha256:ab"}}}}}, ""},
+		{"installed images removed without digest", "agent_installed_images_remove", []any{wiremsg.Dict{{Key: "r/p/i:1", Value: wiremsg.Dict{{Key: "canonical", Value: "r/p/i:1"}}}}}, `"digest" missing`},
 		{"do_sync_kernel_logs", "do_sync_kernel_logs", []any{kid, "c0ffee"}, ""},
 		{"an event the manager does not know", "kernel_exploded", []any{kid}, "not an event"},
 	}
@@ -121,7 +121,7 @@ func TestEveryReasonDecodes(t *testing.T) {
 		t.Fatalf("26.8.1 has 30 members, the list has %d", len(KernelLifecycleEventReasons))
 	}
 	for _, r := range KernelLifecycleEventReasons {
-		if _, err := DecodeArgs("kernel_terminated", pack(t, kid, sid, pywire.KernelLifecycleEventReason(r), -1)); err != nil {
+		if _, err := DecodeArgs("kernel_terminated", pack(t, kid, sid, wiremsg.KernelLifecycleEventReason(r), -1)); err != nil {
 			t.Fatalf("%s: %v", r, err)
 		}
 	}
@@ -176,7 +176,7 @@ func TestDecodeBroadcast(t *testing.T) {
 		b, _ := json.Marshal(m)
 		return string(b)
 	}
-	term := pack(t, kid, sid, pywire.KernelLifecycleEventReason("user-requested"), -1)
+	term := pack(t, kid, sid, wiremsg.KernelLifecycleEventReason("user-requested"), -1)
 	cases := []struct {
 		description string
 		payload     string

@@ -395,11 +395,11 @@ func resourceSlots(path string, v any) (map[string]decimal.Decimal, error) {
 	out := map[string]decimal.Decimal{}
 	switch x := v.(type) {
 	case wiremsg.ResourceSlot:
-		for k, d := range x {
-			if d.IsNegative() {
-				return nil, argError("ValueError", fmt.Sprintf("%s[%q]", path, k), "amount %s is negative", d)
+		for _, s := range x {
+			if s.Amount.IsNegative() {
+				return nil, argError("ValueError", fmt.Sprintf("%s[%q]", path, s.Name), "amount %s is negative", s.Amount)
 			}
-			out[k] = d
+			out[s.Name] = s.Amount
 		}
 		return out, nil
 	case wiremsg.Map:

@@ -1,14 +1,10 @@
 package rpcserver
 
 import (
-	"bytes"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"reflect"
-	"sort"
 	"strings"
 	"testing"
 
@@ -16,35 +12,28 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
+	"github.com/baiagent/baiagent/host/internal/wiremsg/wiremsgtest"
 )
 
-// --- a msgpack writer that sends what the manager sends (ext types
-// included), which wiremsg.Marshal cannot: it writes enums and ImageRefs
-// as plain values. ---
+// Fixtures are written with the codec's own encoder, which writes what the
+// manager's packb writes, pickled ext types included.
 
-type mpExt struct {
-	code    int8
-	payload []byte
-}
-
-// kv is an insertion-ordered map, as Python dicts are.
-type kv []struct {
-	k any
-	v any
-}
+// kv is an insertion-ordered map, as Python dicts are; wiremsg.Marshal
+// writes it as the Dict it is.
+type kv []wiremsg.KV
 
 func (m kv) with(k string, v any) kv {
 	out := make(kv, 0, len(m)+1)
 	replaced := false
 	for _, e := range m {
-		if e.k == k {
-			e.v = v
+		if e.Key == k {
+			e.Value = v
 			replaced = true
 		}
 		out = append(out, e)
 	}
 	if !replaced {
-		out = append(out, struct{ k, v any }{k, v})
+		out = append(out, wiremsg.KV{Key: k, Value: v})
 	}
 	return out
 }
@@ -52,7 +41,7 @@ func (m kv) with(k string, v any) kv {
 func (m kv) without(k string) kv {
 	out := make(kv, 0, len(m))
 	for _, e := range m {
-		if e.k != k {
+		if e.Key != k {
 			out = append(out, e)
 		}
 	}
@@ -62,175 +51,61 @@ func (m kv) without(k string) kv {
 func obj(pairs ...any) kv {
 	var m kv
 	for i := 0; i < len(pairs); i += 2 {
-		m = append(m, struct{ k, v any }{pairs[i], pairs[i+1]})
+		m = append(m, wiremsg.KV{Key: pairs[i], Value: pairs[i+1]})
 	}
 	return m
 }
 
-func mpWrite(b *bytes.Buffer, v any) {
-	be := binary.BigEndian
-	switch x := v.(type) {
-	case nil:
-		b.WriteByte(0xc0)
-	case bool:
-		if x {
-			b.WriteByte(0xc3)
-		} else {
-			b.WriteByte(0xc2)
-		}
-	case int:
-		mpWrite(b, int64(x))
-	case int64:
-		switch {
-		case x >= 0 && x < 128:
-			b.WriteByte(byte(x))
-		case x < 0 && x >= -32:
-			b.WriteByte(byte(int8(x)))
-		default:
-			b.WriteByte(0xd3)
-			_ = binary.Write(b, be, x)
-		}
-	case float64:
-		b.WriteByte(0xcb)
-		_ = binary.Write(b, be, math.Float64bits(x))
-	case string:
-		n := len(x)
-		switch {
-		case n < 32:
-			b.WriteByte(0xa0 | byte(n))
-		case n < 256:
-			b.Write([]byte{0xd9, byte(n)})
-		default:
-			b.WriteByte(0xdb)
-			_ = binary.Write(b, be, uint32(n))
-		}
-		b.WriteString(x)
-	case []byte:
-		b.WriteByte(0xc6)
-		_ = binary.Write(b, be, uint32(len(x)))
-		b.Write(x)
-	case []any:
-		b.WriteByte(0xdd)
-		_ = binary.Write(b, be, uint32(len(x)))
-		for _, item := range x {
-			mpWrite(b, item)
-		}
-	case kv:
-		b.WriteByte(0xdf)
-		_ = binary.Write(b, be, uint32(len(x)))
-		for _, e := range x {
-			mpWrite(b, e.k)
-			mpWrite(b, e.v)
-		}
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		m := kv{}
-		for _, k := range keys {
-			m = append(m, struct{ k, v any }{k, x[k]})
-		}
-		mpWrite(b, m)
-	case wiremsg.UUID:
-		mpWrite(b, mpExt{wiremsg.ExtUUID, x[:]})
-	case mpExt:
-		b.WriteByte(0xc9)
-		_ = binary.Write(b, be, uint32(len(x.payload)))
-		b.WriteByte(byte(x.code))
-		b.Write(x.payload)
-	default:
-		panic("mpWrite: unsupported type")
-	}
-}
+// mpExt is an ext value sent as it is: a pickle made by the codec, a
+// golden one, or a hostile one.
+type mpExt = wiremsg.Ext
 
 func mpBytes(v any) []byte {
-	var b bytes.Buffer
-	mpWrite(&b, v)
-	return b.Bytes()
+	b, err := wiremsg.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("mpBytes: %v", err)) // a fixture the codec cannot write is a bug in the test
+	}
+	return b
 }
 
-// --- protocol-5 pickles shaped as CPython writes them (see the golden
-// pickles of spec §2, which pickleEnum and pickleImageRef reproduce). ---
-
-func pickleFrame(body []byte) []byte {
-	out := []byte{0x80, 5, 0x95}
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], uint64(len(body)))
-	return append(append(out, n[:]...), body...)
+// pickled is the ext value packb writes for v.
+func pickled(v any) mpExt {
+	e, err := wiremsg.Pickle(v)
+	if err != nil {
+		panic(fmt.Sprintf("pickled: %v", err))
+	}
+	return e
 }
 
-func pickleShort(body []byte, s string) []byte {
-	body = append(body, 0x8c, byte(len(s)))
-	return append(append(body, s...), 0x94)
-}
-
-// pickleEnum is Enum.__reduce_ex__ by value (CPython 3.12+).
+// pickleEnum is a member of an ai.backend.common.types enum, pickled by
+// value (CPython 3.12+).
 func pickleEnum(class, value string) mpExt {
-	body := pickleShort(nil, "ai.backend.common.types")
-	body = pickleShort(body, class)
-	body = append(body, 0x93, 0x94)
-	body = pickleShort(body, value)
-	body = append(body, 0x85, 0x94, 0x52, 0x94, 0x2e)
-	return mpExt{wiremsg.ExtEnum, pickleFrame(body)}
+	return pickled(wiremsg.Enum{Module: "ai.backend.common.types", Class: class, Value: value})
 }
 
 // pickleImageRef is the ImageRef dataclass (NEWOBJ + BUILD).
 func pickleImageRef(name, project, tag, registry, arch string, local bool) mpExt {
-	body := pickleShort(nil, "ai.backend.common.docker")
-	body = pickleShort(body, "ImageRef")
-	body = append(body, 0x93, 0x94, 0x29, 0x81, 0x94, 0x7d, 0x94, 0x28)
-	for _, p := range [][2]string{{"name", name}, {"project", project}, {"tag", tag}, {"registry", registry}, {"architecture", arch}} {
-		body = pickleShort(body, p[0])
-		body = pickleShort(body, p[1])
-	}
-	body = pickleShort(body, "is_local")
-	if local {
-		body = append(body, 0x88)
-	} else {
-		body = append(body, 0x89)
-	}
-	body = append(body, 0x75, 0x62, 0x2e)
-	return mpExt{wiremsg.ExtImageRef, pickleFrame(body)}
+	return pickled(wiremsg.ImageRef{Name: name, Project: project, Tag: tag, Registry: registry, Architecture: arch, IsLocal: local})
 }
 
-func goldenExt(t testing.TB, code int8, hexText string) mpExt {
+func goldenExt(t testing.TB, code int8, g wiremsgtest.Golden) mpExt {
 	t.Helper()
-	b, err := hex.DecodeString(hexText)
-	if err != nil {
-		t.Fatal(err)
+	if g.Code != code {
+		t.Fatalf("golden %q is ext %d, not %d", g.Name, g.Code, code)
 	}
-	return mpExt{code, b}
+	return mpExt{Code: g.Code, Data: g.Payload()}
 }
 
-// Golden pickles of spec §2.
-const (
-	goldenClusterModeSingle  = "8005953d000000000000008c1761692e6261636b656e642e636f6d6d6f6e2e7479706573948c0b436c75737465724d6f64659493948c0b73696e676c652d6e6f646594859452942e"
-	goldenClusterModeByName  = "80059554000000000000008c086275696c74696e73948c07676574617474729493948c1761692e6261636b656e642e636f6d6d6f6e2e7479706573948c0b436c75737465724d6f64659493948c0b53494e474c455f4e4f444594869452942e"
-	goldenSessionInteractive = "8005953e000000000000008c1761692e6261636b656e642e636f6d6d6f6e2e7479706573948c0c53657373696f6e54797065739493948c0b696e74657261637469766594859452942e"
-	goldenAutoPullDigest     = "8005953d000000000000008c1761692e6261636b656e642e636f6d6d6f6e2e7479706573948c104175746f50756c6c4265686176696f729493948c0664696765737494859452942e"
-	goldenImageRef           = "800595a0000000000000008c1861692e6261636b656e642e636f6d6d6f6e2e646f636b6572948c08496d6167655265669493942981947d94288c046e616d65948c06707974686f6e948c0770726f6a656374948c06737461626c65948c03746167948c04332e3131948c087265676973747279948c0d63722e6261636b656e642e6169948c0c617263686974656374757265948c067838365f3634948c0869735f6c6f63616c948975622e"
-	goldenResourceSlot       = "8005957e000000000000008c1761692e6261636b656e642e636f6d6d6f6e2e7479706573948c0c5265736f75726365536c6f749493942981944e7d948c0464617461947d94288c03637075948c07646563696d616c948c07446563696d616c9493948c013294859452948c036d656d94680a8c0a34323934393637323936948594529475738694622e"
-	goldenDecimal15          = "80059521000000000000008c07646563696d616c948c07446563696d616c9493948c03312e3594859452942e"
+// The codec's golden pickles (spec §2) that the manager sends.
+var (
+	goldenClusterModeSingle  = wiremsgtest.ClusterModeSingle
+	goldenClusterModeByName  = wiremsgtest.ClusterModeByName
+	goldenSessionInteractive = wiremsgtest.SessionInteractive
+	goldenAutoPullDigest     = wiremsgtest.AutoPullDigest
+	goldenImageRef           = wiremsgtest.ImageRef
+	goldenResourceSlot       = wiremsgtest.ResourceSlot
+	goldenDecimal15          = wiremsgtest.Decimal15
 )
-
-func TestPickleBuildersMatchGolden(t *testing.T) {
-	for _, tc := range []struct {
-		description string
-		got         mpExt
-		golden      string
-	}{
-		{"AutoPullBehavior.DIGEST", pickleEnum("AutoPullBehavior", "digest"), goldenAutoPullDigest},
-		{"ClusterMode.SINGLE_NODE", pickleEnum("ClusterMode", "single-node"), goldenClusterModeSingle},
-		{"SessionTypes.INTERACTIVE", pickleEnum("SessionTypes", "interactive"), goldenSessionInteractive},
-		{"ImageRef", pickleImageRef("python", "stable", "3.11", "cr.backend.ai", "x86_64", false), goldenImageRef},
-	} {
-		if got := hex.EncodeToString(tc.got.payload); got != tc.golden {
-			t.Errorf("%s: builder wrote\n%s\nwant\n%s", tc.description, got, tc.golden)
-		}
-	}
-}
 
 // managerConfig is a KernelCreationConfig as the sokovan launcher builds it
 // (launcher.py), with the enums as pickles.
@@ -360,10 +235,10 @@ func TestDecodeKernelCreationConfig(t *testing.T) {
 			cfg:   base.with("auto_pull", pickleEnum("AutoPullBehavior", "tag")),
 			check: func(c KernelCreationConfig) bool { return c.AutoPull == "tag" }},
 		{description: "auto_pull absent takes the image's",
-			cfg:   base.without("auto_pull").with("image", base[0].v.(kv).with("auto_pull", pickleEnum("AutoPullBehavior", "none"))),
+			cfg:   base.without("auto_pull").with("image", base[0].Value.(kv).with("auto_pull", pickleEnum("AutoPullBehavior", "none"))),
 			check: func(c KernelCreationConfig) bool { return c.AutoPull == "none" }},
 		{description: "auto_pull absent everywhere defaults to digest",
-			cfg:   base.without("auto_pull").with("image", base[0].v.(kv).without("auto_pull")),
+			cfg:   base.without("auto_pull").with("image", base[0].Value.(kv).without("auto_pull")),
 			check: func(c KernelCreationConfig) bool { return c.AutoPull == "digest" }},
 		{description: "a minimal config of an older manager takes the defaults",
 			cfg: obj("image", obj("canonical", "cr.backend.ai/stable/python:3.11", "digest", "x", "registry", obj("name", "cr.backend.ai", "url", "https://x")),
@@ -400,9 +275,9 @@ func TestDecodeKernelCreationConfig(t *testing.T) {
 		{description: "mount with an unknown permission", cfg: base.with("mounts", []any{obj("host_path", "/a", "kernel_path", "/b", "mount_perm", "all")}), wantErr: "ValueError", wantText: `["mount_perm"]`},
 		{description: "preopen port out of range", cfg: base.with("preopen_ports", []any{70000}), wantErr: "ValueError", wantText: `["preopen_ports"][0]`},
 		{description: "preopen ports not a list", cfg: base.with("preopen_ports", 8080), wantErr: "TypeError", wantText: `["preopen_ports"]`},
-		{description: "image labels with a non-string value", cfg: base.with("image", base[0].v.(kv).with("labels", obj("x", 1))), wantErr: "TypeError", wantText: `["image"]["labels"]["x"]`},
-		{description: "image registry a string", cfg: base.with("image", base[0].v.(kv).with("registry", "cr")), wantErr: "TypeError", wantText: `["image"]["registry"]`},
-		{description: "image is_local a string", cfg: base.with("image", base[0].v.(kv).with("is_local", "no")), wantErr: "TypeError", wantText: `["image"]["is_local"]`},
+		{description: "image labels with a non-string value", cfg: base.with("image", base[0].Value.(kv).with("labels", obj("x", 1))), wantErr: "TypeError", wantText: `["image"]["labels"]["x"]`},
+		{description: "image registry a string", cfg: base.with("image", base[0].Value.(kv).with("registry", "cr")), wantErr: "TypeError", wantText: `["image"]["registry"]`},
+		{description: "image is_local a string", cfg: base.with("image", base[0].Value.(kv).with("is_local", "no")), wantErr: "TypeError", wantText: `["image"]["is_local"]`},
 	}
 	for _, tc := range cases {
 		got, err := decodeConfigBytes(t, tc.cfg)

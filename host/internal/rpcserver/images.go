@@ -15,7 +15,6 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/images"
-	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -263,8 +262,8 @@ var errImageRef = errors.New("canonical name does not parse as an ImageRef")
 // ImageRef.from_image_str: the first path component is the registry when
 // it is the named registry or an IP address, the project is a prefix of
 // the rest, and the tag follows the last colon (default "latest").
-func parseImageRef(canonical, project, registry string) (pywire.ImageRef, error) {
-	var ref pywire.ImageRef
+func parseImageRef(canonical, project, registry string) (wiremsg.ImageRef, error) {
+	var ref wiremsg.ImageRef
 	if canonical == "" || strings.Contains(canonical, "://") || strings.HasPrefix(canonical, "//") || strings.Contains(canonical, "@") {
 		return ref, fmt.Errorf("%w: %q", errImageRef, canonical)
 	}
@@ -308,7 +307,7 @@ func isIPHost(s string) bool {
 
 // imageRefOf is the image_ref of the image_pull_* events; nil (left out,
 // as upstream allows) when the canonical name does not parse.
-func imageRefOf(img ImageConfig) *pywire.ImageRef {
+func imageRefOf(img ImageConfig) *wiremsg.ImageRef {
 	ref, err := parseImageRef(img.Canonical, img.Project, img.Registry.Name)
 	if err != nil {
 		return nil

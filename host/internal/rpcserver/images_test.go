@@ -22,7 +22,6 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/portpool"
-	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -41,7 +40,7 @@ type recorder struct {
 }
 
 func (r *recorder) Emit(_ context.Context, ev events.Event) error {
-	packed, err := pywire.Marshal(ev.Args())
+	packed, err := wiremsg.Marshal(ev.Args())
 	if err == nil {
 		_, err = managertest.DecodeArgs(ev.Name(), packed)
 	}
@@ -341,11 +340,11 @@ func TestCheckAndPullOverRPC(t *testing.T) {
 // carries want.
 func checkImageEvents(t *testing.T, list []events.Event, taskID, image, registry, want string) {
 	t.Helper()
-	wantRef := pywire.ImageRef{Name: "busybox", Project: "test", Tag: "1", Registry: registry, Architecture: "x86_64"}
+	wantRef := wiremsg.ImageRef{Name: "busybox", Project: "test", Tag: "1", Registry: registry, Architecture: "x86_64"}
 	found := want == ""
 	for _, ev := range list {
 		var id, msg string
-		var ref *pywire.ImageRef
+		var ref *wiremsg.ImageRef
 		switch e := ev.(type) {
 		case events.BgtaskUpdated:
 			id, msg = e.TaskID, e.Message
@@ -508,27 +507,27 @@ func TestParseImageRef(t *testing.T) {
 		canonical   string
 		project     string
 		registry    string
-		want        pywire.ImageRef
+		want        wiremsg.ImageRef
 		wantErr     bool
 	}{
 		{"registry, project, name and tag", "cr.backend.ai/stable/python:3.11", "stable", "cr.backend.ai",
-			pywire.ImageRef{Name: "python", Project: "stable", Tag: "3.11", Registry: "cr.backend.ai"}, false},
+			wiremsg.ImageRef{Name: "python", Project: "stable", Tag: "3.11", Registry: "cr.backend.ai"}, false},
 		{"nested name under the project", "cr.backend.ai/stable/ngc/pytorch:24.01-py3", "stable", "cr.backend.ai",
-			pywire.ImageRef{Name: "ngc/pytorch", Project: "stable", Tag: "24.01-py3", Registry: "cr.backend.ai"}, false},
+			wiremsg.ImageRef{Name: "ngc/pytorch", Project: "stable", Tag: "24.01-py3", Registry: "cr.backend.ai"}, false},
 		{"an IP registry with a port is the registry whatever its name", "127.0.0.1:5000/test/busybox:1", "test", "local",
-			pywire.ImageRef{Name: "busybox", Project: "test", Tag: "1", Registry: "127.0.0.1:5000"}, false},
+			wiremsg.ImageRef{Name: "busybox", Project: "test", Tag: "1", Registry: "127.0.0.1:5000"}, false},
 		{"no tag means latest", "cr.backend.ai/stable/python", "stable", "cr.backend.ai",
-			pywire.ImageRef{Name: "python", Project: "stable", Tag: "latest", Registry: "cr.backend.ai"}, false},
+			wiremsg.ImageRef{Name: "python", Project: "stable", Tag: "latest", Registry: "cr.backend.ai"}, false},
 		{"a name without the registry takes the named one", "stable/python:3.11", "stable", "cr.backend.ai",
-			pywire.ImageRef{Name: "python", Project: "stable", Tag: "3.11", Registry: "cr.backend.ai"}, false},
+			wiremsg.ImageRef{Name: "python", Project: "stable", Tag: "3.11", Registry: "cr.backend.ai"}, false},
 		{"no registry at all is Docker Hub", "python:3.11", "", "",
-			pywire.ImageRef{Name: "python", Tag: "3.11", Registry: "index.docker.io"}, false},
+			wiremsg.ImageRef{Name: "python", Tag: "3.11", Registry: "index.docker.io"}, false},
 		{"the project is the whole name", "cr.backend.ai/solo:1", "solo", "cr.backend.ai",
-			pywire.ImageRef{Name: "", Project: "solo", Tag: "1", Registry: "cr.backend.ai"}, false},
-		{"a project the name is not in", "cr.backend.ai/stable/python:3.11", "other", "cr.backend.ai", pywire.ImageRef{}, true},
-		{"a URL", "https://cr.backend.ai/stable/python:3.11", "stable", "cr.backend.ai", pywire.ImageRef{}, true},
-		{"a digest reference", "cr.backend.ai/stable/python@sha256:abcd", "stable", "cr.backend.ai", pywire.ImageRef{}, true},
-		{"an empty tag", "cr.backend.ai/stable/python:", "stable", "cr.backend.ai", pywire.ImageRef{}, true},
+			wiremsg.ImageRef{Name: "", Project: "solo", Tag: "1", Registry: "cr.backend.ai"}, false},
+		{"a project the name is not in", "cr.backend.ai/stable/python:3.11", "other", "cr.backend.ai", wiremsg.ImageRef{}, true},
+		{"a URL", "https://cr.backend.ai/stable/python:3.11", "stable", "cr.backend.ai", wiremsg.ImageRef{}, true},
+		{"a digest reference", "cr.backend.ai/stable/python@sha256:abcd", "stable", "cr.backend.ai", wiremsg.ImageRef{}, true},
+		{"an empty tag", "cr.backend.ai/stable/python:", "stable", "cr.backend.ai", wiremsg.ImageRef{}, true},
 	}
 	for _, tc := range cases {
 		got, err := parseImageRef(tc.canonical, tc.project, tc.registry)

@@ -24,6 +24,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
+	"github.com/baiagent/baiagent/host/internal/wiremsg/wiremsgtest"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
 
@@ -229,7 +230,7 @@ func createArgs(t testing.TB, sessionID string, configs map[string]kv, refs map[
 		rawIDs = append(rawIDs, id)
 		rawConfigs = append(rawConfigs, configs[id])
 		if ref, ok := refs[id]; ok {
-			refMap = append(refMap, struct{ k, v any }{uuidOf(t, id), ref})
+			refMap = append(refMap, wiremsg.KV{Key: uuidOf(t, id), Value: ref})
 		}
 	}
 	clusterInfo := obj("mode", goldenExt(t, wiremsg.ExtEnum, goldenClusterModeSingle), "size", len(ids), "replicas", obj("main", len(ids)),
@@ -255,7 +256,7 @@ func TestKernelMethodsWithFakeService(t *testing.T) {
 		k1: managerConfig(t, k1, sid, "cr.backend.ai/stable/python:3.11"),
 		k2: managerConfig(t, k2, sid, "cr.backend.ai/stable/python:3.11").with("preopen_ports", []any{9000}).
 			with("internal_data", obj("ssh_keypair", obj("public_key", "user-pk", "private_key", "user-sk"))),
-	}, map[string]mpExt{k1: ref, k2: ref}), kv{{"agent_id", "i-test"}})
+	}, map[string]mpExt{k1: ref, k2: ref}), kv{{Key: "agent_id", Value: "i-test"}})
 	if err != nil {
 		t.Fatalf("create_kernels: %v", err)
 	}
@@ -362,9 +363,9 @@ func TestKernelMethodsWithFakeService(t *testing.T) {
 		{description: "shutdown_service bad service", method: "shutdown_service", args: []any{k1, nil}, wantErr: "TypeError", wantText: "'service'"},
 		{description: "scan_gpu_alloc_map sums cuda.shares", method: "scan_gpu_alloc_map", want: wiremsg.Map{"0": "1"}},
 		// Upstream answers None for a kernel it does not know (agent/agent.py).
-		{description: "destroy_kernel unknown, events suppressed", method: "destroy_kernel", args: []any{unknown, sid, "user-requested"}, kwargs: kv{{"suppress_events", true}}, want: nil},
+		{description: "destroy_kernel unknown, events suppressed", method: "destroy_kernel", args: []any{unknown, sid, "user-requested"}, kwargs: kv{{Key: "suppress_events", Value: true}}, want: nil},
 		{description: "destroy_kernel bad reason", method: "destroy_kernel", args: []any{k1, sid, 5}, wantErr: "TypeError", wantText: "'reason'"},
-		{description: "destroy_kernel bad suppress_events", method: "destroy_kernel", args: []any{k1, sid, nil}, kwargs: kv{{"suppress_events", "yes"}}, wantErr: "TypeError", wantText: "'suppress_events'"},
+		{description: "destroy_kernel bad suppress_events", method: "destroy_kernel", args: []any{k1, sid, nil}, kwargs: kv{{Key: "suppress_events", Value: "yes"}}, wantErr: "TypeError", wantText: "'suppress_events'"},
 		{description: "create_kernels mismatched lists", method: "create_kernels", args: []any{sid, []any{k1}, []any{}, obj(), obj()}, wantErr: "ValueError", wantText: "'kernel_ids'"},
 		{description: "create_kernels bad session id", method: "create_kernels", args: []any{"sess", []any{}, []any{}, obj(), obj()}, wantErr: "ValueError", wantText: "'session_id'"},
 		{description: "create_kernels bad kernel id", method: "create_kernels", args: []any{sid, []any{"k"}, []any{obj()}, obj(), obj()}, wantErr: "ValueError", wantText: "'kernel_ids[0]'"},
@@ -467,7 +468,7 @@ func TestKernelMethodsWithFakeService(t *testing.T) {
 
 	// destroy_kernel with a pickled reason and suppress_events.
 	if got, err := invokeRaw(ctx, c, "destroy_kernel", []any{k1, sid, pickleEnum("KernelLifecycleEventReason", "user-requested")},
-		kv{{"suppress_events", true}}); err != nil || got != nil {
+		kv{{Key: "suppress_events", Value: true}}); err != nil || got != nil {
 		t.Fatalf("destroy_kernel: %#v, %v", got, err)
 	}
 	fake.mu.Lock()
@@ -609,12 +610,7 @@ func TestKernelLifecycleOverRPC(t *testing.T) {
 // tuple (ClusterMode(("single-node",))): wiremsg.Unmarshal panics on it,
 // the decoded key being unhashable.
 func hostileMapKey() []byte {
-	body := pickleShort(nil, "ai.backend.common.types")
-	body = pickleShort(body, "ClusterMode")
-	body = append(body, 0x93, 0x94)
-	body = pickleShort(body, "single-node")
-	body = append(body, 0x85, 0x85, 0x94, 0x52, 0x94, 0x2e)
-	out := append([]byte{0x81}, mpBytes(mpExt{wiremsg.ExtEnum, pickleFrame(body)})...)
+	out := append([]byte{0x81}, mpBytes(mpExt{Code: wiremsg.ExtEnum, Data: wiremsgtest.TupleValuedEnum()})...)
 	return append(out, 0xc0)
 }
 

@@ -79,7 +79,7 @@ func TestHostNetworkOverRPC(t *testing.T) {
 			with("resource_slots", obj("cpu", "0", "mem", "67108864")).with("cluster_hostname", m.host).
 			with("cluster_role", m.role).with("auto_pull", pickleEnum("AutoPullBehavior", "none"))
 		refs[m.kid] = pickleImageRef("busybox", "baiagent-test", "latest", "cr.example.com", kernel.NodeArchitecture(), true)
-		mapping = append(mapping, struct{ k, v any }{m.host, []any{"127.0.0.1", m.port}})
+		mapping = append(mapping, wiremsg.KV{Key: m.host, Value: []any{"127.0.0.1", m.port}})
 	}
 	clusterInfo := func(networkConfig kv) kv {
 		return obj("mode", goldenExt(t, wiremsg.ExtEnum, goldenClusterModeSingle), "size", len(members), "replicas", obj("main", 1, "sub", 1),

@@ -15,7 +15,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
-	"github.com/baiagent/baiagent/host/internal/pywire"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
 
@@ -260,22 +260,22 @@ func (c *Collector) CollectNode(ctx context.Context) error {
 			}
 		}
 	}
-	node := pywire.Map{}
+	node := wiremsg.Dict{}
 	for _, key := range c.node.keys {
-		node = append(node, pywire.KV{Key: key, Value: c.node.m[key].mv()})
+		node = append(node, wiremsg.KV{Key: key, Value: c.node.m[key].mv()})
 	}
-	devices := pywire.Map{}
+	devices := wiremsg.Dict{}
 	for _, key := range c.devices.keys {
 		perDevice := c.devices.m[key]
-		values := pywire.Map{}
+		values := wiremsg.Dict{}
 		for _, dev := range perDevice.keys {
-			values = append(values, pywire.KV{Key: dev, Value: perDevice.m[dev].mv()})
+			values = append(values, wiremsg.KV{Key: dev, Value: perDevice.m[dev].mv()})
 		}
-		devices = append(devices, pywire.KV{Key: key, Value: values})
+		devices = append(devices, wiremsg.KV{Key: key, Value: values})
 	}
 	c.nodeMu.Unlock()
 
-	payload, err := pywire.Marshal(pywire.Map{{Key: "node", Value: node}, {Key: "devices", Value: devices}})
+	payload, err := wiremsg.Marshal(wiremsg.Dict{{Key: "node", Value: node}, {Key: "devices", Value: devices}})
 	if err != nil {
 		return fmt.Errorf("stats: encode node stats: %w", err)
 	}
@@ -371,11 +371,11 @@ func (c *Collector) CollectContainers(ctx context.Context) error {
 	payloads := make(map[string][]byte, len(updated))
 	for _, kid := range updated {
 		metrics := c.kernels[kid]
-		values := pywire.Map{}
+		values := wiremsg.Dict{}
 		for _, key := range metrics.keys {
-			values = append(values, pywire.KV{Key: key, Value: metrics.m[key].mv()})
+			values = append(values, wiremsg.KV{Key: key, Value: metrics.m[key].mv()})
 		}
-		payload, err := pywire.Marshal(values)
+		payload, err := wiremsg.Marshal(values)
 		if err != nil {
 			c.kernelMu.Unlock()
 			return fmt.Errorf("stats: encode kernel %s stats: %w", kid, err)

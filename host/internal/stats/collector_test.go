@@ -14,7 +14,6 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
-	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/redistest"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 	"github.com/baiagent/baiagent/proto/sdk"
@@ -240,32 +239,32 @@ func TestNodeStats(t *testing.T) {
 	if err := col.CollectNode(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mv := func(current, capacity, pct, unit string, extra ...pywire.KV) pywire.Map {
+	mv := func(current, capacity, pct, unit string, extra ...wiremsg.KV) wiremsg.Dict {
 		var c any
 		if capacity != "" {
 			c = capacity
 		}
-		return append(pywire.Map{{Key: "current", Value: current}, {Key: "capacity", Value: c},
+		return append(wiremsg.Dict{{Key: "current", Value: current}, {Key: "capacity", Value: c},
 			{Key: "pct", Value: pct}, {Key: "unit_hint", Value: unit}}, extra...)
 	}
-	all := func(v string) []pywire.KV {
-		return []pywire.KV{{Key: "stats.min", Value: v}, {Key: "stats.max", Value: v}, {Key: "stats.sum", Value: v},
+	all := func(v string) []wiremsg.KV {
+		return []wiremsg.KV{{Key: "stats.min", Value: v}, {Key: "stats.max", Value: v}, {Key: "stats.sum", Value: v},
 			{Key: "stats.avg", Value: v}, {Key: "stats.diff", Value: "0"}, {Key: "stats.rate", Value: "0"}}
 	}
-	want, err := pywire.Marshal(pywire.Map{
-		{Key: "node", Value: pywire.Map{
+	want, err := wiremsg.Marshal(wiremsg.Dict{
+		{Key: "node", Value: wiremsg.Dict{
 			{Key: "cpu_util", Value: mv("1500", "30000", "5", "msec")},
-			{Key: "mem", Value: mv("1000", "8000", "12.5", "bytes", pywire.KV{Key: "stats.max", Value: "1000"})},
+			{Key: "mem", Value: mv("1000", "8000", "12.5", "bytes", wiremsg.KV{Key: "stats.max", Value: "1000"})},
 			{Key: "net_rx", Value: mv("0", "", "0.00", "bps")},
 			{Key: "counter", Value: mv("100", "", "0.00", "count", all("100")...)},
 		}},
-		{Key: "devices", Value: pywire.Map{
-			{Key: "fake_util", Value: pywire.Map{{Key: "0", Value: mv("10", "100", "10", "percent",
-				pywire.KV{Key: "stats.max", Value: "10"}, pywire.KV{Key: "stats.avg", Value: "10"})}}},
-			{Key: "cpu_util", Value: pywire.Map{
+		{Key: "devices", Value: wiremsg.Dict{
+			{Key: "fake_util", Value: wiremsg.Dict{{Key: "0", Value: mv("10", "100", "10", "percent",
+				wiremsg.KV{Key: "stats.max", Value: "10"}, wiremsg.KV{Key: "stats.avg", Value: "10"})}}},
+			{Key: "cpu_util", Value: wiremsg.Dict{
 				{Key: "0", Value: mv("1000", "30000", "3.33", "msec")},
 				{Key: "1", Value: mv("500", "30000", "1.67", "msec")}}},
-			{Key: "mem", Value: pywire.Map{{Key: "root", Value: mv("1000", "8000", "12.5", "bytes", pywire.KV{Key: "stats.max", Value: "1000"})}}},
+			{Key: "mem", Value: wiremsg.Dict{{Key: "root", Value: mv("1000", "8000", "12.5", "bytes", wiremsg.KV{Key: "stats.max", Value: "1000"})}}},
 		}},
 	})
 	if err != nil {
@@ -373,7 +372,7 @@ func TestKernelStats(t *testing.T) {
 	if err := col.CollectContainers(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wantK2, _ := pywire.Marshal(pywire.Map{{Key: "mem", Value: pywire.Map{
+	wantK2, _ := wiremsg.Marshal(wiremsg.Dict{{Key: "mem", Value: wiremsg.Dict{
 		{Key: "current", Value: "700"}, {Key: "capacity", Value: "1000"}, {Key: "pct", Value: "70"},
 		{Key: "unit_hint", Value: "bytes"}, {Key: "stats.max", Value: "700"}}}})
 	if raw, err := client.Get(ctx, "k2").Bytes(); err != nil || !bytes.Equal(raw, wantK2) {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/baiagent/baiagent/host/internal/pywire"
+	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
 // divPlaces is the number of decimal places kept by divisions (avg, rate,
@@ -202,7 +202,7 @@ func (m *metric) applyHook() {
 
 // mv is Metric.to_serializable_dict(): the MetricValue dict in upstream's
 // key order.
-func (m *metric) mv() pywire.Map {
+func (m *metric) mv() wiremsg.Dict {
 	var capacity any
 	pct := "0.00"
 	if m.capacity != nil {
@@ -211,7 +211,7 @@ func (m *metric) mv() pywire.Map {
 			pct = formatValue(m.current.Mul(decimal.NewFromInt(100)).DivRound(*m.capacity, divPlaces), 2)
 		}
 	}
-	out := pywire.Map{
+	out := wiremsg.Dict{
 		{Key: "current", Value: formatValue(m.current, 3)},
 		{Key: "capacity", Value: capacity},
 		{Key: "pct", Value: pct},
@@ -219,7 +219,7 @@ func (m *metric) mv() pywire.Map {
 	}
 	for _, stat := range statOrder {
 		if m.policy.has(stat) {
-			out = append(out, pywire.KV{Key: "stats." + stat, Value: m.stats.value(stat)})
+			out = append(out, wiremsg.KV{Key: "stats." + stat, Value: m.stats.value(stat)})
 		}
 	}
 	return out

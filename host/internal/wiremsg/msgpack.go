@@ -2,13 +2,14 @@ package wiremsg
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/big"
 	"reflect"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -257,153 +258,270 @@ func decodeExt(code int8, payload []byte) (any, error) {
 	return nil, errors.New("unknown ext type")
 }
 
-// Marshal encodes a reply value as Python's msgpack would (use_bin_type):
-// Go strings become str, []byte becomes bin, ints take their smallest form.
-// Maps with string keys are written in sorted key order so that replies are
-// reproducible. UUIDs and paths use their ext types; Decimal is written as
-// its string (a Python peer reads it as str), since encoding it as ext 3
-// would need a pickle writer.
+// Marshal encodes v as ai.backend.common.msgpack.packb would
+// (use_bin_type): str as str, []byte (nil included: Python bytes are never
+// None) and Bin as bin, ints in their smallest form, float64 as float 64,
+// Tuple and slices as arrays, Dict in its order, map[string]any and
+// map[string]string sorted by key, Map in Go's order. UUID, the paths and
+// Ext are ext types with their bytes; Decimal, Enum, ImageRef,
+// ResourceSlot, SlotName and BinarySize are ext types holding their
+// pickles (Pickle). A time.Time is written as its RFC 3339 string: packb
+// writes datetimes as temporenc (ext 2), which the agent never sends.
 func Marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	if err := encodeValue(enc, v, 0); err != nil {
+	var w msgpackWriter
+	if err := w.value(v, 0); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return w.buf, nil
 }
 
-func encodeValue(enc *msgpack.Encoder, v any, depth int) error {
+type msgpackWriter struct{ buf []byte }
+
+func (w *msgpackWriter) byte1(b byte) { w.buf = append(w.buf, b) }
+
+func (w *msgpackWriter) be16(b byte, n uint16) {
+	w.buf = binary.BigEndian.AppendUint16(append(w.buf, b), n)
+}
+
+func (w *msgpackWriter) be32(b byte, n uint32) {
+	w.buf = binary.BigEndian.AppendUint32(append(w.buf, b), n)
+}
+
+func (w *msgpackWriter) be64(b byte, n uint64) {
+	w.buf = binary.BigEndian.AppendUint64(append(w.buf, b), n)
+}
+
+func (w *msgpackWriter) uint(n uint64) {
+	switch {
+	case n < 128:
+		w.byte1(byte(n))
+	case n <= math.MaxUint8:
+		w.buf = append(w.buf, msgpcode.Uint8, byte(n))
+	case n <= math.MaxUint16:
+		w.be16(msgpcode.Uint16, uint16(n))
+	case n <= math.MaxUint32:
+		w.be32(msgpcode.Uint32, uint32(n))
+	default:
+		w.be64(msgpcode.Uint64, n)
+	}
+}
+
+func (w *msgpackWriter) int(n int64) {
+	switch {
+	case n >= 0:
+		w.uint(uint64(n))
+	case n >= -32:
+		w.byte1(byte(n))
+	case n >= math.MinInt8:
+		w.buf = append(w.buf, msgpcode.Int8, byte(n))
+	case n >= math.MinInt16:
+		w.be16(msgpcode.Int16, uint16(n))
+	case n >= math.MinInt32:
+		w.be32(msgpcode.Int32, uint32(n))
+	default:
+		w.be64(msgpcode.Int64, uint64(n))
+	}
+}
+
+// lengthHeader writes the header of a str, bin, array or map of n items:
+// the fix form (fix|n) below fixLimit, then the 8-, 16- and 32-bit forms
+// (code8 0: the type has no 8-bit form), the smallest that fits.
+func (w *msgpackWriter) lengthHeader(n, fixLimit int, fix, code8, code16, code32 byte) {
+	switch {
+	case n < fixLimit:
+		w.byte1(fix | byte(n))
+	case code8 != 0 && n <= math.MaxUint8:
+		w.buf = append(w.buf, code8, byte(n))
+	case n <= math.MaxUint16:
+		w.be16(code16, uint16(n))
+	default:
+		w.be32(code32, uint32(n))
+	}
+}
+
+func (w *msgpackWriter) str(s string) {
+	w.lengthHeader(len(s), 32, msgpcode.FixedStrLow, msgpcode.Str8, msgpcode.Str16, msgpcode.Str32)
+	w.buf = append(w.buf, s...)
+}
+
+func (w *msgpackWriter) bin(b []byte) {
+	w.lengthHeader(len(b), 0, 0, msgpcode.Bin8, msgpcode.Bin16, msgpcode.Bin32)
+	w.buf = append(w.buf, b...)
+}
+
+func (w *msgpackWriter) arrayHeader(n int) {
+	w.lengthHeader(n, 16, msgpcode.FixedArrayLow, 0, msgpcode.Array16, msgpcode.Array32)
+}
+
+func (w *msgpackWriter) mapHeader(n int) {
+	w.lengthHeader(n, 16, msgpcode.FixedMapLow, 0, msgpcode.Map16, msgpcode.Map32)
+}
+
+// ext writes an ext value in msgpack-python's choice of header.
+func (w *msgpackWriter) ext(code int8, payload []byte) {
+	switch n := len(payload); {
+	case n == 1:
+		w.byte1(msgpcode.FixExt1)
+	case n == 2:
+		w.byte1(msgpcode.FixExt2)
+	case n == 4:
+		w.byte1(msgpcode.FixExt4)
+	case n == 8:
+		w.byte1(msgpcode.FixExt8)
+	case n == 16:
+		w.byte1(msgpcode.FixExt16)
+	case n <= math.MaxUint8:
+		w.buf = append(w.buf, msgpcode.Ext8, byte(n))
+	case n <= math.MaxUint16:
+		w.be16(msgpcode.Ext16, uint16(n))
+	default:
+		w.be32(msgpcode.Ext32, uint32(n))
+	}
+	w.buf = append(w.buf, byte(code))
+	w.buf = append(w.buf, payload...)
+}
+
+// dictType is what a slice of KV of another named type converts to.
+var dictType = reflect.TypeFor[Dict]()
+
+func (w *msgpackWriter) value(v any, depth int) error {
 	if depth > maxDepth {
 		return errors.New("msgpack: nested too deeply")
 	}
 	switch x := v.(type) {
 	case nil:
-		return enc.EncodeNil()
+		w.byte1(msgpcode.Nil)
 	case bool:
-		return enc.EncodeBool(x)
+		if x {
+			w.byte1(msgpcode.True)
+		} else {
+			w.byte1(msgpcode.False)
+		}
 	case int:
-		return enc.EncodeInt(int64(x))
+		w.int(int64(x))
 	case int32:
-		return enc.EncodeInt(int64(x))
+		w.int(int64(x))
 	case int64:
-		return enc.EncodeInt(x)
-	case uint16:
-		return enc.EncodeUint(uint64(x))
-	case uint32:
-		return enc.EncodeUint(uint64(x))
-	case uint64:
-		return enc.EncodeUint(x)
+		w.int(x)
 	case uint:
-		return enc.EncodeUint(uint64(x))
-	case float64:
-		return enc.EncodeFloat64(x)
-	case string:
-		return enc.EncodeString(x)
-	case []byte:
-		return enc.EncodeBytes(x)
-	case Bin:
-		return enc.EncodeBytes([]byte(x))
-	case SlotName:
-		return enc.EncodeString(string(x))
-	case BinarySize:
-		return enc.EncodeInt(int64(x))
-	case decimal.Decimal:
-		return enc.EncodeString(x.String())
+		w.uint(uint64(x))
+	case uint16:
+		w.uint(uint64(x))
+	case uint32:
+		w.uint(uint64(x))
+	case uint64:
+		w.uint(x)
 	case *big.Int:
 		if !x.IsInt64() {
 			return fmt.Errorf("msgpack: integer %s out of range", x)
 		}
-		return enc.EncodeInt(x.Int64())
-	case UUID:
-		return encodeExt(enc, ExtUUID, x[:])
-	case PosixPath:
-		return encodeExt(enc, ExtPosixPath, []byte(x))
-	case PurePosixPath:
-		return encodeExt(enc, ExtPurePosixPath, []byte(x))
-	case AutoDirectoryPath:
-		return encodeExt(enc, ExtAutoDirectoryPath, []byte(x))
-	case Enum:
-		return encodeValue(enc, x.Value, depth+1)
+		w.int(x.Int64())
+	case float64:
+		w.be64(msgpcode.Double, math.Float64bits(x))
+	case string:
+		w.str(x)
+	case []byte:
+		w.bin(x)
+	case Bin:
+		w.bin([]byte(x))
 	case time.Time:
-		return enc.EncodeString(x.Format(time.RFC3339Nano))
+		w.str(x.Format(time.RFC3339Nano))
+	case UUID:
+		w.ext(ExtUUID, x[:])
+	case PosixPath:
+		w.ext(ExtPosixPath, []byte(x))
+	case PurePosixPath:
+		w.ext(ExtPurePosixPath, []byte(x))
+	case AutoDirectoryPath:
+		w.ext(ExtAutoDirectoryPath, []byte(x))
+	case Ext:
+		w.ext(x.Code, x.Data)
+	case decimal.Decimal, Enum, ImageRef, ResourceSlot, SlotName, BinarySize:
+		e, err := Pickle(x)
+		if err != nil {
+			return fmt.Errorf("msgpack: %w", err)
+		}
+		w.ext(e.Code, e.Data)
+	case Tuple:
+		return w.array([]any(x), depth)
 	case []any:
-		if err := enc.EncodeArrayLen(len(x)); err != nil {
-			return err
-		}
-		for _, item := range x {
-			if err := encodeValue(enc, item, depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
+		return w.array(x, depth)
 	case []string:
-		if err := enc.EncodeArrayLen(len(x)); err != nil {
-			return err
+		w.arrayHeader(len(x))
+		for _, s := range x {
+			w.str(s)
 		}
-		for _, item := range x {
-			if err := enc.EncodeString(item); err != nil {
+	case Dict:
+		w.mapHeader(len(x))
+		for _, kv := range x {
+			if err := w.value(kv.Key, depth+1); err != nil {
+				return err
+			}
+			if err := w.value(kv.Value, depth+1); err != nil {
 				return err
 			}
 		}
-		return nil
 	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		if err := enc.EncodeMapLen(len(x)); err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if err := enc.EncodeString(k); err != nil {
-				return err
-			}
-			if err := encodeValue(enc, x[k], depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeSorted(w, x, depth)
 	case map[string]string:
-		m := make(map[string]any, len(x))
-		for k, s := range x {
-			m[k] = s
-		}
-		return encodeValue(enc, m, depth)
-	case ResourceSlot:
-		m := make(map[string]any, len(x))
-		for k, d := range x {
-			m[k] = d
-		}
-		return encodeValue(enc, m, depth)
+		return writeSorted(w, x, depth)
 	case Map:
-		if err := enc.EncodeMapLen(len(x)); err != nil {
-			return err
-		}
+		w.mapHeader(len(x))
 		for k, item := range x {
-			if err := encodeValue(enc, k, depth+1); err != nil {
+			if err := w.value(k, depth+1); err != nil {
 				return err
 			}
-			if err := encodeValue(enc, item, depth+1); err != nil {
+			if err := w.value(item, depth+1); err != nil {
 				return err
 			}
 		}
-		return nil
+	default:
+		return w.reflected(v, depth)
 	}
-	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice {
-		items := make([]any, rv.Len())
-		for i := range items {
-			items[i] = rv.Index(i).Interface()
-		}
-		return encodeValue(enc, items, depth)
-	}
-	return fmt.Errorf("msgpack: cannot encode %T", v)
+	return nil
 }
 
-func encodeExt(enc *msgpack.Encoder, code int8, payload []byte) error {
-	if err := enc.EncodeExtHeader(code, len(payload)); err != nil {
-		return err
+// reflected writes a slice of another named type: a slice of KV as the
+// Dict it is, any other as an array.
+func (w *msgpackWriter) reflected(v any, depth int) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice {
+		return fmt.Errorf("msgpack: cannot encode %T", v)
 	}
-	_, err := enc.Writer().Write(payload)
-	return err
+	if rv.Type().ConvertibleTo(dictType) {
+		return w.value(rv.Convert(dictType).Interface(), depth)
+	}
+	items := make([]any, rv.Len())
+	for i := range items {
+		items[i] = rv.Index(i).Interface()
+	}
+	return w.array(items, depth)
+}
+
+// writeSorted writes a map with string keys in sorted key order, so that
+// the bytes do not depend on Go's map order.
+func writeSorted[V any](w *msgpackWriter, m map[string]V, depth int) error {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	w.mapHeader(len(keys))
+	for _, k := range keys {
+		w.str(k)
+		if err := w.value(m[k], depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *msgpackWriter) array(items []any, depth int) error {
+	w.arrayHeader(len(items))
+	for _, item := range items {
+		if err := w.value(item, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -8,6 +8,10 @@ import (
 	"github.com/shopspring/decimal"
 )
 
+// Each pickled ext type is read (pickledX, from the pickle machine's
+// symbolic result) and written (pickleX, with the pickler) here, side by
+// side, so that the two directions keep to one shape per type.
+
 // knownEnumValues maps the members of the enums the manager sends to their
 // values, so that a by-name pickle (CPython 3.11) yields the same Enum as a
 // by-value one (3.12+). Source: ai/backend/common/types.py.
@@ -52,6 +56,28 @@ func decodePickledExt(code int8, payload []byte) (any, error) {
 	return nil, fmt.Errorf("ext %d is not a pickled type", code)
 }
 
+// Pickle returns the ext value packb writes for one of the pickled types
+// (Decimal, Enum, ImageRef, ResourceSlot, SlotName, BinarySize): its ext
+// code and pickle.dumps(value, protocol=5) as CPython 3.13 writes it.
+func Pickle(v any) (Ext, error) {
+	switch x := v.(type) {
+	case decimal.Decimal:
+		return Ext{ExtDecimal, pickleDecimal(x)}, nil
+	case Enum:
+		b, err := pickleEnum(x)
+		return Ext{ExtEnum, b}, err
+	case ImageRef:
+		return Ext{ExtImageRef, pickleImageRef(x)}, nil
+	case ResourceSlot:
+		return Ext{ExtResourceSlot, pickleResourceSlot(x)}, nil
+	case SlotName:
+		return Ext{ExtSlotName, pickleSlotName(x)}, nil
+	case BinarySize:
+		return Ext{ExtBinarySize, pickleBinarySize(x)}, nil
+	}
+	return Ext{}, fmt.Errorf("pickle: %T is not a pickled ext type", v)
+}
+
 // pickledDecimal accepts decimal.Decimal('1.5').
 func pickledDecimal(obj any) (decimal.Decimal, error) {
 	call, ok := obj.(*pyCall)
@@ -67,6 +93,24 @@ func pickledDecimal(obj any) (decimal.Decimal, error) {
 		return decimal.Decimal{}, fmt.Errorf("decimal %q: %w", text, err)
 	}
 	return d, nil
+}
+
+// writeDecimal writes Decimal(str) through its __reduce__: (Decimal, (str,)),
+// the string as the agent builds slot amounts, Decimal(str(value)): plain
+// digits, no exponent.
+func (p *pickler) writeDecimal(d decimal.Decimal) {
+	p.global("decimal", "Decimal")
+	p.str(d.String())
+	p.op(opTuple1)
+	p.memoize()
+	p.op(opReduce)
+	p.memoize()
+}
+
+func pickleDecimal(d decimal.Decimal) []byte {
+	p := newPickler()
+	p.writeDecimal(d)
+	return p.finish()
 }
 
 // pickledEnum accepts Class(value) and getattr(Class, "NAME").
@@ -104,6 +148,26 @@ func pickledEnum(obj any) (Enum, error) {
 		}
 	}
 	return e, nil
+}
+
+// pickleEnum writes Class(value) through REDUCE, as CPython 3.12+ pickles
+// a member by value; the value is a str or an int.
+func pickleEnum(e Enum) ([]byte, error) {
+	p := newPickler()
+	p.global(e.Module, e.Class)
+	switch v := e.Value.(type) {
+	case string:
+		p.str(v)
+	case int64:
+		p.int(v)
+	default:
+		return nil, fmt.Errorf("pickle: enum %s.%s with a %T value", e.Module, e.Class, e.Value)
+	}
+	p.op(opTuple1)
+	p.memoize()
+	p.op(opReduce)
+	p.memoize()
+	return p.finish(), nil
 }
 
 // pickledImageRef accepts the dataclass form: NEWOBJ(ImageRef, ()) + BUILD({...}),
@@ -144,7 +208,35 @@ func pickledImageRef(obj any) (ImageRef, error) {
 	return ref, nil
 }
 
+// pickleImageRef writes the plain dataclass: NEWOBJ(ImageRef, ()) then
+// BUILD({field: value}).
+func pickleImageRef(ref ImageRef) []byte {
+	p := newPickler()
+	p.global(dockerModule, "ImageRef")
+	p.op(opEmptyTuple, opNewObj)
+	p.memoize()
+	p.op(opEmptyDict)
+	p.memoize()
+	fields := []struct{ key, value string }{
+		{"name", ref.Name}, {"project", ref.Project}, {"tag", ref.Tag},
+		{"registry", ref.Registry}, {"architecture", ref.Architecture},
+	}
+	p.dictItems(len(fields)+1, func(i int) {
+		if i < len(fields) {
+			p.str(fields[i].key)
+			p.str(fields[i].value)
+			return
+		}
+		p.str("is_local")
+		p.bool(ref.IsLocal)
+	})
+	p.op(opBuild)
+	return p.finish()
+}
+
 // pickledResourceSlot accepts NEWOBJ(ResourceSlot, ()) + BUILD((None, {"data": {k: Decimal}})).
+// A name the pickle sets twice keeps its first place and its last amount,
+// as a dict does.
 func pickledResourceSlot(obj any) (ResourceSlot, error) {
 	o, ok := obj.(*pyObject)
 	if !ok || !isGlobal(o.Class, "ai.backend.common.types", "ResourceSlot") {
@@ -159,7 +251,8 @@ func pickledResourceSlot(obj any) (ResourceSlot, error) {
 	if !ok {
 		return nil, fmt.Errorf("ResourceSlot: data is %s, want dict", describe(raw))
 	}
-	slots := make(ResourceSlot, len(data.Keys))
+	slots := make(ResourceSlot, 0, len(data.Keys))
+	at := make(map[string]int, len(data.Keys))
 	for i, k := range data.Keys {
 		name, ok := k.(string)
 		if !ok {
@@ -169,9 +262,39 @@ func pickledResourceSlot(obj any) (ResourceSlot, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ResourceSlot[%q]: %w", name, err)
 		}
-		slots[name] = amount
+		if j, seen := at[name]; seen {
+			slots[j].Amount = amount
+			continue
+		}
+		at[name] = len(slots)
+		slots = append(slots, Slot{Name: name, Amount: amount})
 	}
 	return slots, nil
+}
+
+// pickleResourceSlot writes NEWOBJ(ResourceSlot, ()) then
+// BUILD((None, {"data": {name: Decimal}})), the state a UserDict with
+// __slots__=("data",) reduces to.
+func pickleResourceSlot(slots ResourceSlot) []byte {
+	p := newPickler()
+	p.global(typesModule, "ResourceSlot")
+	p.op(opEmptyTuple, opNewObj)
+	p.memoize()
+	p.op(opNone, opEmptyDict)
+	p.memoize()
+	p.dictItems(1, func(int) {
+		p.str("data")
+		p.op(opEmptyDict)
+		p.memoize()
+		p.dictItems(len(slots), func(i int) {
+			p.str(slots[i].Name)
+			p.writeDecimal(slots[i].Amount)
+		})
+	})
+	p.op(opTuple2)
+	p.memoize()
+	p.op(opBuild)
+	return p.finish()
 }
 
 // slotAmount accepts Decimal, int and str amounts (UserDict holds whatever
@@ -203,6 +326,41 @@ func pickledSlotName(obj any) (SlotName, error) {
 	return SlotName(name), nil
 }
 
+// pickleSlotName writes a SlotName that was never parsed:
+// NEWOBJ(SlotName, (name,)) then
+// BUILD(({"data": name}, {"_device_name": "", ..., "_parsed": False})).
+func pickleSlotName(name SlotName) []byte {
+	p := newPickler()
+	p.global(typesModule, "SlotName")
+	nameID := p.freshString(string(name))
+	p.op(opTuple1)
+	p.memoize()
+	p.op(opNewObj)
+	p.memoize()
+	p.op(opEmptyDict)
+	p.memoize()
+	p.dictItems(1, func(int) {
+		p.str("data")
+		p.get(nameID) // UserString.data is the very string passed to __new__
+	})
+	p.op(opEmptyDict)
+	p.memoize()
+	slotState := []string{"_device_name", "_major_type", "_minor_type"}
+	p.dictItems(len(slotState)+1, func(i int) {
+		if i < len(slotState) {
+			p.str(slotState[i])
+			p.str("")
+			return
+		}
+		p.str("_parsed")
+		p.bool(false)
+	})
+	p.op(opTuple2)
+	p.memoize()
+	p.op(opBuild)
+	return p.finish()
+}
+
 // pickledBinarySize accepts NEWOBJ(BinarySize, (n,)) (an int subclass).
 func pickledBinarySize(obj any) (BinarySize, error) {
 	o, ok := obj.(*pyObject)
@@ -214,6 +372,19 @@ func pickledBinarySize(obj any) (BinarySize, error) {
 		return 0, fmt.Errorf("BinarySize: argument is %s, want int", describe(o.Args[0]))
 	}
 	return BinarySize(n), nil
+}
+
+// pickleBinarySize writes NEWOBJ(BinarySize, (n,)): an int subclass with
+// no instance state, so no BUILD.
+func pickleBinarySize(n BinarySize) []byte {
+	p := newPickler()
+	p.global(typesModule, "BinarySize")
+	p.int(int64(n))
+	p.op(opTuple1)
+	p.memoize()
+	p.op(opNewObj)
+	p.memoize()
+	return p.finish()
 }
 
 // objectFields merges BUILD's dict state and slot state into one dict.

@@ -1,7 +1,10 @@
-// Package wiremsg decodes and encodes the application msgpack that Backend.AI's
-// manager and agent exchange inside callosum bodies (ai/backend/common/msgpack.py):
-// plain msgpack plus ext types for UUIDs, datetimes, paths and several
-// Python objects that travel as protocol-5 pickles.
+// Package wiremsg is the one codec for Python's wire values: the application
+// msgpack of ai/backend/common/msgpack.py (plain msgpack plus ext types for
+// UUIDs, datetimes, paths and the Python objects that travel as protocol-5
+// pickles) that the manager RPC, the events, the heartbeat and the
+// statistics all carry. Decoding and encoding share one type model and one
+// ext table; the pickles it writes are byte for byte CPython 3.13's, so
+// that the manager's isinstance checks pass on values the agent made.
 package wiremsg
 
 import (
@@ -12,7 +15,7 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// Ext type codes of ai/backend/common/msgpack.py.
+// Ext type codes of ai/backend/common/msgpack.py (ExtTypes).
 const (
 	ExtUUID              int8 = 1
 	ExtDatetime          int8 = 2
@@ -29,8 +32,42 @@ const (
 
 // Map is a decoded msgpack map. Keys are string, Bin, int64, uint64, bool,
 // float64, UUID or nil; Python sends UUID keys (kernel_image_refs), so keys
-// cannot be restricted to strings.
+// cannot be restricted to strings. A decoded map is looked up, never
+// re-sent in order, so it is a Go map; values the agent writes in a
+// Python dict's order are a Dict.
 type Map = map[any]any
+
+// KV is one entry of a Dict.
+type KV struct {
+	Key   any
+	Value any
+}
+
+// Dict is a Python dict with its insertion order, as the agent writes it:
+// the order is visible in the msgpack bytes and in logs, and Go maps have
+// none.
+type Dict []KV
+
+// Get returns the value stored under key.
+func (d Dict) Get(key string) (any, bool) {
+	for _, kv := range d {
+		if k, ok := kv.Key.(string); ok && k == key {
+			return kv.Value, true
+		}
+	}
+	return nil, false
+}
+
+// Tuple is a Python tuple: a msgpack array (packb's default hook turns
+// tuples into lists).
+type Tuple []any
+
+// Ext is a raw ext value with its payload as is, for payloads the codec
+// does not model (a hand-made pickle, say); Marshal writes it unchanged.
+type Ext struct {
+	Code int8
+	Data []byte
+}
 
 // Bin is a msgpack bin used as a map key ([]byte is not comparable).
 type Bin string
@@ -71,9 +108,10 @@ func ParseUUID(s string) (UUID, error) {
 	return u, nil
 }
 
-// Enum is a pickled Python enum member (ext 6). Value holds the member's
-// value (CPython 3.12+ pickles by value); Name holds the member name when the
-// sender pickled by name (CPython 3.11) and the value is not known here.
+// Enum is a Python enum member (ext 6). Value holds the member's value
+// (CPython 3.12+ pickles by value, and so does Marshal); Name holds the
+// member name when it is known: sent by name (CPython 3.11), or one of
+// knownEnumValues. Marshal ignores Name.
 type Enum struct {
 	Module string
 	Class  string
@@ -91,6 +129,29 @@ func (e Enum) String() string {
 	}
 	return fmt.Sprint(e.Value)
 }
+
+// SlotTypes returns the ai.backend.common.types.SlotTypes member with value
+// unit ("count", "bytes", "unique" or "unified").
+func SlotTypes(unit string) Enum {
+	return Enum{Module: typesModule, Class: "SlotTypes", Value: unit}
+}
+
+// KernelLifecycleEventReason returns the member of
+// ai.backend.common.events.event_types.kernel.types.KernelLifecycleEventReason
+// with value reason (e.g. "user-requested").
+func KernelLifecycleEventReason(reason string) Enum {
+	return Enum{
+		Module: "ai.backend.common.events.event_types.kernel.types",
+		Class:  "KernelLifecycleEventReason",
+		Value:  reason,
+	}
+}
+
+// Module paths of the upstream classes.
+const (
+	typesModule  = "ai.backend.common.types"
+	dockerModule = "ai.backend.common.docker"
+)
 
 // ImageRef is ai.backend.common.docker.ImageRef (ext 7).
 type ImageRef struct {
@@ -130,9 +191,27 @@ func (r ImageRef) Local() string {
 	return r.Canonical()
 }
 
-// ResourceSlot is ai.backend.common.types.ResourceSlot (ext 8): slot name to
-// an exact amount.
-type ResourceSlot map[string]decimal.Decimal
+// Slot is one entry of a ResourceSlot.
+type Slot struct {
+	Name   string
+	Amount decimal.Decimal
+}
+
+// ResourceSlot is ai.backend.common.types.ResourceSlot (ext 8): slot names
+// and exact amounts. It is a dict, so the order of the entries is the
+// order the manager iterates in and the order the pickle holds; a name
+// appears once.
+type ResourceSlot []Slot
+
+// Get returns the amount of the named slot.
+func (r ResourceSlot) Get(name string) (decimal.Decimal, bool) {
+	for _, s := range r {
+		if s.Name == name {
+			return s.Amount, true
+		}
+	}
+	return decimal.Decimal{}, false
+}
 
 // SlotName is ai.backend.common.types.SlotName (ext 9), e.g. "cuda.device".
 type SlotName string
@@ -165,9 +244,9 @@ func PyTypeName(v any) string {
 		return "int"
 	case float64:
 		return "float"
-	case []any:
+	case []any, Tuple:
 		return "tuple"
-	case Map:
+	case Map, Dict:
 		return "dict"
 	case UUID:
 		return "UUID"

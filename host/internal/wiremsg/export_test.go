@@ -1,0 +1,4 @@
+package wiremsg
+
+// DecodePickledExt lets the external tests fuzz the pickle reader alone.
+var DecodePickledExt = decodePickledExt
