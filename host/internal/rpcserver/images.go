@@ -3,11 +3,8 @@ package rpcserver
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +12,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/images"
+	"github.com/baiagent/baiagent/host/internal/images/imageref"
 	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
@@ -254,65 +252,13 @@ func (im *ImageMethods) purgeImages(ctx context.Context, call *Call) (any, error
 	return map[string]any{"responses": responses}, nil
 }
 
-// defaultRegistry is upstream's default_registry for names without one.
-const defaultRegistry = "index.docker.io"
-
-var errImageRef = errors.New("canonical name does not parse as an ImageRef")
-
-// parseImageRef splits a canonical name as upstream's
-// ImageRef.from_image_str: the first path component is the registry when
-// it is the named registry or an IP address, the project is a prefix of
-// the rest, and the tag follows the last colon (default "latest").
-func parseImageRef(canonical, project, registry string) (pywire.ImageRef, error) {
-	var ref pywire.ImageRef
-	if canonical == "" || strings.Contains(canonical, "://") || strings.HasPrefix(canonical, "//") || strings.Contains(canonical, "@") {
-		return ref, fmt.Errorf("%w: %q", errImageRef, canonical)
-	}
-	ref.Registry, ref.Project = registry, project
-	rest := canonical
-	if first, after, found := strings.Cut(canonical, "/"); found && (first == registry || isIPHost(first)) {
-		ref.Registry, rest = first, after
-	}
-	if ref.Registry == "" {
-		ref.Registry = defaultRegistry
-	}
-	name := rest
-	ref.Tag = "latest"
-	if i := strings.LastIndexByte(rest, ':'); i > strings.LastIndexByte(rest, '/') {
-		name, ref.Tag = rest[:i], rest[i+1:]
-	}
-	switch {
-	case name == "" || ref.Tag == "":
-		return ref, fmt.Errorf("%w: %q has an empty name or tag", errImageRef, canonical)
-	case project == "":
-		ref.Name = name
-	case name == project:
-		ref.Name = ""
-	case strings.HasPrefix(name, project+"/"):
-		ref.Name = strings.TrimPrefix(name, project+"/")
-	default:
-		return ref, fmt.Errorf("%w: %q is not in project %q", errImageRef, canonical, project)
-	}
-	return ref, nil
-}
-
-// isIPHost says whether s is an IP address with an optional port, which
-// upstream always takes for a registry.
-func isIPHost(s string) bool {
-	host := s
-	if h, _, err := net.SplitHostPort(s); err == nil {
-		host = h
-	}
-	return net.ParseIP(strings.Trim(host, "[]")) != nil
-}
-
 // imageRefOf is the image_ref of the image_pull_* events; nil (left out,
 // as upstream allows) when the canonical name does not parse.
 func imageRefOf(img ImageConfig) *pywire.ImageRef {
-	ref, err := parseImageRef(img.Canonical, img.Project, img.Registry.Name)
+	parts, err := imageref.Parse(img.Canonical, img.Project, img.Registry.Name)
 	if err != nil {
 		return nil
 	}
-	ref.Architecture, ref.IsLocal = img.Architecture, img.IsLocal
-	return &ref
+	return &pywire.ImageRef{Registry: parts.Registry, Project: parts.Project, Name: parts.Name, Tag: parts.Tag,
+		Architecture: img.Architecture, IsLocal: img.IsLocal}
 }
