@@ -3,6 +3,7 @@ package rpcserver
 import (
 	"fmt"
 
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -14,15 +15,10 @@ type Call struct {
 	Kwargs map[string]any
 }
 
-// Error is a handler error with the Python exception class name the manager
-// sees in FAILURE metadata.
-type Error struct {
-	Name string
-	Err  error
-}
-
-func (e *Error) Error() string { return e.Name + ": " + e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
+// Error is a handler error with the Python exception class name the
+// manager sees in FAILURE metadata; the session service names its errors
+// with the same type.
+type Error = sessionapi.Error
 
 func typeError(format string, args ...any) error {
 	return &Error{Name: "TypeError", Err: fmt.Errorf(format, args...)}

@@ -8,117 +8,9 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
-
-// Auto-pull behaviours (upstream's AutoPullBehavior values).
-const (
-	AutoPullDigest = "digest"
-	AutoPullTag    = "tag"
-	AutoPullNone   = "none"
-)
-
-// ImageRegistry is upstream's ImageRegistry TypedDict.
-type ImageRegistry struct {
-	Name     string
-	URL      string
-	Username string
-	Password string
-}
-
-// ImageConfig is upstream's ImageConfig TypedDict (the "image" key of a
-// KernelCreationConfig): {canonical, project, architecture, digest,
-// repo_digest, registry, labels, is_local, auto_pull}.
-type ImageConfig struct {
-	Canonical    string
-	Project      string
-	Architecture string
-	Digest       string
-	RepoDigest   string
-	Registry     ImageRegistry
-	Labels       map[string]string
-	IsLocal      bool
-	// AutoPull is the image config's own auto_pull; empty when absent.
-	AutoPull string
-}
-
-// VFolderMount is one entry of "mounts" (upstream's VFolderMount.to_json()).
-type VFolderMount struct {
-	Name       string
-	VFID       string
-	VFSubpath  string
-	HostPath   string
-	KernelPath string
-	// MountPerm is "ro", "rw" or "wd" (write-delete).
-	MountPerm string
-	UsageMode string
-}
-
-// KernelCreationConfig is upstream's KernelCreationConfig TypedDict
-// (common/types.py) as the sokovan launcher fills it. Keys the manager may
-// leave out (older managers, the registry path) take zero values; Has*
-// fields tell an absent optional value from a zero one where it matters.
-type KernelCreationConfig struct {
-	Image          ImageConfig
-	KernelID       string // optional; the kernel_ids argument is authoritative
-	SessionID      string // optional; the session_id argument is authoritative
-	OwnerUserID    string
-	OwnerProjectID string
-	NetworkID      string
-	// AutoPull is "digest", "tag" or "none"; the default is "digest" as
-	// upstream's kernel_config.get("auto_pull", "digest").
-	AutoPull        string
-	SessionType     string // "interactive", "batch", "inference", "system"
-	ClusterMode     string // "single-node" or "multi-node"
-	ClusterRole     string
-	ClusterIdx      int
-	LocalRank       int
-	ClusterHostname string
-	// UID, MainGID: -1 when absent or None.
-	UID               int
-	MainGID           int
-	SupplementaryGIDs []int
-	ResourceSlots     map[string]decimal.Decimal
-	ResourceOpts      map[string]any
-	Environ           map[string]string
-	Mounts            []VFolderMount
-	PackageDirectory  []string
-	IdleTimeout       int64
-	BootstrapScript   string
-	StartupCommand    string
-	InternalData      map[string]any
-	// UserSSHKeypair is internal_data.ssh_keypair, the user's keypair.
-	UserSSHKeypair *ClusterSSHKeyPair
-	// Internal is the rest of internal_data the kernel manager uses.
-	Internal           internalData
-	PreopenPorts       []int
-	AllocatedHostPorts []int
-	ScalingGroup       string
-	AgentAddr          string
-	EndpointID         string
-}
-
-// ClusterSSHKeyPair is upstream's ClusterSSHKeyPair.
-type ClusterSSHKeyPair struct {
-	PublicKey  string
-	PrivateKey string
-}
-
-// ClusterInfo is upstream's ClusterInfo TypedDict.
-type ClusterInfo struct {
-	Mode          string
-	Size          int
-	Replicas      map[string]int
-	NetworkConfig map[string]any
-	// NetworkName is the older managers' network_name.
-	NetworkName string
-	SSHKeypair  *ClusterSSHKeyPair
-	// SSHPortMapping is cluster_ssh_port_mapping: hostname -> (host, port),
-	// as sent (for port-mapping.json); Hosts is the same, checked.
-	SSHPortMapping map[string]any
-	Hosts          []kernel.ClusterHost
-}
 
 // argError builds a Python-style argument error naming the argument path.
 func argError(pyName, path, format string, args ...any) error {
@@ -425,8 +317,8 @@ func resourceSlots(path string, v any) (map[string]decimal.Decimal, error) {
 	return nil, argError("TypeError", path, "must be dict or ResourceSlot, not %s", wiremsg.PyTypeName(v))
 }
 
-func decodeImageConfig(path string, v any) (ImageConfig, error) {
-	var img ImageConfig
+func decodeImageConfig(path string, v any) (sessionapi.ImageConfig, error) {
+	var img sessionapi.ImageConfig
 	r, err := newFieldReader(path, v)
 	if err != nil {
 		return img, err
@@ -460,14 +352,14 @@ func decodeImageConfig(path string, v any) (ImageConfig, error) {
 	if img.IsLocal, err = r.boolean("is_local"); err != nil {
 		return img, err
 	}
-	if img.AutoPull, err = r.enum("auto_pull", "AutoPullBehavior", "", AutoPullDigest, AutoPullTag, AutoPullNone); err != nil {
+	if img.AutoPull, err = r.enum("auto_pull", "AutoPullBehavior", "", sessionapi.AutoPullDigest, sessionapi.AutoPullTag, sessionapi.AutoPullNone); err != nil {
 		return img, err
 	}
 	return img, nil
 }
 
-func decodeMount(path string, v any) (VFolderMount, error) {
-	var m VFolderMount
+func decodeMount(path string, v any) (sessionapi.VFolderMount, error) {
+	var m sessionapi.VFolderMount
 	r, err := newFieldReader(path, v)
 	if err != nil {
 		return m, err
@@ -495,8 +387,8 @@ func decodeMount(path string, v any) (VFolderMount, error) {
 
 // DecodeKernelCreationConfig decodes one element of create_kernels'
 // configs argument; path names it in errors (e.g. "configs[0]").
-func DecodeKernelCreationConfig(path string, v any) (KernelCreationConfig, error) {
-	cfg := KernelCreationConfig{UID: -1, MainGID: -1}
+func DecodeKernelCreationConfig(path string, v any) (sessionapi.KernelCreationConfig, error) {
+	cfg := sessionapi.KernelCreationConfig{UID: -1, MainGID: -1}
 	r, err := newFieldReader(path, v)
 	if err != nil {
 		return cfg, err
@@ -530,14 +422,14 @@ func DecodeKernelCreationConfig(path string, v any) (KernelCreationConfig, error
 			return cfg, err
 		}
 	}
-	if cfg.AutoPull, err = r.enum("auto_pull", "AutoPullBehavior", "", AutoPullDigest, AutoPullTag, AutoPullNone); err != nil {
+	if cfg.AutoPull, err = r.enum("auto_pull", "AutoPullBehavior", "", sessionapi.AutoPullDigest, sessionapi.AutoPullTag, sessionapi.AutoPullNone); err != nil {
 		return cfg, err
 	}
 	if cfg.AutoPull == "" {
 		cfg.AutoPull = cfg.Image.AutoPull
 	}
 	if cfg.AutoPull == "" {
-		cfg.AutoPull = AutoPullDigest
+		cfg.AutoPull = sessionapi.AutoPullDigest
 	}
 	if cfg.SessionType, err = r.enum("session_type", "SessionTypes", "interactive"); err != nil {
 		return cfg, err
@@ -586,6 +478,12 @@ func DecodeKernelCreationConfig(path string, v any) (KernelCreationConfig, error
 	if cfg.ResourceOpts, err = r.anyMap("resource_opts"); err != nil {
 		return cfg, err
 	}
+	if cfg.ShmSize, err = shmemBytes(r.sub("resource_opts")+`["shmem"]`, cfg.ResourceOpts); err != nil {
+		return cfg, err
+	}
+	if cfg.DenyFragmentation, err = denyFragmentation(r.sub("resource_opts")+`["allow_fractional_resource_fragmentation"]`, cfg.ResourceOpts); err != nil {
+		return cfg, err
+	}
 	if cfg.InternalData, err = r.anyMap("internal_data"); err != nil {
 		return cfg, err
 	}
@@ -596,6 +494,11 @@ func DecodeKernelCreationConfig(path string, v any) (KernelCreationConfig, error
 	}
 	if cfg.Internal, err = decodeInternalData(cfg.InternalData); err != nil {
 		return cfg, &Error{Name: "TypeError", Err: err}
+	}
+	// Upstream's `if not model_definition` (agent/agent.py
+	// _load_model_definition): a falsy value is no definition.
+	if raw := cfg.InternalData["model_definition"]; pyTruthy(raw) {
+		cfg.ModelDefinition = wiremsg.ToJSON(raw)
 	}
 	mounts, err := r.list("mounts")
 	if err != nil {
@@ -612,8 +515,8 @@ func DecodeKernelCreationConfig(path string, v any) (KernelCreationConfig, error
 }
 
 // DecodeClusterInfo decodes create_kernels' cluster_info argument.
-func DecodeClusterInfo(path string, v any) (ClusterInfo, error) {
-	var ci ClusterInfo
+func DecodeClusterInfo(path string, v any) (sessionapi.ClusterInfo, error) {
+	var ci sessionapi.ClusterInfo
 	if v == nil {
 		return ci, nil
 	}
@@ -669,12 +572,12 @@ func DecodeClusterInfo(path string, v any) (ClusterInfo, error) {
 }
 
 // decodeSSHKeypair decodes a {public_key, private_key} dict.
-func decodeSSHKeypair(path string, v any) (*ClusterSSHKeyPair, error) {
+func decodeSSHKeypair(path string, v any) (*sessionapi.ClusterSSHKeyPair, error) {
 	kp, err := newFieldReader(path, v)
 	if err != nil {
 		return nil, err
 	}
-	out := &ClusterSSHKeyPair{}
+	out := &sessionapi.ClusterSSHKeyPair{}
 	if out.PublicKey, err = kp.str("public_key"); err != nil {
 		return nil, err
 	}
@@ -682,6 +585,29 @@ func decodeSSHKeypair(path string, v any) (*ClusterSSHKeyPair, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// pyTruthy is Python's truth of a decoded value (`if not inlined`).
+func pyTruthy(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return x
+	case string:
+		return x != ""
+	case int64:
+		return x != 0
+	case float64:
+		return x != 0
+	case []any:
+		return len(x) > 0
+	case wiremsg.Map:
+		return len(x) > 0
+	case map[string]any:
+		return len(x) > 0
+	}
+	return true
 }
 
 // canonicalKernelID parses a kernel or session id the way upstream's

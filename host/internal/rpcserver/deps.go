@@ -3,22 +3,19 @@ package rpcserver
 import (
 	"context"
 	"sync"
+
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 )
 
-// KernelSession is one (kernel_id, session_id) pair of sync_kernel_registry.
-type KernelSession struct {
-	KernelID  string
-	SessionID string
-}
-
 // KernelRegistry is what the container-free handlers ask about kernels.
-// The Docker kernel lifecycle replaces the in-memory implementation.
+// *session.Service implements it; kernel ids come in the dashed form when
+// they are UUIDs.
 type KernelRegistry interface {
 	IsPulling(ctx context.Context, imageCanonical string) (bool, error)
 	IsCreating(ctx context.Context, kernelID string) (bool, error)
 	IsRunning(ctx context.Context, kernelID string) (bool, error)
 	// SyncWithManager reconciles with the manager's list of live kernels.
-	SyncWithManager(ctx context.Context, live []KernelSession) error
+	SyncWithManager(ctx context.Context, live []sessionapi.KernelSession) error
 	// GPUAllocMap is scan_gpu_alloc_map's answer.
 	GPUAllocMap(ctx context.Context) (map[string]string, error)
 }
@@ -114,7 +111,7 @@ func (m *MemoryKernels) IsRunning(_ context.Context, kernelID string) (bool, err
 
 // SyncWithManager forgets local kernels the manager no longer knows; with no
 // containers behind them there is nothing else to destroy.
-func (m *MemoryKernels) SyncWithManager(_ context.Context, live []KernelSession) error {
+func (m *MemoryKernels) SyncWithManager(_ context.Context, live []sessionapi.KernelSession) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	known := make(map[string]bool, len(live))

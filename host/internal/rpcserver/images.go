@@ -14,6 +14,8 @@ import (
 	"github.com/baiagent/baiagent/host/internal/images"
 	"github.com/baiagent/baiagent/host/internal/images/imageref"
 	"github.com/baiagent/baiagent/host/internal/pywire"
+	"github.com/baiagent/baiagent/host/internal/session"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -72,7 +74,7 @@ func (im *ImageMethods) timestamp() float64 {
 
 type pullRequest struct {
 	key    string // the image_configs key, echoed in the answer
-	image  ImageConfig
+	image  sessionapi.ImageConfig
 	policy images.Policy
 }
 
@@ -129,7 +131,7 @@ func (im *ImageMethods) checkAndPull(ctx context.Context, call *Call) (any, erro
 func (im *ImageMethods) pullTask(ctx context.Context, req pullRequest) error {
 	canonical := req.image.Canonical
 	ref := imageRefOf(req.image)
-	spec := imageSpec(canonical, req.image)
+	spec := session.ImageSpec(canonical, req.image)
 	need, err := im.images.NeedsPull(ctx, spec, req.policy)
 	if err != nil {
 		// Upstream's check_image raises before any image event.
@@ -254,7 +256,7 @@ func (im *ImageMethods) purgeImages(ctx context.Context, call *Call) (any, error
 
 // imageRefOf is the image_ref of the image_pull_* events; nil (left out,
 // as upstream allows) when the canonical name does not parse.
-func imageRefOf(img ImageConfig) *pywire.ImageRef {
+func imageRefOf(img sessionapi.ImageConfig) *pywire.ImageRef {
 	parts, err := imageref.Parse(img.Canonical, img.Project, img.Registry.Name)
 	if err != nil {
 		return nil

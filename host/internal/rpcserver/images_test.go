@@ -23,6 +23,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/pywire"
+	"github.com/baiagent/baiagent/host/internal/session"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -84,7 +85,7 @@ func newImageFixture(t *testing.T) *imageFixture {
 	return f
 }
 
-// imageConfig is the ImageConfig the manager sends for p.
+// imageConfig is the sessionapi.ImageConfig the manager sends for p.
 func (f *imageFixture) imageConfig(p registrytest.Pushed, password, autoPull, digest string) kv {
 	var d any
 	if digest != "" {
@@ -125,14 +126,14 @@ func (f *imageFixture) localID(ref string) string {
 }
 
 // serve serves the kernel and image methods on a real ZeroMQ socket.
-func serveImages(t *testing.T, km *KernelMethods, im *ImageMethods, ports *portpool.Pool) *callosum.Client {
+func serveImages(t *testing.T, km *testKernels, im *ImageMethods, ports *portpool.Pool) *callosum.Client {
 	t.Helper()
 	srv, err := New(Options{Endpoint: "tcp://127.0.0.1:*", AgentID: "i-test", PortRangeMin: 30000, PortRangeMax: 30010, Logger: zerolog.Nop()},
 		Deps{Kernels: km, Ports: ports})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	RegisterKernelMethods(srv, km)
+	RegisterKernelMethods(srv, km.KernelMethods)
 	RegisterImageMethods(srv, im)
 	serveUntilCleanup(t, srv, im.Close, km.Wait)
 	return dial(t, srv.Endpoint(), callosum.ClientOptions{})
@@ -165,7 +166,7 @@ func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
 	f := newImageFixture(t)
 	m, ports := realKernels(t, f.Docker)
 	hooks := recorder{t: t}
-	km := NewKernelMethods(m, KernelMethodsOptions{
+	km := newTestKernels(m, session.Options{
 		KernelHost: "127.0.0.1", Images: f.images,
 		OnPreparing: func(context.Context, string, string) { hooks.add("preparing", nil) },
 		OnPulling:   func(_ context.Context, _, _, image string) { hooks.add("pulling "+image, nil) },
@@ -248,7 +249,7 @@ func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
 func TestCheckAndPullOverRPC(t *testing.T) {
 	f := newImageFixture(t)
 	evs := recorder{t: t}
-	km := NewKernelMethods(newFakeKernels(), KernelMethodsOptions{Images: f.images})
+	km := newTestKernels(newFakeKernels(), session.Options{Images: f.images})
 	im := NewImageMethods(f.images, ImageMethodsOptions{AgentID: "i-test", Events: &evs, Logger: zerolog.Nop(),
 		Now: func() time.Time { return time.Unix(1700000000, 500_000_000) }})
 	c := serveImages(t, km, im, kerneltest.Ports(t))
@@ -388,7 +389,7 @@ func checkImageEvents(t *testing.T, list []events.Event, taskID, image, registry
 
 func TestPurgeImagesOverRPC(t *testing.T) {
 	f := newImageFixture(t)
-	km := NewKernelMethods(newFakeKernels(), KernelMethodsOptions{Images: f.images})
+	km := newTestKernels(newFakeKernels(), session.Options{Images: f.images})
 	im := NewImageMethods(f.images, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
 	c := serveImages(t, km, im, kerneltest.Ports(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -463,7 +464,7 @@ func TestImageMethodArguments(t *testing.T) {
 	docker := kerneltest.Docker(t)
 	svc := images.New(docker, images.Options{Logger: zerolog.Nop()})
 	t.Cleanup(svc.Close)
-	km := NewKernelMethods(newFakeKernels(), KernelMethodsOptions{Images: svc})
+	km := newTestKernels(newFakeKernels(), session.Options{Images: svc})
 	im := NewImageMethods(svc, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
 	c := serveImages(t, km, im, kerneltest.Ports(t))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -508,7 +509,7 @@ func TestCreateKernelsPullTimeout(t *testing.T) {
 	t.Cleanup(short.Close)
 	fake := newFakeKernels()
 	hooks := recorder{t: t}
-	km := NewKernelMethods(fake, KernelMethodsOptions{Images: short,
+	km := newTestKernels(fake, session.Options{Images: short,
 		OnPulling:  func(_ context.Context, _, _, image string) { hooks.add("pulling "+image, nil) },
 		OnCreating: func(context.Context, string, string) { hooks.add("creating", nil) },
 	})

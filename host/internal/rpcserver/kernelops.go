@@ -9,6 +9,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/session"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -159,11 +161,8 @@ func (o *KernelOps) restartKernel(ctx context.Context, call *Call) (any, error) 
 }
 
 // decodeRestartUpdate reads restart_kernel's updated_config, a partial
-// KernelCreationConfig that upstream merges over the stored one
-// ({**existing, **updated}): each key present replaces the stored value.
-// resource_slots is read but has no effect (the allocation is kept, as
-// upstream reads resource.txt back); keys that only matter at first
-// creation are ignored.
+// KernelCreationConfig that session.RestartUpdate merges over the stored
+// one; resource_slots is only checked.
 func decodeRestartUpdate(path string, v any) (func(*kernel.CreateRequest), error) {
 	if v == nil {
 		return nil, nil
@@ -172,7 +171,7 @@ func decodeRestartUpdate(path string, v any) (func(*kernel.CreateRequest), error
 	if err != nil {
 		return nil, err
 	}
-	var cfg KernelCreationConfig
+	var cfg sessionapi.KernelCreationConfig
 	if cfg.Environ, err = r.strMap("environ"); err != nil {
 		return nil, err
 	}
@@ -212,37 +211,7 @@ func decodeRestartUpdate(path string, v any) (func(*kernel.CreateRequest), error
 			return nil, err
 		}
 	}
-	mapped := creationRequest("", "", "", cfg)
-	has := func(key string) bool { _, ok := r.get(key); return ok }
-	return func(req *kernel.CreateRequest) {
-		if has("environ") {
-			req.Env = mapped.Env
-		}
-		if has("mounts") {
-			req.Mounts = mapped.Mounts
-		}
-		if has("preopen_ports") {
-			req.PreopenPorts = mapped.PreopenPorts
-		}
-		if has("cluster_role") {
-			req.ClusterRole = mapped.ClusterRole
-		}
-		if has("cluster_idx") {
-			req.ClusterIdx = mapped.ClusterIdx
-		}
-		if has("cluster_hostname") {
-			req.ClusterHostname = mapped.ClusterHostname
-		}
-		if has("owner_user_id") {
-			req.OwnerUserID = mapped.OwnerUserID
-		}
-		if has("owner_project_id") {
-			req.OwnerProjectID = mapped.OwnerProjectID
-		}
-		if has("internal_data") {
-			req.BlockServicePorts = mapped.BlockServicePorts
-		}
-	}, nil
+	return session.RestartUpdate(cfg, func(key string) bool { _, ok := r.get(key); return ok }), nil
 }
 
 // commit(kernel_id, subdir, *, canonical=None, filename=None,

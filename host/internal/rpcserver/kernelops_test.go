@@ -27,6 +27,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/redistest"
+	"github.com/baiagent/baiagent/host/internal/session"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -40,7 +41,7 @@ type opsAgent struct {
 	ports     *portpool.Pool
 	rpc       *callosum.Client
 	ops       *KernelOps
-	km        *KernelMethods
+	km        *testKernels
 	images    *ImageMethods // with opsAgentOptions.images
 	events    *recorder
 	// redis and bus are set by newOpsAgentWith(redis: true): every event
@@ -138,14 +139,14 @@ func newOpsAgentWith(t *testing.T, o opsAgentOptions) *opsAgent {
 	if a.bus != nil {
 		execEvents = a.bus
 	}
-	km := NewKernelMethods(m, KernelMethodsOptions{Events: execEvents})
+	km := newTestKernels(m, session.Options{Events: execEvents})
 	a.km = km
 	t.Cleanup(km.Wait)
 	srv, err := New(Options{Endpoint: "tcp://127.0.0.1:*", AgentID: "i-test", Logger: zerolog.Nop()}, Deps{Kernels: km, Ports: a.ports})
 	if err != nil {
 		t.Fatal(err)
 	}
-	RegisterKernelMethods(srv, km)
+	RegisterKernelMethods(srv, km.KernelMethods)
 	a.ops = NewKernelOps(m, KernelOpsOptions{Events: emitter, Logger: zerolog.Nop()})
 	t.Cleanup(a.ops.Close)
 	RegisterKernelOpsMethods(srv, a.ops)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/baiagent/baiagent/host/internal/portpool"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -176,7 +177,7 @@ func (s *Server) kernelCheck(method string, check func(KernelRegistry, context.C
 		if err != nil {
 			return nil, err
 		}
-		return check(s.deps.Kernels, ctx, id)
+		return check(s.deps.Kernels, ctx, dashedID(id))
 	}
 }
 
@@ -190,7 +191,7 @@ func (s *Server) syncKernelRegistry(ctx context.Context, call *Call) (any, error
 	if !ok {
 		return nil, typeError("sync_kernel_registry(): argument 'raw_kernel_session_ids' must be a list, not %s", wiremsg.PyTypeName(args[0]))
 	}
-	live := make([]KernelSession, 0, len(list))
+	live := make([]sessionapi.KernelSession, 0, len(list))
 	for i, item := range list {
 		pair, ok := item.([]any)
 		if !ok || len(pair) != 2 {
@@ -204,9 +205,18 @@ func (s *Server) syncKernelRegistry(ctx context.Context, call *Call) (any, error
 		if err != nil {
 			return nil, err
 		}
-		live = append(live, KernelSession{KernelID: kid, SessionID: sid})
+		live = append(live, sessionapi.KernelSession{KernelID: dashedID(kid), SessionID: sid})
 	}
 	return nil, s.deps.Kernels.SyncWithManager(ctx, live)
+}
+
+// dashedID is a kernel id that parses as a UUID in the dashed form, and
+// any other id as it came (it names no kernel).
+func dashedID(id string) string {
+	if u, err := wiremsg.ParseUUID(id); err == nil {
+		return u.String()
+	}
+	return id
 }
 
 func (s *Server) assignPort(_ context.Context, call *Call) (any, error) {
