@@ -525,7 +525,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// failed model service) finish, and model-service starts stop, before
 	// the kernel manager closes.
 	defer sessions.Close()
-	kernelMethods := rpcserver.NewKernelMethods(kernels, sessions)
+	kernelMethods := rpcserver.NewKernelMethods(session.NewCalls(kernels), sessions)
 	rpc, err := rpcserver.New(
 		rpcserver.OptionsFromConfig(a.cfg, version.Version, a.log.With().Str("component", "rpc").Logger()),
 		rpcserver.Deps{
@@ -546,12 +546,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("start RPC server: %w", err)
 	}
 	rpcserver.RegisterKernelMethods(rpc, kernelMethods)
-	imageMethods := rpcserver.NewImageMethods(imageService, rpcserver.ImageMethodsOptions{
+	imageMethods := rpcserver.NewImageMethods(session.NewImages(imageService), rpcserver.ImageMethodsOptions{
 		AgentID: a.cfg.Agent.ID, Events: bus, Logger: a.log.With().Str("component", "images").Logger(),
 	})
 	defer imageMethods.Close()
 	rpcserver.RegisterImageMethods(rpc, imageMethods)
-	kernelOps := rpcserver.NewKernelOps(kernels, rpcserver.KernelOpsOptions{Events: bus, Logger: a.log.With().Str("component", "kernel-ops").Logger()})
+	kernelOps := rpcserver.NewKernelOps(session.NewOps(kernels), rpcserver.KernelOpsOptions{Events: bus, Logger: a.log.With().Str("component", "kernel-ops").Logger()})
 	defer kernelOps.Close()
 	rpcserver.RegisterKernelOpsMethods(rpc, kernelOps)
 	batches := session.NewBatches(sessions, kernels, session.BatchOptions{

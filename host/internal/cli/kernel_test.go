@@ -117,7 +117,7 @@ func TestKernelCommands(t *testing.T) {
 	fake := &cliKernels{kernels: map[string]kernel.Info{}, waiting: map[string]bool{}}
 	sessions := session.New(fake, session.Options{})
 	defer sessions.Close()
-	km := rpcserver.NewKernelMethods(fake, sessions)
+	km := rpcserver.NewKernelMethods(session.NewCalls(fake), sessions)
 	srv, err := rpcserver.New(rpcserver.Options{Endpoint: "tcp://127.0.0.1:*", AgentID: "i-cli", PortRangeMin: 30000, PortRangeMax: 30010, Logger: zerolog.Nop()},
 		rpcserver.Deps{Kernels: sessions})
 	if err != nil {

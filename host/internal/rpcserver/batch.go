@@ -30,18 +30,15 @@ func triggerBatch(ctx context.Context, b BatchTrigger, call *Call) (any, error) 
 		return nil, err
 	}
 	t := sessionapi.BatchTrigger{}
-	if t.SessionID, err = kernelIDArg(method, "session_id", args[0]); err != nil {
-		return nil, err
-	}
-	if t.KernelID, err = kernelIDArg(method, "kernel_id", args[1]); err != nil {
+	if t.SessionID, t.KernelID, err = sessionKernelArgs(method, args); err != nil {
 		return nil, err
 	}
 	if args[2] != nil {
-		if t.Code, err = argString(method, "code", args[2]); err != nil {
+		if t.Code, err = strValue(argPath(method, "code"), args[2]); err != nil {
 			return nil, err
 		}
 	}
-	timeout, given, err := floatArg(method, "timeout", args[3])
+	timeout, given, err := floatValue(argPath(method, "timeout"), args[3])
 	if err != nil {
 		return nil, err
 	}

@@ -20,10 +20,6 @@ type Call struct {
 // with the same type.
 type Error = sessionapi.Error
 
-func typeError(format string, args ...any) error {
-	return &Error{Name: "TypeError", Err: fmt.Errorf(format, args...)}
-}
-
 // decodeEnvelope parses the application msgpack of a FUNCTION body.
 func decodeEnvelope(method string, payload []byte) (*Call, error) {
 	value, err := wiremsg.Unmarshal(payload)
@@ -96,24 +92,4 @@ func (c *Call) bind(params ...param) ([]any, error) {
 		}
 	}
 	return values, nil
-}
-
-func argString(method, name string, v any) (string, error) {
-	switch s := v.(type) {
-	case string:
-		return s, nil
-	case wiremsg.UUID:
-		return s.String(), nil
-	}
-	return "", typeError("%s(): argument '%s' must be str, not %s", method, name, wiremsg.PyTypeName(v))
-}
-
-func argInt(method, name string, v any) (int64, error) {
-	switch n := v.(type) {
-	case int64:
-		return n, nil
-	case uint64:
-		return 0, typeError("%s(): argument '%s' is out of range", method, name)
-	}
-	return 0, typeError("%s(): argument '%s' must be int, not %s", method, name, wiremsg.PyTypeName(v))
 }

@@ -11,10 +11,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/baiagent/baiagent/host/internal/events"
-	"github.com/baiagent/baiagent/host/internal/images"
 	"github.com/baiagent/baiagent/host/internal/images/imageref"
 	"github.com/baiagent/baiagent/host/internal/pywire"
-	"github.com/baiagent/baiagent/host/internal/session"
 	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
@@ -35,17 +33,26 @@ type ImageMethodsOptions struct {
 	Logger zerolog.Logger
 }
 
-// ImageMethods serves check_and_pull and purge_images over an image
-// service; check_pulling is the Server's (KernelMethods.IsPulling, which
-// sees the same service).
+// ImageService is what the image methods need; *session.Images
+// implements it over the Docker-backed image service.
+type ImageService interface {
+	NeedsPull(ctx context.Context, canonical string, img sessionapi.ImageConfig, policy string) (bool, error)
+	Pull(ctx context.Context, canonical string, img sessionapi.ImageConfig) error
+	Push(ctx context.Context, canonical string, reg sessionapi.ImageRegistry) error
+	Remove(ctx context.Context, ref string, force, noprune bool) error
+}
+
+// ImageMethods serves check_and_pull, push_image and purge_images over an
+// image service; check_pulling is the Server's (Deps.Kernels.IsPulling,
+// which sees the same service).
 type ImageMethods struct {
-	images *images.Service
+	images ImageService
 	opts   ImageMethodsOptions
 	tasks  *backgroundTasks // the pulls of check_and_pull
 }
 
 // NewImageMethods wraps an image service.
-func NewImageMethods(svc *images.Service, opts ImageMethodsOptions) *ImageMethods {
+func NewImageMethods(svc ImageService, opts ImageMethodsOptions) *ImageMethods {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -75,7 +82,7 @@ func (im *ImageMethods) timestamp() float64 {
 type pullRequest struct {
 	key    string // the image_configs key, echoed in the answer
 	image  sessionapi.ImageConfig
-	policy images.Policy
+	policy string // auto_pull
 }
 
 // checkAndPull(image_configs: {canonical: ImageConfig}) -> {canonical:
@@ -91,7 +98,7 @@ func (im *ImageMethods) checkAndPull(ctx context.Context, call *Call) (any, erro
 	}
 	configs, ok := args[0].(wiremsg.Map)
 	if !ok {
-		return nil, typeError("%s(): argument 'image_configs' must be dict, not %s", method, wiremsg.PyTypeName(args[0]))
+		return nil, mustBe(argPath(method, "image_configs"), "dict", args[0])
 	}
 	requests := make([]pullRequest, 0, len(configs))
 	for k, v := range configs {
@@ -99,16 +106,16 @@ func (im *ImageMethods) checkAndPull(ctx context.Context, call *Call) (any, erro
 		if !ok {
 			return nil, typeError("%s(): argument 'image_configs' keys must be str, not %s", method, wiremsg.PyTypeName(k))
 		}
-		img, err := decodeImageConfig(fmt.Sprintf("%s(): argument 'image_configs'[%q]", method, key), v)
+		img, err := decodeImageConfig(argPath(method, "image_configs")+fmt.Sprintf("[%q]", key), v)
 		if err != nil {
 			return nil, err
 		}
 		if img.Canonical == "" {
 			img.Canonical = key
 		}
-		policy := images.Policy(img.AutoPull)
+		policy := img.AutoPull
 		if policy == "" {
-			policy = images.PolicyDigest
+			policy = sessionapi.AutoPullDigest
 		}
 		requests = append(requests, pullRequest{key: key, image: img, policy: policy})
 	}
@@ -131,8 +138,7 @@ func (im *ImageMethods) checkAndPull(ctx context.Context, call *Call) (any, erro
 func (im *ImageMethods) pullTask(ctx context.Context, req pullRequest) error {
 	canonical := req.image.Canonical
 	ref := imageRefOf(req.image)
-	spec := session.ImageSpec(canonical, req.image)
-	need, err := im.images.NeedsPull(ctx, spec, req.policy)
+	need, err := im.images.NeedsPull(ctx, canonical, req.image, req.policy)
 	if err != nil {
 		// Upstream's check_image raises before any image event.
 		return fmt.Errorf("%s: %w", canonical, err)
@@ -142,7 +148,7 @@ func (im *ImageMethods) pullTask(ctx context.Context, req pullRequest) error {
 		return nil
 	}
 	im.emit(ctx, events.ImagePullStarted{Image: canonical, AgentID: im.opts.AgentID, Timestamp: im.timestamp(), ImageRef: ref})
-	if err := im.images.Pull(ctx, spec); err != nil {
+	if err := im.images.Pull(ctx, canonical, req.image); err != nil {
 		im.emit(ctx, events.ImagePullFailed{Image: canonical, AgentID: im.opts.AgentID, Msg: err.Error(), ImageRef: ref})
 		return err
 	}
@@ -164,9 +170,9 @@ func (im *ImageMethods) pushImage(ctx context.Context, call *Call) (any, error) 
 	}
 	ref, ok := args[0].(wiremsg.ImageRef)
 	if !ok {
-		return nil, typeError("%s(): argument 'image_ref' must be ImageRef, not %s", method, wiremsg.PyTypeName(args[0]))
+		return nil, mustBe(argPath(method, "image_ref"), "ImageRef", args[0])
 	}
-	reg, err := decodeRegistryConf(method+"(): argument 'registry_conf'", args[1])
+	reg, err := decodeRegistryConf(argPath(method, "registry_conf"), args[1])
 	if err != nil {
 		return nil, err
 	}
@@ -175,20 +181,19 @@ func (im *ImageMethods) pushImage(ctx context.Context, call *Call) (any, error) 
 		return nil, err
 	}
 	canonical := ref.Canonical()
-	img := images.Image{Ref: canonical, Registry: reg}
 	im.tasks.start(ctx, id, "push_image of "+canonical, func(ctx context.Context) error {
 		if ref.IsLocal {
 			return nil
 		}
-		return im.images.Push(ctx, img)
+		return im.images.Push(ctx, canonical, reg)
 	})
 	return map[string]any{"bgtask_id": id.String(), "canonical": canonical}, nil
 }
 
 // decodeRegistryConf reads an ImageRegistry dict: name, url, and the
 // optional username and password.
-func decodeRegistryConf(path string, v any) (images.Registry, error) {
-	var reg images.Registry
+func decodeRegistryConf(path string, v any) (sessionapi.ImageRegistry, error) {
+	var reg sessionapi.ImageRegistry
 	r, err := newFieldReader(path, v)
 	if err != nil {
 		return reg, err
@@ -215,23 +220,23 @@ func (im *ImageMethods) purgeImages(ctx context.Context, call *Call) (any, error
 	}
 	list, ok := args[0].([]any)
 	if !ok {
-		return nil, typeError("%s(): argument 'image_canonicals' must be a list, not %s", method, wiremsg.PyTypeName(args[0]))
+		return nil, mustBe(argPath(method, "image_canonicals"), "a list", args[0])
 	}
 	refs := make([]string, len(list))
 	for i, item := range list {
-		if refs[i], err = argString(method, fmt.Sprintf("image_canonicals[%d]", i), item); err != nil {
+		if refs[i], err = strValue(argPath(method, fmt.Sprintf("image_canonicals[%d]", i)), item); err != nil {
 			return nil, err
 		}
 	}
-	var opts images.RemoveOptions
+	var force, noprune bool
 	for _, b := range []struct {
 		name string
 		v    any
 		dst  *bool
-	}{{"force", args[1], &opts.Force}, {"noprune", args[2], &opts.NoPrune}} {
+	}{{"force", args[1], &force}, {"noprune", args[2], &noprune}} {
 		v, ok := b.v.(bool)
 		if !ok {
-			return nil, typeError("%s(): argument '%s' must be bool, not %s", method, b.name, wiremsg.PyTypeName(b.v))
+			return nil, mustBe(argPath(method, b.name), "bool", b.v)
 		}
 		*b.dst = v
 	}
@@ -243,7 +248,7 @@ func (im *ImageMethods) purgeImages(ctx context.Context, call *Call) (any, error
 		go func() {
 			defer wg.Done()
 			var errText any
-			if err := im.images.Remove(ctx, ref, opts); err != nil {
+			if err := im.images.Remove(ctx, ref, force, noprune); err != nil {
 				errText = err.Error()
 				im.opts.Logger.Warn().Err(err).Str("image", ref).Msg("purge_images: image kept")
 			}

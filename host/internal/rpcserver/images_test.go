@@ -173,7 +173,7 @@ func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
 		OnCreating:  func(context.Context, string, string) { hooks.add("creating", nil) },
 		OnStarted:   func(context.Context, string, string, map[string]any) { hooks.add("started", nil) },
 	})
-	im := NewImageMethods(f.images, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
+	im := NewImageMethods(session.NewImages(f.images), ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
 	c := serveImages(t, km, im, ports)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -250,7 +250,7 @@ func TestCheckAndPullOverRPC(t *testing.T) {
 	f := newImageFixture(t)
 	evs := recorder{t: t}
 	km := newTestKernels(newFakeKernels(), session.Options{Images: f.images})
-	im := NewImageMethods(f.images, ImageMethodsOptions{AgentID: "i-test", Events: &evs, Logger: zerolog.Nop(),
+	im := NewImageMethods(session.NewImages(f.images), ImageMethodsOptions{AgentID: "i-test", Events: &evs, Logger: zerolog.Nop(),
 		Now: func() time.Time { return time.Unix(1700000000, 500_000_000) }})
 	c := serveImages(t, km, im, kerneltest.Ports(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -390,7 +390,7 @@ func checkImageEvents(t *testing.T, list []events.Event, taskID, image, registry
 func TestPurgeImagesOverRPC(t *testing.T) {
 	f := newImageFixture(t)
 	km := newTestKernels(newFakeKernels(), session.Options{Images: f.images})
-	im := NewImageMethods(f.images, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
+	im := NewImageMethods(session.NewImages(f.images), ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
 	c := serveImages(t, km, im, kerneltest.Ports(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -465,7 +465,7 @@ func TestImageMethodArguments(t *testing.T) {
 	svc := images.New(docker, images.Options{Logger: zerolog.Nop()})
 	t.Cleanup(svc.Close)
 	km := newTestKernels(newFakeKernels(), session.Options{Images: svc})
-	im := NewImageMethods(svc, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
+	im := NewImageMethods(session.NewImages(svc), ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
 	c := serveImages(t, km, im, kerneltest.Ports(t))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -513,7 +513,7 @@ func TestCreateKernelsPullTimeout(t *testing.T) {
 		OnPulling:  func(_ context.Context, _, _, image string) { hooks.add("pulling "+image, nil) },
 		OnCreating: func(context.Context, string, string) { hooks.add("creating", nil) },
 	})
-	im := NewImageMethods(short, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
+	im := NewImageMethods(session.NewImages(short), ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
 	c := serveImages(t, km, im, kerneltest.Ports(t))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

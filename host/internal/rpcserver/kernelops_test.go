@@ -147,13 +147,13 @@ func newOpsAgentWith(t *testing.T, o opsAgentOptions) *opsAgent {
 		t.Fatal(err)
 	}
 	RegisterKernelMethods(srv, km.KernelMethods)
-	a.ops = NewKernelOps(m, KernelOpsOptions{Events: emitter, Logger: zerolog.Nop()})
+	a.ops = NewKernelOps(session.NewOps(m), KernelOpsOptions{Events: emitter, Logger: zerolog.Nop()})
 	t.Cleanup(a.ops.Close)
 	RegisterKernelOpsMethods(srv, a.ops)
 	if o.images {
 		svc := images.New(a.docker, images.Options{PullTimeout: time.Minute, PushTimeout: time.Minute, KernelLabel: kernel.LabelKernelID, Logger: zerolog.Nop()})
 		t.Cleanup(svc.Close)
-		a.images = NewImageMethods(svc, ImageMethodsOptions{AgentID: "i-test", Events: emitter, Logger: zerolog.Nop()})
+		a.images = NewImageMethods(session.NewImages(svc), ImageMethodsOptions{AgentID: "i-test", Events: emitter, Logger: zerolog.Nop()})
 		t.Cleanup(a.images.Close)
 		RegisterImageMethods(srv, a.images)
 	}

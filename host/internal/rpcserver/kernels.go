@@ -7,30 +7,21 @@ import (
 	"math"
 	"time"
 
-	"github.com/shopspring/decimal"
-
-	"github.com/baiagent/baiagent/host/internal/kernel"
-	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
-	"github.com/baiagent/baiagent/host/internal/runner/protocol"
-	"github.com/baiagent/baiagent/host/internal/session"
 	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
-// KernelService is what the single-kernel RPC methods need from the
-// kernel lifecycle; *kernel.Manager implements it.
+// KernelService is what the single-kernel RPC methods need;
+// *session.Calls implements it over the kernel lifecycle.
 type KernelService interface {
 	KernelFileService
 	Interrupt(ctx context.Context, kernelID string) error
-	Complete(ctx context.Context, kernelID string, req protocol.CompletionRequest) ([]string, error)
-	StartService(ctx context.Context, kernelID string, req protocol.ServiceRequest) (protocol.ServiceResult, error)
+	Complete(ctx context.Context, kernelID string, req sessionapi.Completion) (suggestions []string, failure string, err error)
+	StartService(ctx context.Context, kernelID, name string, opts map[string]any) (sessionapi.ServiceResult, error)
 	ShutdownService(ctx context.Context, kernelID, name string) error
 	KernelLogs(ctx context.Context, kernelID string) (string, error)
-	Get(kernelID string) (kernel.Info, error)
-	List() []kernel.Info
+	List() []sessionapi.KernelSummary
 }
-
-var _ KernelService = (*kernel.Manager)(nil)
 
 // Sessions is what the session-level RPC methods need from the session
 // service (*session.Service): kernel creation, destroy, execute, and the
@@ -83,24 +74,15 @@ func RegisterKernelMethods(s *Server, km *KernelMethods) {
 // not already know and is served on the same (CURVE-protected) socket.
 const MethodListKernels = "baiagent_list_kernels"
 
-// kernelErr names a kernel-lifecycle error as upstream's exception.
-func kernelErr(err error) error { return session.NamedError(err) }
-
-// kernelIDArg reads a kernel or session id argument as upstream's
-// UUID(raw) does.
-func kernelIDArg(method, name string, v any) (string, error) {
-	return canonicalKernelID(method, name, v)
-}
-
 // lookupID accepts any string id for methods that only look a kernel up:
 // an id that is not a UUID cannot name a kernel, so it fails as unknown.
 func (km *KernelMethods) lookupID(method string, v any) (string, error) {
-	id, err := kernelIDArg(method, "kernel_id", v)
+	id, err := uuidValue(argPath(method, "kernel_id"), v)
 	if err != nil {
 		var rpcErr *Error
 		if errors.As(err, &rpcErr) && rpcErr.Name == "ValueError" {
 			s, _ := v.(string)
-			return "", &Error{Name: "KernelNotFoundError", Err: fmt.Errorf("%w: %s", kernel.ErrKernelNotFound, s)}
+			return "", &Error{Name: "KernelNotFoundError", Err: fmt.Errorf("kernel not found: %s", s)}
 		}
 		return "", err
 	}
@@ -116,16 +98,16 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 		return nil, err
 	}
 	req := sessionapi.CreateKernels{}
-	if req.SessionID, err = kernelIDArg(method, "session_id", args[0]); err != nil {
+	if req.SessionID, err = uuidValue(argPath(method, "session_id"), args[0]); err != nil {
 		return nil, err
 	}
 	ids, ok := args[1].([]any)
 	if !ok {
-		return nil, typeError("%s(): argument 'kernel_ids' must be a list, not %s", method, wiremsg.PyTypeName(args[1]))
+		return nil, mustBe(argPath(method, "kernel_ids"), "a list", args[1])
 	}
 	configs, ok := args[2].([]any)
 	if !ok {
-		return nil, typeError("%s(): argument 'configs' must be a list, not %s", method, wiremsg.PyTypeName(args[2]))
+		return nil, mustBe(argPath(method, "configs"), "a list", args[2])
 	}
 	if len(ids) != len(configs) {
 		return nil, &Error{Name: "ValueError", Err: fmt.Errorf("%s(): argument 'kernel_ids' has %d items but 'configs' has %d", method, len(ids), len(configs))}
@@ -148,7 +130,7 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 	req.Kernels = make([]sessionapi.KernelToCreate, len(ids))
 	seen := map[string]bool{}
 	for i := range ids {
-		id, err := kernelIDArg(method, fmt.Sprintf("kernel_ids[%d]", i), ids[i])
+		id, err := uuidValue(argPath(method, fmt.Sprintf("kernel_ids[%d]", i)), ids[i])
 		if err != nil {
 			return nil, err
 		}
@@ -178,9 +160,6 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 	return km.sessions.CreateKernels(ctx, req)
 }
 
-// servicePortsWire is a kernel's service_ports as the manager reads them.
-func servicePortsWire(ports []scratch.ServicePort) []any { return session.ServicePortsWire(ports) }
-
 // reasonArg reads a termination reason: a str, a KernelLifecycleEventReason
 // member, or None (user-requested). verbatim is true for a str, which
 // kernel_terminated sends back as it came: the 26.8 manager's terminator
@@ -189,17 +168,17 @@ func servicePortsWire(ports []scratch.ServicePort) []any { return session.Servic
 func reasonArg(method string, v any) (reason string, verbatim bool, err error) {
 	switch x := v.(type) {
 	case nil:
-		return kernel.ReasonUserRequested, false, nil
+		return "", false, nil // user-requested
 	case string:
 		if x == "" {
-			return kernel.ReasonUserRequested, false, nil
+			return "", false, nil
 		}
 		return x, true, nil
 	case wiremsg.Enum:
-		reason, err := enumValue(method+"(): argument 'reason'", x, x.Class)
+		reason, err := enumValue(argPath(method, "reason"), x, x.Class)
 		return reason, false, err
 	}
-	return "", false, typeError("%s(): argument 'reason' must be str or None, not %s", method, wiremsg.PyTypeName(v))
+	return "", false, mustBe(argPath(method, "reason"), "str or None", v)
 }
 
 // destroyKernel(kernel_id, session_id, reason=None, suppress_events=False).
@@ -214,7 +193,7 @@ func (km *KernelMethods) destroyKernel(ctx context.Context, call *Call) (any, er
 	if err != nil {
 		return nil, err
 	}
-	sid, err := argString(method, "session_id", args[1])
+	sid, err := strValue(argPath(method, "session_id"), args[1])
 	if err != nil {
 		return nil, err
 	}
@@ -228,37 +207,9 @@ func (km *KernelMethods) destroyKernel(ctx context.Context, call *Call) (any, er
 	case bool:
 		suppress = v
 	default:
-		return nil, typeError("%s(): argument 'suppress_events' must be bool, not %s", method, wiremsg.PyTypeName(args[3]))
+		return nil, mustBe(argPath(method, "suppress_events"), "bool", args[3])
 	}
 	return nil, km.sessions.DestroyKernel(ctx, sessionapi.Destroy{KernelID: kid, SessionID: sid, Reason: reason, Verbatim: verbatim, Suppress: suppress})
-}
-
-func floatArg(method, name string, v any) (float64, bool, error) {
-	switch x := v.(type) {
-	case nil:
-		return 0, false, nil
-	case float64:
-		return x, true, nil
-	case int64:
-		return float64(x), true, nil
-	case uint64:
-		return float64(x), true, nil
-	case decimal.Decimal:
-		f, _ := x.Float64()
-		return f, true, nil
-	}
-	return 0, false, typeError("%s(): argument '%s' must be float or None, not %s", method, name, wiremsg.PyTypeName(v))
-}
-
-func optsArg(method, name string, v any) (map[string]any, error) {
-	if v == nil {
-		return map[string]any{}, nil
-	}
-	m, err := plainMap(method+"(): argument '"+name+"'", v)
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
 }
 
 // execute(session_id, kernel_id, api_version, run_id, mode, code, opts, flush_timeout).
@@ -269,7 +220,7 @@ func (km *KernelMethods) execute(ctx context.Context, call *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sessionID, err := argString(method, "session_id", args[0])
+	sessionID, err := strValue(argPath(method, "session_id"), args[0])
 	if err != nil {
 		return nil, err
 	}
@@ -277,16 +228,16 @@ func (km *KernelMethods) execute(ctx context.Context, call *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := argInt(method, "api_version", args[2]); err != nil {
+	if _, err := intValue(argPath(method, "api_version"), args[2]); err != nil {
 		return nil, err
 	}
 	runID := ""
 	if args[3] != nil {
-		if runID, err = argString(method, "run_id", args[3]); err != nil {
+		if runID, err = strValue(argPath(method, "run_id"), args[3]); err != nil {
 			return nil, err
 		}
 	}
-	mode, err := argString(method, "mode", args[4])
+	mode, err := strValue(argPath(method, "mode"), args[4])
 	if err != nil {
 		return nil, err
 	}
@@ -303,13 +254,13 @@ func (km *KernelMethods) execute(ctx context.Context, call *Call) (any, error) {
 	case []byte:
 		code = string(c)
 	default:
-		return nil, typeError("%s(): argument 'code' must be str, not %s", method, wiremsg.PyTypeName(args[5]))
+		return nil, mustBe(argPath(method, "code"), "str", args[5])
 	}
-	opts, err := optsArg(method, "opts", args[6])
+	opts, err := optionalDict(argPath(method, "opts"), args[6])
 	if err != nil {
 		return nil, err
 	}
-	flush, given, err := floatArg(method, "flush_timeout", args[7])
+	flush, given, err := floatValue(argPath(method, "flush_timeout"), args[7])
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +291,7 @@ func (km *KernelMethods) interruptKernel(ctx context.Context, call *Call) (any, 
 		return nil, err
 	}
 	if err := km.svc.Interrupt(ctx, kid); err != nil {
-		return nil, kernelErr(err)
+		return nil, err
 	}
 	return map[string]any{"status": "finished"}, nil
 }
@@ -369,10 +320,10 @@ func (km *KernelMethods) kernelStringOpts(method, name string, call *Call) (kid,
 	if kid, err = km.lookupID(method, args[0]); err != nil {
 		return "", "", nil, err
 	}
-	if value, err = argString(method, name, args[1]); err != nil {
+	if value, err = strValue(argPath(method, name), args[1]); err != nil {
 		return "", "", nil, err
 	}
-	if opts, err = optsArg(method, "opts", args[2]); err != nil {
+	if opts, err = optionalDict(argPath(method, "opts"), args[2]); err != nil {
 		return "", "", nil, err
 	}
 	return kid, value, opts, nil
@@ -387,14 +338,13 @@ func (km *KernelMethods) getCompletions(ctx context.Context, call *Call) (any, e
 	}
 	line, _ := opts["line"].(string)
 	post, _ := opts["post"].(string)
-	req := protocol.CompletionRequest{Code: text, Options: protocol.CompletionOptions{
-		Row: optInt(opts, "row"), Col: optInt(opts, "col"), Line: line, Post: post}}
-	suggestions, err := km.svc.Complete(ctx, kid, req)
+	suggestions, failure, err := km.svc.Complete(ctx, kid, sessionapi.Completion{Code: text,
+		Row: optInt(opts, "row"), Col: optInt(opts, "col"), Line: line, Post: post})
 	if err != nil {
-		if errors.Is(err, kernel.ErrKernelNotFound) || errors.Is(err, kernel.ErrNotRunning) {
-			return nil, kernelErr(err)
-		}
-		return map[string]any{"result": map[string]any{"status": "failed", "error": err.Error(), "suggestions": []any{}}}, nil
+		return nil, err
+	}
+	if failure != "" {
+		return map[string]any{"result": map[string]any{"status": "failed", "error": failure, "suggestions": []any{}}}, nil
 	}
 	list := make([]any, len(suggestions))
 	for i, s := range suggestions {
@@ -411,7 +361,7 @@ func (km *KernelMethods) getLogs(ctx context.Context, call *Call) (any, error) {
 	}
 	logs, err := km.svc.KernelLogs(ctx, kid)
 	if err != nil {
-		return nil, kernelErr(err)
+		return nil, err
 	}
 	return map[string]any{"logs": logs}, nil
 }
@@ -424,29 +374,9 @@ func (km *KernelMethods) startService(ctx context.Context, call *Call) (any, err
 	if err != nil {
 		return nil, err
 	}
-	info, err := km.svc.Get(kid)
+	res, err := km.svc.StartService(ctx, kid, service, wiremsg.ToJSON(opts).(map[string]any))
 	if err != nil {
-		return nil, kernelErr(err)
-	}
-	if info.BlockServicePorts {
-		// As upstream's DockerKernel.start_service (agent/docker/kernel.py).
-		return map[string]any{"status": "failed", "error": "operation blocked"}, nil
-	}
-	known := false
-	for _, sp := range info.ServicePorts {
-		if sp.Name == service {
-			known = true
-		}
-	}
-	if !known {
-		return map[string]any{"status": "failed", "error": "invalid service name"}, nil
-	}
-	res, err := km.svc.StartService(ctx, kid, protocol.ServiceRequest{Name: service, Options: wiremsg.ToJSON(opts).(map[string]any)})
-	if err != nil {
-		if errors.Is(err, kernel.ErrKernelNotFound) || errors.Is(err, kernel.ErrNotRunning) {
-			return nil, kernelErr(err)
-		}
-		return map[string]any{"status": "failed", "error": err.Error()}, nil
+		return nil, err
 	}
 	out := map[string]any{"status": res.Status}
 	if res.Error != "" {
@@ -466,12 +396,12 @@ func (km *KernelMethods) shutdownService(ctx context.Context, call *Call) (any, 
 	if err != nil {
 		return nil, err
 	}
-	service, err := argString(method, "service", args[1])
+	service, err := strValue(argPath(method, "service"), args[1])
 	if err != nil {
 		return nil, err
 	}
 	if err := km.svc.ShutdownService(ctx, kid, service); err != nil {
-		return nil, kernelErr(err)
+		return nil, err
 	}
 	return nil, nil
 }
@@ -486,9 +416,9 @@ func (km *KernelMethods) listKernels(_ context.Context, call *Call) (any, error)
 	out := make([]any, 0, len(infos))
 	for _, info := range infos {
 		out = append(out, map[string]any{
-			"id": info.KernelID, "session_id": info.SessionID, "container_id": info.ContainerID, "image": info.Image,
+			"id": info.ID, "session_id": info.SessionID, "container_id": info.ContainerID, "image": info.Image,
 			"state": info.State, "repl_in_port": int64(info.ReplInPort), "repl_out_port": int64(info.ReplOutPort),
-			"service_ports": servicePortsWire(info.ServicePorts), "created_at": info.CreatedAt.UTC().Format(time.RFC3339),
+			"service_ports": sessionapi.ServicePortDicts(info.ServicePorts), "created_at": info.CreatedAt.UTC().Format(time.RFC3339),
 		})
 	}
 	return out, nil

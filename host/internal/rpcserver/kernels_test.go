@@ -166,7 +166,7 @@ func (f *fakeKernels) List() []kernel.Info {
 // kernelBackend is a kernel lifecycle for both the kernel methods and the
 // session service: fakeKernels or *kernel.Manager.
 type kernelBackend interface {
-	KernelService
+	session.CallsBackend
 	session.Kernels
 }
 
@@ -179,7 +179,7 @@ type testKernels struct {
 
 func newTestKernels(backend kernelBackend, opts session.Options) *testKernels {
 	sessions := session.New(backend, opts)
-	return &testKernels{KernelMethods: NewKernelMethods(backend, sessions), Service: sessions}
+	return &testKernels{KernelMethods: NewKernelMethods(session.NewCalls(backend), sessions), Service: sessions}
 }
 
 // kernelServer serves the kernel methods over svc on a real ZeroMQ socket.

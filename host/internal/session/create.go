@@ -106,8 +106,8 @@ func (s *Service) createOne(ctx context.Context, p pending) (any, error) {
 	return result, nil
 }
 
-// ImageSpec is what the image service needs from a kernel's image config.
-func ImageSpec(ref string, img sessionapi.ImageConfig) images.Image {
+// imageSpec is what the image service needs from a kernel's image config.
+func imageSpec(ref string, img sessionapi.ImageConfig) images.Image {
 	return images.Image{
 		Ref: ref, Digest: img.Digest, RepoDigest: img.RepoDigest,
 		Registry: images.Registry{Name: img.Registry.Name, URL: img.Registry.URL, Username: img.Registry.Username, Password: img.Registry.Password},
@@ -126,7 +126,7 @@ func (s *Service) ensureImage(ctx context.Context, p pending) error {
 			s.opts.OnPulling(ctx, p.req.KernelID, p.req.SessionID, p.req.Image)
 		}
 	}
-	if _, err := s.opts.Images.Ensure(ctx, ImageSpec(p.req.Image, p.cfg.Image), images.Policy(p.cfg.AutoPull), onPull); err != nil {
+	if _, err := s.opts.Images.Ensure(ctx, imageSpec(p.req.Image, p.cfg.Image), images.Policy(p.cfg.AutoPull), onPull); err != nil {
 		return imageErr(err)
 	}
 	return nil
@@ -218,47 +218,6 @@ func creationRequest(kernelID, sessionID, image string, cfg sessionapi.KernelCre
 	return req
 }
 
-// ServicePortsWire is a kernel's service_ports as upstream's
-// create_kernel leaves them after merging get-apps.
-func ServicePortsWire(ports []scratch.ServicePort) []any {
-	out := make([]any, 0, len(ports))
-	for _, sp := range ports {
-		container := make([]any, len(sp.ContainerPorts))
-		for i, p := range sp.ContainerPorts {
-			container[i] = int64(p)
-		}
-		host := make([]any, len(sp.HostPorts))
-		for i, p := range sp.HostPorts {
-			host[i] = int64(p)
-		}
-		entry := map[string]any{
-			"name": sp.Name, "protocol": sp.Protocol, "container_ports": container, "host_ports": host,
-			"is_inference": sp.IsInference,
-		}
-		// get-apps' keys, only where the image's definition sets them,
-		// as upstream's ServiceParser.get_apps reports them.
-		if sp.URLTemplate != "" {
-			entry["url_template"] = sp.URLTemplate
-		}
-		if len(sp.AllowedArguments) > 0 {
-			entry["allowed_arguments"] = stringsWire(sp.AllowedArguments)
-		}
-		if len(sp.AllowedEnvs) > 0 {
-			entry["allowed_envs"] = stringsWire(sp.AllowedEnvs)
-		}
-		out = append(out, entry)
-	}
-	return out
-}
-
-func stringsWire(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
 // creationResult is one element of create_kernels' answer
 // (KernelCreationResult), which kernel_started carries too.
 func (s *Service) creationResult(p pending, c kernel.Created) map[string]any {
@@ -298,9 +257,9 @@ func (s *Service) creationResult(p pending, c kernel.Created) map[string]any {
 	if containerID == "" {
 		containerID = c.Info.ContainerID
 	}
-	servicePorts := c.ServicePorts
-	if servicePorts == nil {
-		servicePorts = c.Info.ServicePorts
+	sp := c.ServicePorts
+	if sp == nil {
+		sp = c.Info.ServicePorts
 	}
 	return map[string]any{
 		"id":            p.req.KernelID,
@@ -309,7 +268,7 @@ func (s *Service) creationResult(p pending, c kernel.Created) map[string]any {
 		"repl_out_port": int64(c.ReplOutPort),
 		"stdin_port":    int64(0), // legacy
 		"stdout_port":   int64(0), // legacy
-		"service_ports": ServicePortsWire(servicePorts),
+		"service_ports": sessionapi.ServicePortDicts(servicePorts(sp)),
 		"container_id":  containerID,
 		"resource_spec": map[string]any{
 			"container_id": containerID, "slots": slots, "allocations": allocations, "mounts": mounts,

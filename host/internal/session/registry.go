@@ -100,11 +100,14 @@ func (s *Service) DestroyKernel(ctx context.Context, d sessionapi.Destroy) error
 	if d.Suppress {
 		s.suppressed.mark(d.KernelID, true)
 	}
-	destroy := s.kernels.Destroy
+	reason, destroy := d.Reason, s.kernels.Destroy
+	if reason == "" {
+		reason = kernel.ReasonUserRequested
+	}
 	if d.Verbatim {
 		destroy = s.kernels.DestroyEcho
 	}
-	if _, err := destroy(ctx, d.KernelID, d.Reason); err != nil {
+	if _, err := destroy(ctx, d.KernelID, reason); err != nil {
 		if d.Suppress {
 			s.suppressed.mark(d.KernelID, false)
 		}

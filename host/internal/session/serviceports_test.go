@@ -6,6 +6,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 )
 
 // TestServicePortsWire: the service ports of create_kernels' reply (and
@@ -41,7 +42,7 @@ func TestServicePortsWire(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.description, func(t *testing.T) {
-			got := ServicePortsWire([]scratch.ServicePort{tc.port})
+			got := sessionapi.ServicePortDicts(servicePorts([]scratch.ServicePort{tc.port}))
 			if len(got) != 1 || !reflect.DeepEqual(got[0], tc.want) {
 				t.Errorf("got %#v\nwant %#v", got, tc.want)
 			}

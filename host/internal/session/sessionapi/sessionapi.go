@@ -194,8 +194,9 @@ type CreateKernels struct {
 type Destroy struct {
 	KernelID  string
 	SessionID string
-	// Reason is the termination reason; Verbatim says it came as the
-	// manager's own str, which kernel_terminated echoes as it came.
+	// Reason is the termination reason, "" for user-requested; Verbatim
+	// says it came as the manager's own str, which kernel_terminated
+	// echoes as it came.
 	Reason   string
 	Verbatim bool
 	// Suppress: no kernel_terminated for this destroy (suppress_events).
@@ -231,4 +232,122 @@ type BatchTrigger struct {
 	// Timeout bounds the job; nil is none, and zero or less times out at
 	// once (as asyncio.timeout).
 	Timeout *time.Duration
+}
+
+// ServicePort is one of a kernel's service ports as the manager reads it
+// (upstream's ServicePort with get-apps' keys merged in).
+type ServicePort struct {
+	Name             string
+	Protocol         string
+	ContainerPorts   []int
+	HostPorts        []int
+	IsInference      bool
+	URLTemplate      string
+	AllowedArguments []string
+	AllowedEnvs      []string
+}
+
+// KernelSummary is one kernel of baiagent_list_kernels.
+type KernelSummary struct {
+	ID           string
+	SessionID    string
+	ContainerID  string
+	Image        string
+	State        string
+	ReplInPort   int
+	ReplOutPort  int
+	ServicePorts []ServicePort
+	CreatedAt    time.Time
+}
+
+// FileListing is list_files' answer.
+type FileListing struct {
+	Files   string // JSON
+	Errors  string
+	Abspath string
+}
+
+// Completion is get_completions' request.
+type Completion struct {
+	Code     string
+	Row, Col int
+	Line     string
+	Post     string
+}
+
+// ServiceResult is start_service's answer: status, and error when not "".
+type ServiceResult struct {
+	Status string
+	Error  string
+}
+
+// Restart is restart_kernel.
+type Restart struct {
+	SessionID string
+	KernelID  string
+	// Image is the new container's image; empty keeps the kernel's.
+	Image string
+	// Update is updated_config as decoded, and Present says which of its
+	// keys the manager sent; nil Present changes nothing.
+	Update  KernelCreationConfig
+	Present func(key string) bool
+}
+
+// Restarted is restart_kernel's answer.
+type Restarted struct {
+	ContainerID  string
+	ReplInPort   int
+	ReplOutPort  int
+	ServicePorts []ServicePort
+}
+
+// Commit is commit's request.
+type Commit struct {
+	KernelID    string
+	Subdir      string
+	Canonical   string
+	Filename    string
+	ExtraLabels map[string]string
+}
+
+// ServicePortDicts are a kernel's service_ports as upstream's
+// create_kernel leaves them after merging get-apps, and as
+// create_kernels, kernel_started and restart_kernel carry them.
+func ServicePortDicts(ports []ServicePort) []any {
+	out := make([]any, 0, len(ports))
+	for _, sp := range ports {
+		container := make([]any, len(sp.ContainerPorts))
+		for i, p := range sp.ContainerPorts {
+			container[i] = int64(p)
+		}
+		host := make([]any, len(sp.HostPorts))
+		for i, p := range sp.HostPorts {
+			host[i] = int64(p)
+		}
+		entry := map[string]any{
+			"name": sp.Name, "protocol": sp.Protocol, "container_ports": container, "host_ports": host,
+			"is_inference": sp.IsInference,
+		}
+		// get-apps' keys, only where the image's definition sets them,
+		// as upstream's ServiceParser.get_apps reports them.
+		if sp.URLTemplate != "" {
+			entry["url_template"] = sp.URLTemplate
+		}
+		if len(sp.AllowedArguments) > 0 {
+			entry["allowed_arguments"] = stringsWire(sp.AllowedArguments)
+		}
+		if len(sp.AllowedEnvs) > 0 {
+			entry["allowed_envs"] = stringsWire(sp.AllowedEnvs)
+		}
+		out = append(out, entry)
+	}
+	return out
+}
+
+func stringsWire(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }
