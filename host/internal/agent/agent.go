@@ -38,6 +38,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/redisconn"
 	"github.com/baiagent/baiagent/host/internal/resources"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
+	"github.com/baiagent/baiagent/host/internal/session"
 	"github.com/baiagent/baiagent/host/internal/stats"
 	"github.com/baiagent/baiagent/host/internal/version"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
@@ -297,7 +298,7 @@ func (a *Agent) buildAllocator() error {
 
 // newKernels connects to Docker and prepares the kernel manager.
 // With logDB (Redis DB 6), finished kernels' logs are stored for the manager.
-func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *redis.Client, suppressed func(kernelID string) bool) (*kernel.Manager, error) {
+func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *redis.Client, suppressed *session.Suppressions) (*kernel.Manager, error) {
 	docker, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
@@ -337,7 +338,7 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *red
 		KeepContainers:      a.cfg.Debug.SkipContainerDeletion,
 		OnTerminated: func(t kernel.Termination) {
 			log.Info().Str("kernel_id", t.KernelID).Str("reason", t.Reason).Int("exit_code", t.ExitCode).Msg("kernel terminated")
-			if suppressed(t.KernelID) {
+			if suppressed.Take(t.KernelID) {
 				return
 			}
 			ev := events.KernelTerminated{KernelID: t.KernelID, SessionID: t.SessionID,
@@ -477,16 +478,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	// A port another program holds would make Docker fail to publish it.
 	ports.CheckWith(portpool.ListenProbe(probeHost(a.cfg.Container.BindHost)))
-	var kernelMethods *rpcserver.KernelMethods
 	var logDB *redis.Client
 	if redisProfile != nil {
 		logDB = redisProfile.Client(redisconn.RoleContainerLog)
 		defer logDB.Close()
 	}
-	kernels, err := a.newKernels(ctx, ports, logDB, func(kernelID string) bool {
-		// suppress_events=True, or a destroy started by sync_kernel_registry.
-		return kernelMethods.TakeSuppressed(kernelID)
-	})
+	// The session service marks the destroys whose kernel_terminated is
+	// suppressed; the kernel manager's termination handler takes the marks.
+	suppressed := session.NewSuppressions()
+	kernels, err := a.newKernels(ctx, ports, logDB, suppressed)
 	if err != nil {
 		return err
 	}
@@ -496,11 +496,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		Logger: a.log.With().Str("component", "images").Logger(),
 	})
 	defer imageService.Close()
-	kernelMethods = rpcserver.NewKernelMethods(kernels, rpcserver.KernelMethodsOptions{
-		KernelHost: a.kernelHost(),
-		Images:     imageService,
-		Events:     bus,
-		Logger:     a.log.With().Str("component", "kernel-rpc").Logger(),
+	sessions := session.New(kernels, session.Options{
+		KernelHost:   a.kernelHost(),
+		Suppressions: suppressed,
+		Images:       imageService,
+		Events:       bus,
+		Logger:       a.log.With().Str("component", "kernel-rpc").Logger(),
 		OnPreparing: func(ctx context.Context, kernelID, sessionID string) {
 			a.emit(ctx, events.KernelPreparing{KernelID: kernelID, SessionID: sessionID})
 		},
@@ -523,11 +524,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Its background destroys (sync_kernel_registry, exec-timeout, a
 	// failed model service) finish, and model-service starts stop, before
 	// the kernel manager closes.
-	defer kernelMethods.Close()
+	defer sessions.Close()
+	kernelMethods := rpcserver.NewKernelMethods(session.NewCalls(kernels), sessions)
 	rpc, err := rpcserver.New(
 		rpcserver.OptionsFromConfig(a.cfg, version.Version, a.log.With().Str("component", "rpc").Logger()),
 		rpcserver.Deps{
-			Kernels:  kernelMethods,
+			Kernels:  sessions,
 			Ports:    ports,
 			Hardware: pluginHardware{plugins: a.plugins, timeout: 10 * time.Second},
 			Observe:  metrics.ObserveRPC,
@@ -544,15 +546,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("start RPC server: %w", err)
 	}
 	rpcserver.RegisterKernelMethods(rpc, kernelMethods)
-	imageMethods := rpcserver.NewImageMethods(imageService, rpcserver.ImageMethodsOptions{
+	imageMethods := rpcserver.NewImageMethods(session.NewImages(imageService), rpcserver.ImageMethodsOptions{
 		AgentID: a.cfg.Agent.ID, Events: bus, Logger: a.log.With().Str("component", "images").Logger(),
 	})
 	defer imageMethods.Close()
 	rpcserver.RegisterImageMethods(rpc, imageMethods)
-	kernelOps := rpcserver.NewKernelOps(kernels, rpcserver.KernelOpsOptions{Events: bus, Logger: a.log.With().Str("component", "kernel-ops").Logger()})
+	kernelOps := rpcserver.NewKernelOps(session.NewOps(kernels), rpcserver.KernelOpsOptions{Events: bus, Logger: a.log.With().Str("component", "kernel-ops").Logger()})
 	defer kernelOps.Close()
 	rpcserver.RegisterKernelOpsMethods(rpc, kernelOps)
-	batches := rpcserver.NewBatches(kernelMethods, kernels, rpcserver.BatchOptions{
+	batches := session.NewBatches(sessions, kernels, session.BatchOptions{
 		Events: bus, Logger: a.log.With().Str("component", "batch").Logger(),
 	})
 	// The jobs stop before the kernel manager closes; the next agent

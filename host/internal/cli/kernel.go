@@ -17,6 +17,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/callosum"
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -264,7 +265,7 @@ func (f *kernelFlags) creationConfig(kernelID, sessionID string, slots map[strin
 		"image": map[string]any{
 			"canonical": f.image, "project": nil, "architecture": "", "digest": "", "repo_digest": nil,
 			"registry": map[string]any{"name": "", "url": "", "username": nil, "password": nil},
-			"labels":   map[string]any{}, "is_local": true, "auto_pull": rpcserver.AutoPullNone,
+			"labels":   map[string]any{}, "is_local": true, "auto_pull": sessionapi.AutoPullNone,
 		},
 		"kernel_id": kernelID, "session_id": sessionID, "owner_user_id": nil, "owner_project_id": nil,
 		"network_id": sessionID, "session_type": f.sessionType, "cluster_mode": "single-node",
@@ -272,7 +273,7 @@ func (f *kernelFlags) creationConfig(kernelID, sessionID string, slots map[strin
 		"uid": nil, "main_gid": nil, "supplementary_gids": []any{},
 		"resource_slots": slots, "resource_opts": map[string]any{}, "environ": environ, "mounts": []any{},
 		"package_directory": []any{}, "idle_timeout": int64(0), "bootstrap_script": nil, "startup_command": f.startupCommand,
-		"internal_data": nil, "auto_pull": rpcserver.AutoPullNone, "preopen_ports": []any{},
+		"internal_data": nil, "auto_pull": sessionapi.AutoPullNone, "preopen_ports": []any{},
 		"allocated_host_ports": []any{}, "agent_addr": "", "scaling_group": "default", "endpoint_id": nil,
 	}, nil
 }

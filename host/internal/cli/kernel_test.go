@@ -18,6 +18,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
+	"github.com/baiagent/baiagent/host/internal/session"
 )
 
 // cliKernels is a container-free KernelService: code "fail" exits 3,
@@ -114,9 +115,11 @@ func (f *cliKernels) List() []kernel.Info {
 
 func TestKernelCommands(t *testing.T) {
 	fake := &cliKernels{kernels: map[string]kernel.Info{}, waiting: map[string]bool{}}
-	km := rpcserver.NewKernelMethods(fake, rpcserver.KernelMethodsOptions{})
+	sessions := session.New(fake, session.Options{})
+	defer sessions.Close()
+	km := rpcserver.NewKernelMethods(session.NewCalls(fake), sessions)
 	srv, err := rpcserver.New(rpcserver.Options{Endpoint: "tcp://127.0.0.1:*", AgentID: "i-cli", PortRangeMin: 30000, PortRangeMax: 30010, Logger: zerolog.Nop()},
-		rpcserver.Deps{Kernels: km})
+		rpcserver.Deps{Kernels: sessions})
 	if err != nil {
 		t.Fatal(err)
 	}

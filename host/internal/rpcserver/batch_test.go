@@ -13,6 +13,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
+	"github.com/baiagent/baiagent/host/internal/session"
 )
 
 // memBatchStore is a BatchStore without scratch dirs.
@@ -76,7 +77,7 @@ func TestTriggerBatchExecutionArguments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	batches := NewBatches(km, store, BatchOptions{Events: evs, Logger: zerolog.Nop()})
+	batches := session.NewBatches(km.Service, store, session.BatchOptions{Events: evs, Logger: zerolog.Nop()})
 	RegisterBatchMethods(srv, batches)
 	serveUntilCleanup(t, srv, batches.Close)
 	c = dial(t, srv.Endpoint(), callosum.ClientOptions{})

@@ -3,6 +3,7 @@ package rpcserver
 import (
 	"fmt"
 
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -14,19 +15,10 @@ type Call struct {
 	Kwargs map[string]any
 }
 
-// Error is a handler error with the Python exception class name the manager
-// sees in FAILURE metadata.
-type Error struct {
-	Name string
-	Err  error
-}
-
-func (e *Error) Error() string { return e.Name + ": " + e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
-
-func typeError(format string, args ...any) error {
-	return &Error{Name: "TypeError", Err: fmt.Errorf(format, args...)}
-}
+// Error is a handler error with the Python exception class name the
+// manager sees in FAILURE metadata; the session service names its errors
+// with the same type.
+type Error = sessionapi.Error
 
 // decodeEnvelope parses the application msgpack of a FUNCTION body.
 func decodeEnvelope(method string, payload []byte) (*Call, error) {
@@ -100,24 +92,4 @@ func (c *Call) bind(params ...param) ([]any, error) {
 		}
 	}
 	return values, nil
-}
-
-func argString(method, name string, v any) (string, error) {
-	switch s := v.(type) {
-	case string:
-		return s, nil
-	case wiremsg.UUID:
-		return s.String(), nil
-	}
-	return "", typeError("%s(): argument '%s' must be str, not %s", method, name, wiremsg.PyTypeName(v))
-}
-
-func argInt(method, name string, v any) (int64, error) {
-	switch n := v.(type) {
-	case int64:
-		return n, nil
-	case uint64:
-		return 0, typeError("%s(): argument '%s' is out of range", method, name)
-	}
-	return 0, typeError("%s(): argument '%s' must be int, not %s", method, name, wiremsg.PyTypeName(v))
 }

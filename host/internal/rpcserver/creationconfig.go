@@ -8,351 +8,9 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
-
-// Auto-pull behaviours (upstream's AutoPullBehavior values).
-const (
-	AutoPullDigest = "digest"
-	AutoPullTag    = "tag"
-	AutoPullNone   = "none"
-)
-
-// ImageRegistry is upstream's ImageRegistry TypedDict.
-type ImageRegistry struct {
-	Name     string
-	URL      string
-	Username string
-	Password string
-}
-
-// ImageConfig is upstream's ImageConfig TypedDict (the "image" key of a
-// KernelCreationConfig): {canonical, project, architecture, digest,
-// repo_digest, registry, labels, is_local, auto_pull}.
-type ImageConfig struct {
-	Canonical    string
-	Project      string
-	Architecture string
-	Digest       string
-	RepoDigest   string
-	Registry     ImageRegistry
-	Labels       map[string]string
-	IsLocal      bool
-	// AutoPull is the image config's own auto_pull; empty when absent.
-	AutoPull string
-}
-
-// VFolderMount is one entry of "mounts" (upstream's VFolderMount.to_json()).
-type VFolderMount struct {
-	Name       string
-	VFID       string
-	VFSubpath  string
-	HostPath   string
-	KernelPath string
-	// MountPerm is "ro", "rw" or "wd" (write-delete).
-	MountPerm string
-	UsageMode string
-}
-
-// KernelCreationConfig is upstream's KernelCreationConfig TypedDict
-// (common/types.py) as the sokovan launcher fills it. Keys the manager may
-// leave out (older managers, the registry path) take zero values; Has*
-// fields tell an absent optional value from a zero one where it matters.
-type KernelCreationConfig struct {
-	Image          ImageConfig
-	KernelID       string // optional; the kernel_ids argument is authoritative
-	SessionID      string // optional; the session_id argument is authoritative
-	OwnerUserID    string
-	OwnerProjectID string
-	NetworkID      string
-	// AutoPull is "digest", "tag" or "none"; the default is "digest" as
-	// upstream's kernel_config.get("auto_pull", "digest").
-	AutoPull        string
-	SessionType     string // "interactive", "batch", "inference", "system"
-	ClusterMode     string // "single-node" or "multi-node"
-	ClusterRole     string
-	ClusterIdx      int
-	LocalRank       int
-	ClusterHostname string
-	// UID, MainGID: -1 when absent or None.
-	UID               int
-	MainGID           int
-	SupplementaryGIDs []int
-	ResourceSlots     map[string]decimal.Decimal
-	ResourceOpts      map[string]any
-	Environ           map[string]string
-	Mounts            []VFolderMount
-	PackageDirectory  []string
-	IdleTimeout       int64
-	BootstrapScript   string
-	StartupCommand    string
-	InternalData      map[string]any
-	// UserSSHKeypair is internal_data.ssh_keypair, the user's keypair.
-	UserSSHKeypair *ClusterSSHKeyPair
-	// Internal is the rest of internal_data the kernel manager uses.
-	Internal           internalData
-	PreopenPorts       []int
-	AllocatedHostPorts []int
-	ScalingGroup       string
-	AgentAddr          string
-	EndpointID         string
-}
-
-// ClusterSSHKeyPair is upstream's ClusterSSHKeyPair.
-type ClusterSSHKeyPair struct {
-	PublicKey  string
-	PrivateKey string
-}
-
-// ClusterInfo is upstream's ClusterInfo TypedDict.
-type ClusterInfo struct {
-	Mode          string
-	Size          int
-	Replicas      map[string]int
-	NetworkConfig map[string]any
-	// NetworkName is the older managers' network_name.
-	NetworkName string
-	SSHKeypair  *ClusterSSHKeyPair
-	// SSHPortMapping is cluster_ssh_port_mapping: hostname -> (host, port),
-	// as sent (for port-mapping.json); Hosts is the same, checked.
-	SSHPortMapping map[string]any
-	Hosts          []kernel.ClusterHost
-}
-
-// argError builds a Python-style argument error naming the argument path.
-func argError(pyName, path, format string, args ...any) error {
-	return &Error{Name: pyName, Err: fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...))}
-}
-
-// fieldReader reads keys of one decoded dict, naming each failure by path.
-type fieldReader struct {
-	path string
-	m    wiremsg.Map
-}
-
-func newFieldReader(path string, v any) (*fieldReader, error) {
-	m, ok := v.(wiremsg.Map)
-	if !ok {
-		return nil, argError("TypeError", path, "must be dict, not %s", wiremsg.PyTypeName(v))
-	}
-	return &fieldReader{path: path, m: m}, nil
-}
-
-func (r *fieldReader) sub(key string) string { return fmt.Sprintf("%s[%q]", r.path, key) }
-
-// get returns the value and whether it is present and not None.
-func (r *fieldReader) get(key string) (any, bool) {
-	v, ok := r.m[key]
-	return v, ok && v != nil
-}
-
-func (r *fieldReader) required(key string) (any, error) {
-	v, ok := r.m[key]
-	if !ok {
-		return nil, argError("KeyError", r.path, "missing required key %q", key)
-	}
-	return v, nil
-}
-
-func (r *fieldReader) str(key string) (string, error) {
-	v, ok := r.get(key)
-	if !ok {
-		return "", nil
-	}
-	return strValue(r.sub(key), v)
-}
-
-func strValue(path string, v any) (string, error) {
-	switch s := v.(type) {
-	case string:
-		return s, nil
-	case wiremsg.UUID:
-		return s.String(), nil
-	case wiremsg.SlotName:
-		return string(s), nil
-	case wiremsg.PurePosixPath:
-		return string(s), nil
-	case wiremsg.PosixPath:
-		return string(s), nil
-	}
-	return "", argError("TypeError", path, "must be str, not %s", wiremsg.PyTypeName(v))
-}
-
-func intValue(path string, v any) (int64, error) {
-	switch n := v.(type) {
-	case int64:
-		return n, nil
-	case uint64:
-		if n > math.MaxInt64 {
-			return 0, argError("ValueError", path, "%d is out of range", n)
-		}
-		return int64(n), nil
-	case wiremsg.BinarySize:
-		return int64(n), nil
-	}
-	return 0, argError("TypeError", path, "must be int, not %s", wiremsg.PyTypeName(v))
-}
-
-func (r *fieldReader) int(key string, def int64) (int64, error) {
-	v, ok := r.get(key)
-	if !ok {
-		return def, nil
-	}
-	return intValue(r.sub(key), v)
-}
-
-func (r *fieldReader) boolean(key string) (bool, error) {
-	v, ok := r.get(key)
-	if !ok {
-		return false, nil
-	}
-	b, isBool := v.(bool)
-	if !isBool {
-		return false, argError("TypeError", r.sub(key), "must be bool, not %s", wiremsg.PyTypeName(v))
-	}
-	return b, nil
-}
-
-func (r *fieldReader) strMap(key string) (map[string]string, error) {
-	out := map[string]string{}
-	v, ok := r.get(key)
-	if !ok {
-		return out, nil
-	}
-	m, isMap := v.(wiremsg.Map)
-	if !isMap {
-		return nil, argError("TypeError", r.sub(key), "must be dict, not %s", wiremsg.PyTypeName(v))
-	}
-	for k, item := range m {
-		name, err := strValue(r.sub(key)+" key", k)
-		if err != nil {
-			return nil, err
-		}
-		if item == nil {
-			continue
-		}
-		s, err := strValue(fmt.Sprintf("%s[%q]", r.sub(key), name), item)
-		if err != nil {
-			return nil, err
-		}
-		out[name] = s
-	}
-	return out, nil
-}
-
-func (r *fieldReader) anyMap(key string) (map[string]any, error) {
-	v, ok := r.get(key)
-	if !ok {
-		return nil, nil
-	}
-	return plainMap(r.sub(key), v)
-}
-
-// plainMap converts a decoded dict with str keys into map[string]any.
-func plainMap(path string, v any) (map[string]any, error) {
-	m, ok := v.(wiremsg.Map)
-	if !ok {
-		return nil, argError("TypeError", path, "must be dict, not %s", wiremsg.PyTypeName(v))
-	}
-	out := make(map[string]any, len(m))
-	for k, item := range m {
-		name, err := strValue(path+" key", k)
-		if err != nil {
-			return nil, err
-		}
-		out[name] = item
-	}
-	return out, nil
-}
-
-func (r *fieldReader) list(key string) ([]any, error) {
-	v, ok := r.get(key)
-	if !ok {
-		return nil, nil
-	}
-	l, isList := v.([]any)
-	if !isList {
-		return nil, argError("TypeError", r.sub(key), "must be a list, not %s", wiremsg.PyTypeName(v))
-	}
-	return l, nil
-}
-
-func (r *fieldReader) intList(key string) ([]int, error) {
-	l, err := r.list(key)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]int, 0, len(l))
-	for i, item := range l {
-		n, err := intValue(fmt.Sprintf("%s[%d]", r.sub(key), i), item)
-		if err != nil {
-			return nil, err
-		}
-		if n < math.MinInt32 || n > math.MaxInt32 {
-			return nil, argError("ValueError", fmt.Sprintf("%s[%d]", r.sub(key), i), "%d is out of range", n)
-		}
-		out = append(out, int(n))
-	}
-	return out, nil
-}
-
-func (r *fieldReader) strList(key string) ([]string, error) {
-	l, err := r.list(key)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, 0, len(l))
-	for i, item := range l {
-		s, err := strValue(fmt.Sprintf("%s[%d]", r.sub(key), i), item)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-// enumValue reads an enum that arrives as a pickled member (ext 6) or, from
-// older or JSON-speaking callers, as its plain value. CPython 3.11 pickles
-// members by name; a name maps to the value by lower-casing and turning
-// "_" into "-", which holds for AutoPullBehavior, SessionTypes and
-// ClusterMode.
-func enumValue(path string, v any, class string, allowed ...string) (string, error) {
-	var s string
-	switch e := v.(type) {
-	case wiremsg.Enum:
-		if e.Class != class {
-			return "", argError("TypeError", path, "must be %s, not %s.%s", class, e.Module, e.Class)
-		}
-		if value, ok := e.Value.(string); ok {
-			s = value
-		} else {
-			s = strings.ReplaceAll(strings.ToLower(e.Name), "_", "-")
-		}
-	case string:
-		s = e
-	default:
-		return "", argError("TypeError", path, "must be %s or str, not %s", class, wiremsg.PyTypeName(v))
-	}
-	if len(allowed) > 0 {
-		for _, a := range allowed {
-			if s == a {
-				return s, nil
-			}
-		}
-		return "", argError("ValueError", path, "%q is not a valid %s (want one of %s)", s, class, strings.Join(allowed, ", "))
-	}
-	return s, nil
-}
-
-func (r *fieldReader) enum(key, class, def string, allowed ...string) (string, error) {
-	v, ok := r.get(key)
-	if !ok {
-		return def, nil
-	}
-	return enumValue(r.sub(key), v, class, allowed...)
-}
 
 // slotAmount parses one resource_slots value: a decimal string (ResourceSlot
 // to_json), a Decimal, an int or a BinarySize; floats are accepted as
@@ -425,8 +83,8 @@ func resourceSlots(path string, v any) (map[string]decimal.Decimal, error) {
 	return nil, argError("TypeError", path, "must be dict or ResourceSlot, not %s", wiremsg.PyTypeName(v))
 }
 
-func decodeImageConfig(path string, v any) (ImageConfig, error) {
-	var img ImageConfig
+func decodeImageConfig(path string, v any) (sessionapi.ImageConfig, error) {
+	var img sessionapi.ImageConfig
 	r, err := newFieldReader(path, v)
 	if err != nil {
 		return img, err
@@ -460,14 +118,14 @@ func decodeImageConfig(path string, v any) (ImageConfig, error) {
 	if img.IsLocal, err = r.boolean("is_local"); err != nil {
 		return img, err
 	}
-	if img.AutoPull, err = r.enum("auto_pull", "AutoPullBehavior", "", AutoPullDigest, AutoPullTag, AutoPullNone); err != nil {
+	if img.AutoPull, err = r.enum("auto_pull", "AutoPullBehavior", "", sessionapi.AutoPullDigest, sessionapi.AutoPullTag, sessionapi.AutoPullNone); err != nil {
 		return img, err
 	}
 	return img, nil
 }
 
-func decodeMount(path string, v any) (VFolderMount, error) {
-	var m VFolderMount
+func decodeMount(path string, v any) (sessionapi.VFolderMount, error) {
+	var m sessionapi.VFolderMount
 	r, err := newFieldReader(path, v)
 	if err != nil {
 		return m, err
@@ -495,8 +153,8 @@ func decodeMount(path string, v any) (VFolderMount, error) {
 
 // DecodeKernelCreationConfig decodes one element of create_kernels'
 // configs argument; path names it in errors (e.g. "configs[0]").
-func DecodeKernelCreationConfig(path string, v any) (KernelCreationConfig, error) {
-	cfg := KernelCreationConfig{UID: -1, MainGID: -1}
+func DecodeKernelCreationConfig(path string, v any) (sessionapi.KernelCreationConfig, error) {
+	cfg := sessionapi.KernelCreationConfig{UID: -1, MainGID: -1}
 	r, err := newFieldReader(path, v)
 	if err != nil {
 		return cfg, err
@@ -530,14 +188,14 @@ func DecodeKernelCreationConfig(path string, v any) (KernelCreationConfig, error
 			return cfg, err
 		}
 	}
-	if cfg.AutoPull, err = r.enum("auto_pull", "AutoPullBehavior", "", AutoPullDigest, AutoPullTag, AutoPullNone); err != nil {
+	if cfg.AutoPull, err = r.enum("auto_pull", "AutoPullBehavior", "", sessionapi.AutoPullDigest, sessionapi.AutoPullTag, sessionapi.AutoPullNone); err != nil {
 		return cfg, err
 	}
 	if cfg.AutoPull == "" {
 		cfg.AutoPull = cfg.Image.AutoPull
 	}
 	if cfg.AutoPull == "" {
-		cfg.AutoPull = AutoPullDigest
+		cfg.AutoPull = sessionapi.AutoPullDigest
 	}
 	if cfg.SessionType, err = r.enum("session_type", "SessionTypes", "interactive"); err != nil {
 		return cfg, err
@@ -586,6 +244,12 @@ func DecodeKernelCreationConfig(path string, v any) (KernelCreationConfig, error
 	if cfg.ResourceOpts, err = r.anyMap("resource_opts"); err != nil {
 		return cfg, err
 	}
+	if cfg.ShmSize, err = shmemBytes(r.sub("resource_opts")+`["shmem"]`, cfg.ResourceOpts); err != nil {
+		return cfg, err
+	}
+	if cfg.DenyFragmentation, err = denyFragmentation(r.sub("resource_opts")+`["allow_fractional_resource_fragmentation"]`, cfg.ResourceOpts); err != nil {
+		return cfg, err
+	}
 	if cfg.InternalData, err = r.anyMap("internal_data"); err != nil {
 		return cfg, err
 	}
@@ -596,6 +260,11 @@ func DecodeKernelCreationConfig(path string, v any) (KernelCreationConfig, error
 	}
 	if cfg.Internal, err = decodeInternalData(cfg.InternalData); err != nil {
 		return cfg, &Error{Name: "TypeError", Err: err}
+	}
+	// Upstream's `if not model_definition` (agent/agent.py
+	// _load_model_definition): a falsy value is no definition.
+	if raw := cfg.InternalData["model_definition"]; pyTruthy(raw) {
+		cfg.ModelDefinition = wiremsg.ToJSON(raw)
 	}
 	mounts, err := r.list("mounts")
 	if err != nil {
@@ -612,8 +281,8 @@ func DecodeKernelCreationConfig(path string, v any) (KernelCreationConfig, error
 }
 
 // DecodeClusterInfo decodes create_kernels' cluster_info argument.
-func DecodeClusterInfo(path string, v any) (ClusterInfo, error) {
-	var ci ClusterInfo
+func DecodeClusterInfo(path string, v any) (sessionapi.ClusterInfo, error) {
+	var ci sessionapi.ClusterInfo
 	if v == nil {
 		return ci, nil
 	}
@@ -669,12 +338,12 @@ func DecodeClusterInfo(path string, v any) (ClusterInfo, error) {
 }
 
 // decodeSSHKeypair decodes a {public_key, private_key} dict.
-func decodeSSHKeypair(path string, v any) (*ClusterSSHKeyPair, error) {
+func decodeSSHKeypair(path string, v any) (*sessionapi.ClusterSSHKeyPair, error) {
 	kp, err := newFieldReader(path, v)
 	if err != nil {
 		return nil, err
 	}
-	out := &ClusterSSHKeyPair{}
+	out := &sessionapi.ClusterSSHKeyPair{}
 	if out.PublicKey, err = kp.str("public_key"); err != nil {
 		return nil, err
 	}
@@ -684,21 +353,27 @@ func decodeSSHKeypair(path string, v any) (*ClusterSSHKeyPair, error) {
 	return out, nil
 }
 
-// canonicalKernelID parses a kernel or session id the way upstream's
-// UUID(raw) does (dashed or 32 hex digits) and returns the dashed form.
-func canonicalKernelID(method, name string, v any) (string, error) {
-	if u, ok := v.(wiremsg.UUID); ok {
-		return u.String(), nil
+// pyTruthy is Python's truth of a decoded value (`if not inlined`).
+func pyTruthy(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return x
+	case string:
+		return x != ""
+	case int64:
+		return x != 0
+	case float64:
+		return x != 0
+	case []any:
+		return len(x) > 0
+	case wiremsg.Map:
+		return len(x) > 0
+	case map[string]any:
+		return len(x) > 0
 	}
-	s, err := argString(method, name, v)
-	if err != nil {
-		return "", err
-	}
-	u, err := wiremsg.ParseUUID(s)
-	if err != nil {
-		return "", &Error{Name: "ValueError", Err: fmt.Errorf("%s(): argument '%s': badly formed UUID string %q", method, name, s)}
-	}
-	return u.String(), nil
+	return true
 }
 
 // DecodeKernelImageRefs decodes kernel_image_refs: {KernelId(UUID): ImageRef}.

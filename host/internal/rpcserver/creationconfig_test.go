@@ -11,6 +11,8 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/session"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 	"github.com/baiagent/baiagent/host/internal/wiremsg/wiremsgtest"
 )
@@ -107,7 +109,7 @@ var (
 	goldenDecimal15          = wiremsgtest.Decimal15
 )
 
-// managerConfig is a KernelCreationConfig as the sokovan launcher builds it
+// managerConfig is a sessionapi.KernelCreationConfig as the sokovan launcher builds it
 // (launcher.py), with the enums as pickles.
 func managerConfig(t testing.TB, kernelID, sessionID, canonical string) kv {
 	image := obj(
@@ -152,7 +154,7 @@ func managerConfig(t testing.TB, kernelID, sessionID, canonical string) kv {
 	)
 }
 
-func decodeConfigBytes(t testing.TB, cfg any) (KernelCreationConfig, error) {
+func decodeConfigBytes(t testing.TB, cfg any) (sessionapi.KernelCreationConfig, error) {
 	t.Helper()
 	v, err := wiremsg.Unmarshal(mpBytes(cfg))
 	if err != nil {
@@ -172,10 +174,10 @@ func TestDecodeKernelCreationConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("manager config: %v", err)
 	}
-	want := KernelCreationConfig{
-		Image: ImageConfig{
+	want := sessionapi.KernelCreationConfig{
+		Image: sessionapi.ImageConfig{
 			Canonical: "cr.backend.ai/stable/python:3.11", Project: "stable", Architecture: "x86_64", Digest: "sha256:0123",
-			Registry: ImageRegistry{Name: "cr.backend.ai", URL: "https://cr.backend.ai"},
+			Registry: sessionapi.ImageRegistry{Name: "cr.backend.ai", URL: "https://cr.backend.ai"},
 			Labels:   map[string]string{"ai.backend.runtime-type": "python", "ai.backend.service-ports": "jupyter:http:8080"},
 			AutoPull: "digest",
 		},
@@ -185,7 +187,7 @@ func TestDecodeKernelCreationConfig(t *testing.T) {
 		SupplementaryGIDs: []int{}, ResourceSlots: map[string]decimal.Decimal{"cpu": decimal.RequireFromString("1"), "mem": decimal.RequireFromString("268435456")},
 		ResourceOpts: map[string]any{},
 		Environ:      map[string]string{"BACKENDAI_KERNEL_ID": testKernelID, "BACKENDAI_CLUSTER_ROLE": "main", "GREETING": "from-manager"},
-		Mounts: []VFolderMount{{Name: "data", VFID: "abc", VFSubpath: ".", HostPath: "/vfroot/data", KernelPath: "/home/work/data",
+		Mounts: []sessionapi.VFolderMount{{Name: "data", VFID: "abc", VFSubpath: ".", HostPath: "/vfroot/data", KernelPath: "/home/work/data",
 			MountPerm: "rw", UsageMode: "general"}},
 		PackageDirectory: []string{}, IdleTimeout: 600, PreopenPorts: []int{}, AllocatedHostPorts: []int{},
 		ScalingGroup: "default", AgentAddr: "tcp://10.0.0.5:6001",
@@ -197,18 +199,18 @@ func TestDecodeKernelCreationConfig(t *testing.T) {
 	cases := []struct {
 		description string
 		cfg         any
-		check       func(KernelCreationConfig) bool
+		check       func(sessionapi.KernelCreationConfig) bool
 		wantErr     string // Python exception name
 		wantText    string // in the message: the argument path
 	}{
 		{description: "internal_data.ssh_keypair is the user's keypair",
 			cfg: base.with("internal_data", obj("ssh_keypair", obj("public_key", "ssh-rsa AAA", "private_key", "-----BEGIN"))),
-			check: func(c KernelCreationConfig) bool {
-				return c.UserSSHKeypair != nil && *c.UserSSHKeypair == ClusterSSHKeyPair{PublicKey: "ssh-rsa AAA", PrivateKey: "-----BEGIN"}
+			check: func(c sessionapi.KernelCreationConfig) bool {
+				return c.UserSSHKeypair != nil && *c.UserSSHKeypair == sessionapi.ClusterSSHKeyPair{PublicKey: "ssh-rsa AAA", PrivateKey: "-----BEGIN"}
 			}},
 		{description: "internal_data.ssh_keypair None is no keypair",
 			cfg:   base.with("internal_data", obj("ssh_keypair", nil)),
-			check: func(c KernelCreationConfig) bool { return c.UserSSHKeypair == nil }},
+			check: func(c sessionapi.KernelCreationConfig) bool { return c.UserSSHKeypair == nil }},
 		{description: "internal_data.ssh_keypair not a dict", cfg: base.with("internal_data", obj("ssh_keypair", "ssh-rsa AAA")),
 			wantErr: "TypeError", wantText: `internal_data"]["ssh_keypair"]`},
 		{description: "internal_data.ssh_keypair public_key not a str",
@@ -216,34 +218,34 @@ func TestDecodeKernelCreationConfig(t *testing.T) {
 			wantErr: "TypeError", wantText: `["ssh_keypair"]["public_key"]`},
 		{description: "resource_slots as a pickled ResourceSlot",
 			cfg:   base.with("resource_slots", goldenExt(t, wiremsg.ExtResourceSlot, goldenResourceSlot)),
-			check: func(c KernelCreationConfig) bool { return c.ResourceSlots["mem"].String() == "4294967296" }},
+			check: func(c sessionapi.KernelCreationConfig) bool { return c.ResourceSlots["mem"].String() == "4294967296" }},
 		{description: "resource_slots with a Decimal, an int, a float and None",
 			cfg: base.with("resource_slots", obj("cpu", goldenExt(t, wiremsg.ExtDecimal, goldenDecimal15), "mem", 1<<30, "cuda.shares", 0.5, "tpu.device", nil)),
-			check: func(c KernelCreationConfig) bool {
+			check: func(c sessionapi.KernelCreationConfig) bool {
 				return c.ResourceSlots["cpu"].String() == "1.5" && c.ResourceSlots["mem"].IntPart() == 1<<30 &&
 					c.ResourceSlots["cuda.shares"].String() == "0.5" && len(c.ResourceSlots) == 3
 			}},
 		{description: "enums pickled by name (CPython 3.11)",
 			cfg:   base.with("cluster_mode", goldenExt(t, wiremsg.ExtEnum, goldenClusterModeByName)),
-			check: func(c KernelCreationConfig) bool { return c.ClusterMode == "single-node" }},
+			check: func(c sessionapi.KernelCreationConfig) bool { return c.ClusterMode == "single-node" }},
 		{description: "enums as plain strings",
 			cfg: base.with("auto_pull", "none").with("session_type", "batch").with("cluster_mode", "multi-node"),
-			check: func(c KernelCreationConfig) bool {
+			check: func(c sessionapi.KernelCreationConfig) bool {
 				return c.AutoPull == "none" && c.SessionType == "batch" && c.ClusterMode == "multi-node"
 			}},
 		{description: "auto_pull tag pickled",
 			cfg:   base.with("auto_pull", pickleEnum("AutoPullBehavior", "tag")),
-			check: func(c KernelCreationConfig) bool { return c.AutoPull == "tag" }},
+			check: func(c sessionapi.KernelCreationConfig) bool { return c.AutoPull == "tag" }},
 		{description: "auto_pull absent takes the image's",
 			cfg:   base.without("auto_pull").with("image", base[0].Value.(kv).with("auto_pull", pickleEnum("AutoPullBehavior", "none"))),
-			check: func(c KernelCreationConfig) bool { return c.AutoPull == "none" }},
+			check: func(c sessionapi.KernelCreationConfig) bool { return c.AutoPull == "none" }},
 		{description: "auto_pull absent everywhere defaults to digest",
 			cfg:   base.without("auto_pull").with("image", base[0].Value.(kv).without("auto_pull")),
-			check: func(c KernelCreationConfig) bool { return c.AutoPull == "digest" }},
+			check: func(c sessionapi.KernelCreationConfig) bool { return c.AutoPull == "digest" }},
 		{description: "a minimal config of an older manager takes the defaults",
 			cfg: obj("image", obj("canonical", "cr.backend.ai/stable/python:3.11", "digest", "x", "registry", obj("name", "cr.backend.ai", "url", "https://x")),
 				"resource_slots", obj("cpu", "1", "mem", "1073741824")),
-			check: func(c KernelCreationConfig) bool {
+			check: func(c sessionapi.KernelCreationConfig) bool {
 				return c.AutoPull == "digest" && c.ClusterMode == "single-node" && c.SessionType == "interactive" &&
 					c.UID == -1 && len(c.Environ) == 0 && c.Image.Registry.Name == "cr.backend.ai"
 			}},
@@ -251,11 +253,11 @@ func TestDecodeKernelCreationConfig(t *testing.T) {
 			cfg: base.with("resource_slots", obj("cpu", "1", "mem", "1g")), wantErr: "ValueError", wantText: `configs[0]["resource_slots"]["mem"]`},
 		{description: "uid, gids and preopen ports",
 			cfg: base.with("uid", 1001).with("main_gid", 1002).with("supplementary_gids", []any{10, 20}).with("preopen_ports", []any{8888}),
-			check: func(c KernelCreationConfig) bool {
+			check: func(c sessionapi.KernelCreationConfig) bool {
 				return c.UID == 1001 && c.MainGID == 1002 && reflect.DeepEqual(c.SupplementaryGIDs, []int{10, 20}) && reflect.DeepEqual(c.PreopenPorts, []int{8888})
 			}},
 		{description: "internal_data kept", cfg: base.with("internal_data", obj("block_service_ports", true)),
-			check: func(c KernelCreationConfig) bool { return c.InternalData["block_service_ports"] == true }},
+			check: func(c sessionapi.KernelCreationConfig) bool { return c.InternalData["block_service_ports"] == true }},
 		{description: "config not a dict", cfg: []any{1}, wantErr: "TypeError", wantText: "configs[0]: must be dict"},
 		{description: "image missing", cfg: base.without("image"), wantErr: "KeyError", wantText: `"image"`},
 		{description: "resource_slots missing", cfg: base.without("resource_slots"), wantErr: "KeyError", wantText: `"resource_slots"`},
@@ -313,15 +315,15 @@ func TestDecodeClusterInfoAndImageRefs(t *testing.T) {
 				"network_config", obj("mode", "bridge", "network_name", "bai-singlenode-x"),
 				"ssh_keypair", obj("public_key", "ssh-ed25519 AAA", "private_key", "-----BEGIN"), "cluster_ssh_port_mapping", nil),
 			decode: func(v any) (any, error) { return DecodeClusterInfo("cluster_info", v) },
-			want: ClusterInfo{Mode: "single-node", Size: 2, Replicas: map[string]int{"main": 1, "sub": 1},
+			want: sessionapi.ClusterInfo{Mode: "single-node", Size: 2, Replicas: map[string]int{"main": 1, "sub": 1},
 				NetworkConfig: map[string]any{"mode": "bridge", "network_name": "bai-singlenode-x"},
-				SSHKeypair:    &ClusterSSHKeyPair{PublicKey: "ssh-ed25519 AAA", PrivateKey: "-----BEGIN"}}},
+				SSHKeypair:    &sessionapi.ClusterSSHKeyPair{PublicKey: "ssh-ed25519 AAA", PrivateKey: "-----BEGIN"}}},
 		{description: "cluster_info in host mode with cluster_ssh_port_mapping (ClusterSSHPortMapping)",
 			value:  obj("network_config", obj("mode", "host"), "cluster_ssh_port_mapping", obj("sub1", []any{"10.0.0.2", 30002}, "main1", []any{"10.0.0.1", 30001})),
 			decode: func(v any) (any, error) { return DecodeClusterInfo("cluster_info", v) },
-			want: ClusterInfo{Mode: "single-node", NetworkConfig: map[string]any{"mode": "host"},
+			want: sessionapi.ClusterInfo{Mode: "single-node", NetworkConfig: map[string]any{"mode": "host"},
 				SSHPortMapping: map[string]any{"main1": []any{"10.0.0.1", int64(30001)}, "sub1": []any{"10.0.0.2", int64(30002)}},
-				Hosts:          []kernel.ClusterHost{{Hostname: "main1", Host: "10.0.0.1", Port: 30001}, {Hostname: "sub1", Host: "10.0.0.2", Port: 30002}}}},
+				Hosts:          []sessionapi.ClusterHost{{Hostname: "main1", Host: "10.0.0.1", Port: 30001}, {Hostname: "sub1", Host: "10.0.0.2", Port: 30002}}}},
 		{description: "cluster_ssh_port_mapping entry not a pair", value: obj("cluster_ssh_port_mapping", obj("main1", []any{"10.0.0.1"})),
 			decode:  func(v any) (any, error) { return DecodeClusterInfo("cluster_info", v) },
 			wantErr: "TypeError", wantText: `cluster_ssh_port_mapping"]["main1"]: must be a (host, port) pair`},
@@ -396,7 +398,7 @@ func FuzzDecodeKernelCreationConfig(f *testing.F) {
 			return
 		}
 		switch cfg.AutoPull {
-		case AutoPullDigest, AutoPullTag, AutoPullNone:
+		case sessionapi.AutoPullDigest, sessionapi.AutoPullTag, sessionapi.AutoPullNone:
 		default:
 			t.Fatalf("accepted auto_pull %q", cfg.AutoPull)
 		}
@@ -413,7 +415,7 @@ func FuzzDecodeKernelCreationConfig(f *testing.F) {
 				t.Fatalf("accepted preopen port %d", p)
 			}
 		}
-		_ = creationRequest(testKernelID, testSessionID, "img", cfg)
+		session.RestartUpdate(cfg, func(string) bool { return true })(&kernel.CreateRequest{})
 		_, _ = DecodeClusterInfo("cluster_info", v)
 		_, _ = DecodeKernelImageRefs("kernel_image_refs", v)
 	})

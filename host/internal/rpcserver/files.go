@@ -2,42 +2,17 @@ package rpcserver
 
 import (
 	"context"
-	"errors"
 
-	"github.com/baiagent/baiagent/host/internal/kernel"
-	"github.com/baiagent/baiagent/host/internal/wiremsg"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 )
 
 // KernelFileService is the file access of a kernel service (part of
-// KernelService); *kernel.Manager implements it on the kernel's work dir.
+// KernelService): the kernel's work dir, with errors named as upstream's.
 type KernelFileService interface {
 	UploadFile(kernelID, filename string, data []byte) error
 	DownloadFile(kernelID, path string) ([]byte, error)
 	DownloadSingle(kernelID, path string) ([]byte, error)
-	ListFiles(kernelID, path string) (kernel.FileListing, error)
-}
-
-var _ KernelFileService = (*kernel.Manager)(nil)
-
-// fileErr names kernel file errors as upstream's exceptions: paths out of
-// /home/work are PermissionError, size and kind refusals ValueError, a
-// missing kernel KernelNotFoundError, and file-system failures
-// RuntimeError.
-func fileErr(err error) error {
-	var rpcErr *Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &rpcErr):
-		return err
-	case errors.Is(err, kernel.ErrKernelNotFound):
-		return kernelErr(err)
-	case errors.Is(err, kernel.ErrOutsideWork):
-		return &Error{Name: "PermissionError", Err: err}
-	case errors.Is(err, kernel.ErrTooLarge), errors.Is(err, kernel.ErrNotSingleFile):
-		return &Error{Name: "ValueError", Err: err}
-	}
-	return &Error{Name: "RuntimeError", Err: err}
+	ListFiles(kernelID, path string) (sessionapi.FileListing, error)
 }
 
 // uploadFile(kernel_id, filename, filedata) -> None.
@@ -51,15 +26,15 @@ func (km *KernelMethods) uploadFile(_ context.Context, call *Call) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	name, err := argString(method, "filename", args[1])
+	name, err := strValue(argPath(method, "filename"), args[1])
 	if err != nil {
 		return nil, err
 	}
 	data, ok := args[2].([]byte)
 	if !ok {
-		return nil, typeError("%s(): argument 'filedata' must be bytes, not %s", method, wiremsg.PyTypeName(args[2]))
+		return nil, mustBe(argPath(method, "filedata"), "bytes", args[2])
 	}
-	return nil, fileErr(km.svc.UploadFile(kid, name, data))
+	return nil, km.svc.UploadFile(kid, name, data)
 }
 
 // pathCall binds (kernel_id, <pathArg>).
@@ -72,7 +47,7 @@ func (km *KernelMethods) pathCall(call *Call, method, pathArg string) (string, s
 	if err != nil {
 		return "", "", err
 	}
-	p, err := argString(method, pathArg, args[1])
+	p, err := strValue(argPath(method, pathArg), args[1])
 	if err != nil {
 		return "", "", err
 	}
@@ -87,7 +62,7 @@ func (km *KernelMethods) downloadFile(_ context.Context, call *Call) (any, error
 	}
 	data, err := km.svc.DownloadFile(kid, p)
 	if err != nil {
-		return nil, fileErr(err)
+		return nil, err
 	}
 	return data, nil
 }
@@ -100,7 +75,7 @@ func (km *KernelMethods) downloadSingle(_ context.Context, call *Call) (any, err
 	}
 	data, err := km.svc.DownloadSingle(kid, p)
 	if err != nil {
-		return nil, fileErr(err)
+		return nil, err
 	}
 	return data, nil
 }
@@ -113,7 +88,7 @@ func (km *KernelMethods) listFiles(_ context.Context, call *Call) (any, error) {
 	}
 	l, err := km.svc.ListFiles(kid, p)
 	if err != nil {
-		return nil, fileErr(err)
+		return nil, err
 	}
 	return map[string]any{"files": l.Files, "errors": l.Errors, "abspath": l.Abspath}, nil
 }

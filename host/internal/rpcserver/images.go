@@ -3,18 +3,17 @@ package rpcserver
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/baiagent/baiagent/host/internal/events"
-	"github.com/baiagent/baiagent/host/internal/images"
+	"github.com/baiagent/baiagent/host/internal/images/imageref"
+
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -34,17 +33,26 @@ type ImageMethodsOptions struct {
 	Logger zerolog.Logger
 }
 
-// ImageMethods serves check_and_pull and purge_images over an image
-// service; check_pulling is the Server's (KernelMethods.IsPulling, which
-// sees the same service).
+// ImageService is what the image methods need; *session.Images
+// implements it over the Docker-backed image service.
+type ImageService interface {
+	NeedsPull(ctx context.Context, canonical string, img sessionapi.ImageConfig, policy string) (bool, error)
+	Pull(ctx context.Context, canonical string, img sessionapi.ImageConfig) error
+	Push(ctx context.Context, canonical string, reg sessionapi.ImageRegistry) error
+	Remove(ctx context.Context, ref string, force, noprune bool) error
+}
+
+// ImageMethods serves check_and_pull, push_image and purge_images over an
+// image service; check_pulling is the Server's (Deps.Kernels.IsPulling,
+// which sees the same service).
 type ImageMethods struct {
-	images *images.Service
+	images ImageService
 	opts   ImageMethodsOptions
 	tasks  *backgroundTasks // the pulls of check_and_pull
 }
 
 // NewImageMethods wraps an image service.
-func NewImageMethods(svc *images.Service, opts ImageMethodsOptions) *ImageMethods {
+func NewImageMethods(svc ImageService, opts ImageMethodsOptions) *ImageMethods {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -73,8 +81,8 @@ func (im *ImageMethods) timestamp() float64 {
 
 type pullRequest struct {
 	key    string // the image_configs key, echoed in the answer
-	image  ImageConfig
-	policy images.Policy
+	image  sessionapi.ImageConfig
+	policy string // auto_pull
 }
 
 // checkAndPull(image_configs: {canonical: ImageConfig}) -> {canonical:
@@ -90,7 +98,7 @@ func (im *ImageMethods) checkAndPull(ctx context.Context, call *Call) (any, erro
 	}
 	configs, ok := args[0].(wiremsg.Map)
 	if !ok {
-		return nil, typeError("%s(): argument 'image_configs' must be dict, not %s", method, wiremsg.PyTypeName(args[0]))
+		return nil, mustBe(argPath(method, "image_configs"), "dict", args[0])
 	}
 	requests := make([]pullRequest, 0, len(configs))
 	for k, v := range configs {
@@ -98,16 +106,16 @@ func (im *ImageMethods) checkAndPull(ctx context.Context, call *Call) (any, erro
 		if !ok {
 			return nil, typeError("%s(): argument 'image_configs' keys must be str, not %s", method, wiremsg.PyTypeName(k))
 		}
-		img, err := decodeImageConfig(fmt.Sprintf("%s(): argument 'image_configs'[%q]", method, key), v)
+		img, err := decodeImageConfig(argPath(method, "image_configs")+fmt.Sprintf("[%q]", key), v)
 		if err != nil {
 			return nil, err
 		}
 		if img.Canonical == "" {
 			img.Canonical = key
 		}
-		policy := images.Policy(img.AutoPull)
+		policy := img.AutoPull
 		if policy == "" {
-			policy = images.PolicyDigest
+			policy = sessionapi.AutoPullDigest
 		}
 		requests = append(requests, pullRequest{key: key, image: img, policy: policy})
 	}
@@ -130,8 +138,7 @@ func (im *ImageMethods) checkAndPull(ctx context.Context, call *Call) (any, erro
 func (im *ImageMethods) pullTask(ctx context.Context, req pullRequest) error {
 	canonical := req.image.Canonical
 	ref := imageRefOf(req.image)
-	spec := imageSpec(canonical, req.image)
-	need, err := im.images.NeedsPull(ctx, spec, req.policy)
+	need, err := im.images.NeedsPull(ctx, canonical, req.image, req.policy)
 	if err != nil {
 		// Upstream's check_image raises before any image event.
 		return fmt.Errorf("%s: %w", canonical, err)
@@ -141,7 +148,7 @@ func (im *ImageMethods) pullTask(ctx context.Context, req pullRequest) error {
 		return nil
 	}
 	im.emit(ctx, events.ImagePullStarted{Image: canonical, AgentID: im.opts.AgentID, Timestamp: im.timestamp(), ImageRef: ref})
-	if err := im.images.Pull(ctx, spec); err != nil {
+	if err := im.images.Pull(ctx, canonical, req.image); err != nil {
 		im.emit(ctx, events.ImagePullFailed{Image: canonical, AgentID: im.opts.AgentID, Msg: err.Error(), ImageRef: ref})
 		return err
 	}
@@ -163,9 +170,9 @@ func (im *ImageMethods) pushImage(ctx context.Context, call *Call) (any, error) 
 	}
 	ref, ok := args[0].(wiremsg.ImageRef)
 	if !ok {
-		return nil, typeError("%s(): argument 'image_ref' must be ImageRef, not %s", method, wiremsg.PyTypeName(args[0]))
+		return nil, mustBe(argPath(method, "image_ref"), "ImageRef", args[0])
 	}
-	reg, err := decodeRegistryConf(method+"(): argument 'registry_conf'", args[1])
+	reg, err := decodeRegistryConf(argPath(method, "registry_conf"), args[1])
 	if err != nil {
 		return nil, err
 	}
@@ -174,20 +181,19 @@ func (im *ImageMethods) pushImage(ctx context.Context, call *Call) (any, error) 
 		return nil, err
 	}
 	canonical := ref.Canonical()
-	img := images.Image{Ref: canonical, Registry: reg}
 	im.tasks.start(ctx, id, "push_image of "+canonical, func(ctx context.Context) error {
 		if ref.IsLocal {
 			return nil
 		}
-		return im.images.Push(ctx, img)
+		return im.images.Push(ctx, canonical, reg)
 	})
 	return map[string]any{"bgtask_id": id.String(), "canonical": canonical}, nil
 }
 
 // decodeRegistryConf reads an ImageRegistry dict: name, url, and the
 // optional username and password.
-func decodeRegistryConf(path string, v any) (images.Registry, error) {
-	var reg images.Registry
+func decodeRegistryConf(path string, v any) (sessionapi.ImageRegistry, error) {
+	var reg sessionapi.ImageRegistry
 	r, err := newFieldReader(path, v)
 	if err != nil {
 		return reg, err
@@ -214,23 +220,23 @@ func (im *ImageMethods) purgeImages(ctx context.Context, call *Call) (any, error
 	}
 	list, ok := args[0].([]any)
 	if !ok {
-		return nil, typeError("%s(): argument 'image_canonicals' must be a list, not %s", method, wiremsg.PyTypeName(args[0]))
+		return nil, mustBe(argPath(method, "image_canonicals"), "a list", args[0])
 	}
 	refs := make([]string, len(list))
 	for i, item := range list {
-		if refs[i], err = argString(method, fmt.Sprintf("image_canonicals[%d]", i), item); err != nil {
+		if refs[i], err = strValue(argPath(method, fmt.Sprintf("image_canonicals[%d]", i)), item); err != nil {
 			return nil, err
 		}
 	}
-	var opts images.RemoveOptions
+	var force, noprune bool
 	for _, b := range []struct {
 		name string
 		v    any
 		dst  *bool
-	}{{"force", args[1], &opts.Force}, {"noprune", args[2], &opts.NoPrune}} {
+	}{{"force", args[1], &force}, {"noprune", args[2], &noprune}} {
 		v, ok := b.v.(bool)
 		if !ok {
-			return nil, typeError("%s(): argument '%s' must be bool, not %s", method, b.name, wiremsg.PyTypeName(b.v))
+			return nil, mustBe(argPath(method, b.name), "bool", b.v)
 		}
 		*b.dst = v
 	}
@@ -242,7 +248,7 @@ func (im *ImageMethods) purgeImages(ctx context.Context, call *Call) (any, error
 		go func() {
 			defer wg.Done()
 			var errText any
-			if err := im.images.Remove(ctx, ref, opts); err != nil {
+			if err := im.images.Remove(ctx, ref, force, noprune); err != nil {
 				errText = err.Error()
 				im.opts.Logger.Warn().Err(err).Str("image", ref).Msg("purge_images: image kept")
 			}
@@ -253,65 +259,13 @@ func (im *ImageMethods) purgeImages(ctx context.Context, call *Call) (any, error
 	return map[string]any{"responses": responses}, nil
 }
 
-// defaultRegistry is upstream's default_registry for names without one.
-const defaultRegistry = "index.docker.io"
-
-var errImageRef = errors.New("canonical name does not parse as an ImageRef")
-
-// parseImageRef splits a canonical name as upstream's
-// ImageRef.from_image_str: the first path component is the registry when
-// it is the named registry or an IP address, the project is a prefix of
-// the rest, and the tag follows the last colon (default "latest").
-func parseImageRef(canonical, project, registry string) (wiremsg.ImageRef, error) {
-	var ref wiremsg.ImageRef
-	if canonical == "" || strings.Contains(canonical, "://") || strings.HasPrefix(canonical, "//") || strings.Contains(canonical, "@") {
-		return ref, fmt.Errorf("%w: %q", errImageRef, canonical)
-	}
-	ref.Registry, ref.Project = registry, project
-	rest := canonical
-	if first, after, found := strings.Cut(canonical, "/"); found && (first == registry || isIPHost(first)) {
-		ref.Registry, rest = first, after
-	}
-	if ref.Registry == "" {
-		ref.Registry = defaultRegistry
-	}
-	name := rest
-	ref.Tag = "latest"
-	if i := strings.LastIndexByte(rest, ':'); i > strings.LastIndexByte(rest, '/') {
-		name, ref.Tag = rest[:i], rest[i+1:]
-	}
-	switch {
-	case name == "" || ref.Tag == "":
-		return ref, fmt.Errorf("%w: %q has an empty name or tag", errImageRef, canonical)
-	case project == "":
-		ref.Name = name
-	case name == project:
-		ref.Name = ""
-	case strings.HasPrefix(name, project+"/"):
-		ref.Name = strings.TrimPrefix(name, project+"/")
-	default:
-		return ref, fmt.Errorf("%w: %q is not in project %q", errImageRef, canonical, project)
-	}
-	return ref, nil
-}
-
-// isIPHost says whether s is an IP address with an optional port, which
-// upstream always takes for a registry.
-func isIPHost(s string) bool {
-	host := s
-	if h, _, err := net.SplitHostPort(s); err == nil {
-		host = h
-	}
-	return net.ParseIP(strings.Trim(host, "[]")) != nil
-}
-
 // imageRefOf is the image_ref of the image_pull_* events; nil (left out,
 // as upstream allows) when the canonical name does not parse.
-func imageRefOf(img ImageConfig) *wiremsg.ImageRef {
-	ref, err := parseImageRef(img.Canonical, img.Project, img.Registry.Name)
+func imageRefOf(img sessionapi.ImageConfig) *wiremsg.ImageRef {
+	parts, err := imageref.Parse(img.Canonical, img.Project, img.Registry.Name)
 	if err != nil {
 		return nil
 	}
-	ref.Architecture, ref.IsLocal = img.Architecture, img.IsLocal
-	return &ref
+	return &wiremsg.ImageRef{Registry: parts.Registry, Project: parts.Project, Name: parts.Name, Tag: parts.Tag,
+		Architecture: img.Architecture, IsLocal: img.IsLocal}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/portpool"
+	"github.com/baiagent/baiagent/host/internal/session"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -83,7 +84,7 @@ func newImageFixture(t *testing.T) *imageFixture {
 	return f
 }
 
-// imageConfig is the ImageConfig the manager sends for p.
+// imageConfig is the sessionapi.ImageConfig the manager sends for p.
 func (f *imageFixture) imageConfig(p registrytest.Pushed, password, autoPull, digest string) kv {
 	var d any
 	if digest != "" {
@@ -124,14 +125,14 @@ func (f *imageFixture) localID(ref string) string {
 }
 
 // serve serves the kernel and image methods on a real ZeroMQ socket.
-func serveImages(t *testing.T, km *KernelMethods, im *ImageMethods, ports *portpool.Pool) *callosum.Client {
+func serveImages(t *testing.T, km *testKernels, im *ImageMethods, ports *portpool.Pool) *callosum.Client {
 	t.Helper()
 	srv, err := New(Options{Endpoint: "tcp://127.0.0.1:*", AgentID: "i-test", PortRangeMin: 30000, PortRangeMax: 30010, Logger: zerolog.Nop()},
 		Deps{Kernels: km, Ports: ports})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	RegisterKernelMethods(srv, km)
+	RegisterKernelMethods(srv, km.KernelMethods)
 	RegisterImageMethods(srv, im)
 	serveUntilCleanup(t, srv, im.Close, km.Wait)
 	return dial(t, srv.Endpoint(), callosum.ClientOptions{})
@@ -164,14 +165,14 @@ func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
 	f := newImageFixture(t)
 	m, ports := realKernels(t, f.Docker)
 	hooks := recorder{t: t}
-	km := NewKernelMethods(m, KernelMethodsOptions{
+	km := newTestKernels(m, session.Options{
 		KernelHost: "127.0.0.1", Images: f.images,
 		OnPreparing: func(context.Context, string, string) { hooks.add("preparing", nil) },
 		OnPulling:   func(_ context.Context, _, _, image string) { hooks.add("pulling "+image, nil) },
 		OnCreating:  func(context.Context, string, string) { hooks.add("creating", nil) },
 		OnStarted:   func(context.Context, string, string, map[string]any) { hooks.add("started", nil) },
 	})
-	im := NewImageMethods(f.images, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
+	im := NewImageMethods(session.NewImages(f.images), ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
 	c := serveImages(t, km, im, ports)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -247,8 +248,8 @@ func TestCreateKernelsPullsPerAutoPull(t *testing.T) {
 func TestCheckAndPullOverRPC(t *testing.T) {
 	f := newImageFixture(t)
 	evs := recorder{t: t}
-	km := NewKernelMethods(newFakeKernels(), KernelMethodsOptions{Images: f.images})
-	im := NewImageMethods(f.images, ImageMethodsOptions{AgentID: "i-test", Events: &evs, Logger: zerolog.Nop(),
+	km := newTestKernels(newFakeKernels(), session.Options{Images: f.images})
+	im := NewImageMethods(session.NewImages(f.images), ImageMethodsOptions{AgentID: "i-test", Events: &evs, Logger: zerolog.Nop(),
 		Now: func() time.Time { return time.Unix(1700000000, 500_000_000) }})
 	c := serveImages(t, km, im, kerneltest.Ports(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -387,8 +388,8 @@ func checkImageEvents(t *testing.T, list []events.Event, taskID, image, registry
 
 func TestPurgeImagesOverRPC(t *testing.T) {
 	f := newImageFixture(t)
-	km := NewKernelMethods(newFakeKernels(), KernelMethodsOptions{Images: f.images})
-	im := NewImageMethods(f.images, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
+	km := newTestKernels(newFakeKernels(), session.Options{Images: f.images})
+	im := NewImageMethods(session.NewImages(f.images), ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
 	c := serveImages(t, km, im, kerneltest.Ports(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -462,8 +463,8 @@ func TestImageMethodArguments(t *testing.T) {
 	docker := kerneltest.Docker(t)
 	svc := images.New(docker, images.Options{Logger: zerolog.Nop()})
 	t.Cleanup(svc.Close)
-	km := NewKernelMethods(newFakeKernels(), KernelMethodsOptions{Images: svc})
-	im := NewImageMethods(svc, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
+	km := newTestKernels(newFakeKernels(), session.Options{Images: svc})
+	im := NewImageMethods(session.NewImages(svc), ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
 	c := serveImages(t, km, im, kerneltest.Ports(t))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -501,83 +502,17 @@ func TestImageMethodArguments(t *testing.T) {
 	}
 }
 
-func TestParseImageRef(t *testing.T) {
-	cases := []struct {
-		description string
-		canonical   string
-		project     string
-		registry    string
-		want        wiremsg.ImageRef
-		wantErr     bool
-	}{
-		{"registry, project, name and tag", "cr.backend.ai/stable/python:3.11", "stable", "cr.backend.ai",
-			wiremsg.ImageRef{Name: "python", Project: "stable", Tag: "3.11", Registry: "cr.backend.ai"}, false},
-		{"nested name under the project", "cr.backend.ai/stable/ngc/pytorch:24.01-py3", "stable", "cr.backend.ai",
-			wiremsg.ImageRef{Name: "ngc/pytorch", Project: "stable", Tag: "24.01-py3", Registry: "cr.backend.ai"}, false},
-		{"an IP registry with a port is the registry whatever its name", "127.0.0.1:5000/test/busybox:1", "test", "local",
-			wiremsg.ImageRef{Name: "busybox", Project: "test", Tag: "1", Registry: "127.0.0.1:5000"}, false},
-		{"no tag means latest", "cr.backend.ai/stable/python", "stable", "cr.backend.ai",
-			wiremsg.ImageRef{Name: "python", Project: "stable", Tag: "latest", Registry: "cr.backend.ai"}, false},
-		{"a name without the registry takes the named one", "stable/python:3.11", "stable", "cr.backend.ai",
-			wiremsg.ImageRef{Name: "python", Project: "stable", Tag: "3.11", Registry: "cr.backend.ai"}, false},
-		{"no registry at all is Docker Hub", "python:3.11", "", "",
-			wiremsg.ImageRef{Name: "python", Tag: "3.11", Registry: "index.docker.io"}, false},
-		{"the project is the whole name", "cr.backend.ai/solo:1", "solo", "cr.backend.ai",
-			wiremsg.ImageRef{Name: "", Project: "solo", Tag: "1", Registry: "cr.backend.ai"}, false},
-		{"a project the name is not in", "cr.backend.ai/stable/python:3.11", "other", "cr.backend.ai", wiremsg.ImageRef{}, true},
-		{"a URL", "https://cr.backend.ai/stable/python:3.11", "stable", "cr.backend.ai", wiremsg.ImageRef{}, true},
-		{"a digest reference", "cr.backend.ai/stable/python@sha256:abcd", "stable", "cr.backend.ai", wiremsg.ImageRef{}, true},
-		{"an empty tag", "cr.backend.ai/stable/python:", "stable", "cr.backend.ai", wiremsg.ImageRef{}, true},
-	}
-	for _, tc := range cases {
-		got, err := parseImageRef(tc.canonical, tc.project, tc.registry)
-		if (err != nil) != tc.wantErr || (err == nil && got != tc.want) {
-			t.Errorf("%s: got %+v, %v; want %+v (error %v)", tc.description, got, err, tc.want, tc.wantErr)
-		}
-	}
-}
-
-// FuzzParseImageRef feeds parseImageRef the strings a manager sends: it
-// must not panic, and what it accepts must rebuild the canonical name.
-func FuzzParseImageRef(f *testing.F) {
-	f.Add("cr.backend.ai/stable/python:3.11", "stable", "cr.backend.ai")
-	f.Add("127.0.0.1:5000/test/busybox:1", "test", "x")
-	f.Add("[::1]:5000/a/b:c", "", "")
-	f.Add("python", "", "")
-	f.Add("a/b/c:d:e", "b", "a")
-	f.Fuzz(func(t *testing.T, canonical, project, registry string) {
-		ref, err := parseImageRef(canonical, project, registry)
-		if err != nil {
-			return
-		}
-		if ref.Tag == "" || strings.Contains(ref.Tag, "/") || ref.Project != project {
-			t.Fatalf("%q, %q, %q parsed as %+v", canonical, project, registry, ref)
-		}
-		var parts []string
-		for _, p := range []string{ref.Project, ref.Name} {
-			if p != "" {
-				parts = append(parts, p)
-			}
-		}
-		rest := strings.Join(parts, "/")
-		// The name with its tag (or the implied latest) ends the canonical name.
-		if !strings.HasSuffix(canonical, rest+":"+ref.Tag) && !(ref.Tag == "latest" && strings.HasSuffix(canonical, rest)) {
-			t.Fatalf("%q, %q, %q parsed as %+v, which does not rebuild it", canonical, project, registry, ref)
-		}
-	})
-}
-
 func TestCreateKernelsPullTimeout(t *testing.T) {
 	f := newImageFixture(t)
 	short := images.New(f.Docker, images.Options{PullTimeout: 300 * time.Millisecond, Logger: zerolog.Nop()})
 	t.Cleanup(short.Close)
 	fake := newFakeKernels()
 	hooks := recorder{t: t}
-	km := NewKernelMethods(fake, KernelMethodsOptions{Images: short,
+	km := newTestKernels(fake, session.Options{Images: short,
 		OnPulling:  func(_ context.Context, _, _, image string) { hooks.add("pulling "+image, nil) },
 		OnCreating: func(context.Context, string, string) { hooks.add("creating", nil) },
 	})
-	im := NewImageMethods(short, ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
+	im := NewImageMethods(session.NewImages(short), ImageMethodsOptions{AgentID: "i-test", Logger: zerolog.Nop()})
 	c := serveImages(t, km, im, kerneltest.Ports(t))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

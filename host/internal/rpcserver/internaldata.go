@@ -4,27 +4,17 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
-
-// internalData is what the kernel manager takes from internal_data
-// besides the ssh keypair.
-type internalData struct {
-	dotfiles          []kernel.Dotfile
-	sudo              bool
-	dockerCredentials []byte
-	preventVFolders   bool
-	blockServicePorts bool
-}
 
 // decodeInternalData reads internal_data's dotfiles ([{path, perm, data}]),
 // sudo_session_enabled, docker_credentials (kept as JSON for
 // config/docker-creds.json), prevent_vfolder_mounts and
 // block_service_ports. A value of the wrong shape is an error, as
 // upstream's dotfile["path"] and the like would raise.
-func decodeInternalData(m map[string]any) (internalData, error) {
-	var d internalData
+func decodeInternalData(m map[string]any) (sessionapi.InternalData, error) {
+	var d sessionapi.InternalData
 	truthy := func(k string) bool {
 		switch v := m[k].(type) {
 		case bool:
@@ -34,7 +24,7 @@ func decodeInternalData(m map[string]any) (internalData, error) {
 		}
 		return false
 	}
-	d.sudo, d.preventVFolders, d.blockServicePorts = truthy("sudo_session_enabled"), truthy("prevent_vfolder_mounts"), truthy("block_service_ports")
+	d.Sudo, d.PreventVFolders, d.BlockServicePorts = truthy("sudo_session_enabled"), truthy("prevent_vfolder_mounts"), truthy("block_service_ports")
 	if raw, ok := m["dotfiles"]; ok && raw != nil {
 		list, ok := raw.([]any)
 		if !ok {
@@ -45,7 +35,7 @@ func decodeInternalData(m map[string]any) (internalData, error) {
 			if err != nil {
 				return d, err
 			}
-			var f kernel.Dotfile
+			var f sessionapi.Dotfile
 			// Upstream indexes each key (dotfile["path"]): all three are required.
 			for _, field := range []struct {
 				key string
@@ -59,12 +49,12 @@ func decodeInternalData(m map[string]any) (internalData, error) {
 					return d, err
 				}
 			}
-			d.dotfiles = append(d.dotfiles, f)
+			d.Dotfiles = append(d.Dotfiles, f)
 		}
 	}
 	if raw, ok := m["docker_credentials"]; ok && raw != nil {
 		var err error
-		if d.dockerCredentials, err = json.Marshal(wiremsg.ToJSON(raw)); err != nil {
+		if d.DockerCredentials, err = json.Marshal(wiremsg.ToJSON(raw)); err != nil {
 			return d, fmt.Errorf("internal_data[\"docker_credentials\"]: %w", err)
 		}
 	}

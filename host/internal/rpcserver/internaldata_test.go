@@ -1,57 +1,41 @@
 package rpcserver
 
 import (
-	"maps"
+	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/baiagent/baiagent/host/internal/kernel"
-	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
-// internal_data and the user fields as upstream's agent reads them
-// (agent/agent.py mount_vfolders, create_kernel; agent/docker/agent.py
-// prepare_container).
-func TestCreationRequestInternalData(t *testing.T) {
-	mounts := []VFolderMount{{Name: "data", HostPath: "/vf/data", KernelPath: "/home/work/data"}, {Name: ".logs", HostPath: "/vf/logs", KernelPath: "/home/work/.logs"}}
+// internal_data as upstream's agent reads it off the wire (agent/agent.py
+// mount_vfolders, create_kernel; agent/docker/agent.py prepare_container);
+// session's TestCreationRequestInternalData maps the result onto the
+// kernel request.
+func TestDecodeInternalData(t *testing.T) {
 	cases := []struct {
 		description string
 		internal    map[string]any
-		uid, gid    int
-		check       func(t *testing.T, req kernel.CreateRequest)
+		want        sessionapi.InternalData
 		wantErr     string
 	}{
-		{description: "mounts and BACKENDAI_PERSISTENT_PATHS", uid: -1, gid: -1, internal: map[string]any{},
-			check: func(t *testing.T, req kernel.CreateRequest) {
-				if len(req.Mounts) != 2 || req.Env["BACKENDAI_PERSISTENT_PATHS"] != "/home/work/data:/home/work/.logs" || req.UID != nil || req.MainGID != nil {
-					t.Errorf("%+v", req)
-				}
-			}},
-		{description: "prevent_vfolder_mounts keeps .logs only; the paths still name all", uid: -1, gid: -1, internal: map[string]any{"prevent_vfolder_mounts": true},
-			check: func(t *testing.T, req kernel.CreateRequest) {
-				if len(req.Mounts) != 1 || req.Mounts[0] != (scratch.Mount{Source: "/vf/logs", Target: "/home/work/.logs"}) ||
-					req.Env["BACKENDAI_PERSISTENT_PATHS"] != "/home/work/data:/home/work/.logs" {
-					t.Errorf("%+v", req)
-				}
-			}},
-		{description: "uid, main_gid, sudo, block_service_ports, dotfiles, docker credentials", uid: 2000, gid: 3000, internal: map[string]any{
+		{description: "nothing set", internal: map[string]any{}},
+		{description: "prevent_vfolder_mounts", internal: map[string]any{"prevent_vfolder_mounts": true},
+			want: sessionapi.InternalData{PreventVFolders: true}},
+		{description: "sudo, block_service_ports, dotfiles, docker credentials", internal: map[string]any{
 			"sudo_session_enabled": true, "block_service_ports": true,
 			"dotfiles":           []any{wiremsg.Map{"path": ".bashrc", "perm": "644", "data": "x"}},
 			"docker_credentials": wiremsg.Map{"cr.example.com": wiremsg.Map{"username": "u", "password": []byte("p")}}},
-			check: func(t *testing.T, req kernel.CreateRequest) {
-				if req.UID == nil || *req.UID != 2000 || req.MainGID == nil || *req.MainGID != 3000 || !req.SudoSession || !req.BlockServicePorts ||
-					len(req.Dotfiles) != 1 || req.Dotfiles[0] != (kernel.Dotfile{Path: ".bashrc", Perm: "644", Data: "x"}) ||
-					string(req.DockerCredentials) != `{"cr.example.com":{"password":"p","username":"u"}}` {
-					t.Errorf("%+v (creds %s)", req, req.DockerCredentials)
-				}
-			}},
+			want: sessionapi.InternalData{Sudo: true, BlockServicePorts: true,
+				Dotfiles:          []sessionapi.Dotfile{{Path: ".bashrc", Perm: "644", Data: "x"}},
+				DockerCredentials: []byte(`{"cr.example.com":{"password":"p","username":"u"}}`)}},
 		{description: "dotfiles not a list", internal: map[string]any{"dotfiles": "x"}, wantErr: "must be list"},
 		{description: "a dotfile without perm", internal: map[string]any{"dotfiles": []any{wiremsg.Map{"path": "a", "data": "x"}}}, wantErr: "perm"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.description, func(t *testing.T) {
-			internal, err := decodeInternalData(tc.internal)
+			got, err := decodeInternalData(tc.internal)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err %v, want %q", err, tc.wantErr)
@@ -61,19 +45,9 @@ func TestCreationRequestInternalData(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := KernelCreationConfig{Mounts: mounts, Environ: map[string]string{"A": "1"}, UID: tc.uid, MainGID: tc.gid, Internal: internal}
-			tc.check(t, creationRequest("k", "s", "img", cfg))
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v (creds %s)\nwant %+v", got, got.DockerCredentials, tc.want)
+			}
 		})
-	}
-}
-
-// TestCreationRequestImageLabels: image.labels reach the kernel manager,
-// which reads features, envs.corecount and endpoint-ports from them as
-// upstream's create_kernel does (agent/agent.py, 26.8.1).
-func TestCreationRequestImageLabels(t *testing.T) {
-	labels := map[string]string{"ai.backend.envs.corecount": "OMP_NUM_THREADS", "ai.backend.features": "uid-match"}
-	req := creationRequest("k", "s", "img", KernelCreationConfig{UID: -1, MainGID: -1, Image: ImageConfig{Labels: labels}})
-	if !maps.Equal(req.ImageLabels, labels) {
-		t.Errorf("ImageLabels %v, want %v", req.ImageLabels, labels)
 	}
 }

@@ -2,28 +2,27 @@ package rpcserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path"
 
 	"github.com/rs/zerolog"
 
-	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
 // KernelOpsService is what the kernel operation methods need;
-// *kernel.Manager implements it.
+// *session.Ops implements it over the kernel lifecycle.
 type KernelOpsService interface {
-	Restart(ctx context.Context, req kernel.RestartRequest) (kernel.Created, error)
-	StartCommit(req kernel.CommitRequest) (*kernel.Commit, error)
+	Restart(ctx context.Context, r sessionapi.Restart) (sessionapi.Restarted, error)
+	// StartCommit checks the commit and takes the kernel's commit lock;
+	// run makes the image.
+	StartCommit(c sessionapi.Commit) (run func(ctx context.Context) error, err error)
 	CommitStatus(kernelID, subdir string) (string, error)
 	CreateLocalNetwork(ctx context.Context, name string) error
 	DestroyLocalNetwork(ctx context.Context, name string) error
-	Reset(ctx context.Context) ([]kernel.Termination, error)
+	Reset(ctx context.Context) error
 }
-
-var _ KernelOpsService = (*kernel.Manager)(nil)
 
 // KernelOpsOptions configure the kernel operation methods.
 type KernelOpsOptions struct {
@@ -61,26 +60,13 @@ func RegisterKernelOpsMethods(s *Server, ops *KernelOps) {
 	s.Register("reset_agent", ops.resetAgent)
 }
 
-// kernelOpsErr names the operation errors the manager tells apart, and
-// the kernel errors as kernelErr does.
-func kernelOpsErr(err error) error {
-	switch {
-	case errors.Is(err, kernel.ErrInvalidNetwork):
-		return &Error{Name: "InvalidArgumentError", Err: err}
-	case errors.Is(err, kernel.ErrInvalidPath), errors.Is(err, kernel.ErrInvalidCommit):
-		// Upstream: ValueError("malformed committed path.").
-		return &Error{Name: "ValueError", Err: err}
-	}
-	return kernelErr(err)
-}
-
 // networkName binds the single network_name argument.
 func networkName(method string, call *Call) (string, error) {
 	args, err := call.bind(param{name: "network_name"})
 	if err != nil {
 		return "", err
 	}
-	return argString(method, "network_name", args[0])
+	return strValue(argPath(method, "network_name"), args[0])
 }
 
 // createLocalNetwork(network_name) -> None.
@@ -89,7 +75,7 @@ func (o *KernelOps) createLocalNetwork(ctx context.Context, call *Call) (any, er
 	if err != nil {
 		return nil, err
 	}
-	return nil, kernelOpsErr(o.svc.CreateLocalNetwork(ctx, name))
+	return nil, o.svc.CreateLocalNetwork(ctx, name)
 }
 
 // destroyLocalNetwork(network_name) -> None.
@@ -98,7 +84,7 @@ func (o *KernelOps) destroyLocalNetwork(ctx context.Context, call *Call) (any, e
 	if err != nil {
 		return nil, err
 	}
-	return nil, kernelOpsErr(o.svc.DestroyLocalNetwork(ctx, name))
+	return nil, o.svc.DestroyLocalNetwork(ctx, name)
 }
 
 // resetAgent() -> None: every kernel destroyed (see kernel.Manager.Reset).
@@ -106,8 +92,8 @@ func (o *KernelOps) resetAgent(ctx context.Context, call *Call) (any, error) {
 	if _, err := call.bind(); err != nil {
 		return nil, err
 	}
-	if _, err := o.svc.Reset(ctx); err != nil {
-		return nil, kernelOpsErr(err)
+	if err := o.svc.Reset(ctx); err != nil {
+		return nil, err
 	}
 	return nil, nil
 }
@@ -122,11 +108,7 @@ func (o *KernelOps) restartKernel(ctx context.Context, call *Call) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	sessionID, err := kernelIDArg(method, "session_id", args[0])
-	if err != nil {
-		return nil, err
-	}
-	kernelID, err := kernelIDArg(method, "kernel_id", args[1])
+	sessionID, kernelID, err := sessionKernelArgs(method, args)
 	if err != nil {
 		return nil, err
 	}
@@ -138,15 +120,15 @@ func (o *KernelOps) restartKernel(ctx context.Context, call *Call) (any, error) 
 		image = ref
 	case nil:
 	default:
-		return nil, typeError("%s(): argument 'kernel_image' must be ImageRef, not %s", method, wiremsg.PyTypeName(args[2]))
+		return nil, mustBe(argPath(method, "kernel_image"), "ImageRef", args[2])
 	}
-	update, err := decodeRestartUpdate("updated_config", args[3])
-	if err != nil {
+	req := sessionapi.Restart{SessionID: sessionID, KernelID: kernelID, Image: image}
+	if req.Update, req.Present, err = decodeRestartUpdate("updated_config", args[3]); err != nil {
 		return nil, err
 	}
-	restarted, err := o.svc.Restart(ctx, kernel.RestartRequest{KernelID: kernelID, SessionID: sessionID, Image: image, Update: update})
+	restarted, err := o.svc.Restart(ctx, req)
 	if err != nil {
-		return nil, kernelOpsErr(err)
+		return nil, err
 	}
 	return map[string]any{
 		"container_id":  restarted.ContainerID,
@@ -154,41 +136,37 @@ func (o *KernelOps) restartKernel(ctx context.Context, call *Call) (any, error) 
 		"repl_out_port": int64(restarted.ReplOutPort),
 		"stdin_port":    int64(0), // legacy
 		"stdout_port":   int64(0), // legacy
-		"service_ports": servicePortsWire(restarted.ServicePorts),
+		"service_ports": sessionapi.ServicePortDicts(restarted.ServicePorts),
 	}, nil
 }
 
 // decodeRestartUpdate reads restart_kernel's updated_config, a partial
-// KernelCreationConfig that upstream merges over the stored one
-// ({**existing, **updated}): each key present replaces the stored value.
-// resource_slots is read but has no effect (the allocation is kept, as
-// upstream reads resource.txt back); keys that only matter at first
-// creation are ignored.
-func decodeRestartUpdate(path string, v any) (func(*kernel.CreateRequest), error) {
+// KernelCreationConfig that session.RestartUpdate merges over the stored
+// one; resource_slots is only checked.
+func decodeRestartUpdate(path string, v any) (cfg sessionapi.KernelCreationConfig, present func(key string) bool, err error) {
 	if v == nil {
-		return nil, nil
+		return cfg, nil, nil
 	}
 	r, err := newFieldReader(path, v)
 	if err != nil {
-		return nil, err
+		return cfg, nil, err
 	}
-	var cfg KernelCreationConfig
 	if cfg.Environ, err = r.strMap("environ"); err != nil {
-		return nil, err
+		return cfg, nil, err
 	}
 	mounts, err := r.list("mounts")
 	if err != nil {
-		return nil, err
+		return cfg, nil, err
 	}
 	for i, item := range mounts {
 		m, err := decodeMount(fmt.Sprintf("%s[%d]", r.sub("mounts"), i), item)
 		if err != nil {
-			return nil, err
+			return cfg, nil, err
 		}
 		cfg.Mounts = append(cfg.Mounts, m)
 	}
 	if cfg.PreopenPorts, err = r.intList("preopen_ports"); err != nil {
-		return nil, err
+		return cfg, nil, err
 	}
 	for _, f := range []struct {
 		key string
@@ -196,53 +174,23 @@ func decodeRestartUpdate(path string, v any) (func(*kernel.CreateRequest), error
 	}{{"cluster_role", &cfg.ClusterRole}, {"cluster_hostname", &cfg.ClusterHostname},
 		{"owner_user_id", &cfg.OwnerUserID}, {"owner_project_id", &cfg.OwnerProjectID}} {
 		if *f.dst, err = r.str(f.key); err != nil {
-			return nil, err
+			return cfg, nil, err
 		}
 	}
 	idx, err := r.int("cluster_idx", 0)
 	if err != nil {
-		return nil, err
+		return cfg, nil, err
 	}
 	cfg.ClusterIdx = int(idx)
 	if cfg.InternalData, err = r.anyMap("internal_data"); err != nil {
-		return nil, err
+		return cfg, nil, err
 	}
 	if slots, ok := r.get("resource_slots"); ok {
 		if _, err := resourceSlots(r.sub("resource_slots"), slots); err != nil {
-			return nil, err
+			return cfg, nil, err
 		}
 	}
-	mapped := creationRequest("", "", "", cfg)
-	has := func(key string) bool { _, ok := r.get(key); return ok }
-	return func(req *kernel.CreateRequest) {
-		if has("environ") {
-			req.Env = mapped.Env
-		}
-		if has("mounts") {
-			req.Mounts = mapped.Mounts
-		}
-		if has("preopen_ports") {
-			req.PreopenPorts = mapped.PreopenPorts
-		}
-		if has("cluster_role") {
-			req.ClusterRole = mapped.ClusterRole
-		}
-		if has("cluster_idx") {
-			req.ClusterIdx = mapped.ClusterIdx
-		}
-		if has("cluster_hostname") {
-			req.ClusterHostname = mapped.ClusterHostname
-		}
-		if has("owner_user_id") {
-			req.OwnerUserID = mapped.OwnerUserID
-		}
-		if has("owner_project_id") {
-			req.OwnerProjectID = mapped.OwnerProjectID
-		}
-		if has("internal_data") {
-			req.BlockServicePorts = mapped.BlockServicePorts
-		}
-	}, nil
+	return cfg, func(key string) bool { _, ok := r.get(key); return ok }, nil
 }
 
 // commit(kernel_id, subdir, *, canonical=None, filename=None,
@@ -262,19 +210,19 @@ func (o *KernelOps) commit(ctx context.Context, call *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	kernelID, err := kernelIDArg(method, "kernel_id", args[0])
+	kernelID, err := uuidValue(argPath(method, "kernel_id"), args[0])
 	if err != nil {
 		return nil, err
 	}
-	req := kernel.CommitRequest{KernelID: kernelID}
-	if req.Subdir, err = argString(method, "subdir", args[1]); err != nil {
+	req := sessionapi.Commit{KernelID: kernelID}
+	if req.Subdir, err = strValue(argPath(method, "subdir"), args[1]); err != nil {
 		return nil, err
 	}
 	optional := func(name string, v any) (string, error) {
 		if v == nil {
 			return "", nil
 		}
-		return argString(method, name, v)
+		return strValue(argPath(method, name), v)
 	}
 	if req.Canonical, err = optional("canonical", args[2]); err != nil {
 		return nil, err
@@ -283,13 +231,13 @@ func (o *KernelOps) commit(ctx context.Context, call *Call) (any, error) {
 		return nil, err
 	}
 	if args[4] != nil {
-		labels, err := plainMap(method+"(): argument 'extra_labels'", args[4])
+		labels, err := plainMap(argPath(method, "extra_labels"), args[4])
 		if err != nil {
 			return nil, err
 		}
 		req.ExtraLabels = make(map[string]string, len(labels))
 		for k, v := range labels {
-			if req.ExtraLabels[k], err = strValue(fmt.Sprintf("%s(): argument 'extra_labels'[%q]", method, k), v); err != nil {
+			if req.ExtraLabels[k], err = strValue(argPath(method, "extra_labels")+fmt.Sprintf("[%q]", k), v); err != nil {
 				return nil, err
 			}
 		}
@@ -298,14 +246,11 @@ func (o *KernelOps) commit(ctx context.Context, call *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := o.svc.StartCommit(req)
+	run, err := o.svc.StartCommit(req)
 	if err != nil {
-		return nil, kernelOpsErr(err)
+		return nil, err
 	}
-	o.tasks.start(ctx, taskID, "commit of kernel "+kernelID, func(ctx context.Context) error {
-		_, err := c.Run(ctx)
-		return err
-	})
+	o.tasks.start(ctx, taskID, "commit of kernel "+kernelID, run)
 	task := taskID.String()
 	var relPath any
 	if req.Filename != "" {
@@ -321,17 +266,17 @@ func (o *KernelOps) getCommitStatus(_ context.Context, call *Call) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	kernelID, err := kernelIDArg(method, "kernel_id", args[0])
+	kernelID, err := uuidValue(argPath(method, "kernel_id"), args[0])
 	if err != nil {
 		return nil, err
 	}
-	subdir, err := argString(method, "subdir", args[1])
+	subdir, err := strValue(argPath(method, "subdir"), args[1])
 	if err != nil {
 		return nil, err
 	}
 	status, err := o.svc.CommitStatus(kernelID, subdir)
 	if err != nil {
-		return nil, kernelOpsErr(err)
+		return nil, err
 	}
 	return map[string]any{"kernel": kernelID, "status": status}, nil
 }

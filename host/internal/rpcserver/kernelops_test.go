@@ -27,6 +27,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/redistest"
+	"github.com/baiagent/baiagent/host/internal/session"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -40,7 +41,7 @@ type opsAgent struct {
 	ports     *portpool.Pool
 	rpc       *callosum.Client
 	ops       *KernelOps
-	km        *KernelMethods
+	km        *testKernels
 	images    *ImageMethods // with opsAgentOptions.images
 	events    *recorder
 	// redis and bus are set by newOpsAgentWith(redis: true): every event
@@ -138,21 +139,21 @@ func newOpsAgentWith(t *testing.T, o opsAgentOptions) *opsAgent {
 	if a.bus != nil {
 		execEvents = a.bus
 	}
-	km := NewKernelMethods(m, KernelMethodsOptions{Events: execEvents})
+	km := newTestKernels(m, session.Options{Events: execEvents})
 	a.km = km
 	t.Cleanup(km.Wait)
 	srv, err := New(Options{Endpoint: "tcp://127.0.0.1:*", AgentID: "i-test", Logger: zerolog.Nop()}, Deps{Kernels: km, Ports: a.ports})
 	if err != nil {
 		t.Fatal(err)
 	}
-	RegisterKernelMethods(srv, km)
-	a.ops = NewKernelOps(m, KernelOpsOptions{Events: emitter, Logger: zerolog.Nop()})
+	RegisterKernelMethods(srv, km.KernelMethods)
+	a.ops = NewKernelOps(session.NewOps(m), KernelOpsOptions{Events: emitter, Logger: zerolog.Nop()})
 	t.Cleanup(a.ops.Close)
 	RegisterKernelOpsMethods(srv, a.ops)
 	if o.images {
 		svc := images.New(a.docker, images.Options{PullTimeout: time.Minute, PushTimeout: time.Minute, KernelLabel: kernel.LabelKernelID, Logger: zerolog.Nop()})
 		t.Cleanup(svc.Close)
-		a.images = NewImageMethods(svc, ImageMethodsOptions{AgentID: "i-test", Events: emitter, Logger: zerolog.Nop()})
+		a.images = NewImageMethods(session.NewImages(svc), ImageMethodsOptions{AgentID: "i-test", Events: emitter, Logger: zerolog.Nop()})
 		t.Cleanup(a.images.Close)
 		RegisterImageMethods(srv, a.images)
 	}

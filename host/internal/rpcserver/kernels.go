@@ -4,113 +4,54 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
-	"sort"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/rs/zerolog"
-	"github.com/shopspring/decimal"
-
-	"github.com/baiagent/baiagent/host/internal/alloc"
-	"github.com/baiagent/baiagent/host/internal/events"
-	"github.com/baiagent/baiagent/host/internal/images"
-	"github.com/baiagent/baiagent/host/internal/kernel"
-	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
-	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
-	"github.com/baiagent/baiagent/host/internal/portpool"
-	"github.com/baiagent/baiagent/host/internal/runner/protocol"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
-// KernelService is what the kernel RPC methods need from the kernel
-// lifecycle; *kernel.Manager implements it.
+// KernelService is what the single-kernel RPC methods need;
+// *session.Calls implements it over the kernel lifecycle.
 type KernelService interface {
 	KernelFileService
-	Create(ctx context.Context, req kernel.CreateRequest) (kernel.Created, error)
-	Destroy(ctx context.Context, kernelID, reason string) (kernel.Termination, error)
-	DestroyEcho(ctx context.Context, kernelID, reason string) (kernel.Termination, error)
-	Execute(ctx context.Context, kernelID, runID, mode, code string, opts runnerclient.ExecOptions) (runnerclient.Result, error)
 	Interrupt(ctx context.Context, kernelID string) error
-	Complete(ctx context.Context, kernelID string, req protocol.CompletionRequest) ([]string, error)
-	StartService(ctx context.Context, kernelID string, req protocol.ServiceRequest) (protocol.ServiceResult, error)
+	Complete(ctx context.Context, kernelID string, req sessionapi.Completion) (suggestions []string, failure string, err error)
+	StartService(ctx context.Context, kernelID, name string, opts map[string]any) (sessionapi.ServiceResult, error)
 	ShutdownService(ctx context.Context, kernelID, name string) error
 	KernelLogs(ctx context.Context, kernelID string) (string, error)
-	Get(kernelID string) (kernel.Info, error)
-	List() []kernel.Info
+	List() []sessionapi.KernelSummary
 }
 
-var _ KernelService = (*kernel.Manager)(nil)
-
-// KernelMethodsOptions tune the kernel RPC methods.
-type KernelMethodsOptions struct {
-	// KernelHost is create_kernels' kernel_host: the address the manager
-	// and app proxy reach kernel ports at (container.advertised-host, else
-	// bind-host). Empty means "127.0.0.1".
-	KernelHost string
-	// OnAlreadyTerminated is called by sync_kernel_registry for each kernel
-	// the manager lists but this agent does not know, and by destroy_kernel
-	// of a kernel this agent does not know (without suppress_events):
-	// upstream sends kernel_terminated with reason already-terminated. May
-	// be nil.
-	OnAlreadyTerminated func(ctx context.Context, kernelID, sessionID string)
-	// Images makes each kernel's image present per its auto_pull before the
-	// kernel is created. Nil pulls nothing: a missing image then fails the
-	// creation.
-	Images *images.Service
-	// Creation hooks, in upstream's event order: OnPreparing first,
-	// OnPulling only when the image is pulled (image is its canonical name),
-	// OnCreating before the container is made, OnStarted after it started
-	// with create_kernels' result for it (the agent sends kernel_preparing,
-	// kernel_pulling, kernel_creating and kernel_started). All may be nil.
-	OnPreparing func(ctx context.Context, kernelID, sessionID string)
-	OnPulling   func(ctx context.Context, kernelID, sessionID, image string)
-	OnCreating  func(ctx context.Context, kernelID, sessionID string)
-	OnStarted   func(ctx context.Context, kernelID, sessionID string, result map[string]any)
-	// DestroyTimeout bounds the destroys that sync_kernel_registry and an
-	// exec-timeout start in the background; zero means 2 minutes.
-	DestroyTimeout time.Duration
-	// Events receives execute's execution_started, execution_finished and
-	// execution_timeout; nil drops them.
-	Events Emitter
-	Logger zerolog.Logger
+// Sessions is what the session-level RPC methods need from the session
+// service (*session.Service): kernel creation, destroy, execute, and the
+// registry questions of Deps.Kernels.
+type Sessions interface {
+	KernelRegistry
+	CreateKernels(ctx context.Context, req sessionapi.CreateKernels) ([]any, error)
+	DestroyKernel(ctx context.Context, d sessionapi.Destroy) error
+	Execute(ctx context.Context, e sessionapi.Execution) (map[string]any, error)
 }
 
-// KernelMethods serves the kernel lifecycle RPC methods over a
-// KernelService and is the Server's KernelRegistry (check_creating,
-// check_running, sync_kernel_registry, scan_gpu_alloc_map).
+// KernelMethods decodes the kernel RPC methods' arguments, calls the
+// session service or the kernel lifecycle, and encodes the answers.
 type KernelMethods struct {
-	svc  KernelService
-	opts KernelMethodsOptions
-
-	mu         sync.Mutex
-	suppressed map[string]bool // kernel id -> its termination event is not to be sent
-	background sync.WaitGroup
-	// modelCtx ends the model-service starts on Close.
-	modelCtx    context.Context
-	modelCancel context.CancelFunc
+	svc      KernelService
+	sessions Sessions
 }
 
-// NewKernelMethods wraps a kernel service.
-func NewKernelMethods(svc KernelService, opts KernelMethodsOptions) *KernelMethods {
-	if opts.KernelHost == "" {
-		opts.KernelHost = "127.0.0.1"
-	}
-	if opts.DestroyTimeout <= 0 {
-		opts.DestroyTimeout = 2 * time.Minute
-	}
-	mctx, cancel := context.WithCancel(context.Background())
-	return &KernelMethods{svc: svc, opts: opts, suppressed: map[string]bool{}, modelCtx: mctx, modelCancel: cancel}
+// NewKernelMethods serves the kernel methods over a kernel lifecycle and
+// a session service.
+func NewKernelMethods(svc KernelService, sessions Sessions) *KernelMethods {
+	return &KernelMethods{svc: svc, sessions: sessions}
 }
 
 // RegisterKernelMethods registers create_kernels, destroy_kernel, execute,
 // interrupt_kernel, get_completions, get_logs, start_service and
 // shutdown_service, and the file methods upload_file, download_file,
-// download_single and list_files on s. Pass the same km as Deps.Kernels to New so that
-// check_creating, check_running, sync_kernel_registry and
-// scan_gpu_alloc_map see the same kernels.
+// download_single and list_files on s. Pass the same session service as
+// Deps.Kernels to New so that check_creating, check_running,
+// sync_kernel_registry and scan_gpu_alloc_map see the same kernels.
 func RegisterKernelMethods(s *Server, km *KernelMethods) {
 	s.Register("create_kernels", km.createKernels)
 	s.Register("destroy_kernel", km.destroyKernel)
@@ -133,123 +74,19 @@ func RegisterKernelMethods(s *Server, km *KernelMethods) {
 // not already know and is served on the same (CURVE-protected) socket.
 const MethodListKernels = "baiagent_list_kernels"
 
-// TakeSuppressed reports whether the kernel's termination event must not
-// be sent (destroy_kernel with suppress_events=True, or a destroy by
-// sync_kernel_registry), and forgets the mark. The daemon's
-// kernel.Config.OnTerminated calls it before emitting kernel_terminated.
-func (km *KernelMethods) TakeSuppressed(kernelID string) bool {
-	km.mu.Lock()
-	defer km.mu.Unlock()
-	s := km.suppressed[kernelID]
-	delete(km.suppressed, kernelID)
-	return s
-}
-
-func (km *KernelMethods) suppress(kernelID string, on bool) {
-	km.mu.Lock()
-	defer km.mu.Unlock()
-	if on {
-		km.suppressed[kernelID] = true
-	} else {
-		delete(km.suppressed, kernelID)
-	}
-}
-
-// Wait waits for the destroys sync_kernel_registry and exec-timeouts
-// started in the background.
-func (km *KernelMethods) Wait() { km.background.Wait() }
-
-// Close stops the model-service starts still waiting for their runner's
-// answer and waits for all the background work.
-func (km *KernelMethods) Close() {
-	km.modelCancel()
-	km.background.Wait()
-}
-
-// kernelErr maps a kernel-lifecycle error onto the upstream exception name
-// the manager sees in the FAILURE.
-func kernelErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	var rpcErr *Error
-	if errors.As(err, &rpcErr) {
-		return err
-	}
-	name := "AgentError"
-	switch {
-	case errors.Is(err, alloc.ErrInsufficientResource):
-		name = "InsufficientResource"
-	case errors.Is(err, alloc.ErrNotMultipleOfQuantum):
-		name = "NotMultipleOfQuantum"
-	case errors.Is(err, alloc.ErrInvalidArgument):
-		name = "InvalidResourceArgument"
-	case errors.Is(err, alloc.ErrInvalidCombination):
-		name = "InvalidResourceCombination"
-	case errors.Is(err, alloc.ErrFragmented):
-		name = "FractionalResourceFragmented"
-	case errors.Is(err, alloc.ErrUnsupportedSlot):
-		name = "UnsupportedResource"
-	case errors.Is(err, alloc.ErrResource):
-		name = "ResourceError"
-	case errors.Is(err, alloc.ErrConfiguration):
-		name = "InvalidResourceConfigError"
-	case errors.Is(err, portpool.ErrExhausted):
-		name = "PortPoolExhaustedError"
-	case errors.Is(err, kernel.ErrKernelNotFound):
-		name = "KernelNotFoundError"
-	case errors.Is(err, kernel.ErrImageNotFound):
-		name = "ImageNotAvailable"
-	case errors.Is(err, kernel.ErrImageArchitectureMismatch):
-		name = "ImageArchitectureMismatchError"
-	case errors.Is(err, kernel.ErrModelFolderNotSpecified):
-		name = "ModelFolderNotSpecifiedError"
-	case errors.Is(err, kernel.ErrModelDefinitionNotFound):
-		name = "ModelDefinitionNotFoundError"
-	case errors.Is(err, kernel.ErrModelDefinitionEmpty):
-		name = "ModelDefinitionEmptyError"
-	case errors.Is(err, kernel.ErrModelDefinitionInvalid):
-		name = "ModelDefinitionValidationError"
-	case errors.Is(err, kernel.ErrReservedPort):
-		name = "ReservedPortError"
-	case errors.Is(err, kernel.ErrPortConflict):
-		name = "PortConflictError"
-	case errors.Is(err, kernel.ErrInvalidRequest), errors.Is(err, kernel.ErrKernelExists):
-		name = "InvalidArgumentError"
-	case errors.Is(err, kernel.ErrRunnerTimeout), errors.Is(err, context.DeadlineExceeded):
-		name = "TimeoutError"
-	case errors.Is(err, runnerclient.ErrInvalidMode), errors.Is(err, runnerclient.ErrUnknownRun):
-		name = "InvalidArgumentError"
-	}
-	return &Error{Name: name, Err: err}
-}
-
-// kernelIDArg reads a kernel or session id argument as upstream's
-// UUID(raw) does.
-func kernelIDArg(method, name string, v any) (string, error) {
-	return canonicalKernelID(method, name, v)
-}
-
 // lookupID accepts any string id for methods that only look a kernel up:
 // an id that is not a UUID cannot name a kernel, so it fails as unknown.
 func (km *KernelMethods) lookupID(method string, v any) (string, error) {
-	id, err := kernelIDArg(method, "kernel_id", v)
+	id, err := uuidValue(argPath(method, "kernel_id"), v)
 	if err != nil {
 		var rpcErr *Error
 		if errors.As(err, &rpcErr) && rpcErr.Name == "ValueError" {
 			s, _ := v.(string)
-			return "", &Error{Name: "KernelNotFoundError", Err: fmt.Errorf("%w: %s", kernel.ErrKernelNotFound, s)}
+			return "", &Error{Name: "KernelNotFoundError", Err: fmt.Errorf("kernel not found: %s", s)}
 		}
 		return "", err
 	}
 	return id, nil
-}
-
-type pendingKernel struct {
-	id   string
-	cfg  KernelCreationConfig
-	arch string // the image's architecture, from its ImageRef
-	req  kernel.CreateRequest
 }
 
 // createKernels(session_id, kernel_ids, configs, cluster_info, kernel_image_refs).
@@ -260,42 +97,40 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 	if err != nil {
 		return nil, err
 	}
-	sessionID, err := kernelIDArg(method, "session_id", args[0])
-	if err != nil {
+	req := sessionapi.CreateKernels{}
+	if req.SessionID, err = uuidValue(argPath(method, "session_id"), args[0]); err != nil {
 		return nil, err
 	}
 	ids, ok := args[1].([]any)
 	if !ok {
-		return nil, typeError("%s(): argument 'kernel_ids' must be a list, not %s", method, wiremsg.PyTypeName(args[1]))
+		return nil, mustBe(argPath(method, "kernel_ids"), "a list", args[1])
 	}
 	configs, ok := args[2].([]any)
 	if !ok {
-		return nil, typeError("%s(): argument 'configs' must be a list, not %s", method, wiremsg.PyTypeName(args[2]))
+		return nil, mustBe(argPath(method, "configs"), "a list", args[2])
 	}
 	if len(ids) != len(configs) {
 		return nil, &Error{Name: "ValueError", Err: fmt.Errorf("%s(): argument 'kernel_ids' has %d items but 'configs' has %d", method, len(ids), len(configs))}
 	}
-	clusterInfo, err := DecodeClusterInfo("cluster_info", args[3])
-	if err != nil {
+	if req.Cluster, err = DecodeClusterInfo("cluster_info", args[3]); err != nil {
 		return nil, err
 	}
 	refs, err := DecodeKernelImageRefs("kernel_image_refs", args[4])
 	if err != nil {
 		return nil, err
 	}
-	netMode, network, err := sessionNetwork(clusterInfo)
-	if err != nil {
+	if raw := req.Cluster.NetworkConfig["mode"]; raw != nil {
+		if mode, _ := raw.(string); mode == "" {
+			return nil, argError("TypeError", `cluster_info["network_config"]["mode"]`, "must be a non-empty str, not %s", wiremsg.PyTypeName(raw))
+		}
+	}
+	if req.Cluster.JSON, err = clusterInfoJSON(req.Cluster); err != nil {
 		return nil, err
 	}
-	clusterJSON, err := clusterInfoJSON(clusterInfo)
-	if err != nil {
-		return nil, err
-	}
-
-	pending := make([]pendingKernel, len(ids))
+	req.Kernels = make([]sessionapi.KernelToCreate, len(ids))
 	seen := map[string]bool{}
 	for i := range ids {
-		id, err := kernelIDArg(method, fmt.Sprintf("kernel_ids[%d]", i), ids[i])
+		id, err := uuidValue(argPath(method, fmt.Sprintf("kernel_ids[%d]", i)), ids[i])
 		if err != nil {
 			return nil, err
 		}
@@ -320,294 +155,9 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 		if image == "" {
 			return nil, &Error{Name: "KeyError", Err: fmt.Errorf("kernel_image_refs: no image for kernel %s (and configs[%d][\"image\"][\"canonical\"] is empty)", id, i)}
 		}
-		shm, err := shmemBytes(fmt.Sprintf("configs[%d][\"resource_opts\"][\"shmem\"]", i), cfg.ResourceOpts)
-		if err != nil {
-			return nil, err
-		}
-		pending[i] = pendingKernel{id: id, cfg: cfg, arch: arch, req: creationRequest(id, sessionID, image, cfg)}
-		if pending[i].req.ModelDefinition, err = modelDefinition(cfg); err != nil {
-			return nil, kernelErr(fmt.Errorf("configs[%d]: %w", i, err))
-		}
-		pending[i].req.ShmSize = shm
-		if pending[i].req.DenyFragmentation, err = denyFragmentation(fmt.Sprintf("configs[%d][\"resource_opts\"][\"allow_fractional_resource_fragmentation\"]", i), cfg.ResourceOpts); err != nil {
-			return nil, err
-		}
-		pending[i].req.Network, pending[i].req.NetworkMode = network, netMode
-		pending[i].req.ClusterHosts, pending[i].req.ClusterInfo = clusterInfo.Hosts, clusterJSON
-		if kp := clusterInfo.SSHKeypair; kp != nil {
-			pending[i].req.ClusterSSHKey = &scratch.SSHKeypair{PublicKey: kp.PublicKey, PrivateKey: kp.PrivateKey}
-			pending[i].req.ClusterSSHPortMapping = clusterInfo.SSHPortMapping
-		}
+		req.Kernels[i] = sessionapi.KernelToCreate{ID: id, Config: cfg, Image: image, Architecture: arch}
 	}
-
-	// Kernels are created concurrently; the manager bounds the concurrency
-	// (kernel-creation-concurrency). As upstream, kernels that were
-	// created stay even when a sibling fails: the manager cleans up.
-	results := make([]any, len(pending))
-	errs := make([]error, len(pending))
-	var wg sync.WaitGroup
-	for i := range pending {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			p := pending[i]
-			if km.opts.OnPreparing != nil {
-				km.opts.OnPreparing(ctx, p.req.KernelID, p.req.SessionID)
-			}
-			// As upstream, before any pull: the node cannot run it.
-			if err := kernel.CheckArchitecture(p.arch); err != nil {
-				errs[i] = kernelErr(err)
-				return
-			}
-			if err := km.ensureImage(ctx, p); err != nil {
-				errs[i] = err
-				return
-			}
-			if km.opts.OnCreating != nil {
-				km.opts.OnCreating(ctx, p.req.KernelID, p.req.SessionID)
-			}
-			created, err := km.svc.Create(ctx, p.req)
-			if err != nil {
-				errs[i] = creationErr(p, err)
-				return
-			}
-			result := km.creationResult(p, created)
-			results[i] = result
-			if km.opts.OnStarted != nil {
-				km.opts.OnStarted(ctx, p.req.KernelID, p.req.SessionID, result)
-			}
-			km.startModels(p)
-		}(i)
-	}
-	wg.Wait()
-	var failed []error
-	for _, err := range errs {
-		if err != nil {
-			failed = append(failed, err)
-		}
-	}
-	switch len(failed) {
-	case 0:
-		return results, nil
-	case 1:
-		return nil, failed[0]
-	}
-	msgs := make([]string, len(failed))
-	for i, err := range failed {
-		msgs[i] = err.Error()
-	}
-	return nil, &Error{Name: "TaskGroupError", Err: fmt.Errorf("agent.create_kernels() failed: %s", strings.Join(msgs, "; "))}
-}
-
-// imageSpec is what the image service needs from a kernel's config.
-func imageSpec(ref string, img ImageConfig) images.Image {
-	return images.Image{
-		Ref: ref, Digest: img.Digest, RepoDigest: img.RepoDigest,
-		Registry: images.Registry{Name: img.Registry.Name, URL: img.Registry.URL, Username: img.Registry.Username, Password: img.Registry.Password},
-	}
-}
-
-// ensureImage pulls the kernel's image when its auto_pull asks for it, as
-// upstream's create_kernel does between kernel_preparing and
-// kernel_creating. Local images (is_local) are never pulled.
-func (km *KernelMethods) ensureImage(ctx context.Context, p pendingKernel) error {
-	if km.opts.Images == nil || p.cfg.Image.IsLocal {
-		return nil
-	}
-	onPull := func() {
-		if km.opts.OnPulling != nil {
-			km.opts.OnPulling(ctx, p.req.KernelID, p.req.SessionID, p.req.Image)
-		}
-	}
-	if _, err := km.opts.Images.Ensure(ctx, imageSpec(p.req.Image, p.cfg.Image), images.Policy(p.cfg.AutoPull), onPull); err != nil {
-		return imageErr(err)
-	}
-	return nil
-}
-
-// imageErr names an image error as upstream's exceptions.
-func imageErr(err error) error {
-	switch {
-	case errors.Is(err, images.ErrNotAvailable):
-		return &Error{Name: "ImageNotAvailable", Err: err}
-	case errors.Is(err, images.ErrPullTimeout):
-		return &Error{Name: "ImagePullTimeoutError", Err: err}
-	case errors.Is(err, images.ErrPullFailed):
-		return &Error{Name: "ImagePullFailedError", Err: err}
-	}
-	return &Error{Name: "AgentError", Err: err}
-}
-
-// creationErr names the image error of a kernel whose image was missing at
-// creation: with auto_pull none or a local image (never pulled) as
-// upstream's ImageNotAvailable, otherwise as a failed pull (no image
-// service, or the image went away after the pull).
-func creationErr(p pendingKernel, err error) error {
-	if errors.Is(err, kernel.ErrImageNotFound) {
-		if p.cfg.AutoPull == AutoPullNone || p.cfg.Image.IsLocal {
-			return &Error{Name: "ImageNotAvailable", Err: fmt.Errorf("image %s is not available locally (auto_pull %s, is_local %v): %w", p.req.Image, p.cfg.AutoPull, p.cfg.Image.IsLocal, err)}
-		}
-		return &Error{Name: "ImagePullFailedError", Err: fmt.Errorf("image %s is not available locally after the pull step (auto_pull %s): %w", p.req.Image, p.cfg.AutoPull, err)}
-	}
-	return kernelErr(err)
-}
-
-// creationRequest maps a decoded KernelCreationConfig onto the kernel
-// manager's request.
-func creationRequest(kernelID, sessionID, image string, cfg KernelCreationConfig) kernel.CreateRequest {
-	mounts := make([]scratch.Mount, 0, len(cfg.Mounts))
-	var persistent []string
-	for _, m := range cfg.Mounts {
-		persistent = append(persistent, m.KernelPath)
-		// As upstream's mount_vfolders: prevent_vfolder_mounts keeps the
-		// .logs folder only.
-		if cfg.Internal.preventVFolders && m.Name != ".logs" {
-			continue
-		}
-		mounts = append(mounts, scratch.Mount{Source: m.HostPath, Target: m.KernelPath, ReadOnly: m.MountPerm == "ro"})
-	}
-	env := cfg.Environ
-	if len(persistent) > 0 {
-		// Every vfolder's path, mounted or not, as upstream's create_kernel.
-		env = maps.Clone(cfg.Environ)
-		if env == nil {
-			env = map[string]string{}
-		}
-		env["BACKENDAI_PERSISTENT_PATHS"] = strings.Join(persistent, ":")
-	}
-	var userKey *scratch.SSHKeypair
-	if kp := cfg.UserSSHKeypair; kp != nil {
-		userKey = &scratch.SSHKeypair{PublicKey: kp.PublicKey, PrivateKey: kp.PrivateKey}
-	}
-	hostname := cfg.ClusterHostname
-	if hostname == "" && cfg.ClusterRole != "" {
-		hostname = fmt.Sprintf("%s%d", cfg.ClusterRole, cfg.ClusterIdx)
-	}
-	req := kernel.CreateRequest{
-		KernelID: kernelID, SessionID: sessionID, Image: image,
-		ResourceSlots: cfg.ResourceSlots, Env: env, Mounts: mounts,
-		OwnerUserID: cfg.OwnerUserID, OwnerProjectID: cfg.OwnerProjectID,
-		ClusterRole: cfg.ClusterRole, ClusterIdx: cfg.ClusterIdx, ClusterHostname: hostname,
-		PreopenPorts: cfg.PreopenPorts, BlockServicePorts: cfg.Internal.blockServicePorts,
-		UserSSHKey:        userKey,
-		SupplementaryGIDs: cfg.SupplementaryGIDs,
-		BootstrapScript:   cfg.BootstrapScript,
-		Dotfiles:          cfg.Internal.dotfiles,
-		SudoSession:       cfg.Internal.sudo,
-		DockerCredentials: cfg.Internal.dockerCredentials,
-		ImageLabels:       cfg.Image.Labels,
-		SessionType:       cfg.SessionType,
-	}
-	if cfg.UID >= 0 {
-		uid := cfg.UID
-		req.UID = &uid
-	}
-	if cfg.MainGID >= 0 {
-		gid := cfg.MainGID
-		req.MainGID = &gid
-	}
-	return req
-}
-
-func servicePortsWire(ports []scratch.ServicePort) []any {
-	out := make([]any, 0, len(ports))
-	for _, sp := range ports {
-		container := make([]any, len(sp.ContainerPorts))
-		for i, p := range sp.ContainerPorts {
-			container[i] = int64(p)
-		}
-		host := make([]any, len(sp.HostPorts))
-		for i, p := range sp.HostPorts {
-			host[i] = int64(p)
-		}
-		entry := map[string]any{
-			"name": sp.Name, "protocol": sp.Protocol, "container_ports": container, "host_ports": host,
-			"is_inference": sp.IsInference,
-		}
-		// get-apps' keys, only where the image's definition sets them,
-		// as upstream's ServiceParser.get_apps reports them.
-		if sp.URLTemplate != "" {
-			entry["url_template"] = sp.URLTemplate
-		}
-		if len(sp.AllowedArguments) > 0 {
-			entry["allowed_arguments"] = stringsWire(sp.AllowedArguments)
-		}
-		if len(sp.AllowedEnvs) > 0 {
-			entry["allowed_envs"] = stringsWire(sp.AllowedEnvs)
-		}
-		out = append(out, entry)
-	}
-	return out
-}
-
-func stringsWire(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
-// creationResult is one element of create_kernels' answer
-// (KernelCreationResult).
-func (km *KernelMethods) creationResult(p pendingKernel, c kernel.Created) map[string]any {
-	slots := make(map[string]any, len(p.cfg.ResourceSlots))
-	for k, d := range p.cfg.ResourceSlots {
-		slots[k] = d.String()
-	}
-	allocations := make(map[string]any, len(c.Allocation))
-	for kind, da := range c.Allocation {
-		perSlot := make(map[string]any, len(da))
-		for slot, devs := range da {
-			perDev := make(map[string]any, len(devs))
-			for dev, amount := range devs {
-				perDev[dev] = amount.String()
-			}
-			perSlot[slot] = perDev
-		}
-		allocations[kind] = perSlot
-	}
-	mounts := make([]any, 0, len(p.req.Mounts))
-	for _, m := range p.req.Mounts {
-		mounts = append(mounts, m.String())
-	}
-	attached := make(map[string]any, len(c.Attached))
-	for name, devs := range c.Attached {
-		list := make([]any, 0, len(devs))
-		for _, d := range devs {
-			data := make(map[string]any, len(d.Data))
-			for k, v := range d.Data {
-				data[k] = v
-			}
-			list = append(list, map[string]any{"device_id": d.DeviceID, "model_name": d.ModelName, "data": data})
-		}
-		attached[name] = list
-	}
-	containerID := c.ContainerID
-	if containerID == "" {
-		containerID = c.Info.ContainerID
-	}
-	servicePorts := c.ServicePorts
-	if servicePorts == nil {
-		servicePorts = c.Info.ServicePorts
-	}
-	return map[string]any{
-		"id":            p.id,
-		"kernel_host":   km.opts.KernelHost,
-		"repl_in_port":  int64(c.ReplInPort),
-		"repl_out_port": int64(c.ReplOutPort),
-		"stdin_port":    int64(0), // legacy
-		"stdout_port":   int64(0), // legacy
-		"service_ports": servicePortsWire(servicePorts),
-		"container_id":  containerID,
-		"resource_spec": map[string]any{
-			"container_id": containerID, "slots": slots, "allocations": allocations, "mounts": mounts,
-			"scratch_disk_size": int64(0),
-		},
-		"attached_devices": attached,
-		"agent_addr":       p.cfg.AgentAddr,
-		"scaling_group":    p.cfg.ScalingGroup,
-	}
+	return km.sessions.CreateKernels(ctx, req)
 }
 
 // reasonArg reads a termination reason: a str, a KernelLifecycleEventReason
@@ -618,17 +168,17 @@ func (km *KernelMethods) creationResult(p pendingKernel, c kernel.Created) map[s
 func reasonArg(method string, v any) (reason string, verbatim bool, err error) {
 	switch x := v.(type) {
 	case nil:
-		return kernel.ReasonUserRequested, false, nil
+		return "", false, nil // user-requested
 	case string:
 		if x == "" {
-			return kernel.ReasonUserRequested, false, nil
+			return "", false, nil
 		}
 		return x, true, nil
 	case wiremsg.Enum:
-		reason, err := enumValue(method+"(): argument 'reason'", x, x.Class)
+		reason, err := enumValue(argPath(method, "reason"), x, x.Class)
 		return reason, false, err
 	}
-	return "", false, typeError("%s(): argument 'reason' must be str or None, not %s", method, wiremsg.PyTypeName(v))
+	return "", false, mustBe(argPath(method, "reason"), "str or None", v)
 }
 
 // destroyKernel(kernel_id, session_id, reason=None, suppress_events=False).
@@ -643,7 +193,7 @@ func (km *KernelMethods) destroyKernel(ctx context.Context, call *Call) (any, er
 	if err != nil {
 		return nil, err
 	}
-	sid, err := argString(method, "session_id", args[1])
+	sid, err := strValue(argPath(method, "session_id"), args[1])
 	if err != nil {
 		return nil, err
 	}
@@ -657,59 +207,9 @@ func (km *KernelMethods) destroyKernel(ctx context.Context, call *Call) (any, er
 	case bool:
 		suppress = v
 	default:
-		return nil, typeError("%s(): argument 'suppress_events' must be bool, not %s", method, wiremsg.PyTypeName(args[3]))
+		return nil, mustBe(argPath(method, "suppress_events"), "bool", args[3])
 	}
-	if suppress {
-		km.suppress(kid, true)
-	}
-	destroy := km.svc.Destroy
-	if verbatim {
-		destroy = km.svc.DestroyEcho
-	}
-	if _, err := destroy(ctx, kid, reason); err != nil {
-		if suppress {
-			km.suppress(kid, false)
-		}
-		if errors.Is(err, kernel.ErrKernelNotFound) {
-			// Upstream answers None and reports the kernel gone, so that
-			// the manager stops waiting for it (agent/agent.py, the
-			// destroy of a kernel missing from the registry).
-			if !suppress && km.opts.OnAlreadyTerminated != nil {
-				km.opts.OnAlreadyTerminated(ctx, kid, sid)
-			}
-			return nil, nil
-		}
-		return nil, kernelErr(err)
-	}
-	return nil, nil
-}
-
-func floatArg(method, name string, v any) (float64, bool, error) {
-	switch x := v.(type) {
-	case nil:
-		return 0, false, nil
-	case float64:
-		return x, true, nil
-	case int64:
-		return float64(x), true, nil
-	case uint64:
-		return float64(x), true, nil
-	case decimal.Decimal:
-		f, _ := x.Float64()
-		return f, true, nil
-	}
-	return 0, false, typeError("%s(): argument '%s' must be float or None, not %s", method, name, wiremsg.PyTypeName(v))
-}
-
-func optsArg(method, name string, v any) (map[string]any, error) {
-	if v == nil {
-		return map[string]any{}, nil
-	}
-	m, err := plainMap(method+"(): argument '"+name+"'", v)
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
+	return nil, km.sessions.DestroyKernel(ctx, sessionapi.Destroy{KernelID: kid, SessionID: sid, Reason: reason, Verbatim: verbatim, Suppress: suppress})
 }
 
 // execute(session_id, kernel_id, api_version, run_id, mode, code, opts, flush_timeout).
@@ -720,7 +220,7 @@ func (km *KernelMethods) execute(ctx context.Context, call *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sessionID, err := argString(method, "session_id", args[0])
+	sessionID, err := strValue(argPath(method, "session_id"), args[0])
 	if err != nil {
 		return nil, err
 	}
@@ -728,21 +228,21 @@ func (km *KernelMethods) execute(ctx context.Context, call *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := argInt(method, "api_version", args[2]); err != nil {
+	if _, err := intValue(argPath(method, "api_version"), args[2]); err != nil {
 		return nil, err
 	}
 	runID := ""
 	if args[3] != nil {
-		if runID, err = argString(method, "run_id", args[3]); err != nil {
+		if runID, err = strValue(argPath(method, "run_id"), args[3]); err != nil {
 			return nil, err
 		}
 	}
-	mode, err := argString(method, "mode", args[4])
+	mode, err := strValue(argPath(method, "mode"), args[4])
 	if err != nil {
 		return nil, err
 	}
 	switch mode {
-	case runnerclient.ModeQuery, runnerclient.ModeBatch, runnerclient.ModeInput, runnerclient.ModeContinue:
+	case sessionapi.ModeQuery, sessionapi.ModeBatch, sessionapi.ModeInput, sessionapi.ModeContinue:
 	default:
 		return nil, &Error{Name: "ValueError", Err: fmt.Errorf("%s(): argument 'mode' must be query, batch, input or continue, not %q", method, mode)}
 	}
@@ -754,41 +254,24 @@ func (km *KernelMethods) execute(ctx context.Context, call *Call) (any, error) {
 	case []byte:
 		code = string(c)
 	default:
-		return nil, typeError("%s(): argument 'code' must be str, not %s", method, wiremsg.PyTypeName(args[5]))
+		return nil, mustBe(argPath(method, "code"), "str", args[5])
 	}
-	opts, err := optsArg(method, "opts", args[6])
+	opts, err := optionalDict(argPath(method, "opts"), args[6])
 	if err != nil {
 		return nil, err
 	}
-	flush, given, err := floatArg(method, "flush_timeout", args[7])
+	flush, given, err := floatValue(argPath(method, "flush_timeout"), args[7])
 	if err != nil {
 		return nil, err
 	}
-	var execOpts runnerclient.ExecOptions
+	e := sessionapi.Execution{SessionID: sessionID, KernelID: kid, RunID: runID, Mode: mode, Code: code, Options: opts}
 	if given {
 		if math.IsNaN(flush) || flush < 0 || flush > 24*3600 {
 			return nil, &Error{Name: "ValueError", Err: fmt.Errorf("%s(): argument 'flush_timeout' %v is out of range", method, flush)}
 		}
-		execOpts.FlushTimeout = time.Duration(flush * float64(time.Second))
+		e.FlushTimeout = time.Duration(flush * float64(time.Second))
 	}
-	if mode == runnerclient.ModeBatch {
-		if execOpts.Batch, err = runnerclient.BatchFromOptions(opts); err != nil {
-			return nil, &Error{Name: "TypeError", Err: fmt.Errorf("%s(): argument 'opts': %w", method, err)}
-		}
-	}
-	// Before every call reaches the runner, as upstream (agent/agent.py
-	// execute), even one that then fails.
-	km.emitExecution(ctx, events.ExecutionStarted{SessionID: sessionID})
-	res, err := km.svc.Execute(ctx, kid, runID, mode, code, execOpts)
-	if err != nil {
-		return nil, kernelErr(err)
-	}
-	km.afterExecute(ctx, sessionID, kid, res)
-	out := res.Wire()
-	if _, ok := out["files"]; !ok {
-		out["files"] = []any{}
-	}
-	return out, nil
+	return km.sessions.Execute(ctx, e)
 }
 
 // kernelOnly binds the single kernel_id argument.
@@ -808,7 +291,7 @@ func (km *KernelMethods) interruptKernel(ctx context.Context, call *Call) (any, 
 		return nil, err
 	}
 	if err := km.svc.Interrupt(ctx, kid); err != nil {
-		return nil, kernelErr(err)
+		return nil, err
 	}
 	return map[string]any{"status": "finished"}, nil
 }
@@ -837,10 +320,10 @@ func (km *KernelMethods) kernelStringOpts(method, name string, call *Call) (kid,
 	if kid, err = km.lookupID(method, args[0]); err != nil {
 		return "", "", nil, err
 	}
-	if value, err = argString(method, name, args[1]); err != nil {
+	if value, err = strValue(argPath(method, name), args[1]); err != nil {
 		return "", "", nil, err
 	}
-	if opts, err = optsArg(method, "opts", args[2]); err != nil {
+	if opts, err = optionalDict(argPath(method, "opts"), args[2]); err != nil {
 		return "", "", nil, err
 	}
 	return kid, value, opts, nil
@@ -855,14 +338,13 @@ func (km *KernelMethods) getCompletions(ctx context.Context, call *Call) (any, e
 	}
 	line, _ := opts["line"].(string)
 	post, _ := opts["post"].(string)
-	req := protocol.CompletionRequest{Code: text, Options: protocol.CompletionOptions{
-		Row: optInt(opts, "row"), Col: optInt(opts, "col"), Line: line, Post: post}}
-	suggestions, err := km.svc.Complete(ctx, kid, req)
+	suggestions, failure, err := km.svc.Complete(ctx, kid, sessionapi.Completion{Code: text,
+		Row: optInt(opts, "row"), Col: optInt(opts, "col"), Line: line, Post: post})
 	if err != nil {
-		if errors.Is(err, kernel.ErrKernelNotFound) || errors.Is(err, kernel.ErrNotRunning) {
-			return nil, kernelErr(err)
-		}
-		return map[string]any{"result": map[string]any{"status": "failed", "error": err.Error(), "suggestions": []any{}}}, nil
+		return nil, err
+	}
+	if failure != "" {
+		return map[string]any{"result": map[string]any{"status": "failed", "error": failure, "suggestions": []any{}}}, nil
 	}
 	list := make([]any, len(suggestions))
 	for i, s := range suggestions {
@@ -879,7 +361,7 @@ func (km *KernelMethods) getLogs(ctx context.Context, call *Call) (any, error) {
 	}
 	logs, err := km.svc.KernelLogs(ctx, kid)
 	if err != nil {
-		return nil, kernelErr(err)
+		return nil, err
 	}
 	return map[string]any{"logs": logs}, nil
 }
@@ -892,29 +374,9 @@ func (km *KernelMethods) startService(ctx context.Context, call *Call) (any, err
 	if err != nil {
 		return nil, err
 	}
-	info, err := km.svc.Get(kid)
+	res, err := km.svc.StartService(ctx, kid, service, wiremsg.ToJSON(opts).(map[string]any))
 	if err != nil {
-		return nil, kernelErr(err)
-	}
-	if info.BlockServicePorts {
-		// As upstream's DockerKernel.start_service (agent/docker/kernel.py).
-		return map[string]any{"status": "failed", "error": "operation blocked"}, nil
-	}
-	known := false
-	for _, sp := range info.ServicePorts {
-		if sp.Name == service {
-			known = true
-		}
-	}
-	if !known {
-		return map[string]any{"status": "failed", "error": "invalid service name"}, nil
-	}
-	res, err := km.svc.StartService(ctx, kid, protocol.ServiceRequest{Name: service, Options: wiremsg.ToJSON(opts).(map[string]any)})
-	if err != nil {
-		if errors.Is(err, kernel.ErrKernelNotFound) || errors.Is(err, kernel.ErrNotRunning) {
-			return nil, kernelErr(err)
-		}
-		return map[string]any{"status": "failed", "error": err.Error()}, nil
+		return nil, err
 	}
 	out := map[string]any{"status": res.Status}
 	if res.Error != "" {
@@ -934,12 +396,12 @@ func (km *KernelMethods) shutdownService(ctx context.Context, call *Call) (any, 
 	if err != nil {
 		return nil, err
 	}
-	service, err := argString(method, "service", args[1])
+	service, err := strValue(argPath(method, "service"), args[1])
 	if err != nil {
 		return nil, err
 	}
 	if err := km.svc.ShutdownService(ctx, kid, service); err != nil {
-		return nil, kernelErr(err)
+		return nil, err
 	}
 	return nil, nil
 }
@@ -954,107 +416,10 @@ func (km *KernelMethods) listKernels(_ context.Context, call *Call) (any, error)
 	out := make([]any, 0, len(infos))
 	for _, info := range infos {
 		out = append(out, map[string]any{
-			"id": info.KernelID, "session_id": info.SessionID, "container_id": info.ContainerID, "image": info.Image,
+			"id": info.ID, "session_id": info.SessionID, "container_id": info.ContainerID, "image": info.Image,
 			"state": info.State, "repl_in_port": int64(info.ReplInPort), "repl_out_port": int64(info.ReplOutPort),
-			"service_ports": servicePortsWire(info.ServicePorts), "created_at": info.CreatedAt.UTC().Format(time.RFC3339),
+			"service_ports": sessionapi.ServicePortDicts(info.ServicePorts), "created_at": info.CreatedAt.UTC().Format(time.RFC3339),
 		})
-	}
-	return out, nil
-}
-
-// --- KernelRegistry ---
-
-// IsPulling implements KernelRegistry (check_pulling): whether a pull of
-// the image is in flight, for a kernel or for check_and_pull.
-func (km *KernelMethods) IsPulling(_ context.Context, image string) (bool, error) {
-	if km.opts.Images == nil {
-		return false, nil
-	}
-	return km.opts.Images.IsPulling(image), nil
-}
-
-func (km *KernelMethods) state(kernelID string) string {
-	if u, err := wiremsg.ParseUUID(kernelID); err == nil {
-		kernelID = u.String()
-	}
-	info, err := km.svc.Get(kernelID)
-	if err != nil {
-		return ""
-	}
-	return info.State
-}
-
-// IsCreating implements KernelRegistry (check_creating): true for a
-// kernel being created or already registered, as upstream
-// (agent/server.py).
-func (km *KernelMethods) IsCreating(_ context.Context, kernelID string) (bool, error) {
-	return km.state(kernelID) != "", nil
-}
-
-// IsRunning implements KernelRegistry.
-func (km *KernelMethods) IsRunning(_ context.Context, kernelID string) (bool, error) {
-	return km.state(kernelID) == "running", nil
-}
-
-// SyncWithManager implements KernelRegistry as upstream's
-// sync_kernel_registry: kernels the manager lists but this agent does not
-// know are reported through OnAlreadyTerminated; local kernels the manager
-// does not list are destroyed in the background with reason
-// not-found-in-manager and their events suppressed. Kernels still being
-// created are left alone (upstream registers a kernel only once created).
-func (km *KernelMethods) SyncWithManager(ctx context.Context, live []KernelSession) error {
-	local := map[string]kernel.Info{}
-	for _, info := range km.svc.List() {
-		local[info.KernelID] = info
-	}
-	known := make(map[string]bool, len(live))
-	for _, ks := range live {
-		kid := ks.KernelID
-		if u, err := wiremsg.ParseUUID(kid); err == nil {
-			kid = u.String()
-		}
-		known[kid] = true
-		if _, ok := local[kid]; !ok && km.opts.OnAlreadyTerminated != nil {
-			km.opts.OnAlreadyTerminated(ctx, kid, ks.SessionID)
-		}
-	}
-	var stale []string
-	for kid, info := range local {
-		if !known[kid] && info.State == "running" {
-			stale = append(stale, kid)
-		}
-	}
-	sort.Strings(stale)
-	for _, kid := range stale {
-		km.suppress(kid, true)
-		km.background.Add(1)
-		go func(kid string) {
-			defer km.background.Done()
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), km.opts.DestroyTimeout)
-			defer cancel()
-			if _, err := km.svc.Destroy(dctx, kid, kernel.ReasonNotFoundInManager); err != nil {
-				km.suppress(kid, false)
-			}
-		}(kid)
-	}
-	return nil
-}
-
-// GPUAllocMap implements KernelRegistry as upstream's scan_gpu_alloc_map:
-// the fractional CUDA shares (cuda.shares) allocated on each device,
-// summed over this agent's kernels, as {device id: str(amount)}.
-func (km *KernelMethods) GPUAllocMap(context.Context) (map[string]string, error) {
-	sums := map[string]decimal.Decimal{}
-	for _, info := range km.svc.List() {
-		for dev, amount := range info.Allocation["cuda"]["cuda.shares"] {
-			sums[dev] = sums[dev].Add(amount)
-		}
-	}
-	out := make(map[string]string, len(sums))
-	for dev, d := range sums {
-		if d.IsPositive() {
-			out[dev] = d.String()
-		}
 	}
 	return out, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
+	"github.com/baiagent/baiagent/host/internal/session"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 	"github.com/baiagent/baiagent/host/internal/wiremsg/wiremsgtest"
 	"github.com/baiagent/baiagent/proto/sdk"
@@ -163,16 +164,35 @@ func (f *fakeKernels) List() []kernel.Info {
 	return out
 }
 
+// kernelBackend is a kernel lifecycle for both the kernel methods and the
+// session service: fakeKernels or *kernel.Manager.
+type kernelBackend interface {
+	session.CallsBackend
+	session.Kernels
+}
+
+// testKernels are the kernel methods over a backend and a session service
+// made over the same backend, as the agent wires them.
+type testKernels struct {
+	*KernelMethods
+	*session.Service
+}
+
+func newTestKernels(backend kernelBackend, opts session.Options) *testKernels {
+	sessions := session.New(backend, opts)
+	return &testKernels{KernelMethods: NewKernelMethods(session.NewCalls(backend), sessions), Service: sessions}
+}
+
 // kernelServer serves the kernel methods over svc on a real ZeroMQ socket.
-func kernelServer(t testing.TB, svc KernelService, ports *portpool.Pool, onAlreadyTerminated func(context.Context, string, string)) (*KernelMethods, *callosum.Client) {
+func kernelServer(t testing.TB, svc kernelBackend, ports *portpool.Pool, onAlreadyTerminated func(context.Context, string, string)) (*testKernels, *callosum.Client) {
 	t.Helper()
-	km := NewKernelMethods(svc, KernelMethodsOptions{KernelHost: "10.0.0.9", OnAlreadyTerminated: onAlreadyTerminated})
+	km := newTestKernels(svc, session.Options{KernelHost: "10.0.0.9", OnAlreadyTerminated: onAlreadyTerminated})
 	srv, err := New(Options{Endpoint: "tcp://127.0.0.1:*", AgentID: "i-test", PortRangeMin: 30000, PortRangeMax: 30010, Logger: zerolog.Nop()},
 		Deps{Kernels: km, Ports: ports})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	RegisterKernelMethods(srv, km)
+	RegisterKernelMethods(srv, km.KernelMethods)
 	serveUntilCleanup(t, srv, km.Wait)
 	return km, dial(t, srv.Endpoint(), callosum.ClientOptions{})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/baiagent/baiagent/host/internal/portpool"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -17,13 +18,15 @@ func (s *Server) registerBuiltins() {
 	s.Register("gather_hwinfo", s.gatherHWInfo)
 	s.Register("gather_hwinfo_v2", s.gatherHWInfoV2)
 	s.Register("get_local_config", s.getLocalConfig)
-	s.Register("check_pulling", s.checkPulling)
-	s.Register("check_creating", s.kernelCheck("check_creating", KernelRegistry.IsCreating))
-	s.Register("check_running", s.kernelCheck("check_running", KernelRegistry.IsRunning))
-	s.Register("sync_kernel_registry", s.syncKernelRegistry)
 	s.Register("assign_port", s.assignPort)
 	s.Register("release_port", s.releasePort)
-	s.Register("scan_gpu_alloc_map", s.scanGPUAllocMap)
+	if s.deps.Kernels != nil {
+		s.Register("check_pulling", s.checkPulling)
+		s.Register("check_creating", s.kernelCheck("check_creating", KernelRegistry.IsCreating))
+		s.Register("check_running", s.kernelCheck("check_running", KernelRegistry.IsRunning))
+		s.Register("sync_kernel_registry", s.syncKernelRegistry)
+		s.Register("scan_gpu_alloc_map", s.scanGPUAllocMap)
+	}
 }
 
 // ping(msg) returns msg unchanged.
@@ -78,7 +81,7 @@ func (s *Server) healthV2(ctx context.Context, call *Call) (any, error) {
 		return nil, err
 	}
 	if _, ok := args[0].(wiremsg.Map); !ok && args[0] != nil {
-		return nil, typeError("health_v2(): argument 'req' must be dict, not %s", wiremsg.PyTypeName(args[0]))
+		return nil, mustBe(argPath("health_v2", "req"), "dict", args[0])
 	}
 	return s.healthReport(ctx), nil
 }
@@ -160,7 +163,7 @@ func (s *Server) checkPulling(ctx context.Context, call *Call) (any, error) {
 	var image string
 	if ref, ok := args[0].(wiremsg.ImageRef); ok {
 		image = ref.Canonical()
-	} else if image, err = argString("check_pulling", "image", args[0]); err != nil {
+	} else if image, err = strValue(argPath("check_pulling", "image"), args[0]); err != nil {
 		return nil, err
 	}
 	return s.deps.Kernels.IsPulling(ctx, image)
@@ -172,11 +175,11 @@ func (s *Server) kernelCheck(method string, check func(KernelRegistry, context.C
 		if err != nil {
 			return nil, err
 		}
-		id, err := argString(method, "kernel_id", args[0])
+		id, err := strValue(argPath(method, "kernel_id"), args[0])
 		if err != nil {
 			return nil, err
 		}
-		return check(s.deps.Kernels, ctx, id)
+		return check(s.deps.Kernels, ctx, dashedID(id))
 	}
 }
 
@@ -188,25 +191,34 @@ func (s *Server) syncKernelRegistry(ctx context.Context, call *Call) (any, error
 	}
 	list, ok := args[0].([]any)
 	if !ok {
-		return nil, typeError("sync_kernel_registry(): argument 'raw_kernel_session_ids' must be a list, not %s", wiremsg.PyTypeName(args[0]))
+		return nil, mustBe(argPath("sync_kernel_registry", "raw_kernel_session_ids"), "a list", args[0])
 	}
-	live := make([]KernelSession, 0, len(list))
+	live := make([]sessionapi.KernelSession, 0, len(list))
 	for i, item := range list {
 		pair, ok := item.([]any)
 		if !ok || len(pair) != 2 {
 			return nil, typeError("sync_kernel_registry(): item %d must be a (kernel_id, session_id) pair", i)
 		}
-		kid, err := argString("sync_kernel_registry", fmt.Sprintf("raw_kernel_session_ids[%d][0]", i), pair[0])
+		kid, err := strValue(argPath("sync_kernel_registry", fmt.Sprintf("raw_kernel_session_ids[%d][0]", i)), pair[0])
 		if err != nil {
 			return nil, err
 		}
-		sid, err := argString("sync_kernel_registry", fmt.Sprintf("raw_kernel_session_ids[%d][1]", i), pair[1])
+		sid, err := strValue(argPath("sync_kernel_registry", fmt.Sprintf("raw_kernel_session_ids[%d][1]", i)), pair[1])
 		if err != nil {
 			return nil, err
 		}
-		live = append(live, KernelSession{KernelID: kid, SessionID: sid})
+		live = append(live, sessionapi.KernelSession{KernelID: dashedID(kid), SessionID: sid})
 	}
 	return nil, s.deps.Kernels.SyncWithManager(ctx, live)
+}
+
+// dashedID is a kernel id that parses as a UUID in the dashed form, and
+// any other id as it came (it names no kernel).
+func dashedID(id string) string {
+	if u, err := wiremsg.ParseUUID(id); err == nil {
+		return u.String()
+	}
+	return id
 }
 
 func (s *Server) assignPort(_ context.Context, call *Call) (any, error) {
@@ -225,7 +237,7 @@ func (s *Server) releasePort(_ context.Context, call *Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := argInt("release_port", "port_no", args[0])
+	port, err := intValue(argPath("release_port", "port_no"), args[0])
 	if err != nil {
 		return nil, err
 	}

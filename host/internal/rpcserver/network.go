@@ -7,13 +7,13 @@ import (
 	"math"
 	"sort"
 
-	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
 // decodeClusterHosts reads cluster_ssh_port_mapping: {hostname: (host,
 // port)} (ClusterSSHPortMapping), sorted by hostname; None is no entries.
-func decodeClusterHosts(path string, v any) ([]kernel.ClusterHost, error) {
+func decodeClusterHosts(path string, v any) ([]sessionapi.ClusterHost, error) {
 	if v == nil {
 		return nil, nil
 	}
@@ -21,7 +21,7 @@ func decodeClusterHosts(path string, v any) ([]kernel.ClusterHost, error) {
 	if err != nil {
 		return nil, err
 	}
-	hosts := make([]kernel.ClusterHost, 0, len(m))
+	hosts := make([]sessionapi.ClusterHost, 0, len(m))
 	for name, addr := range m {
 		at := fmt.Sprintf("%s[%q]", path, name)
 		pair, ok := addr.([]any)
@@ -42,49 +42,15 @@ func decodeClusterHosts(path string, v any) ([]kernel.ClusterHost, error) {
 		if name == "" {
 			return nil, argError("ValueError", path, "an empty hostname")
 		}
-		hosts = append(hosts, kernel.ClusterHost{Hostname: name, Host: host, Port: int(port)})
+		hosts = append(hosts, sessionapi.ClusterHost{Hostname: name, Host: host, Port: int(port)})
 	}
 	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Hostname < hosts[j].Hostname })
 	return hosts, nil
 }
 
-// sessionNetwork is how a session's kernels are networked, as upstream's
-// apply_network: mode "bridge" joins network_config.network_name (older
-// managers sent cluster_info.network_name and no mode), "host" shares the
-// host's network, no mode leaves Docker's default bridge. Any other mode
-// is a network plugin upstream would load (overlay for multi-node
-// sessions); it is refused by name rather than run on the default bridge,
-// where the session's kernels could not reach each other.
-func sessionNetwork(ci ClusterInfo) (mode, name string, err error) {
-	const path = `cluster_info["network_config"]`
-	raw, present := ci.NetworkConfig["mode"]
-	if present && raw != nil {
-		if mode, _ = raw.(string); mode == "" {
-			return "", "", argError("TypeError", path+`["mode"]`, "must be a non-empty str, not %s", wiremsg.PyTypeName(raw))
-		}
-	}
-	switch mode {
-	case kernel.NetworkModeBridge:
-		name, _ = ci.NetworkConfig["network_name"].(string)
-		if name == "" {
-			return "", "", argError("KeyError", path, "mode %q needs a network_name", mode)
-		}
-		return mode, name, nil
-	case "":
-		if ci.NetworkName != "" && ci.NetworkName != "host" {
-			return kernel.NetworkModeBridge, ci.NetworkName, nil
-		}
-		return "", "", nil
-	}
-	if err := kernel.CheckNetworkMode(mode); err != nil {
-		return "", "", &Error{Name: "RuntimeError", Err: fmt.Errorf("%s[\"mode\"]: %w", path, err)}
-	}
-	return mode, "", nil
-}
-
 // clusterInfoJSON is cluster_info as upstream's dump_json writes it to
 // cluster.json.
-func clusterInfoJSON(ci ClusterInfo) ([]byte, error) {
+func clusterInfoJSON(ci sessionapi.ClusterInfo) ([]byte, error) {
 	doc := map[string]any{
 		"mode": ci.Mode, "size": ci.Size, "replicas": ci.Replicas,
 		"network_config": jsonValue(ci.NetworkConfig), "ssh_keypair": nil, "cluster_ssh_port_mapping": nil,

@@ -61,7 +61,9 @@ func OptionsFromConfig(cfg *config.Config, version string, logger zerolog.Logger
 
 // Deps are the collaborators the handlers use; nil fields get defaults.
 type Deps struct {
-	// Kernels defaults to an empty MemoryKernels.
+	// Kernels answers check_pulling, check_creating, check_running,
+	// sync_kernel_registry and scan_gpu_alloc_map (the session service);
+	// nil leaves those methods out rather than answer from nothing.
 	Kernels KernelRegistry
 	// Hardware may be nil (no plugin devices to report).
 	Hardware HardwareSource
@@ -102,9 +104,6 @@ type Server struct {
 
 // New binds the RPC socket and registers the methods.
 func New(opts Options, deps Deps) (*Server, error) {
-	if deps.Kernels == nil {
-		deps.Kernels = NewMemoryKernels()
-	}
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}

@@ -1,4 +1,4 @@
-package rpcserver
+package session
 
 import (
 	"context"
@@ -7,16 +7,8 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
-	"github.com/baiagent/baiagent/host/internal/wiremsg"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 )
-
-// ModelServiceStarter starts an inference kernel's model services;
-// *kernel.Manager implements it.
-type ModelServiceStarter interface {
-	StartModelServices(ctx context.Context, kernelID string, def protocol.ModelDefinition, environ map[string]string) error
-}
-
-var _ ModelServiceStarter = (*kernel.Manager)(nil)
 
 // modelDefinition checks an inference session's kernel config as
 // upstream's _load_model_definition (agent/agent.py): a mount with
@@ -25,11 +17,11 @@ var _ ModelServiceStarter = (*kernel.Manager)(nil)
 // before the image is read (preopen ports, sshd, ttyd, allocated host
 // ports); the kernel manager checks the image's ports again. Other
 // session types have none.
-func modelDefinition(cfg KernelCreationConfig) (*protocol.ModelDefinition, error) {
+func modelDefinition(cfg sessionapi.KernelCreationConfig) (*protocol.ModelDefinition, error) {
 	if cfg.SessionType != kernel.SessionTypeInference {
 		return nil, nil
 	}
-	var folder *VFolderMount
+	var folder *sessionapi.VFolderMount
 	for i := range cfg.Mounts {
 		if cfg.Mounts[i].UsageMode == "model" {
 			folder = &cfg.Mounts[i]
@@ -39,11 +31,10 @@ func modelDefinition(cfg KernelCreationConfig) (*protocol.ModelDefinition, error
 	if folder == nil {
 		return nil, kernel.ErrModelFolderNotSpecified
 	}
-	raw := cfg.InternalData["model_definition"]
-	if !pyTruthy(raw) {
+	if cfg.ModelDefinition == nil {
 		return nil, fmt.Errorf("%w; vFolder %s (ID %s)", kernel.ErrModelDefinitionNotFound, folder.Name, folder.VFID)
 	}
-	def, err := kernel.DecodeModelDefinition(wiremsg.ToJSON(raw))
+	def, err := kernel.DecodeModelDefinition(cfg.ModelDefinition)
 	if err != nil {
 		return nil, err
 	}
@@ -65,50 +56,27 @@ func modelDefinition(cfg KernelCreationConfig) (*protocol.ModelDefinition, error
 
 func isMainRole(role string) bool { return role == "" || role == "main" || role == "master" }
 
-// pyTruthy is Python's truth of a decoded value (`if not inlined`).
-func pyTruthy(v any) bool {
-	switch x := v.(type) {
-	case nil:
-		return false
-	case bool:
-		return x
-	case string:
-		return x != ""
-	case int64:
-		return x != 0
-	case float64:
-		return x != 0
-	case []any:
-		return len(x) > 0
-	case wiremsg.Map:
-		return len(x) > 0
-	case map[string]any:
-		return len(x) > 0
-	}
-	return true
-}
-
 // startModels starts a new main kernel's model services in the background
 // after kernel_started, as upstream's create_kernel does; one that fails
 // destroys the kernel with failed-to-start, which the manager hears as
 // kernel_terminated.
-func (km *KernelMethods) startModels(p pendingKernel) {
-	def := p.req.ModelDefinition
-	starter, ok := km.svc.(ModelServiceStarter)
-	if def == nil || !ok || !isMainRole(p.req.ClusterRole) {
+func (s *Service) startModels(req kernel.CreateRequest) {
+	def := req.ModelDefinition
+	starter, ok := s.kernels.(ModelServiceStarter)
+	if def == nil || !ok || !isMainRole(req.ClusterRole) {
 		return
 	}
-	km.background.Go(func() {
-		err := starter.StartModelServices(km.modelCtx, p.id, *def, p.req.Env)
-		if err == nil || km.modelCtx.Err() != nil {
+	s.background.Go(func() {
+		err := starter.StartModelServices(s.modelCtx, req.KernelID, *def, req.Env)
+		if err == nil || s.modelCtx.Err() != nil {
 			return
 		}
-		km.opts.Logger.Error().Err(err).Str("kernel_id", p.id).Str("session_id", p.req.SessionID).
+		s.opts.Logger.Error().Err(err).Str("kernel_id", req.KernelID).Str("session_id", req.SessionID).
 			Msg("model service failed to start; destroying the kernel")
-		dctx, cancel := context.WithTimeout(context.Background(), km.opts.DestroyTimeout)
+		dctx, cancel := context.WithTimeout(context.Background(), s.opts.DestroyTimeout)
 		defer cancel()
-		if _, derr := km.svc.Destroy(dctx, p.id, kernel.ReasonFailedToStart); derr != nil && !errors.Is(derr, kernel.ErrKernelNotFound) {
-			km.opts.Logger.Error().Err(derr).Str("kernel_id", p.id).Msg("destroying a kernel whose model service failed")
+		if _, derr := s.kernels.Destroy(dctx, req.KernelID, kernel.ReasonFailedToStart); derr != nil && !errors.Is(derr, kernel.ErrKernelNotFound) {
+			s.opts.Logger.Error().Err(derr).Str("kernel_id", req.KernelID).Msg("destroying a kernel whose model service failed")
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package rpcserver
+package session
 
 import (
 	"reflect"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 )
 
 // TestServicePortsWire: the service ports of create_kernels' reply (and
@@ -41,7 +42,7 @@ func TestServicePortsWire(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.description, func(t *testing.T) {
-			got := servicePortsWire([]scratch.ServicePort{tc.port})
+			got := sessionapi.ServicePortDicts(servicePorts([]scratch.ServicePort{tc.port}))
 			if len(got) != 1 || !reflect.DeepEqual(got[0], tc.want) {
 				t.Errorf("got %#v\nwant %#v", got, tc.want)
 			}
@@ -52,10 +53,10 @@ func TestServicePortsWire(t *testing.T) {
 // TestCreationResultCarriesApps: the creation info (create_kernels'
 // element and kernel_started's body) takes the kernel's merged ports.
 func TestCreationResultCarriesApps(t *testing.T) {
-	km := NewKernelMethods(nil, KernelMethodsOptions{KernelHost: "127.0.0.1"})
+	svc := New(nil, Options{KernelHost: "127.0.0.1"})
 	created := kernel.Created{ServicePorts: []scratch.ServicePort{{Name: "jupyter", Protocol: "http",
 		ContainerPorts: []int{8090}, HostPorts: []int{30001}, URLTemplate: "http://{host}:{port}/"}}}
-	res := km.creationResult(pendingKernel{id: "k"}, created)
+	res := svc.creationResult(pending{req: kernel.CreateRequest{KernelID: "k"}}, created)
 	sp := res["service_ports"].([]any)
 	if len(sp) != 1 || sp[0].(map[string]any)["url_template"] != "http://{host}:{port}/" || sp[0].(map[string]any)["protocol"] != "http" {
 		t.Errorf("service_ports %#v", sp)
