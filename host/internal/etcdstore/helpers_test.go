@@ -3,7 +3,6 @@ package etcdstore
 import (
 	"context"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 func testLogger(t *testing.T) zerolog.Logger {
@@ -21,11 +21,7 @@ func testLogger(t *testing.T) zerolog.Logger {
 
 func freeListenAddr(t *testing.T) config.HostPort {
 	t.Helper()
-	port, err := freeLoopbackPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return config.HostPort{Host: "127.0.0.1", Port: port}
+	return config.HostPort{Host: "127.0.0.1", Port: testutil.FreePort(t, "127.0.0.1")}
 }
 
 // startTestEtcd runs an embedded etcd for one test.
@@ -45,13 +41,7 @@ func startTestEtcd(t *testing.T) *Embedded {
 // Outside CI a missing binary skips the test; in CI it fails it.
 func startDebianEtcd(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skip("the etcd binary (Debian package etcd-server) is not installed; CI installs it")
-		}
-		t.Fatalf("CI is set but the etcd binary is missing: %v", err)
-	}
+	bin := testutil.RequireTool(t, "etcd", "apt-get install etcd-server")
 	client, peer := freeListenAddr(t), freeListenAddr(t)
 	clientURL := "http://" + client.String()
 	peerURL := "http://" + peer.String()

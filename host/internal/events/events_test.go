@@ -23,6 +23,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/redistest"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -344,21 +345,17 @@ func TestOutageQueuesLifecycleEventsInOrder(t *testing.T) {
 			want = append(want, "kernel_started", "kernel_terminated")
 			streamDB := srv.Client(t, StreamDB)
 			var names []string
-			deadline := time.Now().Add(10 * time.Second)
-			for {
+			testutil.Eventually(t, 10*time.Second, "the queued events in the stream", func() bool {
 				names = names[:0]
 				for _, m := range readStream(t, streamDB) {
 					names = append(names, m.Values["name"].(string))
 				}
-				if len(names) >= len(want) || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return len(names) >= len(want)
+			})
 			if fmt.Sprint(names) != fmt.Sprint(want) {
 				t.Errorf("stream = %v\nwant     %v", names, want)
 			}
-			waitFor(t, func() bool { return bus.QueueDepth() == 0 })
+			testutil.Eventually(t, 5*time.Second, "the queue to drain", func() bool { return bus.QueueDepth() == 0 })
 			// With the queue drained, events go straight through again.
 			mustEmit(t, bus, ExecutionStarted{SessionID: sessionA})
 			if n := len(readStream(t, streamDB)); n != len(want)+1 {
@@ -372,17 +369,6 @@ func mustEmit(t *testing.T, bus *Bus, ev Event) {
 	t.Helper()
 	if err := bus.Emit(context.Background(), ev); err != nil {
 		t.Fatalf("emit %s: %v", ev.Name(), err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5 s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

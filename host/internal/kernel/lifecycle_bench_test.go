@@ -42,6 +42,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // latencies reports p50 and p99 of the timed iterations beside ns/op.
@@ -378,9 +379,7 @@ func dockerExec(b *testing.B, docker *client.Client, containerID string, cmd ...
 }
 
 func BenchmarkDockerExecCLI(b *testing.B) {
-	if _, err := exec.LookPath("docker"); err != nil {
-		b.Skip("the docker command is not installed")
-	}
+	testutil.RequireTool(b, "docker", "the docker command")
 	e := newEnv(b)
 	id := plainContainer(b, e, "bench-exec-cli-"+e.agentID)
 	var lat latencies
