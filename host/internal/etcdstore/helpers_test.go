@@ -2,8 +2,6 @@ package etcdstore
 
 import (
 	"context"
-	"net"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -35,43 +33,6 @@ func startTestEtcd(t *testing.T) *Embedded {
 	}
 	t.Cleanup(e.Close)
 	return e
-}
-
-// startDebianEtcd runs the etcd binary from Debian's etcd-server package.
-// Outside CI a missing binary skips the test; in CI it fails it.
-func startDebianEtcd(t *testing.T) string {
-	t.Helper()
-	bin := testutil.RequireTool(t, "etcd", "apt-get install etcd-server")
-	client, peer := freeListenAddr(t), freeListenAddr(t)
-	clientURL := "http://" + client.String()
-	peerURL := "http://" + peer.String()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin,
-		"--name", "test", "--data-dir", filepath.Join(t.TempDir(), "data"),
-		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "test="+peerURL, "--heartbeat-interval", "10", "--election-timeout", "100",
-		"--log-level", "error")
-	cmd.Stdout, cmd.Stderr = zerolog.NewTestWriter(t), zerolog.NewTestWriter(t)
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		conn, err := net.DialTimeout("tcp", client.String(), 100*time.Millisecond)
-		if err == nil {
-			conn.Close()
-			return client.String()
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("etcd at %s did not start", client)
-	return ""
 }
 
 func connectTest(t *testing.T, endpoint, namespace, agentID string) *Client {
