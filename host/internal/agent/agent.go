@@ -34,6 +34,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/httpapi"
 	"github.com/baiagent/baiagent/host/internal/images"
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/presence"
@@ -321,7 +322,7 @@ func (a *Agent) newKernels(ctx context.Context, docker *client.Client, ports *po
 		NoPeriodicReconcile: !a.cfg.Agent.SyncContainerLifecycles.Enabled,
 		KeepContainers:      a.cfg.Debug.SkipContainerDeletion,
 		OnTerminated: func(t kernel.Termination) {
-			log.Info().Str("kernel_id", t.KernelID).Str("reason", t.Reason).Int("exit_code", t.ExitCode).Msg("kernel terminated")
+			log.Info().Str("kernel_id", t.KernelID).Str("reason", string(t.Reason)).Int("exit_code", t.ExitCode).Msg("kernel terminated")
 			if suppressed(t.KernelID) {
 				return
 			}
@@ -564,7 +565,7 @@ func (a *Agent) build(ctx context.Context, undo *closers) (*parts, error) {
 			a.emit(ctx, events.KernelStarted{KernelID: kernelID, SessionID: sessionID, CreationInfo: orderedMap(result)})
 		},
 		OnAlreadyTerminated: func(ctx context.Context, kernelID, sessionID string) {
-			ev := events.KernelTerminated{KernelID: kernelID, SessionID: sessionID, Reason: kernel.ReasonAlreadyTerminated, ExitCode: -1}
+			ev := events.KernelTerminated{KernelID: kernelID, SessionID: sessionID, Reason: lifecycle.AlreadyTerminated, ExitCode: -1}
 			if err := bus.Emit(context.WithoutCancel(ctx), ev); err != nil {
 				a.log.Warn().Err(err).Msg("kernel_terminated event not sent")
 			}

@@ -27,6 +27,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/callosum"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
 	"github.com/baiagent/baiagent/host/internal/testutil"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
@@ -408,7 +409,7 @@ func TestServerSIGKILLRecovery(t *testing.T) {
 	for _, ev := range a.events(t) {
 		if ev.Name == "kernel_terminated" && ev.Body["kernel_id"] == dead {
 			reported = true
-			if ev.Body["reason"] != kernel.ReasonSelfTerminated || ev.Body["exit_code"] != float64(137) {
+			if ev.Body["reason"] != lifecycle.SelfTerminated || ev.Body["exit_code"] != float64(137) {
 				t.Errorf("kernel_terminated of the dead kernel: %v", ev.Body)
 			}
 		}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/pywire"
 	"github.com/baiagent/baiagent/host/internal/redistest"
@@ -527,13 +527,13 @@ func FuzzKernelTerminatedDecodes(f *testing.F) {
 		if !utf8.ValidString(reason) {
 			return // a Go string from the RPC is always valid UTF-8 (msgpack str)
 		}
-		ev := KernelTerminated{KernelID: kernelA, SessionID: sessionA, Reason: reason, ReasonVerbatim: verbatim, ExitCode: exitCode}
+		ev := KernelTerminated{KernelID: kernelA, SessionID: sessionA, Reason: lifecycle.Reason(reason), ReasonVerbatim: verbatim, ExitCode: exitCode}
 		packed, err := pywire.Marshal(ev.Args())
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = managertest.DecodeArgs(ev.Name(), packed)
-		member := slices.Contains(managertest.KernelLifecycleEventReasons, reason)
+		member := lifecycle.Reason(reason).Member()
 		if (verbatim || member) != (err == nil) {
 			t.Fatalf("reason %q verbatim %v: decode error %v", reason, verbatim, err)
 		}

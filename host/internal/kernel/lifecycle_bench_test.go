@@ -42,6 +42,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
@@ -80,7 +81,7 @@ func kernelCreator(b *testing.B, m *kernel.Manager) creator {
 		took := time.Since(t0)
 		b.StopTimer()
 		defer b.StartTimer()
-		if _, err := m.Destroy(ctx, req.KernelID, kernel.ReasonUserRequested); err != nil {
+		if _, err := m.Destroy(ctx, req.KernelID, lifecycle.UserRequested); err != nil {
 			b.Fatalf("destroy: %v", err)
 		}
 		return took
@@ -125,7 +126,7 @@ func readKernelSettings(b *testing.B) kernelSettings {
 	if err != nil {
 		b.Fatalf("create the template kernel: %v", err)
 	}
-	defer func() { _, _ = m.Destroy(ctx, req.KernelID, kernel.ReasonUserRequested) }()
+	defer func() { _, _ = m.Destroy(ctx, req.KernelID, lifecycle.UserRequested) }()
 	insp, err := e.docker.ContainerInspect(ctx, created.ContainerID, client.ContainerInspectOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -327,7 +328,7 @@ func BenchmarkExecuteTrivial(b *testing.B) {
 	}
 	b.StopTimer()
 	lat.report(b)
-	if _, err := m.Destroy(ctx, req.KernelID, kernel.ReasonUserRequested); err != nil {
+	if _, err := m.Destroy(ctx, req.KernelID, lifecycle.UserRequested); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
@@ -54,7 +55,7 @@ func TestMemoryScratch(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := m.Destroy(ctx, "k-mem", kernel.ReasonUserRequested); err != nil {
+	if _, err := m.Destroy(ctx, "k-mem", lifecycle.UserRequested); err != nil {
 		t.Fatal(err)
 	}
 	for _, dir := range []string{dirs.Base, dirs.Tmp} {

@@ -17,6 +17,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // TestRestartKernel: the kernel keeps its id, work/ and allocation; the
@@ -184,8 +185,8 @@ func TestRestartKernelFailures(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "terminated") {
 		t.Fatalf("restart into a broken container: %v, want an error saying the kernel is terminated", err)
 	}
-	if term, ok := e.termination("k-rfail"); !ok || term.Reason != kernel.ReasonFailedToStart {
-		t.Errorf("termination %+v (%v), want reason %s", term, ok, kernel.ReasonFailedToStart)
+	if term, ok := e.termination("k-rfail"); !ok || term.Reason != lifecycle.FailedToStart {
+		t.Errorf("termination %+v (%v), want reason %s", term, ok, lifecycle.FailedToStart)
 	}
 	if _, err := m.Get("k-rfail"); !errors.Is(err, kernel.ErrKernelNotFound) {
 		t.Errorf("the kernel is still registered: %v", err)

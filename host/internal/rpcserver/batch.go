@@ -13,18 +13,12 @@ import (
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 )
 
 // BatchRunID is the run id of a batch job (upstream's RUN_ID_FOR_BATCH_JOB).
 const BatchRunID = "batch-job"
-
-// Session results of batch jobs (KernelLifecycleEventReason values).
-const (
-	reasonTaskFinished = "task-finished"
-	reasonTaskFailed   = "task-failed"
-	reasonTaskTimeout  = "task-timeout"
-)
 
 // batchFlush is each round's flush timeout, as upstream's execute_batch.
 const batchFlush = time.Second
@@ -235,15 +229,15 @@ func (b *Batches) ended(ctx context.Context, log zerolog.Logger, kernelID string
 }
 
 func (b *Batches) reportTimeout(log zerolog.Logger, kernelID string, job kernel.BatchJob) {
-	b.emit(log, kernelID, job, events.SessionFailure{SessionID: job.SessionID, Reason: reasonTaskTimeout, ExitCode: -2})
+	b.emit(log, kernelID, job, events.SessionFailure{SessionID: job.SessionID, Reason: lifecycle.TaskTimeout, ExitCode: -2})
 }
 
 func (b *Batches) report(log zerolog.Logger, kernelID string, job kernel.BatchJob, exit int) {
 	if exit == 0 {
-		b.emit(log, kernelID, job, events.SessionSuccess{SessionID: job.SessionID, Reason: reasonTaskFinished, ExitCode: 0})
+		b.emit(log, kernelID, job, events.SessionSuccess{SessionID: job.SessionID, Reason: lifecycle.TaskFinished, ExitCode: 0})
 		return
 	}
-	b.emit(log, kernelID, job, events.SessionFailure{SessionID: job.SessionID, Reason: reasonTaskFailed, ExitCode: exit})
+	b.emit(log, kernelID, job, events.SessionFailure{SessionID: job.SessionID, Reason: lifecycle.TaskFailed, ExitCode: exit})
 }
 
 // emit sends the result and records that it went out, so that a restart

@@ -4,8 +4,8 @@ import (
 	"context"
 
 	"github.com/baiagent/baiagent/host/internal/events"
-	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // emitExecution sends an execution_* event; the manager's idle checker
@@ -35,7 +35,7 @@ func (km *KernelMethods) afterExecute(ctx context.Context, sessionID, kernelID s
 			defer km.background.Done()
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), km.opts.DestroyTimeout)
 			defer cancel()
-			if _, err := km.svc.Destroy(dctx, kernelID, kernel.ReasonExecTimeout); err != nil {
+			if _, err := km.svc.Destroy(dctx, kernelID, lifecycle.ExecTimeout); err != nil {
 				km.opts.Logger.Warn().Err(err).Str("kernel_id", kernelID).Msg("destroy after exec-timeout failed")
 			}
 		}()

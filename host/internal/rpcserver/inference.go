@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
@@ -107,7 +108,7 @@ func (km *KernelMethods) startModels(p pendingKernel) {
 			Msg("model service failed to start; destroying the kernel")
 		dctx, cancel := context.WithTimeout(context.Background(), km.opts.DestroyTimeout)
 		defer cancel()
-		if _, derr := km.svc.Destroy(dctx, p.id, kernel.ReasonFailedToStart); derr != nil && !errors.Is(derr, kernel.ErrKernelNotFound) {
+		if _, derr := km.svc.Destroy(dctx, p.id, lifecycle.FailedToStart); derr != nil && !errors.Is(derr, kernel.ErrKernelNotFound) {
 			km.opts.Logger.Error().Err(derr).Str("kernel_id", p.id).Msg("destroying a kernel whose model service failed")
 		}
 	})

@@ -20,6 +20,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
@@ -30,8 +31,8 @@ import (
 type KernelService interface {
 	KernelFileService
 	Create(ctx context.Context, req kernel.CreateRequest) (kernel.Created, error)
-	Destroy(ctx context.Context, kernelID, reason string) (kernel.Termination, error)
-	DestroyEcho(ctx context.Context, kernelID, reason string) (kernel.Termination, error)
+	Destroy(ctx context.Context, kernelID string, reason lifecycle.Reason) (kernel.Termination, error)
+	DestroyEcho(ctx context.Context, kernelID string, reason lifecycle.Reason) (kernel.Termination, error)
 	Execute(ctx context.Context, kernelID, runID, mode, code string, opts runnerclient.ExecOptions) (runnerclient.Result, error)
 	Interrupt(ctx context.Context, kernelID string) error
 	Complete(ctx context.Context, kernelID string, req protocol.CompletionRequest) ([]string, error)
@@ -615,18 +616,18 @@ func (km *KernelMethods) creationResult(p pendingKernel, c kernel.Created) map[s
 // kernel_terminated sends back as it came: the 26.8 manager's terminator
 // passes its own strings (ROUTE_TERMINATION, ...), and unpickling them as
 // the enum would fail in the manager.
-func reasonArg(method string, v any) (reason string, verbatim bool, err error) {
+func reasonArg(method string, v any) (reason lifecycle.Reason, verbatim bool, err error) {
 	switch x := v.(type) {
 	case nil:
-		return kernel.ReasonUserRequested, false, nil
+		return lifecycle.UserRequested, false, nil
 	case string:
 		if x == "" {
-			return kernel.ReasonUserRequested, false, nil
+			return lifecycle.UserRequested, false, nil
 		}
-		return x, true, nil
+		return lifecycle.Reason(x), true, nil
 	case wiremsg.Enum:
 		reason, err := enumValue(method+"(): argument 'reason'", x, x.Class)
-		return reason, false, err
+		return lifecycle.Reason(reason), false, err
 	}
 	return "", false, typeError("%s(): argument 'reason' must be str or None, not %s", method, wiremsg.PyTypeName(v))
 }
@@ -1032,7 +1033,7 @@ func (km *KernelMethods) SyncWithManager(ctx context.Context, live []KernelSessi
 			defer km.background.Done()
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), km.opts.DestroyTimeout)
 			defer cancel()
-			if _, err := km.svc.Destroy(dctx, kid, kernel.ReasonNotFoundInManager); err != nil {
+			if _, err := km.svc.Destroy(dctx, kid, lifecycle.NotFoundInManager); err != nil {
 				km.suppress(kid, false)
 			}
 		}(kid)
