@@ -34,7 +34,7 @@ type fakeKernels struct {
 	kernels   map[string]kernel.Info
 	requests  []kernel.CreateRequest
 	destroyed map[string]lifecycle.Reason // kernel id -> reason
-	echoed    map[string]bool   // kernel id -> the reason came as the manager's str
+	echoed    map[string]bool             // kernel id -> the reason came as the manager's str
 	execs     []string
 	nextPort  int
 	files     map[string][]byte // kernel id + "\x00" + path -> content
