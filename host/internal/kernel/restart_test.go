@@ -111,8 +111,13 @@ func TestRestartKernel(t *testing.T) {
 		t.Errorf("resource.txt does not name just the new container:\n%s", resource)
 	}
 
-	// The old container's death is not the kernel's.
-	time.Sleep(1500 * time.Millisecond) // a few reconciliation rounds
+	// The old container's death is not the kernel's: reconciliation rounds,
+	// run here directly, see only the new container.
+	for range 2 {
+		if err := m.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if term, ok := e.termination("k-restart"); ok {
 		t.Errorf("a termination was reported for the restart: %+v", term)
 	}
