@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,6 +72,7 @@ func TestRunJoinsEverythingItStarts(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	noLoopLeft(t)
 	goleak.VerifyNone(t, before)
 }
 
@@ -98,6 +100,7 @@ func TestRunStopsStartedLoopsWhenALaterStepFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "register in etcd") || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("Run = %v, want the registration's permission denied", err)
 	}
+	noLoopLeft(t)
 	goleak.VerifyNone(t, before)
 }
 
@@ -129,6 +132,28 @@ func restrictAgentUser(ctx context.Context, t *testing.T, endpoint, statusKey st
 	for i, step := range steps {
 		if err := step(); err != nil {
 			t.Fatalf("etcd auth setup step %d: %v", i, err)
+		}
+	}
+}
+
+// noLoopLeft checks, the moment Run has returned and without the retries
+// goleak allows for goroutines that end on their own, that none of the
+// loops start runs is still there: Run joined them, not only cancelled
+// them.
+func noLoopLeft(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "agent.(*Agent).start.func") {
+			t.Errorf("a loop started by Run is still running after Run returned:\n%s", g)
 		}
 	}
 }
