@@ -22,6 +22,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
 
@@ -36,9 +37,7 @@ const testVersion = "0.0.0-pkgtest"
 // plugins list.
 func TestDebInstallsInCleanDebian(t *testing.T) {
 	for _, tool := range []string{"dpkg", "dpkg-deb", "ldd", "apt-get", "apt-cache"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			need(t, tool+" is needed to build and check the .deb")
-		}
+		testutil.RequireTool(t, tool, "needed to build and check the .deb")
 	}
 	docker := kerneltest.Docker(t)
 	image := kerneltest.BuildPython(t, docker)
@@ -142,16 +141,6 @@ done
 	if ldd := section("ldd"); strings.Contains(ldd, "not found") {
 		t.Errorf("a library is missing after installing the declared Depends:\n%s", ldd)
 	}
-}
-
-// need skips the test outside CI and fails it in CI, as kerneltest does
-// for Docker and debootstrap.
-func need(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
 }
 
 func run(t *testing.T, name string, args ...string) string {
@@ -340,7 +329,7 @@ func fetchDebs(t *testing.T, dir string, pkgs []string) {
 		cmd := exec.Command("apt-get", "download", "-q", p)
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			need(t, "apt-get download "+p+" (the container's dependency packages come from the host): "+err.Error()+"\n"+string(out))
+			testutil.Need(t, "apt-get download "+p+" (the container's dependency packages come from the host): "+err.Error()+"\n"+string(out))
 		}
 	}
 }

@@ -4,6 +4,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/baiagent/baiagent/host/internal/adminapi"
 	"github.com/baiagent/baiagent/host/internal/alloc"
@@ -32,6 +34,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/httpapi"
 	"github.com/baiagent/baiagent/host/internal/images"
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/presence"
@@ -73,7 +76,6 @@ type Agent struct {
 	allocator *alloc.Allocator
 	reported  map[string]decimal.Decimal
 	bus       *events.Bus
-	docker    *client.Client
 	// subnetBindHost is this host's address in etcd's
 	// config/network/subnet/container, when container.bind-host is empty.
 	subnetBindHost string
@@ -123,10 +125,10 @@ func (a *Agent) heartbeatInfo(publicKey string) heartbeat.Info {
 	return info
 }
 
-// startStats writes node and kernel statistics to Redis as upstream does
-// (DB 0: {agent_id}, {kernel_id}, and container_count.{agent_id} every
-// 10 s even when statistics are disabled).
-func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kernel.Manager, metrics *httpapi.Metrics) error {
+// newStats makes the collector that writes node and kernel statistics to
+// Redis as upstream does (DB 0: {agent_id}, {kernel_id}, and
+// container_count.{agent_id} every 10 s even when statistics are disabled).
+func (a *Agent) newStats(db *redis.Client, docker client.APIClient, kernels *kernel.Manager, metrics *httpapi.Metrics) (*stats.Collector, error) {
 	um := a.cfg.Agent.UtilizationMetric
 	collector, err := stats.New(stats.Options{
 		AgentID: a.cfg.Agent.ID, Redis: db, Plugins: a.plugins,
@@ -135,10 +137,9 @@ func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kerne
 			for _, k := range kernels.List() {
 				t := stats.ContainerTarget{KernelID: k.KernelID, ContainerID: k.ContainerID}
 				if k.ContainerID != "" {
-					insp, err := a.docker.ContainerInspect(ctx, k.ContainerID, client.ContainerInspectOptions{})
-					if err == nil && insp.Container.State != nil {
-						t.PID = insp.Container.State.Pid
-						t.CgroupPath, _ = stats.CgroupPathOfPID("/proc", t.PID)
+					if pid, err := kernel.ContainerPID(ctx, docker, k.ContainerID); err == nil && pid != 0 {
+						t.PID = pid
+						t.CgroupPath, _ = stats.CgroupPathOfPID("/proc", pid)
 					}
 				}
 				out = append(out, t)
@@ -163,16 +164,14 @@ func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kerne
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("stats: %w", err)
+		return nil, fmt.Errorf("stats: %w", err)
 	}
-	go collector.Run(ctx)
-	return nil
+	return collector, nil
 }
 
-// startPresence marks the running kernels in DB 2 every minute, so that
-// the manager's check_stale_kernels sees them alive. The returned func
-// stops the reporter and waits for it.
-func (a *Agent) startPresence(ctx context.Context, db *redis.Client, kernels *kernel.Manager) (func(), error) {
+// newPresence makes the reporter that marks the running kernels in DB 2
+// every minute, so that the manager's check_stale_kernels sees them alive.
+func (a *Agent) newPresence(db *redis.Client, kernels *kernel.Manager) (*presence.Reporter, error) {
 	reporter, err := presence.New(presence.Options{
 		Redis: db,
 		Kernels: func(context.Context) ([]string, error) {
@@ -189,13 +188,7 @@ func (a *Agent) startPresence(ctx context.Context, db *redis.Client, kernels *ke
 	if err != nil {
 		return nil, fmt.Errorf("kernel presence: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		reporter.Run(ctx)
-	}()
-	return func() { cancel(); <-done }, nil
+	return reporter, nil
 }
 
 // refreshMetrics keeps the gauges of /metrics current: kernels by state,
@@ -296,17 +289,10 @@ func (a *Agent) buildAllocator() error {
 	return nil
 }
 
-// newKernels connects to Docker and prepares the kernel manager.
+// newKernels prepares the kernel manager on docker.
 // With logDB (Redis DB 6), finished kernels' logs are stored for the manager.
-func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *redis.Client, suppressed *session.Suppressions) (*kernel.Manager, error) {
-	docker, err := client.New(client.FromEnv)
-	if err != nil {
-		return nil, fmt.Errorf("docker client: %w", err)
-	}
-	if _, err := docker.Ping(ctx, client.PingOptions{}); err != nil {
-		return nil, fmt.Errorf("cannot reach the Docker engine (backend = docker): %w", err)
-	}
-	a.docker = docker
+func (a *Agent) newKernels(ctx context.Context, docker *client.Client, ports *portpool.Pool, logDB *redis.Client, suppressed *session.Suppressions) (*kernel.Manager, error) {
+	var err error
 	runner := a.cfg.Agent.KernelRunnerPath
 	if runner == "" {
 		if runner, err = kernel.DefaultRunnerPath(); err != nil {
@@ -337,7 +323,7 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *red
 		NoPeriodicReconcile: !a.cfg.Agent.SyncContainerLifecycles.Enabled,
 		KeepContainers:      a.cfg.Debug.SkipContainerDeletion,
 		OnTerminated: func(t kernel.Termination) {
-			log.Info().Str("kernel_id", t.KernelID).Str("reason", t.Reason).Int("exit_code", t.ExitCode).Msg("kernel terminated")
+			log.Info().Str("kernel_id", t.KernelID).Str("reason", string(t.Reason)).Int("exit_code", t.ExitCode).Msg("kernel terminated")
 			if suppressed.Take(t.KernelID) {
 				return
 			}
@@ -368,20 +354,15 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *red
 	return m, nil
 }
 
-// runKernels takes back the kernels a previous agent left running
-// (allocations, ports, runners) and follows Docker's events.
-func (a *Agent) runKernels(ctx context.Context, m *kernel.Manager) {
+// recoverKernels takes back the kernels a previous agent left running
+// (allocations, ports, runners); runKernels then follows Docker's events.
+func (a *Agent) recoverKernels(ctx context.Context, m *kernel.Manager) {
 	log := a.log.With().Str("component", "kernels").Logger()
 	report, err := m.Recover(ctx)
 	if err != nil {
 		log.Error().Err(err).Msg("kernel recovery was incomplete")
 	}
 	log.Info().Interface("recovery", report).Int("running", len(m.List())).Msg("kernels recovered from Docker")
-	go func() {
-		if err := m.Run(ctx); err != nil && ctx.Err() == nil {
-			log.Error().Err(err).Msg("kernel lifecycle loop stopped")
-		}
-	}()
 }
 
 // Resources reports the slots and their use, for the admin API.
@@ -394,19 +375,81 @@ func New(cfg *config.Config, log zerolog.Logger) *Agent {
 	return &Agent{cfg: cfg, log: log}
 }
 
-// Run starts every part and blocks until ctx ends, then stops them in
-// reverse order. Kernels (containers) are never stopped by a shutdown.
+// parts are what build makes and start sets running.
+type parts struct {
+	etcd    *etcdstore.Client
+	bus     *events.Bus
+	web     *httpapi.Server
+	metrics *httpapi.Metrics
+	kernels *kernel.Manager
+	images  *images.Service
+	batches *session.Batches
+	rpc     *rpcserver.Server
+	// With Redis only: the statistics, commit-status and presence writers
+	// and the heartbeat's image DB; nil without Redis.
+	stats    *stats.Collector
+	statDB   *redis.Client
+	presence *presence.Reporter
+	imageDB  *redis.Client
+}
+
+// closers undoes build: each part's close, run in reverse order.
+type closers []func()
+
+func (c *closers) add(f func()) { *c = append(*c, f) }
+
+// run has a pointer receiver so that a deferred run sees the closes
+// added after the defer.
+func (c *closers) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+}
+
+// Run builds every part, starts the agent's loops and blocks until ctx
+// ends or a loop fails. It then cancels the loops, waits for all of them,
+// and closes the parts in reverse order, on every path out, a failed
+// start included. Kernels (containers) are never stopped by a shutdown.
 func (a *Agent) Run(ctx context.Context) error {
 	started := time.Now()
-	etcd, overlay, closeEtcd, err := a.connectEtcd(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var undo closers
+	defer undo.run()
+	p, err := a.build(ctx, &undo)
 	if err != nil {
 		return err
 	}
-	defer closeEtcd()
+	loops, loopCtx := errgroup.WithContext(ctx)
+	if err = a.start(loopCtx, loops, p, &undo); err == nil {
+		a.log.Info().Str("agent_id", a.cfg.Agent.ID).Dur("startup", time.Since(started)).
+			Str("rpc", p.rpc.Endpoint()).Bool("curve", p.rpc.PublicKey() != "").Str("http", p.web.Addr().String()).
+			Str("admin_socket", adminapi.SocketPath(a.cfg.Agent.IPCBasePath)).Msg("agent started")
+		<-loopCtx.Done()
+		// Like upstream, the etcd status stays "running": the manager
+		// decides when an agent is lost.
+		a.log.Info().Msg("agent stopping; kernels keep running")
+	}
+	// Every loop ends before the parts it uses close (undo, deferred).
+	cancel()
+	return errors.Join(err, loops.Wait())
+}
+
+// build makes every part, each one's close added to undo, and starts
+// nothing that outlives it but the parts' own servers (HTTP, admin
+// socket, plugins, event bus), which their closes stop.
+func (a *Agent) build(ctx context.Context, undo *closers) (*parts, error) {
+	p := &parts{}
+	etcd, overlay, closeEtcd, err := a.connectEtcd(ctx)
+	if err != nil {
+		return nil, err
+	}
+	undo.add(closeEtcd)
+	p.etcd = etcd
 	a.detectBindHost(overlay)
 	redisProfile, err := a.redisProfile(overlay)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var stream *events.RedisOptions
 	if redisProfile != nil {
@@ -421,12 +464,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		Logger:   a.log.With().Str("component", "events").Logger(),
 	})
 	if err != nil {
-		return fmt.Errorf("event bus: %w", err)
+		return nil, fmt.Errorf("event bus: %w", err)
 	}
-	defer bus.Close()
-	a.bus = bus
+	undo.add(func() { _ = bus.Close() })
+	a.bus, p.bus = bus, bus
 	if err := etcd.SetStatus(ctx, etcdstore.AgentStarting); err != nil {
-		return fmt.Errorf("register in etcd: %w", err)
+		return nil, fmt.Errorf("register in etcd: %w", err)
 	}
 	metrics := httpapi.NewMetrics()
 	web, err := httpapi.Listen(httpapi.Options{
@@ -435,20 +478,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		Routes: map[string]http.Handler{"GET /v1/events": bus.Handler()},
 	}, metrics)
 	if err != nil {
-		return fmt.Errorf("internal HTTP endpoint: %w", err)
+		return nil, fmt.Errorf("internal HTTP endpoint: %w", err)
 	}
-	defer func() {
+	undo.add(func() {
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = web.Shutdown(shutdownCtx)
-	}()
+	})
+	p.web, p.metrics = web, metrics
 	web.AddReadinessCheck("etcd", "etcd", etcd.Ping)
 
 	a.plugins = pluginhost.New(PluginOptions(a.cfg, a.log))
 	if err := a.plugins.Start(ctx); err != nil {
-		return fmt.Errorf("start plugin host: %w", err)
+		return nil, fmt.Errorf("start plugin host: %w", err)
 	}
-	defer a.plugins.Stop()
+	undo.add(a.plugins.Stop)
 	for _, s := range a.plugins.Statuses() {
 		ev := a.log.Info()
 		if s.State != pluginhost.StateRunning {
@@ -459,43 +503,50 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	web.AddReadinessCheck("plugins", "agent", a.pluginsReady)
 	if err := a.buildAllocator(); err != nil {
-		return err
+		return nil, err
 	}
 	admin, err := adminapi.Listen(adminapi.SocketPath(a.cfg.Agent.IPCBasePath), a.plugins, a)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	a.admin = admin
-	defer func() {
+	undo.add(func() {
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = a.admin.Close(shutdownCtx)
-	}()
+	})
 	// One port pool serves the RPC's assign_port and the kernels' ports.
 	ports, err := portpool.New(a.cfg.Container.PortRange.Min, a.cfg.Container.PortRange.Max, a.cfg.Container.PortReuseCooldown, nil)
 	if err != nil {
-		return fmt.Errorf("container.port-range: %w", err)
+		return nil, fmt.Errorf("container.port-range: %w", err)
 	}
 	// A port another program holds would make Docker fail to publish it.
 	ports.CheckWith(portpool.ListenProbe(probeHost(a.cfg.Container.BindHost)))
 	var logDB *redis.Client
 	if redisProfile != nil {
 		logDB = redisProfile.Client(redisconn.RoleContainerLog)
-		defer logDB.Close()
+		undo.add(func() { _ = logDB.Close() })
 	}
+	docker, err := kernel.ConnectDocker(ctx)
+	if err != nil {
+		return nil, err
+	}
+	undo.add(func() { _ = docker.Close() })
 	// The session service marks the destroys whose kernel_terminated is
 	// suppressed; the kernel manager's termination handler takes the marks.
 	suppressed := session.NewSuppressions()
-	kernels, err := a.newKernels(ctx, ports, logDB, suppressed)
+	kernels, err := a.newKernels(ctx, docker, ports, logDB, suppressed)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer kernels.Close()
-	imageService := images.New(a.docker, images.Options{
+	undo.add(kernels.Close)
+	p.kernels = kernels
+	imageService := images.New(docker, images.Options{
 		PullTimeout: a.cfg.API.PullTimeout, PushTimeout: a.cfg.API.PushTimeout, KernelLabel: kernel.LabelKernelID,
 		Logger: a.log.With().Str("component", "images").Logger(),
 	})
-	defer imageService.Close()
+	undo.add(imageService.Close)
+	p.images = imageService
 	sessions := session.New(kernels, session.Options{
 		KernelHost:   a.kernelHost(),
 		Suppressions: suppressed,
@@ -515,7 +566,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.emit(ctx, events.KernelStarted{KernelID: kernelID, SessionID: sessionID, CreationInfo: orderedMap(result)})
 		},
 		OnAlreadyTerminated: func(ctx context.Context, kernelID, sessionID string) {
-			ev := events.KernelTerminated{KernelID: kernelID, SessionID: sessionID, Reason: kernel.ReasonAlreadyTerminated, ExitCode: -1}
+			ev := events.KernelTerminated{KernelID: kernelID, SessionID: sessionID, Reason: lifecycle.AlreadyTerminated, ExitCode: -1}
 			if err := bus.Emit(context.WithoutCancel(ctx), ev); err != nil {
 				a.log.Warn().Err(err).Msg("kernel_terminated event not sent")
 			}
@@ -524,7 +575,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Its background destroys (sync_kernel_registry, exec-timeout, a
 	// failed model service) finish, and model-service starts stop, before
 	// the kernel manager closes.
-	defer sessions.Close()
+	undo.add(sessions.Close)
 	kernelMethods := rpcserver.NewKernelMethods(session.NewCalls(kernels), sessions)
 	rpc, err := rpcserver.New(
 		rpcserver.OptionsFromConfig(a.cfg, version.Version, a.log.With().Str("component", "rpc").Logger()),
@@ -543,100 +594,125 @@ func (a *Agent) Run(ctx context.Context) error {
 		},
 	)
 	if err != nil {
-		return fmt.Errorf("start RPC server: %w", err)
+		return nil, fmt.Errorf("start RPC server: %w", err)
 	}
+	p.rpc = rpc
 	rpcserver.RegisterKernelMethods(rpc, kernelMethods)
 	imageMethods := rpcserver.NewImageMethods(session.NewImages(imageService), rpcserver.ImageMethodsOptions{
 		AgentID: a.cfg.Agent.ID, Events: bus, Logger: a.log.With().Str("component", "images").Logger(),
 	})
-	defer imageMethods.Close()
+	undo.add(imageMethods.Close)
 	rpcserver.RegisterImageMethods(rpc, imageMethods)
 	kernelOps := rpcserver.NewKernelOps(session.NewOps(kernels), rpcserver.KernelOpsOptions{Events: bus, Logger: a.log.With().Str("component", "kernel-ops").Logger()})
-	defer kernelOps.Close()
+	undo.add(kernelOps.Close)
 	rpcserver.RegisterKernelOpsMethods(rpc, kernelOps)
 	batches := session.NewBatches(sessions, kernels, session.BatchOptions{
 		Events: bus, Logger: a.log.With().Str("component", "batch").Logger(),
 	})
 	// The jobs stop before the kernel manager closes; the next agent
 	// reports what they leave.
-	defer batches.Close()
+	undo.add(batches.Close)
+	p.batches = batches
 	rpcserver.RegisterBatchMethods(rpc, batches)
-	a.runKernels(ctx, kernels)
-	batches.Resume(kernels.List())
-	rpcDone := make(chan error, 1)
+	if redisProfile != nil {
+		p.imageDB = redisProfile.Client(redisconn.RoleImage)
+		undo.add(func() { _ = p.imageDB.Close() })
+		p.statDB = redisProfile.Client(redisconn.RoleStatistics)
+		undo.add(func() { _ = p.statDB.Close() })
+		if p.stats, err = a.newStats(p.statDB, docker, kernels, metrics); err != nil {
+			return nil, err
+		}
+		liveDB := redisProfile.Client(redisconn.RoleLive)
+		undo.add(func() { _ = liveDB.Close() })
+		if p.presence, err = a.newPresence(liveDB, kernels); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// errRPCStopped is a Serve that ended by itself without an error.
+var errRPCStopped = errors.New("serve returned")
+
+// start takes back the kernels, starts every loop in loops (each one
+// ends when ctx does), registers the agent in etcd and announces it. A
+// failed step returns at once; Run then stops the loops started so far.
+func (a *Agent) start(ctx context.Context, loops *errgroup.Group, p *parts, undo *closers) error {
+	a.recoverKernels(ctx, p.kernels)
+	loops.Go(func() error {
+		if err := p.kernels.Run(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error().Err(err).Str("component", "kernels").Msg("kernel lifecycle loop stopped")
+		}
+		return nil
+	})
+	p.batches.Resume(p.kernels.List())
 	var rpcServing atomic.Bool
 	rpcServing.Store(true)
-	go func() {
-		rpcDone <- rpc.Serve(ctx)
+	loops.Go(func() error {
+		err := p.rpc.Serve(ctx)
 		rpcServing.Store(false)
-	}()
-	web.AddReadinessCheck("rpc", "agent", func(context.Context) error {
+		if ctx.Err() != nil {
+			if err != nil {
+				a.log.Warn().Err(err).Msg("RPC server did not stop cleanly")
+			}
+			return nil
+		}
+		return fmt.Errorf("RPC server stopped: %w", cmp.Or(err, errRPCStopped))
+	})
+	p.web.AddReadinessCheck("rpc", "agent", func(context.Context) error {
 		if !rpcServing.Load() {
 			return errors.New("the RPC server stopped")
 		}
 		return nil
 	})
-	if err := etcd.PublishNodeAddress(ctx, a.nodeAddress()); err != nil {
+	if err := p.etcd.PublishNodeAddress(ctx, a.nodeAddress()); err != nil {
 		return fmt.Errorf("register in etcd: %w", err)
 	}
-	if err := etcd.SetStatus(ctx, etcdstore.AgentRunning); err != nil {
+	if err := p.etcd.SetStatus(ctx, etcdstore.AgentRunning); err != nil {
 		return fmt.Errorf("register in etcd: %w", err)
 	}
-	if err := bus.Emit(ctx, events.AgentStarted{Reason: events.ReasonSelfStarted}); err != nil {
+	if err := p.bus.Emit(ctx, events.AgentStarted{Reason: events.ReasonSelfStarted}); err != nil {
 		a.log.Warn().Err(err).Msg("agent_started event not sent")
 	}
-	defer func() {
-		if err := bus.Emit(context.WithoutCancel(ctx), events.AgentTerminated{Reason: events.ReasonShutdown}); err != nil {
+	undo.add(func() {
+		if err := p.bus.Emit(context.WithoutCancel(ctx), events.AgentTerminated{Reason: events.ReasonShutdown}); err != nil {
 			a.log.Warn().Err(err).Msg("agent_terminated event not sent")
 		}
-	}()
-	var images *redis.Client
-	if redisProfile != nil {
-		images = redisProfile.Client(redisconn.RoleImage)
-		defer images.Close()
-	}
-	go a.refreshMetrics(ctx, metrics, kernels)
-	if redisProfile != nil {
-		statDB := redisProfile.Client(redisconn.RoleStatistics)
-		defer statDB.Close()
-		if err := a.startStats(ctx, statDB, kernels, metrics); err != nil {
-			return err
-		}
-		go reportCommits(ctx, statDB, kernels.OngoingCommits, commitStatusInterval, commitStatusTTL, a.log)
-		liveDB := redisProfile.Client(redisconn.RoleLive)
-		defer liveDB.Close()
-		stopPresence, err := a.startPresence(ctx, liveDB, kernels)
-		if err != nil {
-			return err
-		}
-		defer stopPresence()
-	}
-	go heartbeat.Run(ctx, heartbeat.Options{
-		AgentID: a.cfg.Agent.ID,
-		Source: heartbeat.SourceFunc(func(ctx context.Context) (heartbeat.Info, error) {
-			info := a.heartbeatInfo(rpc.PublicKey())
-			info.Images = a.heartbeatImages(ctx, imageService)
-			return info, nil
-		}),
-		Bus:      bus,
-		Interval: a.cfg.Debug.HeartbeatInterval,
-		Images:   images,
-		Logger:   a.log.With().Str("component", "heartbeat").Logger(),
 	})
-	a.log.Info().Str("agent_id", a.cfg.Agent.ID).Dur("startup", time.Since(started)).
-		Str("rpc", rpc.Endpoint()).Bool("curve", rpc.PublicKey() != "").Str("http", web.Addr().String()).
-		Str("admin_socket", adminapi.SocketPath(a.cfg.Agent.IPCBasePath)).Msg("agent started")
-	select {
-	case <-ctx.Done():
-	case err := <-rpcDone:
-		return fmt.Errorf("RPC server stopped: %w", err)
+	loops.Go(func() error {
+		a.refreshMetrics(ctx, p.metrics, p.kernels)
+		return nil
+	})
+	if p.stats != nil {
+		loops.Go(func() error {
+			p.stats.Run(ctx)
+			return nil
+		})
+		loops.Go(func() error {
+			reportCommits(ctx, p.statDB, p.kernels.OngoingCommits, commitStatusInterval, commitStatusTTL, a.log)
+			return nil
+		})
 	}
-	// Like upstream, the etcd status stays "running": the manager decides
-	// when an agent is lost.
-	a.log.Info().Msg("agent stopping; kernels keep running")
-	if err := <-rpcDone; err != nil {
-		a.log.Warn().Err(err).Msg("RPC server did not stop cleanly")
+	if p.presence != nil {
+		loops.Go(func() error {
+			p.presence.Run(ctx)
+			return nil
+		})
 	}
+	loops.Go(func() error {
+		return heartbeat.Run(ctx, heartbeat.Options{
+			AgentID: a.cfg.Agent.ID,
+			Source: heartbeat.SourceFunc(func(ctx context.Context) (heartbeat.Info, error) {
+				info := a.heartbeatInfo(p.rpc.PublicKey())
+				info.Images = a.heartbeatImages(ctx, p.images)
+				return info, nil
+			}),
+			Bus:      p.bus,
+			Interval: a.cfg.Debug.HeartbeatInterval,
+			Images:   p.imageDB,
+			Logger:   a.log.With().Str("component", "heartbeat").Logger(),
+		})
+	})
 	return nil
 }
 

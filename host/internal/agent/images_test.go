@@ -32,7 +32,6 @@ func TestHeartbeatImages(t *testing.T) {
 	ctx := context.Background()
 	a := New(loadSample(t, "agent.dev.toml"), zerolog.Nop())
 	a.plugins = pluginhost.New(PluginOptions(a.cfg, zerolog.Nop()))
-	a.docker = docker
 	bus, err := events.New(ctx, events.Options{
 		AgentID: a.cfg.Agent.ID, Redis: &events.RedisOptions{Addr: srv.Addr}, Encoding: events.EncodingArgs,
 		QueueDir: t.TempDir(), Logger: zerolog.Nop(),

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/redisconn"
 	"github.com/baiagent/baiagent/host/internal/redistest"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // overlayFromEtcd writes config/redis keys into a real (embedded) etcd as
@@ -23,12 +23,7 @@ func overlayFromEtcd(t *testing.T, kvs map[string]string) *etcdstore.Overlay {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
+	port := testutil.FreePort(t, "127.0.0.1")
 	emb, err := etcdstore.StartEmbedded(ctx, filepath.Join(t.TempDir(), "etcd"), config.HostPort{Host: "127.0.0.1", Port: port}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

@@ -6,17 +6,34 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 )
 
 // echoServer answers every call with its own payload: "inline" on the
-// socket's goroutine, "shuffled" after a random pause of up to 2 ms (so
-// replies come back out of order), "late" after 10 ms, "slow" after 5 s
-// unless cancelled.
-func echoServer(t *testing.T) string {
+// socket's goroutine, "shuffled" after yielding a random number of times
+// (so replies come back out of order), "late" only once the test has
+// released that payload (after its caller gave up), "slow" only when
+// cancelled, each "slow" call announcing itself on slowEntered first.
+type echo struct {
+	endpoint    string
+	slowEntered chan struct{}
+	late        sync.Map // payload -> chan struct{}, closed by release
+}
+
+func (e *echo) lateGate(payload string) chan struct{} {
+	ch, _ := e.late.LoadOrStore(payload, make(chan struct{}))
+	return ch.(chan struct{})
+}
+
+// release lets the "late" call with payload answer.
+func (e *echo) release(payload []byte) { close(e.lateGate(string(payload))) }
+
+func echoServer(t *testing.T) *echo {
 	t.Helper()
+	e := &echo{slowEntered: make(chan struct{}, 64)}
 	srv, err := NewServer(ServerOptions{
 		Endpoint:      "tcp://127.0.0.1:*",
 		ShutdownGrace: 100 * time.Millisecond,
@@ -24,15 +41,19 @@ func echoServer(t *testing.T) string {
 	}, func(ctx context.Context, req *Request) Reply {
 		switch req.Header.Method {
 		case "shuffled":
-			time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+			for range rand.IntN(64) {
+				runtime.Gosched()
+			}
 		case "late":
-			time.Sleep(10 * time.Millisecond)
-		case "slow":
 			select {
-			case <-time.After(5 * time.Second):
+			case <-e.lateGate(string(req.Payload)):
 			case <-ctx.Done():
 				return Reply{Type: TypeCancelled}
 			}
+		case "slow":
+			e.slowEntered <- struct{}{}
+			<-ctx.Done()
+			return Reply{Type: TypeCancelled}
 		}
 		return Reply{Type: TypeResult, Payload: req.Payload}
 	})
@@ -48,7 +69,8 @@ func echoServer(t *testing.T) string {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return srv.Endpoint()
+	e.endpoint = srv.Endpoint()
+	return e
 }
 
 func dialTest(t *testing.T, endpoint string) *Client {
@@ -64,7 +86,8 @@ func dialTest(t *testing.T, endpoint string) *Client {
 // Many callers at once, replies out of order, some callers giving up early:
 // every call that waits gets its own answer, and the client still works.
 func TestClientConcurrentCalls(t *testing.T) {
-	c := dialTest(t, echoServer(t))
+	e := echoServer(t)
+	c := dialTest(t, e.endpoint)
 	const callers, each = 32, 150
 	var wg sync.WaitGroup
 	for g := range callers {
@@ -84,6 +107,7 @@ func TestClientConcurrentCalls(t *testing.T) {
 				cancel()
 				switch {
 				case giveUp && errors.Is(err, context.DeadlineExceeded):
+					e.release(payload) // its reply comes now, to no one
 				case err != nil:
 					t.Errorf("%s %s: %v", method, payload, err)
 					return
@@ -103,7 +127,8 @@ func TestClientConcurrentCalls(t *testing.T) {
 // Close while calls wait (one of them leading): they all end with ErrClosed
 // at once, not when their replies would have come.
 func TestClientCloseDuringCalls(t *testing.T) {
-	c := dialTest(t, echoServer(t))
+	e := echoServer(t)
+	c := dialTest(t, e.endpoint)
 	const callers = 16
 	errs := make(chan error, callers)
 	for range callers {
@@ -112,7 +137,9 @@ func TestClientCloseDuringCalls(t *testing.T) {
 			errs <- err
 		}()
 	}
-	time.Sleep(50 * time.Millisecond) // let them all send
+	for range callers {
+		<-e.slowEntered // every call is in flight at the server
+	}
 	start := time.Now()
 	c.Close()
 	for range callers {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // echoPair is a DEALER under a socketOwner, connected to a ROUTER that
@@ -107,10 +109,7 @@ func TestSocketOwnerDeliversEverything(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	deadline := time.Now().Add(30 * time.Second)
-	for received.Load() < senders*each && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 30*time.Second, "every message echoed", func() bool { return received.Load() >= senders*each })
 	owner.stop()
 	if err := <-runErr; err != nil {
 		t.Fatalf("run: %v", err)
@@ -145,13 +144,7 @@ func TestSocketOwnerTicksAndWakes(t *testing.T) {
 		})
 		close(woken)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for ticks.Load() <= 5 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if ticks.Load() <= 5 {
-		t.Fatalf("%d ticks in 10 s with a 10 ms limit", ticks.Load())
-	}
+	testutil.Eventually(t, 10*time.Second, "more than five ticks with a 10 ms limit", func() bool { return ticks.Load() > 5 })
 	wantWake.Store(true)
 	owner.wakeUp()
 	select {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -52,8 +51,8 @@ func devTree(t *testing.T, ipcBasePath string) (configPath string) {
 	// Keep the admin socket private to the test.
 	data = bytes.Replace(data, []byte("[agent]\n"), []byte("[agent]\nipc-base-path = \""+ipcBasePath+"\"\nkernel-runner-path = \"../bin/baiagent-kernel-runner\"\n"), 1)
 	// Private ports, so a dev agent running on this machine does not clash.
-	data = bytes.Replace(data, []byte(`internal-addr = "127.0.0.1:6003"`), []byte(`internal-addr = "127.0.0.1:`+freePort(t)+`"`), 1)
-	data = bytes.Replace(data, []byte(`addr = "127.0.0.1:2379"`), []byte(`addr = "127.0.0.1:`+freePort(t)+`"`), 1)
+	data = bytes.Replace(data, []byte(`internal-addr = "127.0.0.1:6003"`), []byte(`internal-addr = "127.0.0.1:`+strconv.Itoa(testutil.FreePort(t, "127.0.0.1"))+`"`), 1)
+	data = bytes.Replace(data, []byte(`addr = "127.0.0.1:2379"`), []byte(`addr = "127.0.0.1:`+strconv.Itoa(testutil.FreePort(t, "127.0.0.1"))+`"`), 1)
 	data = bytes.Replace(data, []byte("ipc-base-path = \"../var/ipc\""), nil, 1)
 	configPath = filepath.Join(configs, "agent.dev.toml")
 	if err := os.WriteFile(configPath, data, 0o644); err != nil {
@@ -67,16 +66,6 @@ func devTree(t *testing.T, ipcBasePath string) (configPath string) {
 		t.Fatal(err)
 	}
 	return configPath
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // testEnv is a hermetic process description: no BACKEND_* variables, a

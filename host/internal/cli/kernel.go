@@ -16,6 +16,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/callosum"
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
 	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
@@ -170,7 +171,7 @@ Images are never pulled: the image must be present in the local Docker engine
 		},
 	}
 	destroy.Flags().StringVar(&flags.sessionID, "session", "", "session id (default: looked up from the agent's kernel list)")
-	destroy.Flags().StringVar(&flags.reason, "reason", "user-requested", "termination reason")
+	destroy.Flags().StringVar(&flags.reason, "reason", string(lifecycle.UserRequested), "termination reason")
 
 	cmd.AddCommand(run, list, exec, destroy)
 	return cmd
@@ -308,7 +309,7 @@ func (f *kernelFlags) run(cmd *cobra.Command, code string) error {
 			fmt.Fprintf(cmd.ErrOrStderr(), "kernel %s (session %s) left running\n", kernelID, sessionID)
 			return execErr
 		}
-		if _, err := c.Invoke(context.WithoutCancel(ctx), "destroy_kernel", []any{kernelID, sessionID, "user-requested"}, nil); err != nil {
+		if _, err := c.Invoke(context.WithoutCancel(ctx), "destroy_kernel", []any{kernelID, sessionID, string(lifecycle.UserRequested)}, nil); err != nil {
 			return errors.Join(execErr, fmt.Errorf("destroy_kernel %s: %w", kernelID, err))
 		}
 		return execErr

@@ -16,6 +16,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 	"github.com/baiagent/baiagent/host/internal/session"
@@ -53,7 +54,7 @@ func (f *cliKernels) Get(kid string) (kernel.Info, error) {
 	return info, nil
 }
 
-func (f *cliKernels) Destroy(_ context.Context, kid, reason string) (kernel.Termination, error) {
+func (f *cliKernels) Destroy(_ context.Context, kid string, reason lifecycle.Reason) (kernel.Termination, error) {
 	if _, err := f.Get(kid); err != nil {
 		return kernel.Termination{}, err
 	}
@@ -63,7 +64,7 @@ func (f *cliKernels) Destroy(_ context.Context, kid, reason string) (kernel.Term
 	return kernel.Termination{KernelID: kid, Reason: reason}, nil
 }
 
-func (f *cliKernels) DestroyEcho(ctx context.Context, kid, reason string) (kernel.Termination, error) {
+func (f *cliKernels) DestroyEcho(ctx context.Context, kid string, reason lifecycle.Reason) (kernel.Termination, error) {
 	t, err := f.Destroy(ctx, kid, reason)
 	t.ReasonVerbatim = true
 	return t, err

@@ -27,6 +27,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/callosum"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/rpcserver"
 	"github.com/baiagent/baiagent/host/internal/testutil"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
@@ -77,7 +78,7 @@ func buildAgentWith(t *testing.T, extraTOML string) *realAgent {
 	a := &realAgent{
 		bin: filepath.Join(bin, "baiagent"), binDir: bin, scratch: filepath.Join(t.TempDir(), "scratches"),
 		agentID: fmt.Sprintf("i-recovery-%d", rand.Uint64()), ipc: filepath.Join(root, "ipc"),
-		rpcAddr: "127.0.0.1:" + freePort(t), internalAddr: "127.0.0.1:" + freePort(t),
+		rpcAddr: "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t, "127.0.0.1")), internalAddr: "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t, "127.0.0.1")),
 		portMin: kerneltest.RandomPortBase(),
 	}
 	a.portMax = a.portMin + 15
@@ -118,7 +119,7 @@ format = "console"
 [plugins.cpu]
 cpu-overcommit-factor = 4
 %s
-`, freePort(t), filepath.Join(vars, "etcd"), a.agentID, a.rpcAddr, a.internalAddr, filepath.Join(vars, "lib"),
+`, strconv.Itoa(testutil.FreePort(t, "127.0.0.1")), filepath.Join(vars, "etcd"), a.agentID, a.rpcAddr, a.internalAddr, filepath.Join(vars, "lib"),
 		a.ipc, filepath.Join(root, "run"), plugins, filepath.Join(bin, "baiagent-kernel-runner"), a.scratch, a.portMin, a.portMax, extraTOML)
 	a.config = filepath.Join(vars, "agent.toml")
 	if err := os.WriteFile(a.config, []byte(toml), 0o644); err != nil {
@@ -408,7 +409,7 @@ func TestServerSIGKILLRecovery(t *testing.T) {
 	for _, ev := range a.events(t) {
 		if ev.Name == "kernel_terminated" && ev.Body["kernel_id"] == dead {
 			reported = true
-			if ev.Body["reason"] != kernel.ReasonSelfTerminated || ev.Body["exit_code"] != float64(137) {
+			if ev.Body["reason"] != lifecycle.SelfTerminated || ev.Body["exit_code"] != float64(137) {
 				t.Errorf("kernel_terminated of the dead kernel: %v", ev.Body)
 			}
 		}

@@ -141,7 +141,7 @@ func watcherGet(t *testing.T, url, token string) (int, string) {
 func TestWatcherCommandWithEmbeddedEtcd(t *testing.T) {
 	host := useStubHost(t)
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	etcdPort, _ := strconv.Atoi(freePort(t))
+	etcdPort := testutil.FreePort(t, "127.0.0.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	emb, err := etcdstore.StartEmbedded(ctx, filepath.Join(t.TempDir(), "etcd"), config.HostPort{Host: "127.0.0.1", Port: etcdPort}, log)
@@ -160,7 +160,7 @@ func TestWatcherCommandWithEmbeddedEtcd(t *testing.T) {
 		}
 	}
 
-	port := freePort(t)
+	port := strconv.Itoa(testutil.FreePort(t, "127.0.0.1"))
 	startWatcher(t, watcherConfig(t, emb.Endpoint(), port, ""))
 	base := "http://127.0.0.1:" + port
 	cases := []struct {
@@ -187,8 +187,8 @@ func TestWatcherCommandWithEmbeddedEtcd(t *testing.T) {
 
 func TestWatcherCommandWithoutEtcdAnswers503(t *testing.T) {
 	useStubHost(t)
-	port := freePort(t)
-	stderr := startWatcher(t, watcherConfig(t, "127.0.0.1:"+freePort(t), port, ""))
+	port := strconv.Itoa(testutil.FreePort(t, "127.0.0.1"))
+	stderr := startWatcher(t, watcherConfig(t, "127.0.0.1:"+strconv.Itoa(testutil.FreePort(t, "127.0.0.1")), port, ""))
 	status, body := watcherGet(t, "http://127.0.0.1:"+port+"/", "insecure")
 	if status != http.StatusServiceUnavailable {
 		t.Fatalf("%d %q, want 503\n%s", status, body, stderr.String())
@@ -205,7 +205,7 @@ func TestWatcherCommandRefusesBadTLSSettings(t *testing.T) {
 		{"ssl without a certificate", "ssl-enabled = true", "watcher.ssl-cert is not set"},
 	}
 	for _, tc := range cases {
-		path := watcherConfig(t, "127.0.0.1:"+freePort(t), freePort(t), tc.extra)
+		path := watcherConfig(t, "127.0.0.1:"+strconv.Itoa(testutil.FreePort(t, "127.0.0.1")), strconv.Itoa(testutil.FreePort(t, "127.0.0.1")), tc.extra)
 		_, _, err := run(t, testEnv(t, nil), "watcher", "-f", path)
 		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 			t.Errorf("%s: error %v, want %q", tc.description, err, tc.wantErr)

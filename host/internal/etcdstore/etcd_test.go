@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/etcdstore/etcdtest"
 )
 
 func TestRegistrationWritesUpstreamKeys(t *testing.T) {
@@ -271,7 +272,7 @@ func TestConnectFailsWithoutEtcd(t *testing.T) {
 // One test against Debian's etcd binary, to be sure the layout is the
 // server's and not an artifact of the embedded build.
 func TestAgainstDebianEtcd(t *testing.T) {
-	endpoint := startDebianEtcd(t)
+	endpoint := etcdtest.Start(t)
 	c := connectTest(t, endpoint, "ns", "i-a")
 	raw := rawClient(t, endpoint)
 	ctx := context.Background()

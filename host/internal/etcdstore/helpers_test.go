@@ -2,9 +2,6 @@ package etcdstore
 
 import (
 	"context"
-	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 func testLogger(t *testing.T) zerolog.Logger {
@@ -21,11 +19,7 @@ func testLogger(t *testing.T) zerolog.Logger {
 
 func freeListenAddr(t *testing.T) config.HostPort {
 	t.Helper()
-	port, err := freeLoopbackPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return config.HostPort{Host: "127.0.0.1", Port: port}
+	return config.HostPort{Host: "127.0.0.1", Port: testutil.FreePort(t, "127.0.0.1")}
 }
 
 // startTestEtcd runs an embedded etcd for one test.
@@ -39,49 +33,6 @@ func startTestEtcd(t *testing.T) *Embedded {
 	}
 	t.Cleanup(e.Close)
 	return e
-}
-
-// startDebianEtcd runs the etcd binary from Debian's etcd-server package.
-// Outside CI a missing binary skips the test; in CI it fails it.
-func startDebianEtcd(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skip("the etcd binary (Debian package etcd-server) is not installed; CI installs it")
-		}
-		t.Fatalf("CI is set but the etcd binary is missing: %v", err)
-	}
-	client, peer := freeListenAddr(t), freeListenAddr(t)
-	clientURL := "http://" + client.String()
-	peerURL := "http://" + peer.String()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin,
-		"--name", "test", "--data-dir", filepath.Join(t.TempDir(), "data"),
-		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "test="+peerURL, "--heartbeat-interval", "10", "--election-timeout", "100",
-		"--log-level", "error")
-	cmd.Stdout, cmd.Stderr = zerolog.NewTestWriter(t), zerolog.NewTestWriter(t)
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		conn, err := net.DialTimeout("tcp", client.String(), 100*time.Millisecond)
-		if err == nil {
-			conn.Close()
-			return client.String()
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("etcd at %s did not start", client)
-	return ""
 }
 
 func connectTest(t *testing.T, endpoint, namespace, agentID string) *Client {

@@ -9,6 +9,7 @@ package events
 import (
 	"time"
 
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -205,23 +206,23 @@ func (KernelStarted) Broadcast() bool         { return true }
 type KernelTerminated struct {
 	KernelID       string
 	SessionID      string
-	Reason         string
+	Reason         lifecycle.Reason
 	ReasonVerbatim bool
 	ExitCode       int
 }
 
 func (KernelTerminated) Name() string { return "kernel_terminated" }
 func (e KernelTerminated) Args() wiremsg.Tuple {
-	var reason any = wiremsg.KernelLifecycleEventReason(e.Reason)
+	var reason any = wiremsg.KernelLifecycleEventReason(string(e.Reason))
 	if e.ReasonVerbatim {
-		reason = e.Reason
+		reason = string(e.Reason)
 	}
 	return wiremsg.Tuple{e.KernelID, e.SessionID, reason, e.ExitCode}
 }
 func (e KernelTerminated) Body() wiremsg.Dict {
 	return wiremsg.Dict{
 		{Key: "kernel_id", Value: e.KernelID}, {Key: "session_id", Value: e.SessionID},
-		{Key: "reason", Value: e.Reason}, {Key: "exit_code", Value: e.ExitCode},
+		{Key: "reason", Value: string(e.Reason)}, {Key: "exit_code", Value: e.ExitCode},
 	}
 }
 func (KernelTerminated) Droppable() bool { return false }
@@ -231,16 +232,16 @@ func (KernelTerminated) Broadcast() bool { return true }
 // exit_code), reason a KernelLifecycleEventReason ("task-finished", ...).
 type sessionResult struct {
 	SessionID string
-	Reason    string
+	Reason    lifecycle.Reason
 	ExitCode  int
 }
 
 func (e sessionResult) args() wiremsg.Tuple {
-	return wiremsg.Tuple{e.SessionID, wiremsg.KernelLifecycleEventReason(e.Reason), e.ExitCode}
+	return wiremsg.Tuple{e.SessionID, wiremsg.KernelLifecycleEventReason(string(e.Reason)), e.ExitCode}
 }
 
 func (e sessionResult) body() wiremsg.Dict {
-	return wiremsg.Dict{{Key: "session_id", Value: e.SessionID}, {Key: "reason", Value: e.Reason}, {Key: "exit_code", Value: e.ExitCode}}
+	return wiremsg.Dict{{Key: "session_id", Value: e.SessionID}, {Key: "reason", Value: string(e.Reason)}, {Key: "exit_code", Value: e.ExitCode}}
 }
 
 // SessionSuccess is session_success (a batch task exited with 0).

@@ -19,8 +19,10 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/redistest"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -338,21 +340,17 @@ func TestOutageQueuesLifecycleEventsInOrder(t *testing.T) {
 			want = append(want, "kernel_started", "kernel_terminated")
 			streamDB := srv.Client(t, StreamDB)
 			var names []string
-			deadline := time.Now().Add(10 * time.Second)
-			for {
+			testutil.Eventually(t, 10*time.Second, "the queued events in the stream", func() bool {
 				names = names[:0]
 				for _, m := range readStream(t, streamDB) {
 					names = append(names, m.Values["name"].(string))
 				}
-				if len(names) >= len(want) || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return len(names) >= len(want)
+			})
 			if fmt.Sprint(names) != fmt.Sprint(want) {
 				t.Errorf("stream = %v\nwant     %v", names, want)
 			}
-			waitFor(t, func() bool { return bus.QueueDepth() == 0 })
+			testutil.Eventually(t, 5*time.Second, "the queue to drain", func() bool { return bus.QueueDepth() == 0 })
 			// With the queue drained, events go straight through again.
 			mustEmit(t, bus, ExecutionStarted{SessionID: sessionA})
 			if n := len(readStream(t, streamDB)); n != len(want)+1 {
@@ -366,17 +364,6 @@ func mustEmit(t *testing.T, bus *Bus, ev Event) {
 	t.Helper()
 	if err := bus.Emit(context.Background(), ev); err != nil {
 		t.Fatalf("emit %s: %v", ev.Name(), err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5 s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -535,13 +522,13 @@ func FuzzKernelTerminatedDecodes(f *testing.F) {
 		if !utf8.ValidString(reason) {
 			return // a Go string from the RPC is always valid UTF-8 (msgpack str)
 		}
-		ev := KernelTerminated{KernelID: kernelA, SessionID: sessionA, Reason: reason, ReasonVerbatim: verbatim, ExitCode: exitCode}
+		ev := KernelTerminated{KernelID: kernelA, SessionID: sessionA, Reason: lifecycle.Reason(reason), ReasonVerbatim: verbatim, ExitCode: exitCode}
 		packed, err := wiremsg.Marshal(ev.Args())
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = managertest.DecodeArgs(ev.Name(), packed)
-		member := slices.Contains(managertest.KernelLifecycleEventReasons, reason)
+		member := lifecycle.Reason(reason).Member()
 		if (verbatim || member) != (err == nil) {
 			t.Fatalf("reason %q verbatim %v: decode error %v", reason, verbatim, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/images"
 	"github.com/baiagent/baiagent/host/internal/images/registrytest"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 const (
@@ -178,7 +179,7 @@ func TestConcurrentPullsShareOne(t *testing.T) {
 	const pullers = 4
 	errs := make(chan error, pullers)
 	go func() { errs <- svc.Pull(ctx, img) }()
-	waitFor(t, "the first pull to be in flight", func() bool { return svc.IsPulling(img.Ref) && f.Registry.ManifestFetches(repo) > before })
+	testutil.Eventually(t, 30*time.Second, "the first pull to be in flight", func() bool { return svc.IsPulling(img.Ref) && f.Registry.ManifestFetches(repo) > before })
 	if svc.IsPulling(f.Busybox.Ref) {
 		t.Error("IsPulling does not tell the image in flight from another")
 	}
@@ -228,12 +229,12 @@ func TestPullsWithOtherCredentialsDoNotJoin(t *testing.T) {
 	defer release()
 	wrongErr, goodErr := make(chan error, 1), make(chan error, 1)
 	go func() { wrongErr <- svc.Pull(ctx, wrong) }()
-	waitFor(t, "the pull with wrong credentials to reach the registry", func() bool { return f.Registry.Holding() == 1 })
+	testutil.Eventually(t, 30*time.Second, "the pull with wrong credentials to reach the registry", func() bool { return f.Registry.Holding() == 1 })
 	if !svc.IsPulling(good.Ref) {
 		t.Error("IsPulling is false while a pull is in flight")
 	}
 	go func() { goodErr <- svc.Pull(ctx, good) }()
-	waitFor(t, "the pull with good credentials to reach the registry on its own", func() bool { return f.Registry.Holding() == 2 })
+	testutil.Eventually(t, 30*time.Second, "the pull with good credentials to reach the registry on its own", func() bool { return f.Registry.Holding() == 2 })
 	release()
 	if err := <-wrongErr; !errors.Is(err, images.ErrUnauthorized) {
 		t.Errorf("pull with wrong credentials: %v, want %v", err, images.ErrUnauthorized)
@@ -330,16 +331,5 @@ func TestRemove(t *testing.T) {
 	}
 	if f.localID(t, f.Busybox.Ref) != "" {
 		t.Error("the unused image is still there")
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // concurrentKernels is how many kernels TestConcurrentKernels runs at once.
@@ -139,7 +140,7 @@ func TestConcurrentKernels(t *testing.T) {
 			term, err := m.Destroy(ctx, info.KernelID, "")
 			if err != nil {
 				errs <- fmt.Errorf("destroy %s: %w", info.KernelID, err)
-			} else if term.Reason != kernel.ReasonUserRequested || term.ContainerID != created[info.KernelID].ContainerID {
+			} else if term.Reason != lifecycle.UserRequested || term.ContainerID != created[info.KernelID].ContainerID {
 				errs <- fmt.Errorf("destroy %s: termination %+v", info.KernelID, term)
 			}
 		}()

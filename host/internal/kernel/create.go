@@ -25,6 +25,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/atomicfile"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
@@ -231,7 +232,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Created, error
 		}
 		if started := (afterStartError{}); errors.As(err, &started) && m.cfg.OnTerminated != nil {
 			m.cfg.OnTerminated(Termination{KernelID: req.KernelID, SessionID: req.SessionID,
-				Reason: ReasonFailedToStart, ExitCode: -1})
+				Reason: lifecycle.FailedToStart, ExitCode: -1})
 		}
 		return Created{}, fmt.Errorf("create kernel %s: %w", req.KernelID, err)
 	}

@@ -9,15 +9,16 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // Destroy stops a kernel (SIGINT, then SIGKILL after the stop timeout) and
 // cleans it up: container, scratch dir, ports and allocation. It returns
 // once everything is released. reason is one the agent chose ("" is
 // user-requested).
-func (m *Manager) Destroy(ctx context.Context, kernelID, reason string) (Termination, error) {
+func (m *Manager) Destroy(ctx context.Context, kernelID string, reason lifecycle.Reason) (Termination, error) {
 	if reason == "" {
-		reason = ReasonUserRequested
+		reason = lifecycle.UserRequested
 	}
 	return m.destroy(ctx, kernelID, reason, false)
 }
@@ -25,14 +26,14 @@ func (m *Manager) Destroy(ctx context.Context, kernelID, reason string) (Termina
 // DestroyEcho is Destroy for destroy_kernel with the manager's own reason
 // string (ROUTE_TERMINATION, say): the termination carries it verbatim, to
 // be sent back unchanged, as upstream does (agent/server.py destroy_kernel).
-func (m *Manager) DestroyEcho(ctx context.Context, kernelID, reason string) (Termination, error) {
+func (m *Manager) DestroyEcho(ctx context.Context, kernelID string, reason lifecycle.Reason) (Termination, error) {
 	if reason == "" {
 		return m.Destroy(ctx, kernelID, "")
 	}
 	return m.destroy(ctx, kernelID, reason, true)
 }
 
-func (m *Manager) destroy(ctx context.Context, kernelID, reason string, verbatim bool) (Termination, error) {
+func (m *Manager) destroy(ctx context.Context, kernelID string, reason lifecycle.Reason, verbatim bool) (Termination, error) {
 	m.mu.Lock()
 	k, ok := m.reg[kernelID]
 	if !ok {
@@ -82,7 +83,7 @@ func (m *Manager) clean(ctx context.Context, k *kernel, exitCode int) (Terminati
 		delete(m.ooms, k.containerID)
 		m.mu.Unlock()
 		if reason == "" {
-			reason = ReasonSelfTerminated
+			reason = lifecycle.SelfTerminated
 		}
 
 		var errs []error
@@ -129,7 +130,7 @@ func (m *Manager) clean(ctx context.Context, k *kernel, exitCode int) (Terminati
 		t := Termination{KernelID: k.id, SessionID: k.sessionID, ContainerID: k.containerID,
 			Reason: reason, ReasonVerbatim: verbatim, ExitCode: exitCode, OOMKilled: oomKilled}
 		k.termination = t
-		m.log.Info().Str("kernel", k.id).Str("reason", reason).Int("exit_code", exitCode).Bool("oom_killed", oomKilled).Msg("kernel terminated")
+		m.log.Info().Str("kernel", k.id).Str("reason", string(reason)).Int("exit_code", exitCode).Bool("oom_killed", oomKilled).Msg("kernel terminated")
 		if m.cfg.OnTerminated != nil {
 			m.cfg.OnTerminated(t)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // TestPluginHooksAndNetworks: a plugin's hook is mounted read-only under
@@ -68,7 +69,7 @@ func TestPluginHooksAndNetworks(t *testing.T) {
 		t.Errorf("kernel without the plugin's devices joined %s", netName)
 	}
 	for _, id := range []string{"k-hooked", "k-plain"} {
-		if _, err := m.Destroy(ctx, id, kernel.ReasonUserRequested); err != nil {
+		if _, err := m.Destroy(ctx, id, lifecycle.UserRequested); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/proto/sdk"
@@ -271,8 +272,8 @@ func TestKernelLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("destroy: %v", err)
 	}
-	if term.Reason != kernel.ReasonUserRequested {
-		t.Errorf("termination %+v, want reason %s", term, kernel.ReasonUserRequested)
+	if term.Reason != lifecycle.UserRequested {
+		t.Errorf("termination %+v, want reason %s", term, lifecycle.UserRequested)
 	}
 	if _, err := e.docker.ContainerInspect(ctx, created.ContainerID, client.ContainerInspectOptions{}); err == nil {
 		t.Error("container still exists after destroy")
@@ -343,7 +344,7 @@ func TestCreateFailuresReleaseEverything(t *testing.T) {
 		t.Errorf("runner timeout: %v, want ErrRunnerTimeout", err)
 	}
 	term, ok := e2.termination("k-mute")
-	if !ok || term.Reason != kernel.ReasonFailedToStart || term.ExitCode != -1 || term.SessionID != "sess-k-mute" || term.ReasonVerbatim {
+	if !ok || term.Reason != lifecycle.FailedToStart || term.ExitCode != -1 || term.SessionID != "sess-k-mute" || term.ReasonVerbatim {
 		t.Errorf("termination %+v (%v), want failed-to-start with exit code -1", term, ok)
 	}
 	e2.wantIdle(t, e2.allocator, e2.ports, before)

@@ -42,6 +42,8 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // latencies reports p50 and p99 of the timed iterations beside ns/op.
@@ -79,7 +81,7 @@ func kernelCreator(b *testing.B, m *kernel.Manager) creator {
 		took := time.Since(t0)
 		b.StopTimer()
 		defer b.StartTimer()
-		if _, err := m.Destroy(ctx, req.KernelID, kernel.ReasonUserRequested); err != nil {
+		if _, err := m.Destroy(ctx, req.KernelID, lifecycle.UserRequested); err != nil {
 			b.Fatalf("destroy: %v", err)
 		}
 		return took
@@ -124,7 +126,7 @@ func readKernelSettings(b *testing.B) kernelSettings {
 	if err != nil {
 		b.Fatalf("create the template kernel: %v", err)
 	}
-	defer func() { _, _ = m.Destroy(ctx, req.KernelID, kernel.ReasonUserRequested) }()
+	defer func() { _, _ = m.Destroy(ctx, req.KernelID, lifecycle.UserRequested) }()
 	insp, err := e.docker.ContainerInspect(ctx, created.ContainerID, client.ContainerInspectOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -326,7 +328,7 @@ func BenchmarkExecuteTrivial(b *testing.B) {
 	}
 	b.StopTimer()
 	lat.report(b)
-	if _, err := m.Destroy(ctx, req.KernelID, kernel.ReasonUserRequested); err != nil {
+	if _, err := m.Destroy(ctx, req.KernelID, lifecycle.UserRequested); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -378,9 +380,7 @@ func dockerExec(b *testing.B, docker *client.Client, containerID string, cmd ...
 }
 
 func BenchmarkDockerExecCLI(b *testing.B) {
-	if _, err := exec.LookPath("docker"); err != nil {
-		b.Skip("the docker command is not installed")
-	}
+	testutil.RequireTool(b, "docker", "the docker command")
 	e := newEnv(b)
 	id := plainContainer(b, e, "bench-exec-cli-"+e.agentID)
 	var lat latencies

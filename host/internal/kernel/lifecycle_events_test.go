@@ -12,6 +12,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // waitTermination waits for the kernel's termination report.
@@ -72,14 +73,14 @@ func TestKernelDeathsNoticedThroughDockerEvents(t *testing.T) {
 	_, _ = m.Execute(ctx, "k-oom", "hog", runnerclient.ModeQuery, "echo 1000 > /proc/$PPID/oom_score_adj && tail /dev/zero", opts)
 
 	term := e.waitTermination(t, "k-exit")
-	if term.Reason != kernel.ReasonSelfTerminated || term.ExitCode != 128+1 || term.ContainerID != exiting.ContainerID || term.SessionID != "sess-k-exit" {
+	if term.Reason != lifecycle.SelfTerminated || term.ExitCode != 128+1 || term.ContainerID != exiting.ContainerID || term.SessionID != "sess-k-exit" {
 		t.Errorf("k-exit: termination %+v, want self-terminated with exit code 129", term)
 	}
 	term = e.waitTermination(t, "k-oom")
 	// Upstream reports an OOM kill as self-terminated too
 	// (agent/docker/agent.py); 26.8's KernelLifecycleEventReason has no
 	// oom-killed member.
-	if term.Reason != kernel.ReasonSelfTerminated || !term.OOMKilled || term.ExitCode != 128+9 || term.ContainerID != oom.ContainerID {
+	if term.Reason != lifecycle.SelfTerminated || !term.OOMKilled || term.ExitCode != 128+9 || term.ContainerID != oom.ContainerID {
 		t.Errorf("k-oom: termination %+v, want self-terminated, OOM-killed, with exit code 137", term)
 	}
 	for _, c := range []kernel.Created{exiting, oom} {

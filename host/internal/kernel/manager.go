@@ -20,6 +20,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
@@ -34,26 +35,6 @@ var (
 	ErrInvalidRequest = errors.New("invalid kernel creation request")
 	ErrNotRunning     = errors.New("kernel is not running")
 	ErrRunnerTimeout  = errors.New("kernel runner did not answer in time")
-)
-
-// Termination reasons the agent chooses itself. Each is a member of 26.8's
-// KernelLifecycleEventReason (common/events/event_types/kernel/types.py):
-// the event carries the pickled enum, and the manager's unpickling raises on
-// any other value. A container that died by itself, OOM-killed or not, is
-// self-terminated, as upstream reports it (agent/docker/agent.py).
-const (
-	ReasonUserRequested     = "user-requested"
-	ReasonSelfTerminated    = "self-terminated"
-	ReasonFailedToStart     = "failed-to-start"
-	ReasonUnknownContainer  = "terminated-unknown-container"
-	ReasonAlreadyTerminated = "already-terminated"
-	// ReasonNotFoundInManager: sync_kernel_registry found a kernel the
-	// manager does not list.
-	ReasonNotFoundInManager = "not-found-in-manager"
-	// ReasonForceTerminated: reset_agent destroyed the kernel.
-	ReasonForceTerminated = "force-terminated"
-	// ReasonExecTimeout: a run outlived its exec timeout (execute).
-	ReasonExecTimeout = "exec-timeout"
 )
 
 // RunnerMountPath is where the runner binary appears in every container.
@@ -149,7 +130,7 @@ type Termination struct {
 	KernelID    string
 	SessionID   string
 	ContainerID string
-	Reason      string
+	Reason      lifecycle.Reason
 	// ReasonVerbatim: Reason is the manager's own str from destroy_kernel,
 	// which goes back in kernel_terminated as it came (a plain str, not the
 	// enum), as upstream echoes it. Otherwise the agent chose Reason.
@@ -207,7 +188,7 @@ type kernel struct {
 
 	// guarded by Manager.mu
 	state      state
-	stopReason string
+	stopReason lifecycle.Reason
 	// stopVerbatim: stopReason is the manager's str (Termination.ReasonVerbatim).
 	stopVerbatim bool
 	// restarted is closed when a restart_kernel of this kernel ends; calls

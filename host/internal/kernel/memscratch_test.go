@@ -13,6 +13,8 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // TestMemoryScratch pins upstream's scratch-type "memory"
@@ -22,10 +24,7 @@ import (
 // kernel.
 func TestMemoryScratch(t *testing.T) {
 	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("mounting a tmpfs needs root, which CI has")
-		}
-		t.Skip("mounting a tmpfs needs root")
+		testutil.Need(t, "mounting a tmpfs needs root")
 	}
 	e := newEnv(t)
 	m := e.manager(t, func(cfg *kernel.Config) { cfg.MemoryScratch = true })
@@ -56,7 +55,7 @@ func TestMemoryScratch(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := m.Destroy(ctx, "k-mem", kernel.ReasonUserRequested); err != nil {
+	if _, err := m.Destroy(ctx, "k-mem", lifecycle.UserRequested); err != nil {
 		t.Fatal(err)
 	}
 	for _, dir := range []string{dirs.Base, dirs.Tmp} {

@@ -8,9 +8,9 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // TestPythonKernelSession runs a kernel of a real python image (Debian's
@@ -58,7 +58,7 @@ func TestPythonKernelSession(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	term, err := m.Destroy(ctx, "k-py", "")
-	if err != nil || term.Reason != kernel.ReasonUserRequested {
+	if err != nil || term.Reason != lifecycle.UserRequested {
 		t.Fatalf("destroy: %+v, %v", term, err)
 	}
 	e.wantIdle(t, e.allocator, e.ports, before)

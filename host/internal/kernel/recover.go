@@ -12,6 +12,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
 
@@ -67,13 +68,13 @@ func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 			rec, dirErr = scratch.ReadRecovery(dirs)
 		}
 		if !alive || dirErr != nil {
-			exitCode, reason, oomKilled := -1, ReasonSelfTerminated, false
+			exitCode, reason, oomKilled := -1, lifecycle.SelfTerminated, false
 			if state != nil && !alive {
 				exitCode, oomKilled = state.ExitCode, state.OOMKilled
 			}
 			if alive {
 				m.log.Error().Err(dirErr).Str("kernel", kernelID).Msg("running kernel without usable recovery data; removing it")
-				reason = ReasonUnknownContainer
+				reason = lifecycle.TerminatedUnknownContainer
 				report.Removed = append(report.Removed, c.ID)
 			}
 			if err := m.removeUnknown(ctx, c.ID, kernelID, scratchRoot); err != nil {

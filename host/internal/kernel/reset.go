@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // Reset is reset_agent: every kernel is destroyed, concurrently, and each
@@ -43,7 +45,7 @@ func (m *Manager) Reset(ctx context.Context) ([]Termination, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				t, err := m.Destroy(ctx, id, ReasonForceTerminated)
+				t, err := m.Destroy(ctx, id, lifecycle.ForceTerminated)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // TestResetAgentDestroysEveryKernel: reset_agent leaves no kernel,
@@ -48,8 +49,8 @@ func TestResetAgentDestroysEveryKernel(t *testing.T) {
 	var got []string
 	for _, term := range terms {
 		got = append(got, term.KernelID)
-		if term.Reason != kernel.ReasonForceTerminated {
-			t.Errorf("%s ended with reason %q, want %q", term.KernelID, term.Reason, kernel.ReasonForceTerminated)
+		if term.Reason != lifecycle.ForceTerminated {
+			t.Errorf("%s ended with reason %q, want %q", term.KernelID, term.Reason, lifecycle.ForceTerminated)
 		}
 	}
 	sort.Strings(got)
@@ -57,7 +58,7 @@ func TestResetAgentDestroysEveryKernel(t *testing.T) {
 		t.Errorf("reset terminated %v, want %v", got, ids)
 	}
 	for _, id := range ids {
-		if term, ok := e.termination(id); !ok || term.Reason != kernel.ReasonForceTerminated {
+		if term, ok := e.termination(id); !ok || term.Reason != lifecycle.ForceTerminated {
 			t.Errorf("%s: termination reported %+v (%v)", id, term, ok)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // RestartRequest is restart_kernel: the kernel keeps its id, allocation
@@ -131,7 +132,7 @@ func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, erro
 		// The old container is gone and no new one runs: the kernel ends
 		// here, giving back what it held under its old records.
 		m.mu.Lock()
-		k.stopReason = ReasonFailedToStart
+		k.stopReason = lifecycle.FailedToStart
 		m.mu.Unlock()
 		if _, cerr := m.clean(cctx, k, -1); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))

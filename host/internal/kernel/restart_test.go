@@ -17,6 +17,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // TestRestartKernel: the kernel keeps its id, work/ and allocation; the
@@ -110,8 +111,13 @@ func TestRestartKernel(t *testing.T) {
 		t.Errorf("resource.txt does not name just the new container:\n%s", resource)
 	}
 
-	// The old container's death is not the kernel's.
-	time.Sleep(1500 * time.Millisecond) // a few reconciliation rounds
+	// The old container's death is not the kernel's: reconciliation rounds,
+	// run here directly, see only the new container.
+	for range 2 {
+		if err := m.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if term, ok := e.termination("k-restart"); ok {
 		t.Errorf("a termination was reported for the restart: %+v", term)
 	}
@@ -184,8 +190,8 @@ func TestRestartKernelFailures(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "terminated") {
 		t.Fatalf("restart into a broken container: %v, want an error saying the kernel is terminated", err)
 	}
-	if term, ok := e.termination("k-rfail"); !ok || term.Reason != kernel.ReasonFailedToStart {
-		t.Errorf("termination %+v (%v), want reason %s", term, ok, kernel.ReasonFailedToStart)
+	if term, ok := e.termination("k-rfail"); !ok || term.Reason != lifecycle.FailedToStart {
+		t.Errorf("termination %+v (%v), want reason %s", term, ok, lifecycle.FailedToStart)
 	}
 	if _, err := m.Get("k-rfail"); !errors.Is(err, kernel.ErrKernelNotFound) {
 		t.Errorf("the kernel is still registered: %v", err)

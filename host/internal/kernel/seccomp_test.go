@@ -11,6 +11,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
@@ -56,7 +57,7 @@ func TestPluginAllowedSyscalls(t *testing.T) {
 			if custom := len(insp.Container.HostConfig.SecurityOpt) > 0; custom != (tc.want == "allowed\n") {
 				t.Errorf("security options %.80q", insp.Container.HostConfig.SecurityOpt)
 			}
-			if _, err := m.Destroy(ctx, tc.req.KernelID, kernel.ReasonUserRequested); err != nil {
+			if _, err := m.Destroy(ctx, tc.req.KernelID, lifecycle.UserRequested); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -14,6 +14,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/enginetest"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // fakeContainer puts a running container with the given labels on the fake
@@ -69,13 +70,13 @@ func TestRecoverAndReconcileJudgeContainers(t *testing.T) {
 		t.Fatalf("terminated %+v, want k-dead only", report.Terminated)
 	}
 	if got := report.Terminated[0]; got.KernelID != "k-dead" || got.SessionID != "sess-k-dead" || got.ContainerID != dead ||
-		got.Reason != kernel.ReasonSelfTerminated || got.ExitCode != enginetest.ExitCodeKilled || !got.OOMKilled {
+		got.Reason != lifecycle.SelfTerminated || got.ExitCode != enginetest.ExitCodeKilled || !got.OOMKilled {
 		t.Errorf("k-dead's termination %+v, want self-terminated, exit %d, OOM-killed", got, enginetest.ExitCodeKilled)
 	}
 	if !slices.Equal(report.Removed, []string{lost}) {
 		t.Errorf("removed %v, want k-lost's container %s", report.Removed, lost)
 	}
-	if term, ok := e.termination("k-lost"); !ok || term.Reason != kernel.ReasonUnknownContainer || term.ExitCode != -1 {
+	if term, ok := e.termination("k-lost"); !ok || term.Reason != lifecycle.TerminatedUnknownContainer || term.ExitCode != -1 {
 		t.Errorf("k-lost's termination %+v (%v), want terminated-unknown-container with exit code -1", term, ok)
 	}
 	if term, ok := e.termination("k-dead"); !ok || term.ExitCode != enginetest.ExitCodeKilled {
@@ -147,7 +148,7 @@ func TestSudoProvisionFailures(t *testing.T) {
 				t.Errorf("execs %+v, want one sh -c writing /etc/sudoers.d/01-bai-work as root", execs)
 			}
 			term, ok := e.termination("k-sudo")
-			if !ok || term.Reason != kernel.ReasonFailedToStart {
+			if !ok || term.Reason != lifecycle.FailedToStart {
 				t.Errorf("termination %+v (%v), want failed-to-start", term, ok)
 			}
 			if list, err := fake.ContainerList(ctx, kernel.LabelAgentID+"="+e.agentID); err != nil || len(list) != 0 {

@@ -6,22 +6,20 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
-// KernelLifecycleEventReasons are the values of 26.8.1's
-// ai.backend.common.events.event_types.kernel.types.KernelLifecycleEventReason
-// (common/events/event_types/kernel/types.py). Unpickling any other value
-// raises ValueError in the manager, and the event is dropped after retries.
-var KernelLifecycleEventReasons = []string{
-	"agent-termination", "already-terminated", "anomaly-detected", "exec-timeout",
-	"failed-to-create", "failed-to-start", "force-terminated", "bootstrap-timeout",
-	"hang-timeout", "idle-timeout", "idle-session-lifetime", "idle-utilization",
-	"killed-by-event", "service-scaled-down", "new-container-started", "pending-timeout",
-	"restarting", "restart-timeout", "resuming-agent-operation", "self-terminated",
-	"task-failed", "task-timeout", "task-cancelled", "task-finished",
-	"terminated-unknown-container", "unknown", "user-requested", "user-purged",
-	"not-found-in-manager", "container-not-found",
+// lifecycleReasons are the values of 26.8.1's KernelLifecycleEventReason
+// (lifecycle.Reasons, pinned there to common/events/event_types/kernel/types.py).
+// Unpickling any other value raises ValueError in the manager, and the
+// event is dropped after retries.
+func lifecycleReasons() []string {
+	var out []string
+	for _, r := range lifecycle.Reasons() {
+		out = append(out, string(r))
+	}
+	return out
 }
 
 // enumClass is one Python enum the manager can unpickle: its module, name
@@ -32,7 +30,7 @@ type enumClass struct {
 }
 
 var (
-	lifecycleReason = enumClass{"ai.backend.common.events.event_types.kernel.types", "KernelLifecycleEventReason", KernelLifecycleEventReasons}
+	lifecycleReason = enumClass{"ai.backend.common.events.event_types.kernel.types", "KernelLifecycleEventReason", lifecycleReasons()}
 	// common/types.py SlotTypes.
 	slotTypes = enumClass{"ai.backend.common.types", "SlotTypes", []string{"count", "bytes", "unique", "unified"}}
 	// logging/types.py LogLevel; AgentErrorEvent.deserialize calls

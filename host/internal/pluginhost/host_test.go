@@ -117,10 +117,7 @@ func TestHealthyPluginRunsAndForwardsLogs(t *testing.T) {
 	if err != nil || spec.Env == nil {
 		t.Fatalf("prepare: %v %+v", err, spec)
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for !strings.Contains(logs.String(), "fake plugin starting") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 30*time.Second, "the plugin's log line", func() bool { return strings.Contains(logs.String(), "fake plugin starting") })
 	var line string
 	for _, l := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(l, "fake plugin starting") {
@@ -286,15 +283,11 @@ func TestKilledPluginIsRestartedWithSameDevices(t *testing.T) {
 	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
 	var after Status
-	for time.Now().Before(deadline) {
+	testutil.Eventually(t, 30*time.Second, "the plugin to run again after SIGKILL", func() bool {
 		after = statusOf(t, h, "fake")
-		if after.State == StateRunning && after.PID != before.PID {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return after.State == StateRunning && after.PID != before.PID
+	})
 	if after.State != StateRunning || after.PID == before.PID || after.Restarts < 1 {
 		t.Fatalf("plugin not back after SIGKILL: %+v", after)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/redistest"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // TestReport pins upstream's update_kernel_presence_batch
@@ -147,19 +148,11 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(t, 30*time.Second, "three rounds", func() bool {
 		mu.Lock()
-		n := calls
-		mu.Unlock()
-		if n >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d rounds in 5 s at a 20 ms interval", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return calls >= 3
+	})
 	cancel()
 	select {
 	case <-done:

@@ -6,9 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"syscall"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // Server is one redis-server process that can be stopped and started again
@@ -55,10 +55,8 @@ func Start(tb testing.TB, persistent bool) *Server {
 func StartWith(tb testing.TB, opts Options) *Server {
 	tb.Helper()
 	binary := lookBinary(tb)
-	port, err := freePort()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	port := testutil.FreePort(tb, "127.0.0.1")
+	var err error
 	s := &Server{binary: binary, dir: tb.TempDir(), port: port, persistent: opts.Persistent,
 		password: opts.Password, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	if opts.TLS {
@@ -76,23 +74,7 @@ func StartWith(tb testing.TB, opts Options) *Server {
 // (redis-server --sentinel), so no redis-sentinel package is needed.
 func lookBinary(tb testing.TB) string {
 	tb.Helper()
-	binary, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("redis-server is required in CI (apt-get install redis-server): %v", err)
-		}
-		tb.Skipf("redis-server not installed (apt-get install redis-server); skipping outside CI")
-	}
-	return binary
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return testutil.RequireTool(tb, "redis-server", "apt-get install redis-server")
 }
 
 // StartAgain starts the server (again) on its port and waits until it

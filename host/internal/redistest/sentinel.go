@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // Sentinel is one redis-server --sentinel process watching one master.
@@ -30,10 +32,7 @@ func StartSentinel(tb testing.TB, master *Server, serviceName string) *Sentinel 
 	if master.tls != nil {
 		tb.Fatal("redistest: a sentinel over TLS is not supported")
 	}
-	port, err := freePort()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	port := testutil.FreePort(tb, "127.0.0.1")
 	dir := tb.TempDir()
 	_, masterPort, _ := net.SplitHostPort(master.Addr)
 	conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nprotected-mode no\nloglevel warning\n"+

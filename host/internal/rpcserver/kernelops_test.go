@@ -24,6 +24,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/images/registrytest"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/redistest"
@@ -550,7 +551,7 @@ func TestExecutionAndBgtaskEventsAsTheManagerReadsThem(t *testing.T) {
 	term := reader.WaitStream(30*time.Second, func(ev managertest.Event) bool {
 		return ev.Name == "kernel_terminated" && ev.Str(0) == kid
 	})
-	if term.Reason(2) != kernel.ReasonExecTimeout || !term.ReasonIsEnum(2) || term.Str(1) != sid {
+	if term.Reason(2) != string(lifecycle.ExecTimeout) || !term.ReasonIsEnum(2) || term.Str(1) != sid {
 		t.Errorf("kernel_terminated args %#v, want (kernel, session, KernelLifecycleEventReason exec-timeout, code)", term.Args)
 	}
 	if got := streamSince(seen); fmt.Sprint(got) != fmt.Sprint([]string{"execution_started", "execution_timeout", "kernel_terminated"}) {

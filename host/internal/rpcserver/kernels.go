@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
@@ -165,7 +166,7 @@ func (km *KernelMethods) createKernels(ctx context.Context, call *Call) (any, er
 // kernel_terminated sends back as it came: the 26.8 manager's terminator
 // passes its own strings (ROUTE_TERMINATION, ...), and unpickling them as
 // the enum would fail in the manager.
-func reasonArg(method string, v any) (reason string, verbatim bool, err error) {
+func reasonArg(method string, v any) (reason lifecycle.Reason, verbatim bool, err error) {
 	switch x := v.(type) {
 	case nil:
 		return "", false, nil // user-requested
@@ -173,10 +174,10 @@ func reasonArg(method string, v any) (reason string, verbatim bool, err error) {
 		if x == "" {
 			return "", false, nil
 		}
-		return x, true, nil
+		return lifecycle.Reason(x), true, nil
 	case wiremsg.Enum:
 		reason, err := enumValue(argPath(method, "reason"), x, x.Class)
-		return reason, false, err
+		return lifecycle.Reason(reason), false, err
 	}
 	return "", false, mustBe(argPath(method, "reason"), "str or None", v)
 }

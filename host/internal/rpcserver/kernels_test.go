@@ -21,6 +21,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 	"github.com/baiagent/baiagent/host/internal/session"
@@ -34,15 +35,15 @@ type fakeKernels struct {
 	mu        sync.Mutex
 	kernels   map[string]kernel.Info
 	requests  []kernel.CreateRequest
-	destroyed map[string]string // kernel id -> reason
-	echoed    map[string]bool   // kernel id -> the reason came as the manager's str
+	destroyed map[string]lifecycle.Reason // kernel id -> reason
+	echoed    map[string]bool             // kernel id -> the reason came as the manager's str
 	execs     []string
 	nextPort  int
 	files     map[string][]byte // kernel id + "\x00" + path -> content
 }
 
 func newFakeKernels() *fakeKernels {
-	return &fakeKernels{kernels: map[string]kernel.Info{}, destroyed: map[string]string{}, echoed: map[string]bool{}, nextPort: 30000, files: map[string][]byte{}}
+	return &fakeKernels{kernels: map[string]kernel.Info{}, destroyed: map[string]lifecycle.Reason{}, echoed: map[string]bool{}, nextPort: 30000, files: map[string][]byte{}}
 }
 
 func (f *fakeKernels) Create(_ context.Context, req kernel.CreateRequest) (kernel.Created, error) {
@@ -85,7 +86,7 @@ func (f *fakeKernels) get(kid string) (kernel.Info, error) {
 	return info, nil
 }
 
-func (f *fakeKernels) Destroy(_ context.Context, kid, reason string) (kernel.Termination, error) {
+func (f *fakeKernels) Destroy(_ context.Context, kid string, reason lifecycle.Reason) (kernel.Termination, error) {
 	info, err := f.get(kid)
 	if err != nil {
 		return kernel.Termination{}, err
@@ -97,7 +98,7 @@ func (f *fakeKernels) Destroy(_ context.Context, kid, reason string) (kernel.Ter
 	return kernel.Termination{KernelID: kid, SessionID: info.SessionID, Reason: reason}, nil
 }
 
-func (f *fakeKernels) DestroyEcho(ctx context.Context, kid, reason string) (kernel.Termination, error) {
+func (f *fakeKernels) DestroyEcho(ctx context.Context, kid string, reason lifecycle.Reason) (kernel.Termination, error) {
 	t, err := f.Destroy(ctx, kid, reason)
 	if err == nil {
 		f.mu.Lock()
@@ -460,8 +461,8 @@ func TestKernelMethodsWithFakeService(t *testing.T) {
 	}
 	km.Wait()
 	fake.mu.Lock()
-	if fake.destroyed[k2] != kernel.ReasonNotFoundInManager || len(fake.destroyed) != 1 {
-		t.Errorf("destroyed %v, want only %s with %s", fake.destroyed, k2, kernel.ReasonNotFoundInManager)
+	if fake.destroyed[k2] != lifecycle.NotFoundInManager || len(fake.destroyed) != 1 {
+		t.Errorf("destroyed %v, want only %s with %s", fake.destroyed, k2, lifecycle.NotFoundInManager)
 	}
 	fake.mu.Unlock()
 	if !km.TakeSuppressed(k2) || km.TakeSuppressed(k2) {
@@ -665,14 +666,14 @@ func TestDestroyKernelReasons(t *testing.T) {
 	cases := []struct {
 		description  string
 		reason       any
-		wantReason   string
+		wantReason   lifecycle.Reason
 		wantVerbatim bool
 	}{
 		{"the manager's own string", "ROUTE_TERMINATION", "ROUTE_TERMINATION", true},
 		{"a member's value as a str stays a str", "user-requested", "user-requested", true},
 		{"a pickled member", pickleEnum("KernelLifecycleEventReason", "idle-timeout"), "idle-timeout", false},
-		{"None is user-requested", nil, kernel.ReasonUserRequested, false},
-		{"an empty str is user-requested", "", kernel.ReasonUserRequested, false},
+		{"None is user-requested", nil, lifecycle.UserRequested, false},
+		{"an empty str is user-requested", "", lifecycle.UserRequested, false},
 	}
 	fake := newFakeKernels()
 	_, c := kernelServer(t, fake, nil, nil)

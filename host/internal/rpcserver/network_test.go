@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,20 +19,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
-
-// freePort is a TCP port nothing on this host listens on now: in host
-// network mode the kernels' ports are the shared host's.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // clusterKeypair is a session keypair as the manager sends it, and its signer.
 func clusterKeypair(t *testing.T) (kv, ssh.Signer) {
@@ -70,7 +58,8 @@ func TestHostNetworkOverRPC(t *testing.T) {
 		kid, host, role string
 		port            int
 	}
-	members := []member{{randomUUID(), "main1", "main", freePort(t)}, {randomUUID(), "sub1", "sub", freePort(t)}}
+	// In host network mode the kernels' ports are the shared host's.
+	members := []member{{randomUUID(), "main1", "main", testutil.FreePort(t, "0.0.0.0")}, {randomUUID(), "sub1", "sub", testutil.FreePort(t, "0.0.0.0")}}
 	configs := map[string]kv{}
 	refs := map[string]mpExt{}
 	mapping := obj()

@@ -288,7 +288,9 @@ func TestSlowHandlerDoesNotBlock(t *testing.T) {
 // the grace period is cancelled and answered CANCELLED.
 func TestGracefulShutdown(t *testing.T) {
 	ts := startServer(t, Options{ShutdownGrace: 200 * time.Millisecond}, nil)
+	entered := make(chan struct{})
 	ts.srv.Register("block", func(ctx context.Context, _ *Call) (any, error) {
+		close(entered)
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
@@ -296,7 +298,7 @@ func TestGracefulShutdown(t *testing.T) {
 	ctx := ctxTimeout(t)
 	result := make(chan error, 1)
 	go func() { _, err := c.Invoke(ctx, "block", nil, nil); result <- err }()
-	time.Sleep(100 * time.Millisecond)
+	<-entered // the call is in flight when the server stops
 	ts.stop()
 	select {
 	case err := <-result:

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,26 +12,14 @@ import (
 	"time"
 
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // TestServicesStart runs service definitions on this host with busybox's
 // httpd as the app, through upstream's BaseRunner._start_service flow
 // (src/ai/backend/kernel/base.py 869-1006, 26.8.1).
 func TestServicesStart(t *testing.T) {
-	busybox, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skip("busybox not installed")
-	}
+	busybox := testutil.RequireTool(t, "busybox", "apt-get install busybox-static")
 	defs := t.TempDir()
 	write := func(name, body string) {
 		if err := os.WriteFile(filepath.Join(defs, name+".json"), []byte(body), 0o644); err != nil {
@@ -63,7 +50,7 @@ func TestServicesStart(t *testing.T) {
 		return err == nil
 	}
 
-	webPort := freeTCPPort(t)
+	webPort := testutil.FreePort(t, "127.0.0.1")
 	if res := start(protocol.ServiceRequest{Name: "web", Port: webPort, Ports: []int{webPort}}); res.Status != "started" || !answers(webPort) {
 		t.Fatalf("web: %+v", res)
 	}
@@ -74,7 +61,7 @@ func TestServicesStart(t *testing.T) {
 		t.Fatalf("ref not stored: %v", s.vars)
 	}
 
-	vsPort := freeTCPPort(t)
+	vsPort := testutil.FreePort(t, "127.0.0.1")
 	res := start(protocol.ServiceRequest{Name: "vscode", Port: vsPort, Ports: []int{vsPort},
 		Options: map[string]any{"arguments": map[string]any{"--bind": "x"}}})
 	if res.Status != "failed" || res.Error != "DisallowedArgument('Argument --bind not allowed for service vscode')" || s.running["vscode"] != nil {
@@ -116,7 +103,7 @@ func TestServicesStart(t *testing.T) {
 	// A port that never opens: failed, and the process is gone.
 	s.openTimeout = 300 * time.Millisecond
 	began := time.Now()
-	if res := start(protocol.ServiceRequest{Name: "slow", Port: freeTCPPort(t)}); res.Status != "failed" || res.Error != "opening the service port timed out: slow" {
+	if res := start(protocol.ServiceRequest{Name: "slow", Port: testutil.FreePort(t, "127.0.0.1")}); res.Status != "failed" || res.Error != "opening the service port timed out: slow" {
 		t.Fatalf("slow: %+v", res)
 	}
 	if _, ok := s.running["slow"]; ok || time.Since(began) > 5*time.Second {

@@ -21,6 +21,8 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 func newTestKey(t *testing.T) ssh.Signer {
@@ -69,10 +71,7 @@ func startTestSSHD(t *testing.T, writeUserKey bool, configure ...func(*SSHDConfi
 	for _, c := range configure {
 		c(&cfg)
 	}
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("no sh")
-	}
+	sh := testutil.RequireTool(t, "sh", "a POSIX shell")
 	srv, err := newSSHServer(cfg, sh, f.workDir, append(os.Environ(), "GREETING=from-kernel"), nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"github.com/baiagent/baiagent/host/internal/events"
-	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 )
 
@@ -67,7 +67,7 @@ func (s *Service) afterExecute(ctx context.Context, sessionID, kernelID string, 
 		s.emitExecution(ctx, events.ExecutionFinished{SessionID: sessionID})
 	case runnerclient.StatusExecTimeout:
 		s.emitExecution(ctx, events.ExecutionTimeout{SessionID: sessionID})
-		s.destroyInBackground(ctx, kernelID, kernel.ReasonExecTimeout, func(err error) {
+		s.destroyInBackground(ctx, kernelID, lifecycle.ExecTimeout, func(err error) {
 			s.opts.Logger.Warn().Err(err).Str("kernel_id", kernelID).Msg("destroy after exec-timeout failed")
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 )
@@ -75,7 +76,7 @@ func (s *Service) startModels(req kernel.CreateRequest) {
 			Msg("model service failed to start; destroying the kernel")
 		dctx, cancel := context.WithTimeout(context.Background(), s.opts.DestroyTimeout)
 		defer cancel()
-		if _, derr := s.kernels.Destroy(dctx, req.KernelID, kernel.ReasonFailedToStart); derr != nil && !errors.Is(derr, kernel.ErrKernelNotFound) {
+		if _, derr := s.kernels.Destroy(dctx, req.KernelID, lifecycle.FailedToStart); derr != nil && !errors.Is(derr, kernel.ErrKernelNotFound) {
 			s.opts.Logger.Error().Err(derr).Str("kernel_id", req.KernelID).Msg("destroying a kernel whose model service failed")
 		}
 	})

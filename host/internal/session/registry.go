@@ -8,6 +8,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/session/sessionapi"
 )
 
@@ -68,7 +69,7 @@ func (s *Service) SyncWithManager(ctx context.Context, live []sessionapi.KernelS
 	sort.Strings(stale)
 	for _, kid := range stale {
 		s.suppressed.mark(kid, true)
-		s.destroyInBackground(ctx, kid, kernel.ReasonNotFoundInManager, func(error) { s.suppressed.mark(kid, false) })
+		s.destroyInBackground(ctx, kid, lifecycle.NotFoundInManager, func(error) { s.suppressed.mark(kid, false) })
 	}
 	return nil
 }
@@ -102,7 +103,7 @@ func (s *Service) DestroyKernel(ctx context.Context, d sessionapi.Destroy) error
 	}
 	reason, destroy := d.Reason, s.kernels.Destroy
 	if reason == "" {
-		reason = kernel.ReasonUserRequested
+		reason = lifecycle.UserRequested
 	}
 	if d.Verbatim {
 		destroy = s.kernels.DestroyEcho

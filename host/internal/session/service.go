@@ -21,6 +21,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/images"
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
 )
 
@@ -28,8 +29,8 @@ import (
 // *kernel.Manager implements it.
 type Kernels interface {
 	Create(ctx context.Context, req kernel.CreateRequest) (kernel.Created, error)
-	Destroy(ctx context.Context, kernelID, reason string) (kernel.Termination, error)
-	DestroyEcho(ctx context.Context, kernelID, reason string) (kernel.Termination, error)
+	Destroy(ctx context.Context, kernelID string, reason lifecycle.Reason) (kernel.Termination, error)
+	DestroyEcho(ctx context.Context, kernelID string, reason lifecycle.Reason) (kernel.Termination, error)
 	Execute(ctx context.Context, kernelID, runID, mode, code string, opts runnerclient.ExecOptions) (runnerclient.Result, error)
 	Get(kernelID string) (kernel.Info, error)
 	List() []kernel.Info
@@ -131,7 +132,7 @@ func (s *Service) Close() {
 // destroyInBackground destroys a kernel after the call that decided it
 // has answered, as upstream's injected DESTROY lifecycle events do; undo
 // runs when the destroy fails.
-func (s *Service) destroyInBackground(ctx context.Context, kernelID, reason string, failed func(error)) {
+func (s *Service) destroyInBackground(ctx context.Context, kernelID string, reason lifecycle.Reason, failed func(error)) {
 	s.background.Go(func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DestroyTimeout)
 		defer cancel()

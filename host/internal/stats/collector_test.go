@@ -15,6 +15,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/redistest"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 	"github.com/baiagent/baiagent/proto/sdk"
 )
@@ -486,20 +487,12 @@ func TestRunAndRedisOutage(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { col.Run(ctx); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(t, 30*time.Second, "Run to write both keys in three polls", func() bool {
 		n, _ := client.Exists(context.Background(), "i-agent", "k1").Result()
 		cpu.mu.Lock()
-		polls := min(cpu.nodeCalls, cpu.ctrCalls)
-		cpu.mu.Unlock()
-		if n == 2 && polls >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Run wrote %d of 2 keys in %d polls", n, polls)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer cpu.mu.Unlock()
+		return n == 2 && min(cpu.nodeCalls, cpu.ctrCalls) >= 3
+	})
 	cancel()
 	select {
 	case <-done:
@@ -548,19 +541,11 @@ func TestContainerCountWithStatsOff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { col.Run(ctx); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(t, 30*time.Second, "container_count written twice", func() bool {
 		mu.Lock()
-		n := calls
-		mu.Unlock()
-		if n >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("container_count written %d times in 5 s at a 20 ms interval", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return calls >= 2
+	})
 	cancel()
 	<-done
 	if got, _ := client.Get(context.Background(), "container_count.i-agent").Result(); got != "2" {

@@ -62,17 +62,21 @@ func TestBroadcaster(t *testing.T) {
 	}
 }
 
+// Watches and broadcasts racing each other leave every watcher with one
+// unread list; the next broadcast replaces it, so each watcher then reads
+// exactly the newest list, and each channel closes when ctx ends.
 func TestBroadcasterConcurrent(t *testing.T) {
 	var b Broadcaster
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	const watchers = 8
+	chans := make([]<-chan []sdk.Device, watchers)
 	var wg sync.WaitGroup
-	for range 8 {
+	for i := range watchers {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			ch := b.Watch(ctx, func() []sdk.Device { return list("a") })
-			<-ch
+			chans[i] = b.Watch(ctx, func() []sdk.Device { return list("a") })
 		}()
 		go func() {
 			defer wg.Done()
@@ -80,6 +84,18 @@ func TestBroadcasterConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	b.Broadcast(func() []sdk.Device { return list("c") })
+	for i, ch := range chans {
+		if got := ids(<-ch); got != "c" {
+			t.Errorf("watcher %d read %q, want the newest list c", i, got)
+		}
+	}
+	cancel()
+	for i, ch := range chans {
+		for l := range ch {
+			t.Errorf("watcher %d got %q after the last broadcast", i, ids(l))
+		}
+	}
 }
 
 func TestPoll(t *testing.T) {

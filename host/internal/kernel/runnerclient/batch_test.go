@@ -3,7 +3,6 @@ package runnerclient_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/runner"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // runBatch runs the batch steps to the exec step's "finished" and returns
@@ -73,9 +73,7 @@ func TestBatchSemantics(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.description, func(t *testing.T) {
 			if strings.Contains(tc.batch.Build, "*") {
-				if _, err := exec.LookPath("make"); err != nil {
-					t.Skip("make not installed")
-				}
+				testutil.RequireTool(t, "make", "apt-get install make")
 			}
 			var work string
 			c := startRunnerWith(t, "", "", func(cfg *runner.Config) {

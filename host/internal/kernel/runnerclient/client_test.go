@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,17 +14,8 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/runner"
 	"github.com/baiagent/baiagent/host/internal/runner/protocol"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // startRunner runs the kernel runner in-process (go-zeromq) and connects
 // the agent's client (libzmq through pebbe/zmq4) to it: the two ZMTP 3
@@ -38,7 +28,7 @@ func startRunner(t *testing.T, runtimeType, runtimePath string) *runnerclient.Cl
 // startRunnerWith is startRunner with the config changed by edit (may be nil).
 func startRunnerWith(t *testing.T, runtimeType, runtimePath string, edit func(*runner.Config)) *runnerclient.Client {
 	t.Helper()
-	in, out := freePort(t), freePort(t)
+	in, out := testutil.FreePort(t, "127.0.0.1"), testutil.FreePort(t, "127.0.0.1")
 	cfg, err := runner.DefaultConfig(runtimeType, runtimePath)
 	if err != nil {
 		t.Fatal(err)
@@ -252,11 +242,9 @@ func TestCompleteStatusAndService(t *testing.T) {
 	if !strings.Contains(strings.Join(got, " "), "echo") {
 		t.Fatalf("completions of ech: %v", got)
 	}
-	busybox, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skip("busybox not installed; the service part needs its httpd")
-	}
-	port := freePort(t)
+	// The service part needs busybox's httpd.
+	busybox := testutil.RequireTool(t, "busybox", "apt-get install busybox-static")
+	port := testutil.FreePort(t, "127.0.0.1")
 	req := protocol.ServiceRequest{Name: "web", Port: port, Command: []string{busybox, "httpd", "-f", "-p", "127.0.0.1:{ports[0]}", "-h", filepath.Dir(busybox)}}
 	res, err := c.StartService(ctx, req)
 	if err != nil || res.Status != "started" {
@@ -279,9 +267,7 @@ func TestCompleteStatusAndService(t *testing.T) {
 }
 
 func TestPythonQueryMode(t *testing.T) {
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 not installed")
-	}
+	testutil.RequireTool(t, "python3", "apt-get install python3")
 	c := startRunner(t, "python", "")
 	res := runToEnd(t, c, "p1", runnerclient.ModeQuery, "x = 6 * 7\nprint('x set')", runnerclient.ExecOptions{})
 	wantFinished(t, res, 0)
@@ -309,10 +295,7 @@ func TestPythonQueryMode(t *testing.T) {
 // busybox's read builtin polls stdin before reading it; the runner must
 // see that as waiting for input too.
 func TestBusyboxShellInput(t *testing.T) {
-	busybox, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skip("busybox not installed")
-	}
+	busybox := testutil.RequireTool(t, "busybox", "apt-get install busybox-static")
 	sh := filepath.Join(t.TempDir(), "sh")
 	if err := os.Symlink(busybox, sh); err != nil {
 		t.Fatal(err)

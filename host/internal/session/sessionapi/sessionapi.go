@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
 // Error is an error with the Python exception class name the manager
@@ -197,7 +199,7 @@ type Destroy struct {
 	// Reason is the termination reason, "" for user-requested; Verbatim
 	// says it came as the manager's own str, which kernel_terminated
 	// echoes as it came.
-	Reason   string
+	Reason   lifecycle.Reason
 	Verbatim bool
 	// Suppress: no kernel_terminated for this destroy (suppress_events).
 	Suppress bool
