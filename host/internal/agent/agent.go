@@ -32,6 +32,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/httpapi"
 	"github.com/baiagent/baiagent/host/internal/images"
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/presence"
@@ -326,7 +327,7 @@ func (a *Agent) newKernels(ctx context.Context, ports *portpool.Pool, logDB *red
 		RunnerPath:          runner,
 		CreationConcurrency: a.cfg.Agent.KernelCreationConcurrency,
 		ScratchSize:         int64(a.cfg.Container.ScratchSize),
-		MemoryScratch:       a.cfg.Container.ScratchType == config.ScratchMemory,
+		ScratchType:         scratch.Kind(a.cfg.Container.ScratchType),
 		CommitPath:          a.cfg.Agent.ImageCommitPath,
 		// [container-logs] max-length: Docker's log rotation keeps about
 		// that much of each kernel's output (upstream's defaults).
