@@ -54,7 +54,7 @@ func projectOf(t *testing.T, dir string) (id uint32, inherit bool) {
 	if err := getXAttr(fd, &x); err != nil {
 		t.Fatalf("%s: FS_IOC_FSGETXATTR: %v", dir, err)
 	}
-	return x.ProjID, x.XFlags&fsXFlagProjInhert != 0
+	return x.ProjID, x.XFlags&fsXFlagProjInherit != 0
 }
 
 // limitsOf reads project id's block hard limit through the filesystem of dir.
@@ -243,7 +243,7 @@ func TestProjectInheritOnXFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := firstProjectID("k-xfs")
-	x.ProjID, x.XFlags = id, x.XFlags|fsXFlagProjInhert
+	x.ProjID, x.XFlags = id, x.XFlags|fsXFlagProjInherit
 	err = setXAttr(fd, &x)
 	unix.Close(fd)
 	if err != nil {

@@ -31,22 +31,22 @@ const (
 // linux/fs.h) that x/sys/unix does not carry. The ioctl numbers are the
 // generic _IOR/_IOW encoding (amd64, arm64).
 const (
-	prjQuota          = 2
-	qGetQuota         = 0x800007
-	qSetQuota         = 0x800008
-	qXGetQStatV       = 'X'<<8 + 8
-	qifBLimits        = 1
-	qifILimits        = 4
-	fsQStatVVersion1  = 1
-	fsQuotaPDQEnfd    = 1 << 5
-	fsIocFSGetXAttr   = 0x801c581f
-	fsIocFSSetXAttr   = 0x401c5820
-	fsXFlagProjInhert = 0x200
-	xfsSuperMagic     = 0x58465342
-	btrfsSuperMagic   = 0x9123683e
-	overlaySuperMagic = 0x794c7630
-	zfsSuperMagic     = 0x2fc12fc1
-	nfsSuperMagic     = 0x6969
+	prjQuota           = 2
+	qGetQuota          = 0x800007
+	qSetQuota          = 0x800008
+	qXGetQStatV        = 'X'<<8 + 8
+	qifBLimits         = 1
+	qifILimits         = 4
+	fsQStatVVersion1   = 1
+	fsQuotaPDQEnfd     = 1 << 5
+	fsIocFSGetXAttr    = 0x801c581f
+	fsIocFSSetXAttr    = 0x401c5820
+	fsXFlagProjInherit = 0x200
+	xfsSuperMagic      = 0x58465342
+	btrfsSuperMagic    = 0x9123683e
+	overlaySuperMagic  = 0x794c7630
+	zfsSuperMagic      = 0x2fc12fc1
+	nfsSuperMagic      = 0x6969
 )
 
 func qcmd(cmd, typ uint32) uint32 { return cmd<<8 | typ&0xff }
@@ -252,7 +252,7 @@ func (q *ProjectQuota) limit(dir, kernelID string, size int64) error {
 	if err := getXAttr(fd, &x); err != nil {
 		return fmt.Errorf("project quota of %s: FS_IOC_FSGETXATTR: %w", dir, err)
 	}
-	x.ProjID, x.XFlags = id, x.XFlags|fsXFlagProjInhert
+	x.ProjID, x.XFlags = id, x.XFlags|fsXFlagProjInherit
 	if err := setXAttr(fd, &x); err != nil {
 		return fmt.Errorf("project quota of %s: set project %d (FS_IOC_FSSETXATTR): %w", dir, id, err)
 	}
