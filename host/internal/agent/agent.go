@@ -34,6 +34,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/httpapi"
 	"github.com/baiagent/baiagent/host/internal/images"
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
@@ -313,7 +314,7 @@ func (a *Agent) newKernels(ctx context.Context, docker *client.Client, ports *po
 		RunnerPath:          runner,
 		CreationConcurrency: a.cfg.Agent.KernelCreationConcurrency,
 		ScratchSize:         int64(a.cfg.Container.ScratchSize),
-		MemoryScratch:       a.cfg.Container.ScratchType == config.ScratchMemory,
+		ScratchType:         scratch.Kind(a.cfg.Container.ScratchType),
 		CommitPath:          a.cfg.Agent.ImageCommitPath,
 		// [container-logs] max-length: Docker's log rotation keeps about
 		// that much of each kernel's output (upstream's defaults).

@@ -16,6 +16,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/agent"
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 	"github.com/baiagent/baiagent/host/internal/logging"
 	"github.com/baiagent/baiagent/host/internal/version"
 )
@@ -155,8 +156,16 @@ names each bad key when the file is invalid.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "# effective configuration of %s\n", cfg.SourcePath)
-			_, err = cmd.OutOrStdout().Write(out)
-			return err
+			if _, err := cmd.OutOrStdout().Write(out); err != nil {
+				return err
+			}
+			// What scratch-size will do on this host's scratch root; a
+			// comment, so the output stays valid TOML.
+			if ct := cfg.Container; ct.ScratchSize > 0 {
+				limit := scratch.PlanSizeLimit(scratch.Kind(ct.ScratchType), ct.ScratchRoot, int64(ct.ScratchSize))
+				fmt.Fprintf(cmd.OutOrStdout(), "# container.scratch-size: %s\n", limit.Detail)
+			}
+			return nil
 		},
 	})
 	return cmd

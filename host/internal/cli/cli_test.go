@@ -21,6 +21,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/adminapi"
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/kernel/scratch/scratchtest"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/testutil"
 )
@@ -400,4 +401,41 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// TestConfigCheckTellsScratchSizeLimit: config check says what scratch-size
+// will do on the configured scratch root (README's configuration table).
+func TestConfigCheckTellsScratchSizeLimit(t *testing.T) {
+	check := func(t *testing.T, container string) string {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "agent.toml")
+		file := "[etcd]\n[agent]\nbackend = \"docker\"\n[container]\n" + container + "\n[resource]\n"
+		if err := os.WriteFile(path, []byte(file), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr, err := run(t, testEnv(t, nil), "config", "check", "-f", path)
+		if err != nil {
+			t.Fatalf("config check: %v\n%s", err, stderr)
+		}
+		return stdout
+	}
+	t.Run("hostdir on a filesystem without project quotas", func(t *testing.T) {
+		mnt := scratchtest.LoopFS(t, 32<<20, []string{"mkfs.ext4", "-q"}, "ext4", "")
+		out := check(t, "scratch-root = \""+mnt+"/scratches\"\nscratch-size = \"1G\"")
+		want := "# container.scratch-size: the ext4 filesystem at " + mnt + " cannot enforce scratch-size"
+		if !strings.Contains(out, want) || !strings.Contains(out, "only advertised in resource.txt") {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	})
+	t.Run("memory", func(t *testing.T) {
+		out := check(t, "scratch-type = \"memory\"\nscratch-size = \"1G\"")
+		if !strings.Contains(out, "# container.scratch-size: memory scratch dirs are 64 MiB tmpfs mounts") {
+			t.Errorf("output:\n%s", out)
+		}
+	})
+	t.Run("no size", func(t *testing.T) {
+		if out := check(t, ""); strings.Contains(out, "# container.scratch-size") {
+			t.Errorf("a note without a scratch-size:\n%s", out)
+		}
+	})
 }

@@ -414,9 +414,9 @@ func (d *decoder) decodeContainer(t *table, c *ContainerConfig) {
 		t.fail(written, "%s", jailRefusal)
 	}
 	enumValue(t, "scratch-type", &c.ScratchType, nil, ScratchHostDir, ScratchHostFile, ScratchMemory, ScratchK8sNFS)
-	if c.ScratchType != ScratchHostDir && c.ScratchType != ScratchMemory {
+	if c.ScratchType == ScratchK8sNFS {
 		_, written, _ := t.lookup("scratch-type")
-		t.fail(written, "%q is not supported by baiagent, which keeps scratch dirs on the host (hostdir) or in memory", c.ScratchType)
+		t.fail(written, "%q is not supported by baiagent, which keeps scratch dirs on the host (hostdir, hostfile) or in memory", c.ScratchType)
 	}
 	t.filePath("scratch-root", &c.ScratchRoot)
 	t.byteSize("scratch-size", &c.ScratchSize)

@@ -14,6 +14,7 @@ type keyCase struct {
 	key     string // dotted, as in upstream's AgentUnifiedConfig (agent/config/unified.py, 26.8.1)
 	section string // where lines go ("" = top level, before minimalTOML)
 	lines   string
+	root    bool // parsed as the root user's (uid 0), not uid 1000
 	// Exactly one of:
 	effect  func(*Config) (got, want any) // honoured: the effective config shows it
 	refused string                        // refused: the problem names key and reason
@@ -99,7 +100,14 @@ func upstreamKeys() []keyCase {
 		{key: "container.sandbox-type", section: "container", lines: `sandbox-type = "jail"`, refused: `container.sandbox-type: "jail" (Backend.AI's ptrace syscall sandbox) is not supported by baiagent`},
 		{key: "container.jail-args", section: "container", lines: `jail-args = ["--x"]`, ignored: "container.jail-args"},
 		{key: "container.scratch-type", section: "container", lines: `scratch-type = "memory"`, effect: func(c *Config) (any, any) { return c.Container.ScratchType, ScratchMemory }},
-		{key: "container.scratch-type (hostfile)", section: "container", lines: `scratch-type = "hostfile"`, refused: `container.scratch-type: "hostfile" is not supported by baiagent`},
+		{key: "container.scratch-type (hostfile)", section: "container", lines: "scratch-type = \"hostfile\"\nscratch-size = \"1G\"", root: true,
+			effect: func(c *Config) (any, any) {
+				return []any{c.Container.ScratchType, c.Container.ScratchSize}, []any{ScratchHostFile, ByteSize(1 << 30)}
+			}},
+		// config/unified.py _validate_scratch_type: hostfile needs root.
+		{key: "container.scratch-type (hostfile, not root)", section: "container", lines: "scratch-type = \"hostfile\"\nscratch-size = \"1G\"", refused: "container.scratch-type: hostfile needs the agent to run as root"},
+		// Upstream's truncate to 0 bytes makes mkfs.ext4 fail at each kernel.
+		{key: "container.scratch-size (hostfile, 0)", section: "container", lines: `scratch-type = "hostfile"`, root: true, refused: "container.scratch-size: must be more than 0 with scratch-type hostfile"},
 		{key: "container.scratch-root", section: "container", lines: `scratch-root = "/scratch"`, effect: func(c *Config) (any, any) { return c.Container.ScratchRoot, "/scratch" }},
 		{key: "container.scratch-size", section: "container", lines: `scratch-size = "2G"`, effect: func(c *Config) (any, any) { return c.Container.ScratchSize, ByteSize(2 << 30) }},
 		{key: "container.scratch-nfs-address", section: "container", lines: `scratch-nfs-address = "nfs:/x"`, ignored: "container.scratch-nfs-address"},
@@ -185,7 +193,11 @@ func TestEveryUpstreamKey(t *testing.T) {
 		if tc.section == "" {
 			text = tc.lines + "\n" + minimalTOML
 		}
-		cfg, warnings, err := Parse([]byte(text), "/etc/backend.ai/agent.toml", testEnv(nil))
+		env := testEnv(nil)
+		if tc.root {
+			env.UID = 0
+		}
+		cfg, warnings, err := Parse([]byte(text), "/etc/backend.ai/agent.toml", env)
 		var keys []string
 		for _, w := range warnings {
 			keys = append(keys, w.Key)

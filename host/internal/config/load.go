@@ -371,6 +371,16 @@ func (d *decoder) validate(cfg *Config) {
 	if cfg.Container.StatsType == StatsCgroup && d.env.UID != 0 {
 		d.fail("container.stats-type", "cgroup stats need the agent to run as root")
 	}
+	// As upstream's _validate_scratch_type (config/unified.py): making and
+	// mounting a loop filesystem needs root.
+	if cfg.Container.ScratchType == ScratchHostFile {
+		if d.env.UID != 0 {
+			d.fail("container.scratch-type", "hostfile needs the agent to run as root (it makes and loop-mounts a filesystem per kernel)")
+		}
+		if cfg.Container.ScratchSize <= 0 {
+			d.fail("container.scratch-size", "must be more than 0 with scratch-type hostfile (the size of each kernel's scratch filesystem)")
+		}
+	}
 
 	switch cfg.Resource.AllocationMode {
 	case AllocationShared, AllocationAutoSplit:

@@ -336,7 +336,7 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		{"kernel-gid below -1", "container", `kernel-gid = -2`, "container.kernel-gid", "not a valid id"},
 		{"stats-type unknown", "container", `stats-type = "procfs"`, "container.stats-type", "docker|cgroup"},
 		{"stats-type cgroup as non-root", "container", `stats-type = "cgroup"`, "container.stats-type", "root"},
-		{"scratch-type hostfile refused", "container", `scratch-type = "hostfile"`, "container.scratch-type", `"hostfile" is not supported by baiagent`},
+		{"scratch-type hostfile as non-root", "container", "scratch-type = \"hostfile\"\nscratch-size = \"1G\"", "container.scratch-type", "needs the agent to run as root"},
 		{"scratch-type k8s-nfs refused", "container", `scratch-type = "k8s-nfs"`, "container.scratch-type", `"k8s-nfs" is not supported by baiagent`},
 		{"sandbox-type jail refused", "container", `sandbox-type = "jail"`, "container.sandbox-type", `"jail" (Backend.AI's ptrace syscall sandbox) is not supported`},
 		{"container-logs chunk-size zero", "container-logs", `chunk-size = 0`, "container-logs.chunk-size", "positive"},

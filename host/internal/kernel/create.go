@@ -256,11 +256,7 @@ func (m *Manager) create(ctx context.Context, req CreateRequest, k *kernel, undo
 	undo.push(func(context.Context) error { return m.cfg.Allocator.Free(allocation) })
 
 	user := m.userOf(req, img.labels)
-	makeScratch := scratch.Create
-	if m.cfg.MemoryScratch {
-		makeScratch = scratch.CreateMemory
-	}
-	dirs, err := makeScratch(m.cfg.ScratchRoot, req.KernelID, user.uid, user.gid)
+	dirs, err := m.scratch.Create(ctx, m.cfg.ScratchRoot, req.KernelID, user.uid, user.gid)
 	if err != nil {
 		return Created{}, err
 	}
@@ -447,7 +443,7 @@ func (m *Manager) launch(ctx context.Context, req CreateRequest, img imageInfo, 
 		{Source: dirs.Work, Target: "/home/work"},
 		{Source: m.cfg.RunnerPath, Target: RunnerMountPath, ReadOnly: true},
 	}
-	if m.cfg.MemoryScratch {
+	if m.scratch.Kind == scratch.Memory {
 		// As upstream's memory scratch: /tmp is a tmpfs of its own.
 		mounts = append(mounts, scratch.Mount{Source: dirs.Tmp, Target: "/tmp"})
 	}

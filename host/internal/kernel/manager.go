@@ -92,10 +92,13 @@ type Config struct {
 	// inspection (debug.skip-container-deletion): clean-up frees everything
 	// else, and reconciliation leaves this agent's unknown containers alone.
 	KeepContainers bool
-	// MemoryScratch is container.scratch-type = "memory": each kernel's
-	// scratch dir and /tmp are tmpfs mounts (scratch.CreateMemory).
-	MemoryScratch bool
-	// ScratchSize is written to resource.txt (container.scratch-size).
+	// ScratchType is container.scratch-type; empty means hostdir. With
+	// memory each kernel's scratch dir and /tmp are tmpfs mounts; with
+	// hostfile the scratch dir is a loop-mounted ext4 of ScratchSize.
+	ScratchType scratch.Kind
+	// ScratchSize is container.scratch-size: written to resource.txt, the
+	// size of a hostfile scratch, and a hostdir scratch's limit where the
+	// scratch root's filesystem has project quotas (scratch.PlanSizeLimit).
 	ScratchSize int64
 	// CommitPath is agent.image-commit-path: commits save their tars and
 	// locks under it. Empty refuses commits.
@@ -221,6 +224,8 @@ type Manager struct {
 	// recovered is set by Recover; until then reconciliation must not take
 	// the previous run's kernels for strangers.
 	recovered bool
+	// scratch is how each kernel's scratch dir is made, fixed by New.
+	scratch scratch.Spec
 }
 
 // New checks the configuration and makes a manager with an empty registry;
@@ -254,6 +259,10 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.ReconcileInterval <= 0 {
 		cfg.ReconcileInterval = 10 * time.Second
 	}
+	spec, err := scratchSpec(cfg)
+	if err != nil {
+		return nil, err
+	}
 	uid, gid := cfg.KernelUID, cfg.KernelGID
 	if uid < 0 {
 		uid = os.Getuid()
@@ -263,8 +272,38 @@ func New(cfg Config) (*Manager, error) {
 	}
 	return &Manager{
 		cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.CreationConcurrency),
-		uid: uid, gid: gid, reg: map[string]*kernel{}, ooms: map[string]bool{},
+		uid: uid, gid: gid, reg: map[string]*kernel{}, ooms: map[string]bool{}, scratch: spec,
 	}, nil
+}
+
+// scratchSpec settles how scratch dirs are made: a hostfile scratch needs
+// mkfs.ext4, and a hostdir scratch-size becomes a project quota where the
+// scratch root's filesystem enforces one, or a warning that it is only
+// advertised (upstream never enforces it for hostdir).
+func scratchSpec(cfg Config) (scratch.Spec, error) {
+	spec := scratch.Spec{Kind: cfg.ScratchType, Size: cfg.ScratchSize}
+	switch cfg.ScratchType {
+	case "", scratch.HostDir:
+		spec.Kind = scratch.HostDir
+		if cfg.ScratchSize > 0 {
+			limit := scratch.PlanSizeLimit(scratch.HostDir, cfg.ScratchRoot, cfg.ScratchSize)
+			spec.Quota = limit.Quota
+			if !limit.Enforced {
+				cfg.Logger.Warn().Str("scratch_root", cfg.ScratchRoot).Msg("container.scratch-size: " + limit.Detail)
+			}
+		}
+	case scratch.HostFile:
+		if cfg.ScratchSize <= 0 {
+			return scratch.Spec{}, errors.New("kernel manager: scratch type hostfile needs a scratch size")
+		}
+		if _, err := scratch.MkfsExt4(); err != nil {
+			return scratch.Spec{}, fmt.Errorf("kernel manager: scratch type hostfile: %w", err)
+		}
+	case scratch.Memory:
+	default:
+		return scratch.Spec{}, fmt.Errorf("kernel manager: scratch type %q is not supported", cfg.ScratchType)
+	}
+	return spec, nil
 }
 
 func errIf(cond bool, msg string) error {

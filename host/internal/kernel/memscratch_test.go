@@ -27,7 +27,7 @@ func TestMemoryScratch(t *testing.T) {
 		testutil.Need(t, "mounting a tmpfs needs root")
 	}
 	e := newEnv(t)
-	m := e.manager(t, func(cfg *kernel.Config) { cfg.MemoryScratch = true })
+	m := e.manager(t, func(cfg *kernel.Config) { cfg.ScratchType = scratch.Memory })
 	start(t, m)
 	before := e.allocator.Snapshot()
 	created := create(t, m, request("k-mem"))

@@ -1,11 +1,13 @@
 // Package scratch manages a kernel's scratch directory,
-// <scratch-root>/<kernel-id>/{config,work}, and the files in config/ that
+// <scratch-root>/<kernel-id>/{config,work} (a plain directory, possibly
+// under a project quota, a loop-mounted image or a tmpfs), and the files in config/ that
 // describe the kernel: resource.txt (upstream's KernelResourceSpec),
 // environ.txt and recovery.json (what the agent needs to rebuild its
 // registry after a restart).
 package scratch
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +38,9 @@ type Dirs struct {
 	// Tmp is <root>/<kernel-id>_tmp, upstream's tmp dir: with scratch-type
 	// memory a tmpfs mounted at /tmp in the container; unused otherwise.
 	Tmp string
+	// Image is <root>/<kernel-id>.img, upstream's file that holds a
+	// hostfile scratch's filesystem; unused otherwise.
+	Image string
 }
 
 // For returns the paths of a kernel's scratch dir without touching disk.
@@ -44,16 +49,41 @@ func For(root, kernelID string) (Dirs, error) {
 		return Dirs{}, fmt.Errorf("kernel id %q cannot name a scratch dir", kernelID)
 	}
 	base := filepath.Join(root, kernelID)
-	return Dirs{Base: base, Config: filepath.Join(base, "config"), Work: filepath.Join(base, "work"), Tmp: base + "_tmp"}, nil
+	return Dirs{Base: base, Config: filepath.Join(base, "config"), Work: filepath.Join(base, "work"), Tmp: base + "_tmp", Image: base + ".img"}, nil
 }
 
 // ErrExists means the kernel's scratch dir is already there.
 var ErrExists = errors.New("scratch dir already exists")
 
-// Create makes the kernel's scratch dir; work/ is owned by uid:gid so the
-// kernel's user can write there. A negative uid or gid keeps ours.
+// Kind is container.scratch-type, as far as baiagent implements it.
+type Kind string
+
+// The scratch types (upstream's ScratchType, less k8s-nfs).
+const (
+	// HostDir is a plain directory under the scratch root.
+	HostDir Kind = "hostdir"
+	// HostFile is an ext4 filesystem in <root>/<kernel-id>.img of
+	// scratch-size, loop-mounted on the scratch dir.
+	HostFile Kind = "hostfile"
+	// Memory makes the scratch dir and the tmp dir tmpfs mounts.
+	Memory Kind = "memory"
+)
+
+// Spec says how each kernel's scratch dir is made.
+type Spec struct {
+	// Kind is the scratch type; empty means HostDir.
+	Kind Kind
+	// Size is container.scratch-size: the size of a HostFile image, and
+	// the block limit of a HostDir scratch dir when Quota is set.
+	Size int64
+	// Quota, with HostDir and a Size, gives each scratch dir a project
+	// quota of Size (see PlanSizeLimit).
+	Quota *ProjectQuota
+}
+
+// Create makes a kernel's hostdir scratch dir without a limit.
 func Create(root, kernelID string, uid, gid int) (Dirs, error) {
-	return create(root, kernelID, uid, gid, false)
+	return Spec{}.Create(context.Background(), root, kernelID, uid, gid)
 }
 
 // MemorySize is the size of each tmpfs of a memory scratch: upstream's
@@ -61,17 +91,22 @@ func Create(root, kernelID string, uid, gid int) (Dirs, error) {
 // (agent/docker/agent.py, create_scratch_filesystem).
 const MemorySize = 64 << 20
 
-// CreateMemory is Create for container.scratch-type = "memory", as
-// upstream: the scratch dir and the tmp dir are each a tmpfs of
-// MemorySize, so nothing the kernel writes there reaches the host's disk.
-func CreateMemory(root, kernelID string, uid, gid int) (Dirs, error) {
-	return create(root, kernelID, uid, gid, true)
-}
-
-func create(root, kernelID string, uid, gid int, memory bool) (Dirs, error) {
+// Create makes the kernel's scratch dir as s says; work/ is owned by
+// uid:gid so the kernel's user can write there. A negative uid or gid
+// keeps ours.
+func (s Spec) Create(ctx context.Context, root, kernelID string, uid, gid int) (Dirs, error) {
 	d, err := For(root, kernelID)
 	if err != nil {
 		return Dirs{}, err
+	}
+	switch s.Kind {
+	case "", HostDir, Memory:
+	case HostFile:
+		if s.Size <= 0 {
+			return Dirs{}, fmt.Errorf("scratch type hostfile needs a scratch size, got %d", s.Size)
+		}
+	default:
+		return Dirs{}, fmt.Errorf("scratch type %q is not supported", s.Kind)
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return Dirs{}, fmt.Errorf("scratch root: %w", err)
@@ -86,7 +121,8 @@ func create(root, kernelID string, uid, gid int, memory bool) (Dirs, error) {
 		_ = Remove(root, kernelID)
 		return Dirs{}, err
 	}
-	if memory {
+	switch {
+	case s.Kind == Memory:
 		if err := os.Mkdir(d.Tmp, 0o755); err != nil {
 			return fail(fmt.Errorf("scratch tmp dir: %w", err))
 		}
@@ -103,6 +139,15 @@ func create(root, kernelID string, uid, gid int, memory bool) (Dirs, error) {
 		if err := os.Chmod(d.Tmp, 0o777|os.ModeSticky); err != nil {
 			return fail(fmt.Errorf("scratch tmp dir: %w", err))
 		}
+	case s.Kind == HostFile:
+		if err := mountImage(ctx, d.Image, d.Base, s.Size); err != nil {
+			return fail(err)
+		}
+	case s.Quota != nil && s.Size > 0:
+		// Before config/ and work/ exist, so that they inherit the project.
+		if err := s.Quota.limit(d.Base, kernelID, s.Size); err != nil {
+			return fail(err)
+		}
 	}
 	for _, dir := range []string{d.Config, d.Work} {
 		if err := os.Mkdir(dir, 0o755); err != nil {
@@ -117,11 +162,16 @@ func create(root, kernelID string, uid, gid int, memory bool) (Dirs, error) {
 	return d, nil
 }
 
-// Remove deletes a kernel's scratch dir and tmp dir, unmounting them first
-// when they are a memory scratch's tmpfs; missing ones are not an error.
+// Remove deletes a kernel's scratch dir, tmp dir and image, whatever the
+// scratch type that made them: it lifts a project quota, unmounts a tmpfs
+// or loop filesystem first, and missing pieces are not an error. It needs
+// no configuration, so a restarted agent cleans up what an earlier one made.
 func Remove(root, kernelID string) error {
 	d, err := For(root, kernelID)
 	if err != nil {
+		return err
+	}
+	if err := clearProjectQuota(d.Base); err != nil {
 		return err
 	}
 	for _, dir := range []string{d.Base, d.Tmp} {
@@ -132,6 +182,9 @@ func Remove(root, kernelID string) error {
 		if err := os.RemoveAll(dir); err != nil {
 			return fmt.Errorf("remove scratch dir: %w", err)
 		}
+	}
+	if err := os.Remove(d.Image); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove scratch image: %w", err)
 	}
 	return nil
 }
