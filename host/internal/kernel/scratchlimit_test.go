@@ -18,6 +18,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch/scratchtest"
+	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
@@ -93,7 +94,7 @@ func TestHostFileScratch(t *testing.T) {
 		t.Fatalf("recovered %v, want [k-hostfile]", report.Recovered)
 	}
 	wantOutput(t, run(t, second, "k-hostfile", "after", runnerclient.ModeQuery, "test -f /home/work/big && echo kept"), 0, "kept\n")
-	if _, err := second.Destroy(ctx, "k-hostfile", kernel.ReasonUserRequested); err != nil {
+	if _, err := second.Destroy(ctx, "k-hostfile", lifecycle.UserRequested); err != nil {
 		t.Fatal(err)
 	}
 	if isMountPoint(t, dirs.Base) {
@@ -125,7 +126,7 @@ func TestHostDirScratchQuota(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := m.Destroy(ctx, "k-quota", kernel.ReasonUserRequested); err != nil {
+	if _, err := m.Destroy(ctx, "k-quota", lifecycle.UserRequested); err != nil {
 		t.Fatal(err)
 	}
 	e.wantIdle(t, e.allocator, e.ports, before)
