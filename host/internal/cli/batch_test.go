@@ -1,11 +1,16 @@
 package cli
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/managertest"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // runBatch starts a batch session's kernel with `baiagent kernel run --type
@@ -133,7 +138,16 @@ func TestBatchSessionsAsTheManagerReadsThem(t *testing.T) {
 		if ev.Name != "session_failure" || ev.Reason(1) != "task-failed" || ev.Int(2) != 4 {
 			t.Fatalf("after the restart: %s %+v, want session_failure(task-failed, 4)", ev.Name, ev.Args)
 		}
-		// A further restart must not report it again.
+		// A further restart must not report it again. The agent records
+		// the result as reported just after sending it; a kill in between
+		// sends it again (at least once, never lost), so this restart
+		// waits for the record, as a restart after the report would.
+		jobFile := filepath.Join(v.scratch, kid, "config", kernel.BatchJobFile)
+		testutil.Eventually(t, 30*time.Second, "the batch job recorded as reported", func() bool {
+			raw, err := os.ReadFile(jobFile)
+			var job kernel.BatchJob
+			return err == nil && json.Unmarshal(raw, &job) == nil && job.Reported
+		})
 		v.kill()
 		v.start(t)
 		time.Sleep(3 * time.Second)
