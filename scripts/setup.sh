@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 PROTOC_GEN_GO_VERSION=v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.2
+STATICCHECK_VERSION=v0.8.2
 
 need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
@@ -31,5 +32,7 @@ install_tool() { # module@version binary
 }
 install_tool google.golang.org/protobuf/cmd/protoc-gen-go@$PROTOC_GEN_GO_VERSION protoc-gen-go
 install_tool google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION protoc-gen-go-grpc
+# staticcheck --version prints "staticcheck 2026.2.2 (0.8.2)": the module version matches.
+install_tool honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION staticcheck
 go mod download -x >/dev/null 2>&1 || true
 echo "setup: done (protoc $(protoc --version | cut -d' ' -f2), tools in $gobin)"

@@ -22,5 +22,11 @@ go vet $other_pkgs
 # The packager is a module outside go.work (see scripts/package/main.go).
 GOWORK=off go -C scripts/package vet ./...
 CGO_CFLAGS="$cuda_cflags" go vet $cuda_pkgs
+# staticcheck (installed by setup.sh) over every module: a clean run is
+# the bar, as for vet.
+staticcheck=$(go env GOPATH)/bin/staticcheck
+"$staticcheck" $other_pkgs
+CGO_CFLAGS="$cuda_cflags" "$staticcheck" $cuda_pkgs
+(cd scripts/package && GOWORK=off "$staticcheck" ./...)
 go test -race -count=1 -timeout 20m "$@" $other_pkgs
 CGO_CFLAGS="$cuda_cflags" go test -race -count=1 -timeout 20m "$@" $cuda_pkgs

@@ -63,7 +63,7 @@ func TestTriggerBatchExecutionArguments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	km, c := kernelServer(t, svc, ports, nil)
+	km, _ := kernelServer(t, svc, ports, nil)
 	sid := randomUUID()
 	created, err := svc.Create(context.Background(), kernel.CreateRequest{KernelID: randomUUID(), SessionID: sid, Image: "img"})
 	if err != nil {
@@ -80,7 +80,7 @@ func TestTriggerBatchExecutionArguments(t *testing.T) {
 	batches := session.NewBatches(km.Service, store, session.BatchOptions{Events: evs, Logger: zerolog.Nop()})
 	RegisterBatchMethods(srv, batches)
 	serveUntilCleanup(t, srv, batches.Close)
-	c = dial(t, srv.Endpoint(), callosum.ClientOptions{})
+	c := dial(t, srv.Endpoint(), callosum.ClientOptions{})
 	ghost := randomUUID()
 
 	cases := []struct {

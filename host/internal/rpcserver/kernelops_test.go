@@ -415,7 +415,7 @@ func TestCommitOverRPC(t *testing.T) {
 	}
 
 	// A commit Docker refuses (an invalid reference) fails its task.
-	got, err = invokeRaw(ctx, a.rpc, "commit", []any{kid, subdir}, obj("canonical", "Not/A:Valid:Ref"))
+	_, err = invokeRaw(ctx, a.rpc, "commit", []any{kid, subdir}, obj("canonical", "Not/A:Valid:Ref"))
 	if err != nil {
 		t.Fatalf("commit: %v", err)
 	}

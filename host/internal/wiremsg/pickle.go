@@ -33,7 +33,6 @@ type (
 	pyList  struct{ Items []any }
 	pyDict  struct{ Keys, Values []any }
 	pyBytes []byte
-	pyMark  struct{}
 )
 
 // lookup returns the value stored under a string key.
