@@ -432,6 +432,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Addr: a.cfg.Agent.InternalAddr.String(), Version: version.Version, Log: a.log,
 		TLSCertFile: tlsFile(a.cfg.Agent.SSLEnabled, a.cfg.Agent.SSLCert), TLSKeyFile: tlsFile(a.cfg.Agent.SSLEnabled, a.cfg.Agent.SSLKey),
 		Routes: map[string]http.Handler{"GET /v1/events": bus.Handler()},
+		Pprof:  a.cfg.Debug.Enabled,
 	}, metrics)
 	if err != nil {
 		return fmt.Errorf("internal HTTP endpoint: %w", err)
