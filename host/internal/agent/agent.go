@@ -129,21 +129,7 @@ func (a *Agent) startStats(ctx context.Context, db *redis.Client, kernels *kerne
 	um := a.cfg.Agent.UtilizationMetric
 	collector, err := stats.New(stats.Options{
 		AgentID: a.cfg.Agent.ID, Redis: db, Plugins: a.plugins,
-		Containers: func(ctx context.Context) ([]stats.ContainerTarget, error) {
-			var out []stats.ContainerTarget
-			for _, k := range kernels.List() {
-				t := stats.ContainerTarget{KernelID: k.KernelID, ContainerID: k.ContainerID}
-				if k.ContainerID != "" {
-					insp, err := a.docker.ContainerInspect(ctx, k.ContainerID, client.ContainerInspectOptions{})
-					if err == nil && insp.Container.State != nil {
-						t.PID = insp.Container.State.Pid
-						t.CgroupPath, _ = stats.CgroupPathOfPID("/proc", t.PID)
-					}
-				}
-				out = append(out, t)
-			}
-			return out, nil
-		},
+		Containers: newContainerTargets(a.docker, kernels).list,
 		// Counting needs no docker inspect, unlike Containers.
 		ContainerCount: func(context.Context) (int, error) {
 			n := 0
