@@ -53,8 +53,9 @@ wait_for() { # what command...
 
 # A private range for the kernels' host ports (4 per kernel, with room for
 # the reuse cooldown across cycles), so that counting listeners in it sees
-# only this agent's.
-port_min=$((40000 + (RANDOM % 10) * 2000)) port_max=$((port_min + 1999))
+# only this agent's: below the tests' 20000-29999 and the kernel's
+# ephemeral ports (where free_port's come from).
+port_min=$((10000 + (RANDOM % 5) * 2000)) port_max=$((port_min + 1999))
 redis_port=$(free_port) etcd_port=$(free_port) peer_port=$(free_port) rpc_port=$(free_port) http_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
 pids+=($!)
