@@ -136,6 +136,10 @@ func Dial(path string) (*Client, error) {
 	}}, nil
 }
 
+// Close closes the client's idle connection, which the agent would
+// otherwise keep serving.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
 func (c *Client) get(ctx context.Context, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+path, nil)
 	if err != nil {

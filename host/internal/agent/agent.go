@@ -133,20 +133,7 @@ func (a *Agent) newStats(db *redis.Client, docker client.APIClient, kernels *ker
 	um := a.cfg.Agent.UtilizationMetric
 	collector, err := stats.New(stats.Options{
 		AgentID: a.cfg.Agent.ID, Redis: db, Plugins: a.plugins,
-		Containers: func(ctx context.Context) ([]stats.ContainerTarget, error) {
-			var out []stats.ContainerTarget
-			for _, k := range kernels.List() {
-				t := stats.ContainerTarget{KernelID: k.KernelID, ContainerID: k.ContainerID}
-				if k.ContainerID != "" {
-					if pid, err := kernel.ContainerPID(ctx, docker, k.ContainerID); err == nil && pid != 0 {
-						t.PID = pid
-						t.CgroupPath, _ = stats.CgroupPathOfPID("/proc", pid)
-					}
-				}
-				out = append(out, t)
-			}
-			return out, nil
-		},
+		Containers: newContainerTargets(docker, kernels).list,
 		// Counting needs no docker inspect, unlike Containers.
 		ContainerCount: func(context.Context) (int, error) {
 			n := 0
@@ -477,6 +464,7 @@ func (a *Agent) build(ctx context.Context, undo *closers) (*parts, error) {
 		Addr: a.cfg.Agent.InternalAddr.String(), Version: version.Version, Log: a.log,
 		TLSCertFile: tlsFile(a.cfg.Agent.SSLEnabled, a.cfg.Agent.SSLCert), TLSKeyFile: tlsFile(a.cfg.Agent.SSLEnabled, a.cfg.Agent.SSLKey),
 		Routes: map[string]http.Handler{"GET /v1/events": bus.Handler()},
+		Pprof:  a.cfg.Debug.Enabled,
 	}, metrics)
 	if err != nil {
 		return nil, fmt.Errorf("internal HTTP endpoint: %w", err)

@@ -260,6 +260,7 @@ func (a *realAgent) allocated(t *testing.T) map[string]decimal.Decimal {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer admin.Close()
 	res, err := admin.Resources(context.Background())
 	if err != nil {
 		t.Fatal(err)

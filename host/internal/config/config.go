@@ -274,6 +274,7 @@ type ContainerLogsConfig struct {
 
 // DebugConfig is the [debug] section.
 type DebugConfig struct {
+	// Enabled serves Go's profiles on the internal endpoint (/debug/pprof/).
 	Enabled               bool
 	SkipContainerDeletion bool
 	HeartbeatInterval     time.Duration

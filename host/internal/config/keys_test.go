@@ -139,7 +139,7 @@ func upstreamKeys() []keyCase {
 		{key: "kernel-lifecycles", section: "kernel-lifecycles", lines: `init-timeout-sec = 30`, ignored: "kernel-lifecycles"},
 
 		// [debug]
-		{key: "debug.enabled", section: "debug", lines: `enabled = true`, ignored: "debug.enabled"},
+		{key: "debug.enabled", section: "debug", lines: `enabled = true`, effect: func(c *Config) (any, any) { return c.Debug.Enabled, true }},
 		{key: "debug.asyncio", section: "debug", lines: `asyncio = true`, inert: true},
 		{key: "debug.enhanced-aiomonitor-task-info", section: "debug", lines: `enhanced-aiomonitor-task-info = true`, inert: true},
 		{key: "debug.kernel-runner", section: "debug", lines: `kernel-runner = true`, ignored: "debug.kernel-runner"},

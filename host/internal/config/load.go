@@ -258,8 +258,8 @@ func (c *Config) Dir() string {
 }
 
 // warnNoEffect warns about keys that are read and printed, but that nothing
-// in baiagent acts on yet, when they differ from upstream's default: debug
-// mode (upstream's RPC tracebacks), the debug log switches, and a storage
+// in baiagent acts on yet, when they differ from upstream's default: the
+// debug log switches, and a storage
 // resource group (upstream then protects ttyd). Keys that only configure
 // upstream's Python kernel runner (krunner-volumes, agent-sock-port) or are
 // read by nothing upstream either (mount-path, instance-type beyond a log
@@ -271,7 +271,6 @@ func (d *decoder) warnNoEffect(cfg *Config) {
 		isDefault bool
 	}{
 		{"agent.scaling-group-type", cfg.Agent.ScalingGroupType == def.Agent.ScalingGroupType},
-		{"debug.enabled", cfg.Debug.Enabled == def.Debug.Enabled},
 		{"debug.log-stats", !cfg.Debug.LogStats},
 		{"debug.log-kernel-config", !cfg.Debug.LogKernelConfig},
 		{"debug.log-alloc-map", !cfg.Debug.LogAllocMap},

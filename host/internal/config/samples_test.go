@@ -134,7 +134,7 @@ func TestUpstreamFilesLoad(t *testing.T) {
 		wantWarnings []string
 		check        func(*Config) (got, want any)
 	}{
-		{"halfstack.toml", []string{"debug.enabled: honoured by backend.ai-agent but ignored by baiagent"}, func(c *Config) (any, any) {
+		{"halfstack.toml", nil, func(c *Config) (any, any) {
 			return []any{c.Agent.InitialResourceGroupName, c.Container.ScratchSize, c.Etcd.Addrs[0].Port},
 				[]any{"default", ByteSize(1 << 30), 8120}
 		}},
@@ -142,7 +142,6 @@ func TestUpstreamFilesLoad(t *testing.T) {
 			"agent.metadata-server-port: honoured by backend.ai-agent but ignored by baiagent",
 			"otel: honoured by backend.ai-agent but ignored by baiagent",
 			"pyroscope: honoured by backend.ai-agent but ignored by baiagent",
-			"debug.enabled: honoured by backend.ai-agent but ignored by baiagent",
 		}, func(c *Config) (any, any) {
 			return []any{c.Agent.ID, c.Agent.InitialResourceGroupName, c.Agent.AllowComputePlugins},
 				[]any{"i-local-sftp", "upload", []string{}}

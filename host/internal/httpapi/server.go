@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -35,6 +36,9 @@ type Options struct {
 	// TLSCertFile and TLSKeyFile, both set, serve HTTPS (agent.ssl-enabled
 	// with agent.ssl-cert/ssl-key, PEM), as upstream's TCPSite does.
 	TLSCertFile, TLSKeyFile string
+	// Pprof serves Go's profiles under /debug/pprof/ ([debug] enabled):
+	// they show where the agent spends CPU and memory, and its goroutines.
+	Pprof bool
 }
 
 type namedCheck struct {
@@ -126,6 +130,15 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /livez", s.handleLivez)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	if s.opts.Pprof {
+		// pprof.Index serves the named profiles (goroutine, heap, ...)
+		// below its prefix; the others need their own handlers.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -240,3 +240,21 @@ func TestShutdownWaitsForInflightRequest(t *testing.T) {
 		t.Error("server still answers after Shutdown")
 	}
 }
+
+// The profiles are served only when asked for ([debug] enabled): they tell
+// anyone who can reach the endpoint what the agent runs.
+func TestPprofOnlyWhenEnabled(t *testing.T) {
+	off := startServer(t)
+	if code, _ := get(t, off, "/debug/pprof/goroutine?debug=1"); code != http.StatusNotFound {
+		t.Errorf("pprof without Pprof: status %d, want 404", code)
+	}
+	on, err := Listen(Options{Addr: "127.0.0.1:0", Pprof: true, Log: zerolog.New(zerolog.NewTestWriter(t))}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = on.Shutdown(context.Background()) })
+	code, body := get(t, on, "/debug/pprof/goroutine?debug=1")
+	if code != http.StatusOK || !strings.HasPrefix(string(body), "goroutine profile: total ") {
+		t.Errorf("goroutine profile: status %d, body %.80q", code, body)
+	}
+}
