@@ -253,7 +253,8 @@ func Dial(inputAddr, outputAddr string) (*Client, error) {
 		return pull.Connect("tcp://" + outputAddr)
 	}
 	var wake *os.File
-	if err := setup(); err == nil {
+	err = setup()
+	if err == nil {
 		wake, err = pollable(pull)
 	}
 	if err != nil {
