@@ -410,7 +410,7 @@ func TestServerSIGKILLRecovery(t *testing.T) {
 	for _, ev := range a.events(t) {
 		if ev.Name == "kernel_terminated" && ev.Body["kernel_id"] == dead {
 			reported = true
-			if ev.Body["reason"] != lifecycle.SelfTerminated || ev.Body["exit_code"] != float64(137) {
+			if ev.Body["reason"] != string(lifecycle.SelfTerminated) || ev.Body["exit_code"] != float64(137) {
 				t.Errorf("kernel_terminated of the dead kernel: %v", ev.Body)
 			}
 		}
