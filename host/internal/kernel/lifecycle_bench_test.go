@@ -270,7 +270,7 @@ func BenchmarkCreateSideBySide(b *testing.B) {
 func BenchmarkCreateConcurrent(b *testing.B) {
 	const (
 		n      = 20
-		rounds = 5
+		rounds = 7
 		settle = 2 * time.Second
 	)
 	e := newEnv(b)
@@ -371,10 +371,10 @@ func BenchmarkCreateConcurrent(b *testing.B) {
 		for range rounds {
 			for j := range sides {
 				k := (round + j) % len(sides)
-				b.StartTimer()
 				took[k] = append(took[k], sides[k].make(round))
 				b.StopTimer()
 				time.Sleep(settle)
+				b.StartTimer()
 			}
 			b.Logf("round %d: kernel %v, docker %v", round, took[0][len(took[0])-1].Round(time.Millisecond), took[1][len(took[1])-1].Round(time.Millisecond))
 			round++
