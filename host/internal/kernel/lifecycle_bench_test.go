@@ -252,7 +252,7 @@ func BenchmarkCreateSideBySide(b *testing.B) {
 
 // BenchmarkCreateConcurrent is issue #20's "create at concurrency 20":
 // each round starts 20 Manager.Creates at once (kernel-creation-concurrency
-// 20, so none waits for a slot) and times until the last one returns (every
+// 20 in slots=20, so none waits for a slot) and times until the last one returns (every
 // runner answering, as the manager's create_kernels sees it), and starts 20
 // kernel-like containers (kernelLikeContainer, create+start through the
 // Docker API) at once and times until the last is started. The two sides
@@ -266,8 +266,17 @@ func BenchmarkCreateSideBySide(b *testing.B) {
 // cpu-overcommit-factor 10, as TestConcurrentKernels does, so that 20 fit
 // on 2 cores.
 //
+// The sub-benchmark slots=4 does the same with the agent's default
+// kernel-creation-concurrency, 4: the 20 creates queue for a slot.
+//
 // Run: cd host && go test -run '^$' -bench 'CreateConcurrent' -benchtime 1x -timeout 30m ./internal/kernel/
 func BenchmarkCreateConcurrent(b *testing.B) {
+	for _, slots := range []int{20, 4} {
+		b.Run(fmt.Sprintf("slots=%d", slots), func(b *testing.B) { benchmarkCreateConcurrent(b, slots) })
+	}
+}
+
+func benchmarkCreateConcurrent(b *testing.B, slots int) {
 	const (
 		n      = 20
 		rounds = 7
@@ -280,7 +289,7 @@ func BenchmarkCreateConcurrent(b *testing.B) {
 			b.Skipf("%s cpu units with overcommit 10 (one core?); %d kernels need %d", st.Total, n, n)
 		}
 	}
-	m := e.manager(b, func(c *kernel.Config) { c.CreationConcurrency = n })
+	m := e.manager(b, func(c *kernel.Config) { c.CreationConcurrency = slots })
 	start(b, m)
 	// Docker's containers carry another agent's label: the manager would
 	// take them for orphans of its own and remove them.
