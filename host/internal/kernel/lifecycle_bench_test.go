@@ -14,6 +14,9 @@ package kernel_test
 //     difference to BenchmarkCreateKernel.
 //     BenchmarkCreateSideBySide runs the three interleaved and reports
 //     the ratios.
+//   - BenchmarkCreateConcurrent (issue #20): 20 kernels created at once
+//     against 20 kernel-like containers created at once through the Docker
+//     API, rounds alternating. Target: within 1.1x.
 //   - BenchmarkExecuteTrivial (Manager.Execute of "echo hi" in the kernel's
 //     persistent shell) against BenchmarkDockerExecAPI (ExecCreate + attach +
 //     ExecInspect of "echo hi" in a running container) and
@@ -25,12 +28,14 @@ package kernel_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,8 +44,10 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+	"github.com/shopspring/decimal"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
+	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/host/internal/testutil"
@@ -243,6 +250,154 @@ func BenchmarkCreateSideBySide(b *testing.B) {
 	b.ReportMetric(p50[2]/p50[1], "kernel-config/plain")
 }
 
+// BenchmarkCreateConcurrent is issue #20's "create at concurrency 20":
+// each round starts 20 Manager.Creates at once (kernel-creation-concurrency
+// 20 in slots=20, so none waits for a slot) and times until the last one returns (every
+// runner answering, as the manager's create_kernels sees it), and starts 20
+// kernel-like containers (kernelLikeContainer, create+start through the
+// Docker API) at once and times until the last is started. The two sides
+// alternate which goes first, round after round, so that a shared
+// machine's load falls on both alike; each round's containers are removed
+// and Docker given a moment before the next. It reports each side's median
+// and the ratio of the medians (target: kernel/docker within 1.1), and logs
+// every round.
+//
+// Each kernel asks for cpu 1 and mem 64 MiB on the cpu plugin with
+// cpu-overcommit-factor 10, as TestConcurrentKernels does, so that 20 fit
+// on 2 cores.
+//
+// The sub-benchmark slots=4 does the same with the agent's default
+// kernel-creation-concurrency, 4: the 20 creates queue for a slot.
+//
+// Run: cd host && go test -run '^$' -bench 'CreateConcurrent' -benchtime 1x -timeout 30m ./internal/kernel/
+func BenchmarkCreateConcurrent(b *testing.B) {
+	for _, slots := range []int{20, 4} {
+		b.Run(fmt.Sprintf("slots=%d", slots), func(b *testing.B) { benchmarkCreateConcurrent(b, slots) })
+	}
+}
+
+func benchmarkCreateConcurrent(b *testing.B, slots int) {
+	const (
+		n      = 20
+		rounds = 7
+		settle = 2 * time.Second
+	)
+	e := newEnv(b)
+	e.plugins, e.allocator = kerneltest.Plugins(b, map[string]map[string]any{"cpu": {"cpu-overcommit-factor": 10}})
+	for _, st := range e.allocator.SlotTotals() {
+		if st.Slot == "cpu" && st.Total.LessThan(decimal.NewFromInt(n)) {
+			b.Skipf("%s cpu units with overcommit 10 (one core?); %d kernels need %d", st.Total, n, n)
+		}
+	}
+	m := e.manager(b, func(c *kernel.Config) { c.CreationConcurrency = slots })
+	start(b, m)
+	// Docker's containers carry another agent's label: the manager would
+	// take them for orphans of its own and remove them.
+	d := newEnv(b)
+	work, config := b.TempDir(), b.TempDir()
+	ks := readKernelSettings(b)
+	ctx := context.Background()
+
+	kernels := func(round int) time.Duration {
+		ids := make([]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for i := range n {
+			wg.Go(func() {
+				req := request(fmt.Sprintf("bench-conc-%d-%02d", round, i))
+				req.ResourceSlots["mem"] = decimal.NewFromInt(64 << 20)
+				if _, errs[i] = m.Create(ctx, req); errs[i] == nil {
+					ids[i] = req.KernelID
+				}
+			})
+		}
+		wg.Wait()
+		took := time.Since(t0)
+		for i := range n {
+			wg.Go(func() {
+				if ids[i] != "" {
+					if _, err := m.Destroy(ctx, ids[i], lifecycle.UserRequested); err != nil && errs[i] == nil {
+						errs[i] = fmt.Errorf("destroy: %w", err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			b.Fatal(err)
+		}
+		return took
+	}
+	dockers := func(round int) time.Duration {
+		ports := make([][4]int, n)
+		for i := range ports {
+			for j := range ports[i] {
+				p, err := d.ports.Assign()
+				if err != nil {
+					b.Fatal(err)
+				}
+				ports[i][j] = p
+			}
+		}
+		ids := make([]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for i := range n {
+			wg.Go(func() {
+				ids[i], errs[i] = makeKernelLikeContainer(d, fmt.Sprintf("bench-conc-%s-%d-%02d", d.agentID, round, i), ports[i], work, config, ks)
+			})
+		}
+		wg.Wait()
+		took := time.Since(t0)
+		for i := range n {
+			wg.Go(func() {
+				if ids[i] != "" {
+					if _, err := d.docker.ContainerRemove(ctx, ids[i], client.ContainerRemoveOptions{Force: true}); err != nil && errs[i] == nil {
+						errs[i] = fmt.Errorf("remove: %w", err)
+					}
+				}
+				for _, p := range ports[i] {
+					_ = d.ports.Release(p)
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			b.Fatal(err)
+		}
+		return took
+	}
+
+	sides := []struct {
+		name string
+		make func(round int) time.Duration
+	}{{"kernel", kernels}, {"docker", dockers}}
+	took := make([]latencies, len(sides))
+	round := 0
+	for b.Loop() {
+		for range rounds {
+			for j := range sides {
+				k := (round + j) % len(sides)
+				took[k] = append(took[k], sides[k].make(round))
+				b.StopTimer()
+				time.Sleep(settle)
+				b.StartTimer()
+			}
+			b.Logf("round %d: kernel %v, docker %v", round, took[0][len(took[0])-1].Round(time.Millisecond), took[1][len(took[1])-1].Round(time.Millisecond))
+			round++
+		}
+	}
+	b.StopTimer()
+	med := make([]float64, len(sides))
+	for k, side := range sides {
+		med[k] = took[k].percentileMs(50)
+		b.ReportMetric(med[k], side.name+"-median-ms")
+	}
+	b.ReportMetric(med[0]/med[1], "kernel/docker")
+}
+
 // kernelLikeContainer creates and starts the busybox image with the
 // settings of a kernel's container: docker-init, IPC_LOCK and SYS_NICE,
 // the two runner ports published on 127.0.0.1 and two service ports (sshd,
@@ -250,6 +405,16 @@ func BenchmarkCreateSideBySide(b *testing.B) {
 // mounts, and ks (terminal, ulimits, log driver, time zone mounts).
 func kernelLikeContainer(b *testing.B, e *env, name string, ports [4]int, work, config string, ks kernelSettings) string {
 	b.Helper()
+	id, err := makeKernelLikeContainer(e, name, ports, work, config, ks)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return id
+}
+
+// makeKernelLikeContainer is kernelLikeContainer returning its error, for
+// goroutines other than the benchmark's.
+func makeKernelLikeContainer(e *env, name string, ports [4]int, work, config string, ks kernelSettings) (string, error) {
 	ctx := context.Background()
 	init := true
 	loopback := netip.MustParseAddr("127.0.0.1")
@@ -280,12 +445,12 @@ func kernelLikeContainer(b *testing.B, e *env, name string, ports [4]int, work, 
 		},
 	})
 	if err != nil {
-		b.Fatalf("docker create: %v", err)
+		return "", fmt.Errorf("docker create: %w", err)
 	}
 	if _, err := e.docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
-		b.Fatalf("docker start: %v", err)
+		return created.ID, fmt.Errorf("docker start: %w", err)
 	}
-	return created.ID
+	return created.ID, nil
 }
 
 // plainContainer creates and starts a container of the busybox image the
