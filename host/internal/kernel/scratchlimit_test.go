@@ -31,20 +31,6 @@ func overfill(t *testing.T, m *kernel.Manager, kernelID string) string {
 	return stdout(res)
 }
 
-func isMountPoint(t *testing.T, dir string) bool {
-	t.Helper()
-	raw, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(raw)) {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
-}
-
 // TestHostFileScratch pins upstream's scratch-type "hostfile" through the
 // kernel (agent/docker/agent.py prepare_scratch and _clean_scratch,
 // agent/scratch/utils.py create_loop_filesystem and
@@ -76,7 +62,7 @@ func TestHostFileScratch(t *testing.T) {
 		t.Fatal(err)
 	}
 	var fs unix.Statfs_t
-	if err := unix.Statfs(dirs.Base, &fs); err != nil || fs.Type != unix.EXT4_SUPER_MAGIC || !isMountPoint(t, dirs.Base) {
+	if err := unix.Statfs(dirs.Base, &fs); err != nil || fs.Type != unix.EXT4_SUPER_MAGIC || !scratchtest.Mounted(t, dirs.Base) {
 		t.Fatalf("%s: filesystem %#x (%v), want a mounted ext4", dirs.Base, fs.Type, err)
 	}
 	if out := overfill(t, m, "k-hostfile"); !strings.Contains(out, "No space left") || !strings.HasSuffix(out, "done\n") {
@@ -97,7 +83,7 @@ func TestHostFileScratch(t *testing.T) {
 	if _, err := second.Destroy(ctx, "k-hostfile", lifecycle.UserRequested); err != nil {
 		t.Fatal(err)
 	}
-	if isMountPoint(t, dirs.Base) {
+	if scratchtest.Mounted(t, dirs.Base) {
 		t.Errorf("%s is still mounted after destroy", dirs.Base)
 	}
 	for _, p := range []string{dirs.Base, dirs.Image} {

@@ -30,20 +30,6 @@ func loopsBackedBy(t *testing.T, image string) []string {
 	return devs
 }
 
-func mounted(t *testing.T, dir string) bool {
-	t.Helper()
-	raw, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(raw)) {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
-}
-
 // TestHostFile pins upstream's scratch-type "hostfile"
 // (agent/scratch/utils.py create_loop_filesystem and
 // destroy_loop_filesystem, agent/docker/agent.py prepare_scratch and
@@ -77,7 +63,7 @@ func TestHostFile(t *testing.T) {
 	if size := int64(fs.Blocks) * fs.Bsize; fs.Type != unix.EXT4_SUPER_MAGIC || size > 16<<20 || size < 12<<20 {
 		t.Fatalf("%s: filesystem %#x of %d bytes, want an ext4 of about 16 MiB", d.Base, fs.Type, size)
 	}
-	if !mounted(t, d.Base) || len(loopsBackedBy(t, d.Image)) != 1 {
+	if !scratchtest.Mounted(t, d.Base) || len(loopsBackedBy(t, d.Image)) != 1 {
 		t.Fatalf("%s is not mounted from one loop device of %s", d.Base, d.Image)
 	}
 	for _, dir := range []string{d.Config, d.Work} {
@@ -90,7 +76,7 @@ func TestHostFile(t *testing.T) {
 	if err := Remove(root, "k-file"); err != nil {
 		t.Fatal(err)
 	}
-	if mounted(t, d.Base) {
+	if scratchtest.Mounted(t, d.Base) {
 		t.Errorf("%s still mounted", d.Base)
 	}
 	if devs := loopsBackedBy(t, d.Image); len(devs) != 0 {

@@ -119,3 +119,19 @@ func XFSProjectQuotaFS(t testing.TB) string {
 	t.Helper()
 	return LoopFS(t, 320<<20, []string{"mkfs.xfs", "-q"}, "xfs", "prjquota")
 }
+
+// Mounted says whether dir is a mount point of this process's namespace
+// (a mount's target in /proc/self/mountinfo).
+func Mounted(t testing.TB, dir string) bool {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(raw)) {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
+			return true
+		}
+	}
+	return false
+}
