@@ -75,6 +75,35 @@ func (l latencies) percentileMs(pct int) float64 {
 // the benchmark's timer stopped, and returns how long the making took.
 type creator func(i int) time.Duration
 
+// namedCreator is one side of a side-by-side benchmark.
+type namedCreator struct {
+	name string
+	make creator
+}
+
+// interleave runs every creator once for round i, each going first in
+// turn so that a shared machine's load falls on all alike, and lets the
+// machine settle (timer stopped) after each.
+func interleave(b *testing.B, i int, cs []namedCreator, lat []latencies, settle time.Duration) {
+	for j := range cs {
+		k := (i + j) % len(cs)
+		lat[k] = append(lat[k], cs[k].make(i))
+		b.StopTimer()
+		time.Sleep(settle)
+		b.StartTimer()
+	}
+}
+
+// reportMedians reports each side's median in ms as name+suffix.
+func reportMedians(b *testing.B, cs []namedCreator, lat []latencies, suffix string) []float64 {
+	med := make([]float64, len(cs))
+	for k, c := range cs {
+		med[k] = lat[k].percentileMs(50)
+		b.ReportMetric(med[k], c.name+suffix)
+	}
+	return med
+}
+
 // kernelCreator makes kernels through m: Manager.Create until the runner
 // answers.
 func kernelCreator(b *testing.B, m *kernel.Manager) creator {
@@ -221,30 +250,17 @@ func BenchmarkCreateSideBySide(b *testing.B) {
 	// Docker's containers carry another agent's label: the manager would
 	// take them for orphans of its own and remove them.
 	d := newEnv(b)
-	makers := []struct {
-		name string
-		make creator
-	}{
+	makers := []namedCreator{
 		{"kernel", kernelCreator(b, m)},
 		{"plain", plainCreator(b, d)},
 		{"kernel-config", kernelLikeCreator(b, d)},
 	}
 	lat := make([]latencies, len(makers))
 	for i := 0; b.Loop(); i++ {
-		for j := range makers {
-			k := (i + j) % len(makers)
-			lat[k] = append(lat[k], makers[k].make(i))
-			b.StopTimer()
-			time.Sleep(settle)
-			b.StartTimer()
-		}
+		interleave(b, i, makers, lat, settle)
 	}
 	b.StopTimer()
-	p50 := make([]float64, len(makers))
-	for k, mk := range makers {
-		p50[k] = lat[k].percentileMs(50)
-		b.ReportMetric(p50[k], mk.name+"-p50-ms")
-	}
+	p50 := reportMedians(b, makers, lat, "-p50-ms")
 	b.ReportMetric(p50[0]/p50[1], "kernel/plain")
 	b.ReportMetric(p50[0]/p50[2], "kernel/kernel-config")
 	b.ReportMetric(p50[2]/p50[1], "kernel-config/plain")
@@ -370,31 +386,18 @@ func benchmarkCreateConcurrent(b *testing.B, slots int) {
 		return took
 	}
 
-	sides := []struct {
-		name string
-		make func(round int) time.Duration
-	}{{"kernel", kernels}, {"docker", dockers}}
+	sides := []namedCreator{{"kernel", kernels}, {"docker", dockers}}
 	took := make([]latencies, len(sides))
 	round := 0
 	for b.Loop() {
 		for range rounds {
-			for j := range sides {
-				k := (round + j) % len(sides)
-				took[k] = append(took[k], sides[k].make(round))
-				b.StopTimer()
-				time.Sleep(settle)
-				b.StartTimer()
-			}
+			interleave(b, round, sides, took, settle)
 			b.Logf("round %d: kernel %v, docker %v", round, took[0][len(took[0])-1].Round(time.Millisecond), took[1][len(took[1])-1].Round(time.Millisecond))
 			round++
 		}
 	}
 	b.StopTimer()
-	med := make([]float64, len(sides))
-	for k, side := range sides {
-		med[k] = took[k].percentileMs(50)
-		b.ReportMetric(med[k], side.name+"-median-ms")
-	}
+	med := reportMedians(b, sides, took, "-median-ms")
 	b.ReportMetric(med[0]/med[1], "kernel/docker")
 }
 
