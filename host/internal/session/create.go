@@ -35,7 +35,7 @@ func (s *Service) CreateKernels(ctx context.Context, req sessionapi.CreateKernel
 	if err != nil {
 		return nil, err
 	}
-	todo := make([]pending, len(req.Kernels))
+	kernels := make([]pending, len(req.Kernels))
 	for i, k := range req.Kernels {
 		p := pending{cfg: k.Config, arch: k.Architecture, req: creationRequest(k.ID, req.SessionID, k.Image, k.Config)}
 		if p.req.ModelDefinition, err = modelDefinition(k.Config); err != nil {
@@ -48,15 +48,15 @@ func (s *Service) CreateKernels(ctx context.Context, req sessionapi.CreateKernel
 			p.req.ClusterSSHKey = &scratch.SSHKeypair{PublicKey: kp.PublicKey, PrivateKey: kp.PrivateKey}
 			p.req.ClusterSSHPortMapping = req.Cluster.SSHPortMapping
 		}
-		todo[i] = p
+		kernels[i] = p
 	}
 
-	results := make([]any, len(todo))
-	errs := make([]error, len(todo))
+	results := make([]any, len(kernels))
+	errs := make([]error, len(kernels))
 	var wg sync.WaitGroup
-	for i := range todo {
+	for i := range kernels {
 		wg.Go(func() {
-			results[i], errs[i] = s.createOne(ctx, todo[i])
+			results[i], errs[i] = s.createOne(ctx, kernels[i])
 		})
 	}
 	wg.Wait()
