@@ -119,7 +119,10 @@ wait_for "admin socket" curl -sf --unix-socket "$work/ipc/baiagent-admin.sock" h
 
 cli=(bin/baiagent kernel --addr "tcp://127.0.0.1:$rpc_port")
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# RSS as VmRSS, and its anonymous and file-backed parts (the binary's
+# pages: a kernel that maps the executable with large folios counts all
+# of it).
+rss_mib() { awk '/^(VmRSS|RssAnon|RssFile)/ {v[$1] = $2 / 1024} END {printf "%.1f (%.1f+%.1f)", v["VmRSS:"], v["RssAnon:"], v["RssFile:"]}' "/proc/$1/status"; }
 goroutines() { curl -sf "http://127.0.0.1:$http_port/debug/pprof/goroutine?debug=1" | awk 'NR == 1 {print $4}'; }
 fds() { ls "/proc/$agent/fd" | wc -l; }
 containers() { docker ps -aq --filter label=ai.backend.agent-id=$agent_id | wc -l; }
@@ -137,7 +140,7 @@ now() { date +%s.%N; }
 # agent's connection pools (Docker, Redis), which then stay.
 base_alloc=$(allocated) base_goroutines=$(goroutines) base_fds=$(fds)
 printf '%s\n' "N=$n kernels (busybox, cpu 0.5 mem 64m), agent $(bin/baiagent version | head -1), etcd $([[ ${EMBEDDED:-0} == 1 ]] && echo embedded || echo external), load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '| %-11s | %-9s | %-9s | %-22s | %-13s | %-13s | %-12s | %-30s |\n' concurrency "create s" "destroy s" "agent CPU (ticks/%)" "agent RSS MiB" "plugins CPU %" "Redis cmd/s" "leaks (c,p,s,alloc,g,fd)"
+printf '| %-11s | %-9s | %-9s | %-22s | %-26s | %-13s | %-12s | %-30s |\n' concurrency "create s" "destroy s" "agent CPU (ticks/%)" "agent RSS MiB (anon+file)" "plugins CPU %" "Redis cmd/s" "leaks (c,p,s,alloc,g,fd)"
 leaked=0 cycle=0
 for c in $concurrency; do
   cycle=$((cycle + 1))
@@ -161,7 +164,7 @@ for c in $concurrency; do
   done
   agent_ticks=$((a1 - a0))
   agent_pct=$(echo "scale=2; $agent_ticks * 100 / ($window * $hz)" | bc)
-  rss=$(echo "scale=1; $(rss_kib $agent) / 1024" | bc)
+  rss=$(rss_mib $agent)
   # INFO itself counts as a command.
   cmds=$(echo "scale=2; ($r1 - $r0 - 1) / $window" | bc)
   [[ -z ${PROFILE:-} ]] || curl -sf -o "$PROFILE.$c.pb.gz" "http://127.0.0.1:$http_port/debug/pprof/profile?seconds=$window"
@@ -187,7 +190,7 @@ for c in $concurrency; do
   else
     clean || leaked=1
   fi
-  printf '| %-11s | %-9.1f | %-9.1f | %-22s | %-13s | %-13s | %-12s | %-30s |\n' "$c" "$create_s" "$destroy_s" "$agent_ticks / $agent_pct %" "$rss" "$plugin_pct" "$cmds" "$leak"
+  printf '| %-11s | %-9.1f | %-9.1f | %-22s | %-26s | %-13s | %-12s | %-30s |\n' "$c" "$create_s" "$destroy_s" "$agent_ticks / $agent_pct %" "$rss" "$plugin_pct" "$cmds" "$leak"
 done
 if ((leaked)); then
   echo "bench-scale: leaks after destroy (containers, ports, scratch dirs, allocation changed, goroutines, fds): see the last column" >&2

@@ -324,12 +324,20 @@ func (m *Manager) withContainerOpts(_ context.Context, cfg *container.Config, ho
 
 // ownContainers lists this agent's kernel containers, stopped ones too:
 // those whose ai.backend.owner is the agent id (upstream finds its own
-// containers by it), and those of older baiagent builds, which put the
-// owner user id there and are found by ai.backend.agent-id.
-func (m *Manager) ownContainers(ctx context.Context) ([]container.Summary, error) {
+// containers by it; every container this build makes carries it), and,
+// with legacy, those of older baiagent builds, which put the owner user id
+// there and are found by ai.backend.agent-id. Only Recover and a registry
+// still holding such a kernel need the second list: no container of an
+// older build can appear while this agent runs, and each list makes
+// Docker encode, and us decode, every kernel's labels.
+func (m *Manager) ownContainers(ctx context.Context, legacy bool) ([]container.Summary, error) {
 	var out []container.Summary
 	seen := map[string]bool{}
-	for _, label := range []string{LabelOwner, LabelAgentID} {
+	labels := []string{LabelOwner}
+	if legacy {
+		labels = append(labels, LabelAgentID)
+	}
+	for _, label := range labels {
 		list, err := m.cfg.Engine.ContainerList(ctx, label+"="+m.cfg.AgentID)
 		if err != nil {
 			return nil, fmt.Errorf("list kernel containers: %w", err)

@@ -110,8 +110,12 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	// container the list missed: only kernels running before it count.
 	m.mu.Lock()
 	listedAfter := m.runningGen
+	legacy := false
+	for _, k := range m.reg {
+		legacy = legacy || (k.containerID != "" && k.legacyLabels)
+	}
 	m.mu.Unlock()
-	list, err := m.ownContainers(ctx)
+	list, err := m.ownContainers(ctx, legacy)
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func TestSkipContainerDeletionAndSyncSwitch(t *testing.T) {
 			e.waitTermination(t, "k-keep")
 			alien, err := e.docker.ContainerCreate(ctx, client.ContainerCreateOptions{
 				Config: &container.Config{Image: e.image, Cmd: []string{"sleep", "600"},
-					Labels: map[string]string{kernel.LabelAgentID: e.agentID, kernel.LabelKernelID: "k-alien"}},
+					Labels: map[string]string{kernel.LabelOwner: e.agentID, kernel.LabelAgentID: e.agentID, kernel.LabelKernelID: "k-alien"}},
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -188,6 +188,9 @@ type kernel struct {
 	// blockServicePorts refuses start_service (block_service_ports).
 	blockServicePorts bool
 	sessionType       string
+	// legacyLabels: the container is an older build's, whose
+	// ai.backend.owner is not the agent id (see ownContainers).
+	legacyLabels bool
 
 	// guarded by Manager.mu
 	state      state

@@ -38,7 +38,7 @@ type RecoverReport struct {
 // and before any Create.
 func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 	var report RecoverReport
-	list, err := m.ownContainers(ctx)
+	list, err := m.ownContainers(ctx, true)
 	if err != nil {
 		return report, err
 	}
@@ -98,6 +98,7 @@ func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 			allocation: allocation, recovery: rec, createdAt: rec.CreatedAt, state: stateRunning,
 			cleaned: make(chan struct{}), uid: m.uid, gid: m.gid,
 			blockServicePorts: c.Labels[LabelBlockServicePorts] == "1",
+			legacyLabels:      c.Labels[LabelOwner] != m.cfg.AgentID,
 		}
 		if req, err := readCreationRequest(dirs); err == nil {
 			// The user's ids, as the kernel was created; the image's

@@ -145,6 +145,7 @@ func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, erro
 	// A port the new container took over (a mapped sshd port) stays.
 	oldPorts := slices.DeleteFunc(oldRec.HostPorts(), func(p int) bool { return slices.Contains(l.recovery.HostPorts(), p) })
 	k.containerID, k.recovery, k.runner, k.image = l.containerID, l.recovery, l.runner, req.Image
+	k.legacyLabels = false
 	m.markRunningLocked(k)
 	info := m.infoLocked(k)
 	m.mu.Unlock()
