@@ -108,11 +108,18 @@ func (m *Manager) handleEvent(ctx context.Context, msg events.Message) {
 func (m *Manager) Reconcile(ctx context.Context) error {
 	// A kernel that becomes running while the list is taken may have a
 	// container the list missed: only kernels running before it count.
+	// A container a kernel owned before the list is not a stranger even
+	// if its kernel is cleaned before the list is judged: that cleanup
+	// removes it (a failed removal leaves it to the next round).
+	owned := map[string]bool{}
 	m.mu.Lock()
 	listedAfter := m.runningGen
 	legacy := false
 	for _, k := range m.reg {
 		legacy = legacy || (k.containerID != "" && k.legacyLabels)
+		if k.containerID != "" {
+			owned[k.containerID] = true
+		}
 	}
 	m.mu.Unlock()
 	list, err := m.ownContainers(ctx, legacy)
@@ -125,12 +132,13 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	var dead []*kernel
-	owned := map[string]bool{}
 	for _, k := range m.reg {
 		if k.containerID != "" {
 			owned[k.containerID] = true
 		}
-		if k.state.busy() || k.runningGen > listedAfter {
+		// A terminating kernel's cleanup is already under way (its
+		// destroy, a die event): it removes the container itself.
+		if k.state != stateRunning || k.runningGen > listedAfter {
 			continue
 		}
 		c, ok := byID[k.containerID]

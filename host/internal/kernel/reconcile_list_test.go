@@ -2,7 +2,6 @@ package kernel_test
 
 import (
 	"context"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/baiagent/baiagent/host/internal/kernel"
-	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
@@ -56,25 +54,10 @@ func TestReconcileListsLegacyLabelsOnlyWhenNeeded(t *testing.T) {
 	both := []string{owner, kernel.LabelAgentID + "=" + e.agentID}
 
 	// An older build's kernel: its owner label is the user's id.
-	legacy := fakeContainer(t, fake, map[string]string{
+	legacy := fakeRecoverable(t, e, fake, map[string]string{
 		kernel.LabelOwner: "user-1", kernel.LabelAgentID: e.agentID,
 		kernel.LabelKernelID: "k-legacy", kernel.LabelSessionID: "sess-k-legacy",
-	})
-	dirs, err := scratch.Create(e.scratchRoot, "k-legacy", os.Getuid(), os.Getgid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := scratch.WriteResourceFile(dirs, scratch.ResourceSpec{}); err != nil {
-		t.Fatal(err)
-	}
-	ports := []int{e.portMin + 90, e.portMin + 91}
-	if err := scratch.WriteRecovery(dirs, scratch.Recovery{
-		Version: scratch.RecoveryVersion, AgentID: e.agentID, KernelID: "k-legacy", SessionID: "sess-k-legacy",
-		Image: e.image, CreatedAt: time.Now().UTC(), ReplInPort: ports[0], ReplOutPort: ports[1],
-		ServicePorts: []scratch.ServicePort{},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	}, e.portMin+90)
 
 	m := e.manager(t, func(cfg *kernel.Config) { cfg.NoPeriodicReconcile = true })
 	// Nothing answers on the runner's ports: Recover waits for it until

@@ -3,6 +3,7 @@ package kernel_test
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/enginetest"
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
+	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
@@ -160,4 +162,28 @@ func TestSudoProvisionFailures(t *testing.T) {
 			e.wantIdle(t, e.allocator, e.ports, before)
 		})
 	}
+}
+
+// fakeRecoverable is fakeContainer with the scratch dir and recovery data
+// Recover takes a kernel back from; its runner ports are firstPort and the
+// next.
+func fakeRecoverable(t *testing.T, e *env, fake *enginetest.Fake, labels map[string]string, firstPort int) string {
+	t.Helper()
+	id := fakeContainer(t, fake, labels)
+	kernelID := labels[kernel.LabelKernelID]
+	dirs, err := scratch.Create(e.scratchRoot, kernelID, os.Getuid(), os.Getgid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := scratch.WriteResourceFile(dirs, scratch.ResourceSpec{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := scratch.WriteRecovery(dirs, scratch.Recovery{
+		Version: scratch.RecoveryVersion, AgentID: e.agentID, KernelID: kernelID, SessionID: labels[kernel.LabelSessionID],
+		Image: e.image, CreatedAt: time.Now().UTC(), ReplInPort: firstPort, ReplOutPort: firstPort + 1,
+		ServicePorts: []scratch.ServicePort{},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
