@@ -4,7 +4,8 @@
 # (baiagent-<version>-linux-<arch>.tar.gz) holding the same tree.
 # VERSION sets the version (else the nearest v* tag, else the default);
 # SKIP_BUILD=1 packages what bin/ (BIN) already holds.
-# Needs dpkg and ldd (Debian/Ubuntu): Depends is read off the binaries.
+# Needs dpkg and ldd (Debian/Ubuntu): Depends is read off the binaries;
+# Recommends is fixed in configs/package/nfpm.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-dist}

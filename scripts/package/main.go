@@ -120,6 +120,7 @@ func run(root, bin, out, version, arch string) error {
 		fmt.Printf("%s (%.1f MiB)\n", p, float64(st.Size())/(1<<20))
 	}
 	fmt.Printf("Depends: %s\n", strings.Join(deps, ", "))
+	fmt.Printf("Recommends: %s\n", strings.Join(info.Recommends, ", "))
 	return nil
 }
 

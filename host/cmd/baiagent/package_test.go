@@ -30,11 +30,11 @@ const testVersion = "0.0.0-pkgtest"
 
 // TestDebInstallsInCleanDebian builds the .deb and archive with
 // scripts/package.sh, checks the declared Depends against what the
-// binaries link, and installs the .deb with dpkg -i in a Debian container
-// made by debootstrap (kerneltest's cached python image), with the
-// dependency packages copied in from the host's apt cache: the container
-// reaches no registry. There it runs baiagent version, config check and
-// plugins list.
+// binaries link and Recommends (e2fsprogs, for hostfile scratch), and
+// installs the .deb with dpkg -i in a Debian container made by
+// debootstrap (kerneltest's cached python image), with the dependency
+// packages copied in from the host's apt cache: the container reaches no
+// registry. There it runs baiagent version, config check and plugins list.
 func TestDebInstallsInCleanDebian(t *testing.T) {
 	for _, tool := range []string{"dpkg", "dpkg-deb", "ldd", "apt-get", "apt-cache"} {
 		testutil.RequireTool(t, tool, "needed to build and check the .deb")
@@ -64,12 +64,19 @@ func TestDebInstallsInCleanDebian(t *testing.T) {
 		}
 	}
 
-	declared := declaredDepends(t, deb)
+	declared := debField(t, deb, "Depends")
 	tree := filepath.Join(work, "tree")
 	run(t, "dpkg-deb", "-x", deb, tree)
 	needed := linkedPackages(t, tree)
 	if !slices.Equal(declared, needed) {
 		t.Errorf("Depends: %v, but the binaries link libraries of %v", declared, needed)
+	}
+	// hostfile scratch runs mkfs.ext4; the agent runs without it otherwise.
+	if got := debField(t, deb, "Recommends"); !slices.Equal(got, []string{"e2fsprogs"}) {
+		t.Errorf("Recommends: %v, want [e2fsprogs] (mkfs.ext4 for scratch-type hostfile)", got)
+	}
+	if slices.Contains(declared, "e2fsprogs") {
+		t.Errorf("Depends %v holds e2fsprogs, which only the optional hostfile scratch needs", declared)
 	}
 	checkArchiveMatchesDeb(t, tgzs[0], deb)
 
@@ -156,11 +163,12 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-// declaredDepends is the .deb's Depends, package names only, sorted.
-func declaredDepends(t *testing.T, deb string) []string {
+// debField is a relation field of the .deb (Depends, Recommends), package
+// names only, sorted.
+func debField(t *testing.T, deb, field string) []string {
 	t.Helper()
 	var names []string
-	for _, d := range strings.Split(strings.TrimSpace(run(t, "dpkg-deb", "-f", deb, "Depends")), ",") {
+	for _, d := range strings.Split(strings.TrimSpace(run(t, "dpkg-deb", "-f", deb, field)), ",") {
 		if name, _, _ := strings.Cut(strings.TrimSpace(d), " "); name != "" {
 			names = append(names, name)
 		}
