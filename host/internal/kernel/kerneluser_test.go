@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
@@ -200,7 +201,11 @@ for pid in os.listdir('/proc'):
 
 // TestBlockServicePorts: block_service_ports still publishes the ports
 // (upstream's agent/docker/agent.py labels the container and keeps the
-// bindings; its kernel.py refuses start_service).
+// bindings; its kernel.py refuses start_service). A restart takes the
+// flag of the merged request, for the kernel as for the new container's
+// label: upstream's restart_kernel (agent/agent.py) re-creates the kernel
+// object, whose data["block_service_ports"] start_container
+// (agent/docker/agent.py) reads off the merged internal_data.
 func TestBlockServicePorts(t *testing.T) {
 	e := newEnv(t)
 	m := e.manager(t)
@@ -223,5 +228,37 @@ func TestBlockServicePorts(t *testing.T) {
 	info, err := m.Get("k-block")
 	if err != nil || !info.BlockServicePorts {
 		t.Fatalf("info %+v, %v; want BlockServicePorts", info, err)
+	}
+
+	for _, step := range []struct {
+		description string
+		update      func(*kernel.CreateRequest)
+		want        bool
+	}{
+		{"a restart without internal_data keeps it", nil, true},
+		{"internal_data without block_service_ports clears it", func(req *kernel.CreateRequest) { req.BlockServicePorts = false }, false},
+		{"the next restart keeps the cleared flag", nil, false},
+		{"internal_data with block_service_ports sets it", func(req *kernel.CreateRequest) { req.BlockServicePorts = true }, true},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		restarted, err := m.Restart(ctx, kernel.RestartRequest{KernelID: "k-block", Update: step.update})
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: restart: %v", step.description, err)
+		}
+		label := "0"
+		if step.want {
+			label = "1"
+		}
+		insp, err := e.docker.ContainerInspect(context.Background(), restarted.ContainerID, client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := insp.Container.Config.Labels[kernel.LabelBlockServicePorts]; got != label {
+			t.Errorf("%s: label %s=%q, want %q", step.description, kernel.LabelBlockServicePorts, got, label)
+		}
+		if info, err := m.Get("k-block"); err != nil || info.BlockServicePorts != step.want {
+			t.Errorf("%s: info.BlockServicePorts %v (%v), want %v", step.description, info.BlockServicePorts, err, step.want)
+		}
 	}
 }

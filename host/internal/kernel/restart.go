@@ -146,6 +146,9 @@ func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, erro
 	oldPorts := slices.DeleteFunc(oldRec.HostPorts(), func(p int) bool { return slices.Contains(l.recovery.HostPorts(), p) })
 	k.containerID, k.recovery, k.runner, k.image = l.containerID, l.recovery, l.runner, req.Image
 	k.legacyLabels = false
+	// As the new container's label: upstream's restart makes a new kernel
+	// object whose data comes from the merged internal_data.
+	k.blockServicePorts = req.BlockServicePorts
 	m.markRunningLocked(k)
 	info := m.infoLocked(k)
 	m.mu.Unlock()
