@@ -63,17 +63,7 @@ func StartEmbedded(ctx context.Context, dataDir string, listen config.HostPort, 
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	closing := &atomic.Bool{}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(log, closing))
-	// A lone member has no peer to send heartbeats to, yet raft wakes on
-	// every tick: 10 ms ticks cost an idle agent more CPU than everything
-	// else it does. etcd's own 100 ms tick with the shortest election it
-	// accepts (5 ticks) keeps the start-up election under half a second: a
-	// single member fast-forwards to its last election tick.
-	cfg.TickMs = 100
-	cfg.ElectionMs = 500
-	// The backend commits its write batch on a timer (100 ms by default)
-	// that wakes even when nothing was written. Every write is in the WAL,
-	// fsynced, before it is acknowledged, so a longer batch loses nothing.
-	cfg.BackendBatchInterval = time.Second
+	applyIdleSettings(cfg)
 
 	started := time.Now()
 	e, err := embed.StartEtcd(cfg)
@@ -100,6 +90,60 @@ func StartEmbedded(ctx context.Context, dataDir string, listen config.HostPort, 
 	log.Info().Str("client_url", clientAdvertise.String()).Str("data_dir", dataDir).
 		Dur("startup", time.Since(started)).Msg("embedded etcd ready")
 	return &Embedded{etcd: e, clientURL: clientAdvertise.String(), log: log, closing: closing}, nil
+}
+
+// Settings of the agent's own single member that keep an idle agent from
+// waking often (issue 20: embedded etcd within 2x the CPU of an agent with
+// an external one). Every wakeup of an etcd loop is a wakeup of the agent's
+// process. Read from go.etcd.io/etcd/server/v3 v3.7.3; see applyIdleSettings
+// for what each does and for the loops no setting reaches.
+const (
+	embeddedTickMs     = 150
+	embeddedElectionMs = 5 * embeddedTickMs
+	embeddedBatch      = time.Second
+)
+
+// applyIdleSettings sets what cfg needs for an idle agent to stay quiet. It
+// sets nothing that weakens durability: every write is still in the WAL,
+// fsynced, before it is acknowledged (cfg.UnsafeNoFsync stays false).
+//
+// What still wakes an idle agent with these settings, and cannot be set
+// (etcd server v3.7.3): the watchable store's sync loop every 100 ms
+// (storage/mvcc/watchable_store.go, watchResyncPeriod), the lessor's loop
+// every 500 ms (lease/lessor.go, runLoop), the cluster and storage version
+// monitors every 4 s each (etcdserver/server.go, monitorVersionInterval),
+// the WAL and snapshot purgers every 30 s (etcdserver/server.go,
+// purgeFileInterval; turning them off would let WAL files pile up).
+func applyIdleSettings(cfg *embed.Config) {
+	// Raft wakes two goroutines on every tick (etcdserver/raft.go's
+	// raftNode.start and raft's node.run), though a lone member has no
+	// peer to send heartbeats to: 10 ms ticks cost an idle agent more than
+	// everything else it does. The election timeout is the shortest etcd
+	// accepts (5 ticks, embed.Config.Validate), because a single member
+	// starts by fast-forwarding all but one of its election ticks
+	// (EtcdServer.adjustTicks) and then waits the rest of raft's randomized
+	// timeout: 1 to 5 ticks, so start-up waits 150-750 ms for the election
+	// (100-500 ms at 100 ms ticks; 200 ms ticks would reach a second). The
+	// gRPC server's leader monitor (etcdserver/api/v3rpc/interceptor.go,
+	// monitorLeader) wakes once per election timeout too.
+	cfg.TickMs = embeddedTickMs
+	cfg.ElectionMs = embeddedElectionMs
+	// The backend commits its write batch on a timer (100 ms by default)
+	// that wakes even when nothing was written (storage/backend/backend.go,
+	// run). Every write is in the WAL, fsynced, before it is acknowledged,
+	// so a longer batch loses nothing on a crash: the WAL is replayed.
+	cfg.BackendBatchInterval = embeddedBatch
+	// The downgrade monitor wakes every 5 s to cancel a finished downgrade
+	// (etcdserver/server.go, monitorDowngrade; 0 turns it off). A
+	// downgrade is an operator's cluster procedure (etcdctl downgrade
+	// enable); nobody downgrades the agent's private member in place.
+	cfg.DowngradeCheckTime = 0
+	// Left at etcd's defaults, since they do not wake an idle agent:
+	// the gRPC server pings a client only after 2 h of silence
+	// (GRPCKeepAliveInterval), the agent's own client sets no keepalive,
+	// corruption and compact-hash checks are off (CorruptCheckTime 0,
+	// feature gate CompactHashCheck off), auto-compaction is off, and
+	// metrics are only computed when scraped.
 }
 
 // ClientURL is the URL clients dial.
