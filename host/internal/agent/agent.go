@@ -36,6 +36,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 	"github.com/baiagent/baiagent/host/internal/lifecycle"
+	"github.com/baiagent/baiagent/host/internal/memtrim"
 	"github.com/baiagent/baiagent/host/internal/pluginhost"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/presence"
@@ -83,6 +84,8 @@ type Agent struct {
 	// containerLogs stores finished kernels' logs for the manager; nil
 	// without Redis.
 	containerLogs *containerlog.Collector
+	// trimmer gives the C heap back to the OS after kernels end.
+	trimmer *memtrim.Trimmer
 }
 
 // heartbeatInfo is what every heartbeat reports.
@@ -312,6 +315,7 @@ func (a *Agent) newKernels(ctx context.Context, docker *client.Client, ports *po
 		KeepContainers:      a.cfg.Debug.SkipContainerDeletion,
 		OnTerminated: func(t kernel.Termination) {
 			log.Info().Str("kernel_id", t.KernelID).Str("reason", string(t.Reason)).Int("exit_code", t.ExitCode).Msg("kernel terminated")
+			a.trimmer.Note()
 			if suppressed.Take(t.KernelID) {
 				return
 			}
@@ -360,7 +364,7 @@ func (a *Agent) Resources() adminapi.Resources {
 
 // New prepares an agent; Run starts it.
 func New(cfg *config.Config, log zerolog.Logger) *Agent {
-	return &Agent{cfg: cfg, log: log}
+	return &Agent{cfg: cfg, log: log, trimmer: memtrim.New(memtrim.DefaultDelay)}
 }
 
 // parts are what build makes and start sets running.
@@ -635,6 +639,7 @@ func (a *Agent) start(ctx context.Context, loops *errgroup.Group, p *parts, undo
 		return nil
 	})
 	p.batches.Resume(p.kernels.List())
+	loops.Go(func() error { return a.trimmer.Run(ctx) })
 	var rpcServing atomic.Bool
 	rpcServing.Store(true)
 	loops.Go(func() error {
