@@ -359,23 +359,20 @@ func (i *instance) waitForExit(ctx context.Context) string {
 	i.mu.Lock()
 	proc := i.proc
 	i.mu.Unlock()
-	poll := time.NewTicker(exitPollInterval)
-	defer poll.Stop()
-	lastPing := time.Now()
+	health := time.NewTicker(i.host.opts.HealthInterval)
+	defer health.Stop()
 	failedPings := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return "agent stopping"
-		case <-poll.C:
+		case <-proc.Done():
+			return proc.ExitState()
+		case <-health.C:
 		}
 		if proc.Exited() {
 			return proc.ExitState()
 		}
-		if time.Since(lastPing) < i.host.opts.HealthInterval {
-			continue
-		}
-		lastPing = time.Now()
 		if err := proc.Ping(ctx); err != nil {
 			failedPings++
 			i.log.Warn().Err(err).Int("failed_pings", failedPings).Msg("plugin failed a health check")

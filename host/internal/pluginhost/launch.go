@@ -60,6 +60,7 @@ type Process struct {
 	rpc    *sdk.Client
 	conn   *grpc.ClientConn
 	stderr *lineTail
+	exit   *exitWatch
 }
 
 // Launch starts the plugin, completes go-plugin's handshake (AutoMTLS,
@@ -118,6 +119,7 @@ func Launch(_ context.Context, spec LaunchSpec) (*Process, error) {
 	if gc, ok := cp.(*plugin.GRPCClient); ok {
 		p.conn = gc.Conn
 	}
+	p.exit = watchExit(p.cmd.Process.Pid, p.pc.Exited)
 	return p, nil
 }
 
@@ -137,6 +139,9 @@ func (p *Process) PID() int {
 
 // Exited reports whether the launched command has exited.
 func (p *Process) Exited() bool { return p.pc.Exited() }
+
+// Done is closed once the launched command has exited (Exited is true).
+func (p *Process) Done() <-chan struct{} { return p.exit.exited }
 
 // ExitState describes how the command exited. Call it after Exited.
 func (p *Process) ExitState() string {
@@ -186,4 +191,7 @@ func (p *Process) Kill() {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	}
 	<-done
+	if p.exit != nil {
+		p.exit.Stop()
+	}
 }
