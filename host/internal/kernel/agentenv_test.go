@@ -25,7 +25,7 @@ func TestImageLabelsFromRequest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	req := request("k-labels")
+	req := request(e.kid("k-labels"))
 	req.Env["NPROC"] = "7"
 	gid := 3000
 	req.MainGID = &gid
@@ -70,9 +70,9 @@ func TestImageLabelsFromRequest(t *testing.T) {
 	}
 	created := create(t, m, req)
 	check("created", created)
-	wantOutput(t, run(t, m, "k-labels", "r1", runnerclient.ModeQuery, "echo $OMP_NUM_THREADS $NPROC $GPU_COUNT"), 0, "1 7 0\n")
+	wantOutput(t, run(t, m, e.kid("k-labels"), "r1", runnerclient.ModeQuery, "echo $OMP_NUM_THREADS $NPROC $GPU_COUNT"), 0, "1 7 0\n")
 
-	restarted, err := m.Restart(ctx, kernel.RestartRequest{KernelID: "k-labels", SessionID: "sess-k-labels"})
+	restarted, err := m.Restart(ctx, kernel.RestartRequest{KernelID: e.kid("k-labels"), SessionID: "sess-" + e.kid("k-labels")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,15 +80,15 @@ func TestImageLabelsFromRequest(t *testing.T) {
 
 	// Without the request's labels, the image's: no inference port, no
 	// corecount variables.
-	plain := create(t, m, request("k-nolabels"))
+	plain := create(t, m, request(e.kid("k-nolabels")))
 	for _, sp := range plain.ServicePorts {
 		if sp.IsInference {
 			t.Errorf("inference port without endpoint-ports: %+v", sp)
 		}
 	}
-	wantOutput(t, run(t, m, "k-nolabels", "r1", runnerclient.ModeQuery, "echo ${OMP_NUM_THREADS:-unset} $N_GPUS"), 0, "unset 0\n")
+	wantOutput(t, run(t, m, e.kid("k-nolabels"), "r1", runnerclient.ModeQuery, "echo ${OMP_NUM_THREADS:-unset} $N_GPUS"), 0, "unset 0\n")
 
-	for _, id := range []string{"k-labels", "k-nolabels"} {
+	for _, id := range []string{e.kid("k-labels"), e.kid("k-nolabels")} {
 		if _, err := m.Destroy(ctx, id, "user-requested"); err != nil {
 			t.Fatal(err)
 		}

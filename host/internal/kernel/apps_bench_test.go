@@ -26,7 +26,7 @@ func BenchmarkStartServiceSideBySide(b *testing.B) {
 	image := buildAppsImage(b, e.docker)
 	m := e.manager(b)
 	start(b, m)
-	req := request("k-bench-apps")
+	req := request(e.kid("k-bench-apps"))
 	req.Image = image
 	created := create(b, m, req)
 	var hostPort int
@@ -71,13 +71,13 @@ func BenchmarkStartServiceSideBySide(b *testing.B) {
 		stop  func()
 	}{
 		{"start_service", func() {
-			res, err := m.StartService(ctx, "k-bench-apps", protocol.ServiceRequest{Name: "jupyter"})
+			res, err := m.StartService(ctx, e.kid("k-bench-apps"), protocol.ServiceRequest{Name: "jupyter"})
 			if err != nil || res.Status != "started" {
 				b.Fatalf("start_service: %+v, %v", res, err)
 			}
 			waitFor(true)
 		}, func() {
-			if err := m.ShutdownService(ctx, "k-bench-apps", "jupyter"); err != nil {
+			if err := m.ShutdownService(ctx, e.kid("k-bench-apps"), "jupyter"); err != nil {
 				b.Fatal(err)
 			}
 		}},
@@ -109,7 +109,7 @@ func BenchmarkStartServiceSideBySide(b *testing.B) {
 		b.ReportMetric(lat[k].percentileMs(99), mk.name+"-p99-ms")
 	}
 	b.ReportMetric(p50[0]/p50[1], "ours/docker-exec")
-	if _, err := m.Destroy(ctx, "k-bench-apps", ""); err != nil {
+	if _, err := m.Destroy(ctx, e.kid("k-bench-apps"), ""); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -116,7 +116,7 @@ func TestAppsFromServiceDefinitions(t *testing.T) {
 	image := buildAppsImage(t, e.docker)
 	m := e.manager(t)
 	start(t, m)
-	req := request("k-apps")
+	req := request(e.kid("k-apps"))
 	req.Image = image
 	req.PreopenPorts = []int{8888}
 	created := create(t, m, req)
@@ -145,14 +145,14 @@ func TestAppsFromServiceDefinitions(t *testing.T) {
 			t.Errorf("service port %s: %+v, want %+v", sp.Name, sp, want)
 		}
 	}
-	if info, err := m.Get("k-apps"); err != nil || !reflect.DeepEqual(info.ServicePorts, created.ServicePorts) {
+	if info, err := m.Get(e.kid("k-apps")); err != nil || !reflect.DeepEqual(info.ServicePorts, created.ServicePorts) {
 		t.Errorf("the kernel's info keeps other service ports: %+v, %v", info.ServicePorts, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	startSvc := func(name string, opts map[string]any) protocol.ServiceResult {
 		t.Helper()
-		res, err := m.StartService(ctx, "k-apps", protocol.ServiceRequest{Name: name, Options: opts})
+		res, err := m.StartService(ctx, e.kid("k-apps"), protocol.ServiceRequest{Name: name, Options: opts})
 		if err != nil {
 			t.Fatalf("start %s: %v", name, err)
 		}
@@ -189,7 +189,7 @@ func TestAppsFromServiceDefinitions(t *testing.T) {
 	if res := startSvc("vscode", map[string]any{"envs": map[string]any{"LD_PRELOAD": "x"}}); res.Status != "failed" || !strings.Contains(res.Error, "DisallowedEnvironment") {
 		t.Fatalf("disallowed env: %+v", res)
 	}
-	if out := stdout(run(t, m, "k-apps", "r1", runnerclient.ModeQuery, "import os\nprint(os.path.exists('/tmp/vscode-args'))")); out != "False\n" {
+	if out := stdout(run(t, m, e.kid("k-apps"), "r1", runnerclient.ModeQuery, "import os\nprint(os.path.exists('/tmp/vscode-args'))")); out != "False\n" {
 		t.Fatalf("a refused start ran the app: %q", out)
 	}
 	if res := startSvc("vscode", nil); res.Status != "started" {
@@ -198,16 +198,16 @@ func TestAppsFromServiceDefinitions(t *testing.T) {
 	if err := get(hostPort["vscode"]); err != nil {
 		t.Fatalf("vscode: %v", err)
 	}
-	if out := stdout(run(t, m, "k-apps", "r2", runnerclient.ModeQuery, "print(open('/tmp/vscode-args').read(), end='')")); out != "--auth none\nPASSWORD=\n" {
+	if out := stdout(run(t, m, e.kid("k-apps"), "r2", runnerclient.ModeQuery, "print(open('/tmp/vscode-args').read(), end='')")); out != "--auth none\nPASSWORD=\n" {
 		t.Fatalf("vscode defaults: %q", out)
 	}
-	if err := m.ShutdownService(ctx, "k-apps", "vscode"); err != nil {
+	if err := m.ShutdownService(ctx, e.kid("k-apps"), "vscode"); err != nil {
 		t.Fatal(err)
 	}
 	if res := startSvc("vscode", map[string]any{"arguments": map[string]any{"--auth": "password"}, "envs": map[string]any{"PASSWORD": "pw"}}); res.Status != "started" {
 		t.Fatalf("vscode with password: %+v", res)
 	}
-	if out := stdout(run(t, m, "k-apps", "r3", runnerclient.ModeQuery, "print(open('/tmp/vscode-args').read(), end='')")); out != "--auth password\nPASSWORD=pw\n" {
+	if out := stdout(run(t, m, e.kid("k-apps"), "r3", runnerclient.ModeQuery, "print(open('/tmp/vscode-args').read(), end='')")); out != "--auth password\nPASSWORD=pw\n" {
 		t.Fatalf("vscode with password: %q", out)
 	}
 
@@ -217,7 +217,7 @@ func TestAppsFromServiceDefinitions(t *testing.T) {
 	if res := startSvc("8888", nil); res.Status != "started" {
 		t.Fatalf("preopen: %+v", res)
 	}
-	apps, err := m.Apps(ctx, "k-apps")
+	apps, err := m.Apps(ctx, e.kid("k-apps"))
 	if err != nil || len(apps.Data) != 3 || apps.Data[0].URLTemplate != "http://{host}:{port}/" || apps.Data[1].Name != "undefined" ||
 		len(apps.Data[2].AllowedEnvs) != 1 {
 		t.Fatalf("apps %+v, %v", apps, err)
@@ -225,7 +225,7 @@ func TestAppsFromServiceDefinitions(t *testing.T) {
 
 	dctx, dcancel := context.WithTimeout(context.Background(), time.Minute)
 	defer dcancel()
-	if _, err := m.Destroy(dctx, "k-apps", ""); err != nil {
+	if _, err := m.Destroy(dctx, e.kid("k-apps"), ""); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -286,7 +286,7 @@ func TestBuiltinApps(t *testing.T) {
 		"ENV PYTHONPATH=/opt/fakeapps\nLABEL ai.backend.service-ports=\"jupyter:http:8091,tensorboard:http:6006,sftp:tcp:8022,other:http:8093\"\n", base))
 	m := e.manager(t)
 	start(t, m)
-	req := request("k-builtin")
+	req := request(e.kid("k-builtin"))
 	req.Image = image
 	created := create(t, m, req)
 	hostPort := map[string]int{}
@@ -300,7 +300,7 @@ func TestBuiltinApps(t *testing.T) {
 		{"tensorboard", "tensorboard", "--logdir /home/work/logs --host 0.0.0.0 --port 6006 --debugger_port 6064 listen=0.0.0.0:6006 cwd=/home/work"},
 		{"sftp", "sftpserver", "--port 8022 listen=0.0.0.0:8022 cwd=/home/work"},
 	} {
-		res, err := m.StartService(ctx, "k-builtin", protocol.ServiceRequest{Name: tc.service})
+		res, err := m.StartService(ctx, e.kid("k-builtin"), protocol.ServiceRequest{Name: tc.service})
 		if err != nil || res.Status != "started" {
 			t.Fatalf("start %s: %+v, %v", tc.service, res, err)
 		}
@@ -310,7 +310,7 @@ func TestBuiltinApps(t *testing.T) {
 			t.Fatalf("%s on host port %d: %v", tc.service, hostPort[tc.service], err)
 		}
 		_ = resp.Body.Close()
-		out := stdout(run(t, m, "k-builtin", fmt.Sprintf("r%d", i), runnerclient.ModeQuery,
+		out := stdout(run(t, m, e.kid("k-builtin"), fmt.Sprintf("r%d", i), runnerclient.ModeQuery,
 			fmt.Sprintf("print(open('/tmp/%s-args').read(), end='')", tc.module)))
 		if !strings.Contains(out, tc.want) {
 			t.Errorf("%s: %q lacks %q", tc.service, out, tc.want)
@@ -319,11 +319,11 @@ func TestBuiltinApps(t *testing.T) {
 			t.Errorf("jupyter's config: %q", out)
 		}
 	}
-	if res, err := m.StartService(ctx, "k-builtin", protocol.ServiceRequest{Name: "other"}); err != nil || res.Status != "failed" ||
+	if res, err := m.StartService(ctx, e.kid("k-builtin"), protocol.ServiceRequest{Name: "other"}); err != nil || res.Status != "failed" ||
 		!strings.Contains(res.Error, "unsupported service: other") {
 		t.Errorf("other: %+v, %v", res, err)
 	}
-	if _, err := m.Destroy(ctx, "k-builtin", ""); err != nil {
+	if _, err := m.Destroy(ctx, e.kid("k-builtin"), ""); err != nil {
 		t.Fatal(err)
 	}
 }

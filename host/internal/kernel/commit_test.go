@@ -45,32 +45,32 @@ func TestCommitKernel(t *testing.T) {
 	start(t, m)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	create(t, m, request("k-commit"))
+	create(t, m, request(e.kid("k-commit")))
 	// The container's own file system is what a commit keeps (work/ is a
 	// bind mount).
-	wantOutput(t, run(t, m, "k-commit", "w", runnerclient.ModeQuery, "echo committed > /tmp/made-in-kernel; echo ok"), 0, "ok\n")
+	wantOutput(t, run(t, m, e.kid("k-commit"), "w", runnerclient.ModeQuery, "echo committed > /tmp/made-in-kernel; echo ok"), 0, "ok\n")
 
 	canonical := fmt.Sprintf("baiagent-test/commit-%d:v1", rand.Uint64())
 	removeImageAtEnd(t, e, canonical)
 	labels := map[string]string{"ai.backend.test.note": `spaces and "quotes"`, "com.example.owner": "user@example.com"}
-	commit, err := m.StartCommit(kernel.CommitRequest{KernelID: "k-commit", Subdir: "user@example.com", Canonical: canonical, ExtraLabels: labels})
+	commit, err := m.StartCommit(kernel.CommitRequest{KernelID: e.kid("k-commit"), Subdir: "user@example.com", Canonical: canonical, ExtraLabels: labels})
 	if err != nil {
 		t.Fatalf("start commit: %v", err)
 	}
-	if status, err := m.CommitStatus("k-commit", "user@example.com"); err != nil || status != kernel.CommitOngoing {
+	if status, err := m.CommitStatus(e.kid("k-commit"), "user@example.com"); err != nil || status != kernel.CommitOngoing {
 		t.Errorf("status while committing: %q, %v; want ongoing", status, err)
 	}
-	if _, err := m.StartCommit(kernel.CommitRequest{KernelID: "k-commit", Subdir: "user@example.com"}); !errors.Is(err, kernel.ErrCommitOngoing) {
+	if _, err := m.StartCommit(kernel.CommitRequest{KernelID: e.kid("k-commit"), Subdir: "user@example.com"}); !errors.Is(err, kernel.ErrCommitOngoing) {
 		t.Errorf("a second commit meanwhile: %v, want ErrCommitOngoing", err)
 	}
-	if got := m.OngoingCommits(); len(got) != 1 || got[0] != "k-commit" {
+	if got := m.OngoingCommits(); len(got) != 1 || got[0] != e.kid("k-commit") {
 		t.Errorf("ongoing commits %v, want [k-commit]", got)
 	}
 	imageID, err := commit.Run(ctx)
 	if err != nil {
 		t.Fatalf("commit: %v", err)
 	}
-	if status, err := m.CommitStatus("k-commit", "user@example.com"); err != nil || status != kernel.CommitReady {
+	if status, err := m.CommitStatus(e.kid("k-commit"), "user@example.com"); err != nil || status != kernel.CommitReady {
 		t.Errorf("status after the commit: %q, %v; want ready", status, err)
 	}
 	img, err := e.docker.ImageInspect(ctx, canonical)
@@ -91,18 +91,18 @@ func TestCommitKernel(t *testing.T) {
 	}
 
 	// A kernel of the committed image sees the file.
-	req := request("k-from-commit")
+	req := request(e.kid("k-from-commit"))
 	req.Image = canonical
 	create(t, m, req)
-	wantOutput(t, run(t, m, "k-from-commit", "r", runnerclient.ModeQuery, "cat /tmp/made-in-kernel"), 0, "committed\n")
-	if _, err := m.Destroy(ctx, "k-from-commit", ""); err != nil {
+	wantOutput(t, run(t, m, e.kid("k-from-commit"), "r", runnerclient.ModeQuery, "cat /tmp/made-in-kernel"), 0, "committed\n")
+	if _, err := m.Destroy(ctx, e.kid("k-from-commit"), ""); err != nil {
 		t.Fatal(err)
 	}
 
 	// With a filename the image is saved as a gzipped tar and removed.
 	canonical2 := fmt.Sprintf("baiagent-test/commit-%d:v2", rand.Uint64())
 	removeImageAtEnd(t, e, canonical2)
-	commit, err = m.StartCommit(kernel.CommitRequest{KernelID: "k-commit", Subdir: "user@example.com", Canonical: canonical2,
+	commit, err = m.StartCommit(kernel.CommitRequest{KernelID: e.kid("k-commit"), Subdir: "user@example.com", Canonical: canonical2,
 		Filename: "snapshot.tar.gz", ExtraLabels: map[string]string{"com.example.kind": "tar"}})
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func TestCommitKernel(t *testing.T) {
 	if _, err := e.docker.ImageInspect(ctx, canonical2); !cerrdefs.IsNotFound(err) {
 		t.Errorf("the image saved to a file is still in Docker: %v", err)
 	}
-	if _, err := m.Destroy(ctx, "k-commit", ""); err != nil {
+	if _, err := m.Destroy(ctx, e.kid("k-commit"), ""); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -175,7 +175,7 @@ func TestCommitPathsStayInside(t *testing.T) {
 	commitPath := filepath.Join(parent, "commit")
 	m := e.manager(t, withCommitPath(commitPath))
 	start(t, m)
-	create(t, m, request("k-paths"))
+	create(t, m, request(e.kid("k-paths")))
 	for _, tc := range []struct {
 		description      string
 		subdir, filename string
@@ -193,24 +193,24 @@ func TestCommitPathsStayInside(t *testing.T) {
 		{"a nested filename", "user", "d/x.tar"},
 		{"the lock dir as filename", "user", "lock"},
 	} {
-		_, err := m.StartCommit(kernel.CommitRequest{KernelID: "k-paths", Subdir: tc.subdir, Filename: tc.filename})
+		_, err := m.StartCommit(kernel.CommitRequest{KernelID: e.kid("k-paths"), Subdir: tc.subdir, Filename: tc.filename})
 		if !errors.Is(err, kernel.ErrInvalidPath) {
 			t.Errorf("%s: %v, want ErrInvalidPath", tc.description, err)
 		}
-		if _, err := m.CommitStatus("k-paths", tc.subdir); tc.filename == "" && !errors.Is(err, kernel.ErrInvalidPath) {
+		if _, err := m.CommitStatus(e.kid("k-paths"), tc.subdir); tc.filename == "" && !errors.Is(err, kernel.ErrInvalidPath) {
 			t.Errorf("status with %s: %v, want ErrInvalidPath", tc.description, err)
 		}
 	}
 	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
 		t.Errorf("refused commits created %v", entries)
 	}
-	if _, err := m.StartCommit(kernel.CommitRequest{KernelID: "k-nobody", Subdir: "user"}); !errors.Is(err, kernel.ErrKernelNotFound) {
+	if _, err := m.StartCommit(kernel.CommitRequest{KernelID: e.kid("k-nobody"), Subdir: "user"}); !errors.Is(err, kernel.ErrKernelNotFound) {
 		t.Errorf("commit of an unknown kernel: %v", err)
 	}
-	if _, err := e.manager(t).StartCommit(kernel.CommitRequest{KernelID: "k-paths", Subdir: "user"}); !errors.Is(err, kernel.ErrNoCommitPath) {
+	if _, err := e.manager(t).StartCommit(kernel.CommitRequest{KernelID: e.kid("k-paths"), Subdir: "user"}); !errors.Is(err, kernel.ErrNoCommitPath) {
 		t.Errorf("commit without a commit path: %v", err)
 	}
-	if _, err := m.Destroy(context.Background(), "k-paths", ""); err != nil {
+	if _, err := m.Destroy(context.Background(), e.kid("k-paths"), ""); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -57,7 +57,7 @@ func TestConcurrentKernels(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id := fmt.Sprintf("k-par-%02d", i)
+			id := e.kid(fmt.Sprintf("k-par-%02d", i))
 			req := request(id)
 			req.ResourceSlots["cpu"] = decimal.NewFromInt(1)
 			req.ResourceSlots["mem"] = decimal.NewFromInt(64 << 20)

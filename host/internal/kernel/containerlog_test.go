@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +54,9 @@ func TestDestroyStoresTheContainerLog(t *testing.T) {
 		}
 	})
 	start(t, m)
-	const kernelID = "0b7c2d1e-3f4a-4b5c-8d6e-7f8091a2b3c4"
+	// A UUID as the manager sends, random so that runs sharing a daemon
+	// never clash on the container name.
+	kernelID := fmt.Sprintf("0b7c2d1e-3f4a-4b5c-8d6e-%012x", rand.Uint64()>>16)
 	// uid 0 runs the code as root (as upstream's entrypoint does): only
 	// root may open the fds of the runner, PID 1 under Docker's init and
 	// root itself. What the code writes there is the container's log.

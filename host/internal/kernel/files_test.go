@@ -114,7 +114,7 @@ func TestKernelFiles(t *testing.T) {
 	e := newEnv(t)
 	m := e.manager(t)
 	start(t, m)
-	created := create(t, m, request("k-files"))
+	created := create(t, m, request(e.kid("k-files")))
 	id := created.KernelID
 	work := filepath.Join(created.ScratchDir, "work")
 	t.Cleanup(func() { _, _ = m.Destroy(t.Context(), id, "test") })
@@ -211,7 +211,7 @@ func TestKernelFiles(t *testing.T) {
 		{"download_file outside", func() error { _, err := m.DownloadFile(id, "/etc/passwd"); return err }, kernel.ErrOutsideWork, "/etc/passwd"},
 		{"download_single via symlink", func() error { _, err := m.DownloadSingle(id, "etc/passwd"); return err }, kernel.ErrOutsideWork, "etc/passwd"},
 		{"list_files outside", func() error { _, err := m.ListFiles(id, "../"); return err }, kernel.ErrOutsideWork, "../"},
-		{"unknown kernel", func() error { _, err := m.ListFiles("k-none", "."); return err }, kernel.ErrKernelNotFound, "k-none"},
+		{"unknown kernel", func() error { _, err := m.ListFiles(e.kid("k-none"), "."); return err }, kernel.ErrKernelNotFound, e.kid("k-none")},
 	}
 	for _, tc := range failures {
 		if err := tc.do(); !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.wantText) {

@@ -45,11 +45,11 @@ func TestPluginHooksAndNetworks(t *testing.T) {
 	start(t, m)
 	before := e.allocator.Snapshot()
 
-	withDevice := request("k-hooked")
+	withDevice := request(e.kid("k-hooked"))
 	withDevice.ResourceSlots["fake.device"] = decimal.NewFromInt(1)
 	withDevice.Env["LD_PRELOAD"] = "/usr/lib/libsession.so"
 	created := create(t, m, withDevice)
-	wantOutput(t, run(t, m, "k-hooked", "r1", runnerclient.ModeQuery, "echo $LD_PRELOAD; cat /opt/kernel/libfakehook.so; echo x > /opt/kernel/libfakehook.so || echo read-only"),
+	wantOutput(t, run(t, m, e.kid("k-hooked"), "r1", runnerclient.ModeQuery, "echo $LD_PRELOAD; cat /opt/kernel/libfakehook.so; echo x > /opt/kernel/libfakehook.so || echo read-only"),
 		0, "/usr/lib/libsession.so:/opt/kernel/libfakehook.so\nfake hook\nread-only\n")
 	insp, err := e.docker.ContainerInspect(ctx, created.ContainerID, client.ContainerInspectOptions{})
 	if err != nil {
@@ -59,8 +59,8 @@ func TestPluginHooksAndNetworks(t *testing.T) {
 		t.Errorf("kernel with the plugin's device is on networks %v, want %s too", keys(insp.Container.NetworkSettings.Networks), netName)
 	}
 
-	plain := create(t, m, request("k-plain"))
-	wantOutput(t, run(t, m, "k-plain", "r1", runnerclient.ModeQuery, "echo \"[$LD_PRELOAD]\"; ls /opt/kernel"), 0, "[]\n"+filepath.Base(kernel.RunnerMountPath)+"\n")
+	plain := create(t, m, request(e.kid("k-plain")))
+	wantOutput(t, run(t, m, e.kid("k-plain"), "r1", runnerclient.ModeQuery, "echo \"[$LD_PRELOAD]\"; ls /opt/kernel"), 0, "[]\n"+filepath.Base(kernel.RunnerMountPath)+"\n")
 	insp, err = e.docker.ContainerInspect(ctx, plain.ContainerID, client.ContainerInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func TestPluginHooksAndNetworks(t *testing.T) {
 	if _, ok := insp.Container.NetworkSettings.Networks[netName]; ok {
 		t.Errorf("kernel without the plugin's devices joined %s", netName)
 	}
-	for _, id := range []string{"k-hooked", "k-plain"} {
+	for _, id := range []string{e.kid("k-hooked"), e.kid("k-plain")} {
 		if _, err := m.Destroy(ctx, id, lifecycle.UserRequested); err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +78,7 @@ func TestPluginHooksAndNetworks(t *testing.T) {
 	if err := os.Remove(hook); err != nil {
 		t.Fatal(err)
 	}
-	missing := request("k-nohook")
+	missing := request(e.kid("k-nohook"))
 	missing.ResourceSlots["fake.device"] = decimal.NewFromInt(1)
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()

@@ -35,14 +35,14 @@ func TestSkipContainerDeletionAndSyncSwitch(t *testing.T) {
 			})
 			start(t, m)
 			ctx := context.Background()
-			created := create(t, m, request("k-keep"))
-			if _, err := m.Destroy(ctx, "k-keep", "user-requested"); err != nil {
+			created := create(t, m, request(e.kid("k-keep")))
+			if _, err := m.Destroy(ctx, e.kid("k-keep"), "user-requested"); err != nil {
 				t.Fatal(err)
 			}
-			e.waitTermination(t, "k-keep")
+			e.waitTermination(t, e.kid("k-keep"))
 			alien, err := e.docker.ContainerCreate(ctx, client.ContainerCreateOptions{
 				Config: &container.Config{Image: e.image, Cmd: []string{"sleep", "600"},
-					Labels: map[string]string{kernel.LabelOwner: e.agentID, kernel.LabelAgentID: e.agentID, kernel.LabelKernelID: "k-alien"}},
+					Labels: map[string]string{kernel.LabelOwner: e.agentID, kernel.LabelAgentID: e.agentID, kernel.LabelKernelID: e.kid("k-alien")}},
 			})
 			if err != nil {
 				t.Fatal(err)

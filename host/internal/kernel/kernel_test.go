@@ -206,7 +206,7 @@ func TestKernelLifecycle(t *testing.T) {
 	start(t, m)
 	before := e.allocator.Snapshot()
 
-	created := create(t, m, request("k-life"))
+	created := create(t, m, request(e.kid("k-life")))
 	if len(created.ServicePorts) != 2 || created.ServicePorts[0].Name != "sshd" || created.ServicePorts[1].Name != "web" ||
 		len(created.ServicePorts[0].HostPorts) != 1 || len(created.ServicePorts[1].HostPorts) != 1 {
 		t.Fatalf("service ports %+v, want the intrinsic sshd and web with one host port each", created.ServicePorts)
@@ -232,43 +232,43 @@ func TestKernelLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := insp.Container
-	if c.Name != "/kernel.busybox.k-life" || c.Config.Labels[kernel.LabelKernelID] != "k-life" ||
-		c.Config.Labels[kernel.LabelSessionID] != "sess-k-life" || c.Config.Labels[kernel.LabelServicePorts] != "web:http:8080" ||
+	if c.Name != "/kernel.busybox."+e.kid("k-life") || c.Config.Labels[kernel.LabelKernelID] != e.kid("k-life") ||
+		c.Config.Labels[kernel.LabelSessionID] != "sess-"+e.kid("k-life") || c.Config.Labels[kernel.LabelServicePorts] != "web:http:8080" ||
 		c.Config.User != "0:0" || c.Config.StopSignal != "SIGINT" ||
 		c.HostConfig.Memory != 256<<20 || c.HostConfig.MemorySwap != 256<<20 || c.HostConfig.CpusetCpus == "" {
 		t.Errorf("container settings: name %s labels %v user %s stop %s mem %d swap %d cpuset %q",
 			c.Name, c.Config.Labels, c.Config.User, c.Config.StopSignal, c.HostConfig.Memory, c.HostConfig.MemorySwap, c.HostConfig.CpusetCpus)
 	}
 
-	wantOutput(t, run(t, m, "k-life", "r1", runnerclient.ModeQuery, "echo hello"), 0, "hello\n")
-	wantOutput(t, run(t, m, "k-life", "r2", runnerclient.ModeQuery,
+	wantOutput(t, run(t, m, e.kid("k-life"), "r1", runnerclient.ModeQuery, "echo hello"), 0, "hello\n")
+	wantOutput(t, run(t, m, e.kid("k-life"), "r2", runnerclient.ModeQuery,
 		"count=0\nfor w in a b c; do\n  count=$((count+1))\n  echo \"$count $w\"\ndone\nid -u\necho $GREETING"), 0,
 		"1 a\n2 b\n3 c\n1000\nfrom-manager\n")
-	wantOutput(t, run(t, m, "k-life", "r3", runnerclient.ModeQuery, "echo count=$count; pwd"), 0, "count=3\n/home/work\n")
+	wantOutput(t, run(t, m, e.kid("k-life"), "r3", runnerclient.ModeQuery, "echo count=$count; pwd"), 0, "count=3\n/home/work\n")
 
-	res := run(t, m, "k-life", "r4", runnerclient.ModeQuery, "read name\necho \"hi $name\"")
+	res := run(t, m, e.kid("k-life"), "r4", runnerclient.ModeQuery, "read name\necho \"hi $name\"")
 	if res.Status != runnerclient.StatusWaitingInput {
 		t.Fatalf("read: status %s, want waiting-input", res.Status)
 	}
-	wantOutput(t, run(t, m, "k-life", "r4", runnerclient.ModeInput, "kernel"), 0, "hi kernel\n")
+	wantOutput(t, run(t, m, e.kid("k-life"), "r4", runnerclient.ModeInput, "kernel"), 0, "hi kernel\n")
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err = m.Execute(ctx, "k-life", "r5", runnerclient.ModeQuery, "while true; do echo tick; sleep 0.1; done",
+	res, err = m.Execute(ctx, e.kid("k-life"), "r5", runnerclient.ModeQuery, "while true; do echo tick; sleep 0.1; done",
 		runnerclient.ExecOptions{FlushTimeout: 700 * time.Millisecond})
 	if err != nil || res.Status != runnerclient.StatusContinued || !strings.Contains(stdout(res), "tick") {
 		t.Fatalf("loop: %+v, %v", res, err)
 	}
-	if err := m.Interrupt(ctx, "k-life"); err != nil {
+	if err := m.Interrupt(ctx, e.kid("k-life")); err != nil {
 		t.Fatal(err)
 	}
-	res = run(t, m, "k-life", "r5", runnerclient.ModeContinue, "")
+	res = run(t, m, e.kid("k-life"), "r5", runnerclient.ModeContinue, "")
 	if res.Status != runnerclient.StatusFinished || res.ExitCode == nil || *res.ExitCode == 0 {
 		t.Fatalf("interrupted loop: status %s exit %v", res.Status, deref(res.ExitCode))
 	}
-	wantOutput(t, run(t, m, "k-life", "r6", runnerclient.ModeQuery, "echo still $count"), 0, "still 3\n")
+	wantOutput(t, run(t, m, e.kid("k-life"), "r6", runnerclient.ModeQuery, "echo still $count"), 0, "still 3\n")
 
-	term, err := m.Destroy(ctx, "k-life", "")
+	term, err := m.Destroy(ctx, e.kid("k-life"), "")
 	if err != nil {
 		t.Fatalf("destroy: %v", err)
 	}
@@ -281,7 +281,7 @@ func TestKernelLifecycle(t *testing.T) {
 	if _, err := os.Stat(created.ScratchDir); !os.IsNotExist(err) {
 		t.Errorf("scratch dir still exists after destroy: %v", err)
 	}
-	if _, err := m.Get("k-life"); !errors.Is(err, kernel.ErrKernelNotFound) {
+	if _, err := m.Get(e.kid("k-life")); !errors.Is(err, kernel.ErrKernelNotFound) {
 		t.Errorf("registry still has the kernel: %v", err)
 	}
 	e.wantIdle(t, e.allocator, e.ports, before)
@@ -298,24 +298,24 @@ func TestCreateFailuresReleaseEverything(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	tooBig := request("k-big")
+	tooBig := request(e.kid("k-big"))
 	tooBig.ResourceSlots["mem"] = decimal.New(1, 18) // an exabyte
 	if _, err := m.Create(ctx, tooBig); !errors.Is(err, alloc.ErrInsufficientResource) {
 		t.Errorf("oversized request: %v, want ErrInsufficientResource", err)
 	}
-	noImage := request("k-noimg")
+	noImage := request(e.kid("k-noimg"))
 	noImage.Image = "baiagent-test/no-such-image:latest"
 	if _, err := m.Create(ctx, noImage); !errors.Is(err, kernel.ErrImageNotFound) {
 		t.Errorf("missing image: %v, want ErrImageNotFound", err)
 	}
-	noCPU := request("k-nocpu")
+	noCPU := request(e.kid("k-nocpu"))
 	delete(noCPU.ResourceSlots, "cpu")
 	if _, err := m.Create(ctx, noCPU); !errors.Is(err, kernel.ErrInvalidRequest) {
 		t.Errorf("no cpu slot: %v, want ErrInvalidRequest", err)
 	}
 	// Docker refuses the bind mount after allocation, scratch dir and
 	// ports were taken: all of them must come back.
-	badMount := request("k-badmount")
+	badMount := request(e.kid("k-badmount"))
 	badMount.Mounts = []scratch.Mount{{Source: "/nonexistent/baiagent-test", Target: "/mnt/data"}}
 	if _, err := m.Create(ctx, badMount); err == nil {
 		t.Error("a create with a missing bind source succeeded")
@@ -340,11 +340,11 @@ func TestCreateFailuresReleaseEverything(t *testing.T) {
 	impatient := e2.manager(t, func(cfg *kernel.Config) { cfg.RunnerStartTimeout = time.Millisecond })
 	start(t, impatient)
 	before = e2.allocator.Snapshot()
-	if _, err := impatient.Create(ctx, request("k-mute")); !errors.Is(err, kernel.ErrRunnerTimeout) {
+	if _, err := impatient.Create(ctx, request(e.kid("k-mute"))); !errors.Is(err, kernel.ErrRunnerTimeout) {
 		t.Errorf("runner timeout: %v, want ErrRunnerTimeout", err)
 	}
-	term, ok := e2.termination("k-mute")
-	if !ok || term.Reason != lifecycle.FailedToStart || term.ExitCode != -1 || term.SessionID != "sess-k-mute" || term.ReasonVerbatim {
+	term, ok := e2.termination(e.kid("k-mute"))
+	if !ok || term.Reason != lifecycle.FailedToStart || term.ExitCode != -1 || term.SessionID != "sess-"+e.kid("k-mute") || term.ReasonVerbatim {
 		t.Errorf("termination %+v (%v), want failed-to-start with exit code -1", term, ok)
 	}
 	e2.wantIdle(t, e2.allocator, e2.ports, before)
@@ -359,9 +359,9 @@ func TestRecoverAfterAgentRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := e.allocator.Snapshot()
-	alive := create(t, first, request("k-alive"))
-	dying := create(t, first, request("k-dying"))
-	wantOutput(t, run(t, first, "k-alive", "set", runnerclient.ModeQuery, "remembered=across-restart; echo set"), 0, "set\n")
+	alive := create(t, first, request(e.kid("k-alive")))
+	dying := create(t, first, request(e.kid("k-dying")))
+	wantOutput(t, run(t, first, e.kid("k-alive"), "set", runnerclient.ModeQuery, "remembered=across-restart; echo set"), 0, "set\n")
 
 	// The agent goes away without destroying anything (as after SIGKILL),
 	// and one kernel dies while no agent watches.
@@ -376,10 +376,10 @@ func TestRecoverAfterAgentRestart(t *testing.T) {
 	e.ports = kerneltest.PortsAt(t, e.portMin)
 	second := e.manager(t)
 	report := start(t, second)
-	if !reflect.DeepEqual(report.Recovered, []string{"k-alive"}) {
+	if !reflect.DeepEqual(report.Recovered, []string{e.kid("k-alive")}) {
 		t.Errorf("recovered %v, want [k-alive]", report.Recovered)
 	}
-	if len(report.Terminated) != 1 || report.Terminated[0].KernelID != "k-dying" {
+	if len(report.Terminated) != 1 || report.Terminated[0].KernelID != e.kid("k-dying") {
 		t.Errorf("terminated %+v, want k-dying", report.Terminated)
 	}
 	if _, err := os.Stat(dying.ScratchDir); !os.IsNotExist(err) {
@@ -398,13 +398,13 @@ func TestRecoverAfterAgentRestart(t *testing.T) {
 	if got := e.ports.InUse(); got != 4 {
 		t.Errorf("%d ports reserved after recovery, want 4", got)
 	}
-	info, err := second.Get("k-alive")
+	info, err := second.Get(e.kid("k-alive"))
 	if err != nil || info.ContainerID != alive.ContainerID {
 		t.Fatalf("recovered kernel %+v, %v", info, err)
 	}
-	wantOutput(t, run(t, second, "k-alive", "get", runnerclient.ModeQuery, "echo $remembered"), 0, "across-restart\n")
+	wantOutput(t, run(t, second, e.kid("k-alive"), "get", runnerclient.ModeQuery, "echo $remembered"), 0, "across-restart\n")
 
-	if _, err := second.Destroy(ctx, "k-alive", ""); err != nil {
+	if _, err := second.Destroy(ctx, e.kid("k-alive"), ""); err != nil {
 		t.Fatal(err)
 	}
 	e.wantIdle(t, e.allocator, e.ports, before)
@@ -420,7 +420,7 @@ func TestKernelWithFakeGPUs(t *testing.T) {
 	start(t, m)
 	before := e.allocator.Snapshot()
 
-	req := request("k-gpu")
+	req := request(e.kid("k-gpu"))
 	req.ResourceSlots["cuda.device"] = decimal.NewFromInt(2)
 	created := create(t, m, req)
 	if devs := created.Attached["cuda"]; len(devs) != 2 || devs[0].ModelName == "" {
@@ -448,7 +448,7 @@ func TestKernelWithFakeGPUs(t *testing.T) {
 		}
 	}
 	// The kernel sees the variables too.
-	wantOutput(t, run(t, m, "k-gpu", "r1", runnerclient.ModeQuery, "echo $CUDA_VISIBLE_DEVICES"), 0, "0,1\n")
+	wantOutput(t, run(t, m, e.kid("k-gpu"), "r1", runnerclient.ModeQuery, "echo $CUDA_VISIBLE_DEVICES"), 0, "0,1\n")
 
 	// The GPU_* variables upstream's create_kernel derives from the
 	// attached devices (agent/agent.py, 26.8.1; model_name and data.mem
@@ -470,10 +470,10 @@ func TestKernelWithFakeGPUs(t *testing.T) {
 	if !strings.HasSuffix(wantGPU["GPU_CONFIG"], "g") {
 		t.Errorf("GPU_CONFIG %q: the fake A100s' memory in BinarySize", wantGPU["GPU_CONFIG"])
 	}
-	wantOutput(t, run(t, m, "k-gpu", "r2", runnerclient.ModeQuery, "echo $GPU_TYPE $GPU_COUNT $N_GPUS $GPU_CONFIG"), 0,
+	wantOutput(t, run(t, m, e.kid("k-gpu"), "r2", runnerclient.ModeQuery, "echo $GPU_TYPE $GPU_COUNT $N_GPUS $GPU_CONFIG"), 0,
 		"cuda 2 2 "+wantGPU["GPU_CONFIG"]+"\n")
 
-	if _, err := m.Destroy(context.Background(), "k-gpu", "user-requested"); err != nil {
+	if _, err := m.Destroy(context.Background(), e.kid("k-gpu"), "user-requested"); err != nil {
 		t.Fatal(err)
 	}
 	e.wantIdle(t, e.allocator, e.ports, before)
@@ -493,7 +493,7 @@ func TestAttachedDevicesKeyedByKind(t *testing.T) {
 	start(t, m)
 	before := e.allocator.Snapshot()
 
-	req := request("k-renamed")
+	req := request(e.kid("k-renamed"))
 	req.ResourceSlots["cuda.device"] = decimal.NewFromInt(1)
 	created := create(t, m, req)
 	if _, ok := created.Allocation["cuda"]; !ok {
@@ -502,7 +502,7 @@ func TestAttachedDevicesKeyedByKind(t *testing.T) {
 	if devs := created.Attached["cuda"]; len(devs) != 1 || devs[0].ModelName == "" || len(created.Attached) != 1 {
 		t.Errorf("attached devices %+v, want one fake A100 under \"cuda\" only", created.Attached)
 	}
-	if _, err := m.Destroy(context.Background(), "k-renamed", "user-requested"); err != nil {
+	if _, err := m.Destroy(context.Background(), e.kid("k-renamed"), "user-requested"); err != nil {
 		t.Fatal(err)
 	}
 	e.wantIdle(t, e.allocator, e.ports, before)
@@ -520,7 +520,7 @@ func TestKernelWithFractionalGPUShares(t *testing.T) {
 	start(t, m)
 	before := e.allocator.Snapshot()
 
-	req := request("k-frac")
+	req := request(e.kid("k-frac"))
 	req.ResourceSlots["cuda.shares"] = decimal.RequireFromString("1.5")
 	created := create(t, m, req)
 	data, err := os.ReadFile(filepath.Join(created.ScratchDir, "config", scratch.ResourceFile))
@@ -541,8 +541,14 @@ func TestKernelWithFractionalGPUShares(t *testing.T) {
 	if !total.Equal(decimal.RequireFromString("1.5")) {
 		t.Fatalf("cuda.shares allocated %s, want 1.5", total)
 	}
-	if _, err := m.Destroy(context.Background(), "k-frac", "user-requested"); err != nil {
+	if _, err := m.Destroy(context.Background(), e.kid("k-frac"), "user-requested"); err != nil {
 		t.Fatal(err)
 	}
 	e.wantIdle(t, e.allocator, e.ports, before)
+}
+
+// kid makes a kernel id unique to this env, so that test runs sharing a
+// Docker daemon never clash on container names or kernel labels.
+func (e *env) kid(name string) string {
+	return name + "-" + strings.TrimPrefix(e.agentID, "test-agent-")
 }

@@ -45,7 +45,7 @@ func TestKernelUser(t *testing.T) {
 
 	uid, gid := 2000, 3000
 	userKey, userSigner := sshKeypair(t)
-	req := request("k-user")
+	req := request(e.kid("k-user"))
 	req.Image = image
 	req.UID, req.MainGID, req.SupplementaryGIDs = &uid, &gid, []int{4000}
 	req.UserSSHKey = userKey
@@ -55,7 +55,7 @@ func TestKernelUser(t *testing.T) {
 	req.SudoSession = true
 	created := create(t, m, req)
 	t.Cleanup(func() {
-		if _, err := m.Destroy(context.Background(), "k-user", ""); err != nil {
+		if _, err := m.Destroy(context.Background(), e.kid("k-user"), ""); err != nil {
 			t.Errorf("destroy: %v", err)
 		}
 	})
@@ -102,11 +102,11 @@ func TestKernelUser(t *testing.T) {
 		}
 	})
 	t.Run("execute", func(t *testing.T) {
-		out := stdout(run(t, m, "k-user", "r1", runnerclient.ModeQuery, "import subprocess\nprint(subprocess.run(['id'], capture_output=True, text=True).stdout, end='')"))
+		out := stdout(run(t, m, e.kid("k-user"), "r1", runnerclient.ModeQuery, "import subprocess\nprint(subprocess.run(['id'], capture_output=True, text=True).stdout, end='')"))
 		wantIdentity(t, "execute", out)
 	})
 	t.Run("the environment", func(t *testing.T) {
-		out := stdout(run(t, m, "k-user", "r2", runnerclient.ModeQuery,
+		out := stdout(run(t, m, e.kid("k-user"), "r2", runnerclient.ModeQuery,
 			"import os\nfor k in ['LOCAL_USER_ID','LOCAL_GROUP_ID','ADDITIONAL_GIDS','LANG','TERM','HOME']: print(k, os.environ.get(k))\nprint(os.environ['PATH'].split(':')[0])\nprint(os.getcwd())"))
 		want := "LOCAL_USER_ID 2000\nLOCAL_GROUP_ID 3000\nADDITIONAL_GIDS 4000\nLANG C.UTF-8\nTERM xterm\nHOME /home/work\n/home/work/.local/bin\n/home/work\n"
 		if out != want {
@@ -117,7 +117,7 @@ func TestKernelUser(t *testing.T) {
 		var out strings.Builder
 		mode := runnerclient.ModeBatch
 		for {
-			res, err := m.Execute(ctx, "k-user", "r3", mode, "", runnerclient.ExecOptions{
+			res, err := m.Execute(ctx, e.kid("k-user"), "r3", mode, "", runnerclient.ExecOptions{
 				FlushTimeout: time.Second, Batch: runnerclient.Batch{Exec: "id"}})
 			if err != nil {
 				t.Fatal(err)
@@ -131,10 +131,10 @@ func TestKernelUser(t *testing.T) {
 		wantIdentity(t, "batch", out.String())
 	})
 	t.Run("an app's process", func(t *testing.T) {
-		if res, err := m.StartService(ctx, "k-user", protocol.ServiceRequest{Name: "jupyter"}); err != nil || res.Status != "started" {
+		if res, err := m.StartService(ctx, e.kid("k-user"), protocol.ServiceRequest{Name: "jupyter"}); err != nil || res.Status != "started" {
 			t.Fatalf("start jupyter: %+v, %v", res, err)
 		}
-		out := stdout(run(t, m, "k-user", "r4", runnerclient.ModeQuery, `import os
+		out := stdout(run(t, m, e.kid("k-user"), "r4", runnerclient.ModeQuery, `import os
 for pid in os.listdir('/proc'):
     if pid.isdigit():
         try:
@@ -185,14 +185,14 @@ for pid in os.listdir('/proc'):
 		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
-		owner := stdout(run(t, m, "k-user", "r-sftp", runnerclient.ModeQuery,
+		owner := stdout(run(t, m, e.kid("k-user"), "r-sftp", runnerclient.ModeQuery,
 			"import os; st = os.stat('/home/work/uploaded.txt'); print('%d:%d' % (st.st_uid, st.st_gid), end='')"))
 		if owner != "2000:3000" {
 			t.Errorf("the file uploaded over SFTP is owned by %q, want 2000:3000", owner)
 		}
 	})
 	t.Run("sudoers written as root", func(t *testing.T) {
-		out := stdout(run(t, m, "k-user", "r5", runnerclient.ModeQuery, "print(open('/etc/sudoers.d/01-bai-work').read(), end='')"))
+		out := stdout(run(t, m, e.kid("k-user"), "r5", runnerclient.ModeQuery, "print(open('/etc/sudoers.d/01-bai-work').read(), end='')"))
 		if out != "work ALL=(ALL:ALL) NOPASSWD:ALL\n" {
 			t.Errorf("sudoers: %q", out)
 		}
@@ -210,11 +210,11 @@ func TestBlockServicePorts(t *testing.T) {
 	e := newEnv(t)
 	m := e.manager(t)
 	start(t, m)
-	req := request("k-block")
+	req := request(e.kid("k-block"))
 	req.BlockServicePorts = true
 	created := create(t, m, req)
 	t.Cleanup(func() {
-		if _, err := m.Destroy(context.Background(), "k-block", ""); err != nil {
+		if _, err := m.Destroy(context.Background(), e.kid("k-block"), ""); err != nil {
 			t.Errorf("destroy: %v", err)
 		}
 	})
@@ -225,7 +225,7 @@ func TestBlockServicePorts(t *testing.T) {
 	if !names["web"] || !names[protocol.SSHDService] {
 		t.Fatalf("service ports %+v, want web and sshd published", created.ServicePorts)
 	}
-	info, err := m.Get("k-block")
+	info, err := m.Get(e.kid("k-block"))
 	if err != nil || !info.BlockServicePorts {
 		t.Fatalf("info %+v, %v; want BlockServicePorts", info, err)
 	}
@@ -241,7 +241,7 @@ func TestBlockServicePorts(t *testing.T) {
 		{"internal_data with block_service_ports sets it", func(req *kernel.CreateRequest) { req.BlockServicePorts = true }, true},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		restarted, err := m.Restart(ctx, kernel.RestartRequest{KernelID: "k-block", Update: step.update})
+		restarted, err := m.Restart(ctx, kernel.RestartRequest{KernelID: e.kid("k-block"), Update: step.update})
 		cancel()
 		if err != nil {
 			t.Fatalf("%s: restart: %v", step.description, err)
@@ -257,7 +257,7 @@ func TestBlockServicePorts(t *testing.T) {
 		if got := insp.Container.Config.Labels[kernel.LabelBlockServicePorts]; got != label {
 			t.Errorf("%s: label %s=%q, want %q", step.description, kernel.LabelBlockServicePorts, got, label)
 		}
-		if info, err := m.Get("k-block"); err != nil || info.BlockServicePorts != step.want {
+		if info, err := m.Get(e.kid("k-block")); err != nil || info.BlockServicePorts != step.want {
 			t.Errorf("%s: info.BlockServicePorts %v (%v), want %v", step.description, info.BlockServicePorts, err, step.want)
 		}
 	}

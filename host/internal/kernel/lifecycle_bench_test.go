@@ -106,10 +106,10 @@ func reportMedians(b *testing.B, cs []namedCreator, lat []latencies, suffix stri
 
 // kernelCreator makes kernels through m: Manager.Create until the runner
 // answers.
-func kernelCreator(b *testing.B, m *kernel.Manager) creator {
+func kernelCreator(b *testing.B, e *env, m *kernel.Manager) creator {
 	ctx := context.Background()
 	return func(i int) time.Duration {
-		req := request(fmt.Sprintf("bench-create-%d", i))
+		req := request(e.kid(fmt.Sprintf("bench-create-%d", i)))
 		t0 := time.Now()
 		if _, err := m.Create(ctx, req); err != nil {
 			b.Fatalf("create: %v", err)
@@ -157,7 +157,7 @@ func readKernelSettings(b *testing.B) kernelSettings {
 	m := e.manager(b)
 	start(b, m)
 	ctx := context.Background()
-	req := request("bench-template")
+	req := request(e.kid("bench-template"))
 	created, err := m.Create(ctx, req)
 	if err != nil {
 		b.Fatalf("create the template kernel: %v", err)
@@ -225,7 +225,7 @@ func BenchmarkCreateKernel(b *testing.B) {
 	e := newEnv(b)
 	m := e.manager(b)
 	start(b, m)
-	benchmarkCreate(b, kernelCreator(b, m))
+	benchmarkCreate(b, kernelCreator(b, e, m))
 }
 
 func BenchmarkDockerCreateStart(b *testing.B) { benchmarkCreate(b, plainCreator(b, newEnv(b))) }
@@ -251,7 +251,7 @@ func BenchmarkCreateSideBySide(b *testing.B) {
 	// take them for orphans of its own and remove them.
 	d := newEnv(b)
 	makers := []namedCreator{
-		{"kernel", kernelCreator(b, m)},
+		{"kernel", kernelCreator(b, e, m)},
 		{"plain", plainCreator(b, d)},
 		{"kernel-config", kernelLikeCreator(b, d)},
 	}
@@ -321,7 +321,7 @@ func benchmarkCreateConcurrent(b *testing.B, slots int) {
 		t0 := time.Now()
 		for i := range n {
 			wg.Go(func() {
-				req := request(fmt.Sprintf("bench-conc-%d-%02d", round, i))
+				req := request(e.kid(fmt.Sprintf("bench-conc-%d-%02d", round, i)))
 				req.ResourceSlots["mem"] = decimal.NewFromInt(64 << 20)
 				if _, errs[i] = m.Create(ctx, req); errs[i] == nil {
 					ids[i] = req.KernelID
@@ -480,7 +480,7 @@ func BenchmarkExecuteTrivial(b *testing.B) {
 	e := newEnv(b)
 	m := e.manager(b)
 	start(b, m)
-	req := request("bench-exec")
+	req := request(e.kid("bench-exec"))
 	create(b, m, req)
 	ctx := context.Background()
 	var lat latencies

@@ -64,19 +64,19 @@ func TestKernelDeathsNoticedThroughDockerEvents(t *testing.T) {
 	// The shell's parent is the runner, the container's main process (under
 	// Docker's init). SIGHUP kills it (a Go program dies of it when it does not
 	// catch it): the container exits with 128+1.
-	_, _ = m.Execute(ctx, "k-exit", "bye", runnerclient.ModeQuery, "kill -HUP $PPID", opts)
+	_, _ = m.Execute(ctx, e.kid("k-exit"), "bye", runnerclient.ModeQuery, "kill -HUP $PPID", opts)
 	// tail buffers /dev/zero's endless line until the cgroup's 48 MiB run
 	// out. The OOM killer kills the process with the highest badness; in a
 	// real kernel that is the language runtime holding the data, the main
 	// process. Here the main process is the small runner, so it volunteers
 	// (raising one's own oom_score_adj needs no privilege).
-	_, _ = m.Execute(ctx, "k-oom", "hog", runnerclient.ModeQuery, "echo 1000 > /proc/$PPID/oom_score_adj && tail /dev/zero", opts)
+	_, _ = m.Execute(ctx, e.kid("k-oom"), "hog", runnerclient.ModeQuery, "echo 1000 > /proc/$PPID/oom_score_adj && tail /dev/zero", opts)
 
-	term := e.waitTermination(t, "k-exit")
-	if term.Reason != lifecycle.SelfTerminated || term.ExitCode != 128+1 || term.ContainerID != exiting.ContainerID || term.SessionID != "sess-k-exit" {
+	term := e.waitTermination(t, e.kid("k-exit"))
+	if term.Reason != lifecycle.SelfTerminated || term.ExitCode != 128+1 || term.ContainerID != exiting.ContainerID || term.SessionID != "sess-"+e.kid("k-exit") {
 		t.Errorf("k-exit: termination %+v, want self-terminated with exit code 129", term)
 	}
-	term = e.waitTermination(t, "k-oom")
+	term = e.waitTermination(t, e.kid("k-oom"))
 	// Upstream reports an OOM kill as self-terminated too
 	// (agent/docker/agent.py); 26.8's KernelLifecycleEventReason has no
 	// oom-killed member.

@@ -30,8 +30,8 @@ func TestMemoryScratch(t *testing.T) {
 	m := e.manager(t, func(cfg *kernel.Config) { cfg.ScratchType = scratch.Memory })
 	start(t, m)
 	before := e.allocator.Snapshot()
-	created := create(t, m, request("k-mem"))
-	dirs, err := scratch.For(e.scratchRoot, "k-mem")
+	created := create(t, m, request(e.kid("k-mem")))
+	dirs, err := scratch.For(e.scratchRoot, e.kid("k-mem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestMemoryScratch(t *testing.T) {
 		}
 	}
 	// Inside: /tmp is the tmp dir's tmpfs, and the work dir takes files.
-	res := run(t, m, "k-mem", "r1", runnerclient.ModeQuery,
+	res := run(t, m, e.kid("k-mem"), "r1", runnerclient.ModeQuery,
 		"grep ' /tmp ' /proc/mounts | cut -d' ' -f3; echo hi > /tmp/x && echo hi > /home/work/y && cat /tmp/x /home/work/y")
 	if out := stdout(res); !strings.HasPrefix(out, "tmpfs\n") || !strings.HasSuffix(out, "hi\nhi\n") {
 		t.Errorf("inside the kernel: %q", out)
@@ -55,7 +55,7 @@ func TestMemoryScratch(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := m.Destroy(ctx, "k-mem", lifecycle.UserRequested); err != nil {
+	if _, err := m.Destroy(ctx, e.kid("k-mem"), lifecycle.UserRequested); err != nil {
 		t.Fatal(err)
 	}
 	for _, dir := range []string{dirs.Base, dirs.Tmp} {

@@ -96,14 +96,14 @@ func TestLocalNetworkConnectsKernels(t *testing.T) {
 	}
 
 	// A kernel naming a network that does not exist takes nothing.
-	lost := request("k-net-lost")
+	lost := request(e.kid("k-net-lost"))
 	lost.Network = name + "-missing"
 	if _, err := m.Create(ctx, lost); !errors.Is(err, kernel.ErrInvalidRequest) || !strings.Contains(err.Error(), lost.Network) {
 		t.Errorf("create on a missing network: %v, want ErrInvalidRequest naming it", err)
 	}
 	e.wantIdle(t, e.allocator, e.ports, before)
 
-	kernels := map[string]string{"k-net-main": "main1", "k-net-sub": "sub1"}
+	kernels := map[string]string{e.kid("k-net-main"): "main1", e.kid("k-net-sub"): "sub1"}
 	for id, host := range kernels {
 		req := request(id)
 		req.ResourceSlots["cpu"] = decimal.Zero // share the cores
@@ -120,11 +120,11 @@ func TestLocalNetworkConnectsKernels(t *testing.T) {
 	}
 	// The host ports still work on the session network: the runner
 	// answers through them.
-	wantOutput(t, run(t, m, "k-net-sub", "serve", runnerclient.ModeQuery,
+	wantOutput(t, run(t, m, e.kid("k-net-sub"), "serve", runnerclient.ModeQuery,
 		"echo served-by-sub1 > /home/work/index.html && httpd -p 8000 -h /home/work && echo up"), 0, "up\n")
 	var got string
 	for try := 0; try < 20; try++ {
-		got = stdout(run(t, m, "k-net-main", fmt.Sprintf("fetch-%d", try), runnerclient.ModeQuery,
+		got = stdout(run(t, m, e.kid("k-net-main"), fmt.Sprintf("fetch-%d", try), runnerclient.ModeQuery,
 			"timeout 5 wget -q -O - http://sub1:8000/index.html 2>&1"))
 		if got == "served-by-sub1\n" {
 			break

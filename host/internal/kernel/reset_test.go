@@ -31,7 +31,7 @@ func TestResetAgentDestroysEveryKernel(t *testing.T) {
 	}
 	var ids []string
 	for i := range 3 {
-		id := fmt.Sprintf("k-reset-%d", i)
+		id := e.kid(fmt.Sprintf("k-reset-%d", i))
 		req := request(id)
 		req.ResourceSlots["cpu"] = decimal.Zero
 		req.ResourceSlots["mem"] = decimal.NewFromInt(64 << 20)

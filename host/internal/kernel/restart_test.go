@@ -38,9 +38,9 @@ func TestRestartKernel(t *testing.T) {
 	defer func() { stopRun(); <-runDone }()
 	before := e.allocator.Snapshot()
 
-	created := create(t, m, request("k-restart"))
+	created := create(t, m, request(e.kid("k-restart")))
 	held := e.allocator.Snapshot()
-	wantOutput(t, run(t, m, "k-restart", "w", runnerclient.ModeQuery, "echo kept > /home/work/kept.txt; inmemory=yes; echo ok"), 0, "ok\n")
+	wantOutput(t, run(t, m, e.kid("k-restart"), "w", runnerclient.ModeQuery, "echo kept > /home/work/kept.txt; inmemory=yes; echo ok"), 0, "ok\n")
 
 	type restartResult struct {
 		created kernel.Created
@@ -49,7 +49,7 @@ func TestRestartKernel(t *testing.T) {
 	done := make(chan restartResult, 1)
 	go func() {
 		c, err := m.Restart(ctx, kernel.RestartRequest{
-			KernelID: "k-restart", SessionID: "sess-k-restart",
+			KernelID: e.kid("k-restart"), SessionID: "sess-" + e.kid("k-restart"),
 			Update: func(req *kernel.CreateRequest) { req.Env = map[string]string{"GREETING": "after-restart"} },
 		})
 		done <- restartResult{c, err}
@@ -57,7 +57,7 @@ func TestRestartKernel(t *testing.T) {
 	// A call that arrives during the restart waits for the new container,
 	// as upstream's execute does, instead of failing.
 	for {
-		info, err := m.Get("k-restart")
+		info, err := m.Get(e.kid("k-restart"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +70,7 @@ func TestRestartKernel(t *testing.T) {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	wantOutput(t, run(t, m, "k-restart", "during", runnerclient.ModeQuery, "echo $GREETING"), 0, "after-restart\n")
+	wantOutput(t, run(t, m, e.kid("k-restart"), "during", runnerclient.ModeQuery, "echo $GREETING"), 0, "after-restart\n")
 	r := <-done
 	restarted, err := r.created, r.err
 	if err != nil {
@@ -93,7 +93,7 @@ func TestRestartKernel(t *testing.T) {
 	}
 	// work/ survives, the shell's memory does not, the updated environment
 	// is the new container's.
-	wantOutput(t, run(t, m, "k-restart", "r", runnerclient.ModeQuery, "cat /home/work/kept.txt; echo ${inmemory:-unset}; echo $GREETING"), 0,
+	wantOutput(t, run(t, m, e.kid("k-restart"), "r", runnerclient.ModeQuery, "cat /home/work/kept.txt; echo ${inmemory:-unset}; echo $GREETING"), 0,
 		"kept\nunset\nafter-restart\n")
 
 	rec, err := scratch.ReadRecovery(scratch.Dirs{Config: filepath.Join(created.ScratchDir, "config")})
@@ -118,10 +118,10 @@ func TestRestartKernel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if term, ok := e.termination("k-restart"); ok {
+	if term, ok := e.termination(e.kid("k-restart")); ok {
 		t.Errorf("a termination was reported for the restart: %+v", term)
 	}
-	if info, err := m.Get("k-restart"); err != nil || info.ContainerID != restarted.ContainerID {
+	if info, err := m.Get(e.kid("k-restart")); err != nil || info.ContainerID != restarted.ContainerID {
 		t.Fatalf("after reconciliation: %+v, %v", info, err)
 	}
 
@@ -133,17 +133,17 @@ func TestRestartKernel(t *testing.T) {
 	e.ports = kerneltest.PortsAt(t, e.portMin)
 	second := e.manager(t)
 	report := start(t, second)
-	if !reflect.DeepEqual(report.Recovered, []string{"k-restart"}) {
+	if !reflect.DeepEqual(report.Recovered, []string{e.kid("k-restart")}) {
 		t.Fatalf("recovered %v, want [k-restart]", report.Recovered)
 	}
-	if info, err := second.Get("k-restart"); err != nil || info.ContainerID != restarted.ContainerID {
+	if info, err := second.Get(e.kid("k-restart")); err != nil || info.ContainerID != restarted.ContainerID {
 		t.Fatalf("recovered kernel %+v, %v", info, err)
 	}
 	if got := e.allocator.Snapshot(); !sameUsage(got, held) {
 		t.Errorf("recovered allocation differs:\n got %+v\nwant %+v", got, held)
 	}
-	wantOutput(t, run(t, second, "k-restart", "r2", runnerclient.ModeQuery, "cat /home/work/kept.txt"), 0, "kept\n")
-	if _, err := second.Destroy(ctx, "k-restart", ""); err != nil {
+	wantOutput(t, run(t, second, e.kid("k-restart"), "r2", runnerclient.ModeQuery, "cat /home/work/kept.txt"), 0, "kept\n")
+	if _, err := second.Destroy(ctx, e.kid("k-restart"), ""); err != nil {
 		t.Fatal(err)
 	}
 	e.wantIdle(t, e.allocator, e.ports, before)
@@ -159,41 +159,41 @@ func TestRestartKernelFailures(t *testing.T) {
 	before := e.allocator.Snapshot()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	created := create(t, m, request("k-rfail"))
+	created := create(t, m, request(e.kid("k-rfail")))
 
 	for _, tc := range []struct {
 		description string
 		req         kernel.RestartRequest
 		want        error
 	}{
-		{"an unknown kernel", kernel.RestartRequest{KernelID: "k-nobody"}, kernel.ErrKernelNotFound},
-		{"another session's kernel", kernel.RestartRequest{KernelID: "k-rfail", SessionID: "sess-other"}, kernel.ErrInvalidRequest},
-		{"an image that is not here", kernel.RestartRequest{KernelID: "k-rfail", Image: "baiagent-test/no-such-image:latest"}, kernel.ErrImageNotFound},
-		{"a session network that is not there", kernel.RestartRequest{KernelID: "k-rfail",
+		{"an unknown kernel", kernel.RestartRequest{KernelID: e.kid("k-nobody")}, kernel.ErrKernelNotFound},
+		{"another session's kernel", kernel.RestartRequest{KernelID: e.kid("k-rfail"), SessionID: "sess-other"}, kernel.ErrInvalidRequest},
+		{"an image that is not here", kernel.RestartRequest{KernelID: e.kid("k-rfail"), Image: "baiagent-test/no-such-image:latest"}, kernel.ErrImageNotFound},
+		{"a session network that is not there", kernel.RestartRequest{KernelID: e.kid("k-rfail"),
 			Update: func(req *kernel.CreateRequest) { req.Network = "baiagent-no-such-network" }}, kernel.ErrInvalidRequest},
 	} {
 		if _, err := m.Restart(ctx, tc.req); !errors.Is(err, tc.want) {
 			t.Errorf("restart with %s: %v, want %v", tc.description, err, tc.want)
 		}
-		info, err := m.Get("k-rfail")
+		info, err := m.Get(e.kid("k-rfail"))
 		if err != nil || info.ContainerID != created.ContainerID || info.State != "running" {
 			t.Fatalf("after a restart with %s the kernel is %+v, %v; want it untouched", tc.description, info, err)
 		}
 	}
-	wantOutput(t, run(t, m, "k-rfail", "alive", runnerclient.ModeQuery, "echo alive"), 0, "alive\n")
+	wantOutput(t, run(t, m, e.kid("k-rfail"), "alive", runnerclient.ModeQuery, "echo alive"), 0, "alive\n")
 
 	// Docker refuses the new container (a bind mount without a source)
 	// after the old one is gone.
-	_, err := m.Restart(ctx, kernel.RestartRequest{KernelID: "k-rfail", Update: func(req *kernel.CreateRequest) {
+	_, err := m.Restart(ctx, kernel.RestartRequest{KernelID: e.kid("k-rfail"), Update: func(req *kernel.CreateRequest) {
 		req.Mounts = []scratch.Mount{{Source: "/nonexistent/baiagent-test", Target: "/mnt/data"}}
 	}})
 	if err == nil || !strings.Contains(err.Error(), "terminated") {
 		t.Fatalf("restart into a broken container: %v, want an error saying the kernel is terminated", err)
 	}
-	if term, ok := e.termination("k-rfail"); !ok || term.Reason != lifecycle.FailedToStart {
+	if term, ok := e.termination(e.kid("k-rfail")); !ok || term.Reason != lifecycle.FailedToStart {
 		t.Errorf("termination %+v (%v), want reason %s", term, ok, lifecycle.FailedToStart)
 	}
-	if _, err := m.Get("k-rfail"); !errors.Is(err, kernel.ErrKernelNotFound) {
+	if _, err := m.Get(e.kid("k-rfail")); !errors.Is(err, kernel.ErrKernelNotFound) {
 		t.Errorf("the kernel is still registered: %v", err)
 	}
 	if _, err := os.Stat(created.ScratchDir); !os.IsNotExist(err) {

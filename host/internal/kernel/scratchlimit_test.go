@@ -56,8 +56,8 @@ func TestHostFileScratch(t *testing.T) {
 	defer func() { stopRun(); <-runDone }()
 	before := e.allocator.Snapshot()
 
-	create(t, m, request("k-hostfile"))
-	dirs, err := scratch.For(e.scratchRoot, "k-hostfile")
+	create(t, m, request(e.kid("k-hostfile")))
+	dirs, err := scratch.For(e.scratchRoot, e.kid("k-hostfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestHostFileScratch(t *testing.T) {
 	if err := unix.Statfs(dirs.Base, &fs); err != nil || fs.Type != unix.EXT4_SUPER_MAGIC || !scratchtest.Mounted(t, dirs.Base) {
 		t.Fatalf("%s: filesystem %#x (%v), want a mounted ext4", dirs.Base, fs.Type, err)
 	}
-	if out := overfill(t, m, "k-hostfile"); !strings.Contains(out, "No space left") || !strings.HasSuffix(out, "done\n") {
+	if out := overfill(t, m, e.kid("k-hostfile")); !strings.Contains(out, "No space left") || !strings.HasSuffix(out, "done\n") {
 		t.Fatalf("a 32 MiB write into a 16 MiB hostfile scratch: %q", out)
 	}
 
@@ -76,11 +76,11 @@ func TestHostFileScratch(t *testing.T) {
 	e.allocator = kerneltest.NewAllocator(t, e.plugins)
 	e.ports = kerneltest.PortsAt(t, e.portMin)
 	second := e.manager(t, hostfile)
-	if report := start(t, second); !reflect.DeepEqual(report.Recovered, []string{"k-hostfile"}) {
+	if report := start(t, second); !reflect.DeepEqual(report.Recovered, []string{e.kid("k-hostfile")}) {
 		t.Fatalf("recovered %v, want [k-hostfile]", report.Recovered)
 	}
-	wantOutput(t, run(t, second, "k-hostfile", "after", runnerclient.ModeQuery, "test -f /home/work/big && echo kept"), 0, "kept\n")
-	if _, err := second.Destroy(ctx, "k-hostfile", lifecycle.UserRequested); err != nil {
+	wantOutput(t, run(t, second, e.kid("k-hostfile"), "after", runnerclient.ModeQuery, "test -f /home/work/big && echo kept"), 0, "kept\n")
+	if _, err := second.Destroy(ctx, e.kid("k-hostfile"), lifecycle.UserRequested); err != nil {
 		t.Fatal(err)
 	}
 	if scratchtest.Mounted(t, dirs.Base) {
@@ -106,13 +106,13 @@ func TestHostDirScratchQuota(t *testing.T) {
 	m := e.manager(t, func(cfg *kernel.Config) { cfg.ScratchSize = 16 << 20 })
 	start(t, m)
 	before := e.allocator.Snapshot()
-	create(t, m, request("k-quota"))
-	if out := overfill(t, m, "k-quota"); !strings.Contains(out, "Disk quota exceeded") || !strings.HasSuffix(out, "done\n") {
+	create(t, m, request(e.kid("k-quota")))
+	if out := overfill(t, m, e.kid("k-quota")); !strings.Contains(out, "Disk quota exceeded") || !strings.HasSuffix(out, "done\n") {
 		t.Fatalf("a 32 MiB write into a scratch dir limited to 16 MiB: %q", out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := m.Destroy(ctx, "k-quota", lifecycle.UserRequested); err != nil {
+	if _, err := m.Destroy(ctx, e.kid("k-quota"), lifecycle.UserRequested); err != nil {
 		t.Fatal(err)
 	}
 	e.wantIdle(t, e.allocator, e.ports, before)

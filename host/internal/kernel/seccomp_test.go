@@ -33,7 +33,7 @@ func TestPluginAllowedSyscalls(t *testing.T) {
 	before := e.allocator.Snapshot()
 	ctx := context.Background()
 
-	allowed := request("k-kcmp")
+	allowed := request(e.kid("k-kcmp"))
 	allowed.ResourceSlots["fake.device"] = decimal.NewFromInt(1)
 	cases := []struct {
 		description string
@@ -41,7 +41,7 @@ func TestPluginAllowedSyscalls(t *testing.T) {
 		want        string
 	}{
 		{"kernel with the plugin's device may call kcmp", allowed, "allowed\n"},
-		{"kernel without it keeps Docker's default profile", request("k-default"), "blocked\n"},
+		{"kernel without it keeps Docker's default profile", request(e.kid("k-default")), "blocked\n"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.description, func(t *testing.T) {

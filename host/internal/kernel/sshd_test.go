@@ -74,13 +74,13 @@ func TestKernelSSHD(t *testing.T) {
 
 	userKey, userSigner := sshKeypair(t)
 	clusterKey, clusterSigner := sshKeypair(t)
-	req := request("k-sshd")
+	req := request(e.kid("k-sshd"))
 	req.UserSSHKey, req.ClusterSSHKey = userKey, clusterKey
 	created := create(t, m, req)
 	// Destroyed while the manager runs, so that it cleans the scratch dir
 	// (t.Cleanup runs this before stopping the manager).
 	t.Cleanup(func() {
-		if _, err := m.Destroy(context.Background(), "k-sshd", ""); err != nil {
+		if _, err := m.Destroy(context.Background(), e.kid("k-sshd"), ""); err != nil {
 			t.Errorf("destroy: %v", err)
 		}
 	})
@@ -101,13 +101,13 @@ func TestKernelSSHD(t *testing.T) {
 
 	// sshd runs from boot; start_service finds it running, and after a
 	// shutdown starts it again.
-	if res, err := m.StartService(ctx, "k-sshd", protocol.ServiceRequest{Name: "sshd"}); err != nil || res.Status != "running" {
+	if res, err := m.StartService(ctx, e.kid("k-sshd"), protocol.ServiceRequest{Name: "sshd"}); err != nil || res.Status != "running" {
 		t.Fatalf("start_service sshd at boot: %+v, %v; want running", res, err)
 	}
-	if err := m.ShutdownService(ctx, "k-sshd", "sshd"); err != nil {
+	if err := m.ShutdownService(ctx, e.kid("k-sshd"), "sshd"); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := m.StartService(ctx, "k-sshd", protocol.ServiceRequest{Name: "sshd"}); err != nil || res.Status != "started" {
+	if res, err := m.StartService(ctx, e.kid("k-sshd"), protocol.ServiceRequest{Name: "sshd"}); err != nil || res.Status != "started" {
 		t.Fatalf("start_service sshd: %+v, %v; want started", res, err)
 	}
 
