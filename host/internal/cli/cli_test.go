@@ -196,17 +196,13 @@ func TestRunningAgent(t *testing.T) {
 		done <- root.ExecuteContext(ctx)
 	}()
 	sock := filepath.Join(ipc, "baiagent-admin.sock")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("agent never opened its admin socket; logs:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.EventuallyOr(t, 30*time.Second, "the agent's admin socket", func() bool {
+		_, err := os.Stat(sock)
+		return err == nil
+	}, func() string {
+		cancel()
+		return "logs:\n" + logs.String()
+	})
 	stdout, stderr, err := run(t, env, "plugins", "list", "-f", cfg)
 	if err != nil {
 		t.Fatalf("plugins list: %v\n%s", err, stderr)

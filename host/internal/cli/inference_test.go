@@ -12,6 +12,7 @@ import (
 
 	"github.com/baiagent/baiagent/host/internal/kernel/kerneltest"
 	"github.com/baiagent/baiagent/host/internal/managertest"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // modelServerPy answers every HTTP request with 200 "ok" on the port it is
@@ -87,13 +88,9 @@ models:
 		}
 		// kernel_started carries it too.
 		v.reader.WaitStream(10*time.Second, func(ev managertest.Event) bool { return ev.Name == "kernel_started" && ev.Str(0) == kid })
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(v.logs.String(), "model service started") {
-			if time.Now().After(deadline) {
-				t.Fatalf("the model service's health check never passed; agent log:\n%s", v.logs.String())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		testutil.EventuallyOr(t, 30*time.Second, "the model service's health check to pass", func() bool {
+			return strings.Contains(v.logs.String(), "model service started")
+		}, func() string { return "agent log:\n" + v.logs.String() })
 		resp, err := http.Get("http://127.0.0.1:" + m[3] + "/health")
 		if err != nil {
 			t.Fatalf("inference port %s: %v", m[3], err)

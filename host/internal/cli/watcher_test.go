@@ -119,23 +119,26 @@ func startWatcher(t *testing.T, configPath string) (stderr *testutil.SyncBuffer)
 // watcherGet polls until the watcher listens, then returns one answer.
 func watcherGet(t *testing.T, url, token string) (int, string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var (
+		code int
+		body string
+		err  error
+	)
+	testutil.EventuallyOr(t, 20*time.Second, "the watcher to answer at "+url, func() bool {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
 		if token != "" {
 			req.Header.Set(watcher.TokenHeader, token)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return resp.StatusCode, string(body)
+		var resp *http.Response
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("watcher never answered at %s: %v", url, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code, body = resp.StatusCode, string(b)
+		return true
+	}, func() string { return err.Error() })
+	return code, body
 }
 
 func TestWatcherCommandWithEmbeddedEtcd(t *testing.T) {

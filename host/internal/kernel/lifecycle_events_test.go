@@ -13,21 +13,19 @@ import (
 	"github.com/baiagent/baiagent/host/internal/kernel"
 	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/lifecycle"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 // waitTermination waits for the kernel's termination report.
 func (e *env) waitTermination(t *testing.T, kernelID string) kernel.Termination {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if term, ok := e.termination(kernelID); ok {
-			return term
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the end of kernel %s was not noticed", kernelID)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var term kernel.Termination
+	testutil.Eventually(t, time.Minute, "the end of kernel "+kernelID+" to be noticed", func() bool {
+		var ok bool
+		term, ok = e.termination(kernelID)
+		return ok
+	})
+	return term
 }
 
 // TestKernelDeathsNoticedThroughDockerEvents lets two kernels die by
@@ -45,11 +43,11 @@ func TestKernelDeathsNoticedThroughDockerEvents(t *testing.T) {
 	before := e.allocator.Snapshot()
 
 	// uid 0: the code runs as root, as the runner, so it may signal it.
-	exitReq := request("k-exit")
+	exitReq := request(e.kid("k-exit"))
 	root := 0
 	exitReq.UID = &root
 	exiting := create(t, m, exitReq)
-	oomReq := request("k-oom")
+	oomReq := request(e.kid("k-oom"))
 	oomReq.ResourceSlots["mem"] = decimal.NewFromInt(48 << 20)
 	oomReq.UID = &root // writing the root runner's oom_score_adj needs root
 	oom := create(t, m, oomReq)

@@ -373,39 +373,33 @@ func TestPluginsDieWithAgent(t *testing.T) {
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var rec pidRecord
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r, err := readPidRecord(pidFilePath(runtimeDir, "fake"))
-		if err == nil {
-			rec = r
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = child.Process.Kill()
-			t.Fatalf("child agent never started its plugin: %v\n%s", err, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var (
+		rec pidRecord
+		err error
+	)
+	testutil.EventuallyOr(t, 10*time.Second, "the child agent to start its plugin", func() bool {
+		rec, err = readPidRecord(pidFilePath(runtimeDir, "fake"))
+		return err == nil
+	}, func() string {
+		_ = child.Process.Kill()
+		return fmt.Sprintf("%v\n%s", err, out.String())
+	})
 	_ = child.Process.Kill()
 	_ = child.Wait()
-	deadline = time.Now().Add(5 * time.Second)
-	for {
+	testutil.EventuallyOr(t, 5*time.Second, fmt.Sprintf("plugin pid %d to end with its agent", rec.PID), func() bool {
 		if err := syscall.Kill(rec.PID, 0); err != nil {
-			return
+			return true
 		}
 		if st, err := processStartTime(rec.PID); err != nil || st != rec.StartTime {
-			return
+			return true
 		}
-		if state, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", rec.PID)); strings.Contains(string(state), ") Z ") {
-			return // a zombie waiting for its new parent to reap it
-		}
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(rec.PID, syscall.SIGKILL)
-			t.Fatalf("plugin pid %d outlived its agent", rec.PID)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		// A zombie waits for its new parent to reap it.
+		state, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", rec.PID))
+		return strings.Contains(string(state), ") Z ")
+	}, func() string {
+		_ = syscall.Kill(rec.PID, syscall.SIGKILL)
+		return "it outlived its agent"
+	})
 }
 
 func runChildAgent(t *testing.T) {
@@ -447,16 +441,15 @@ func TestUnhealthyPluginsAreRestartedWithTheirCause(t *testing.T) {
 			dir := testutil.ShortTempDir(t)
 			installFake(t, dir, tc.plugin)
 			h, logs := newTestHost(t, dir, func(o *Options) { o.HealthInterval = 200 * time.Millisecond })
-			deadline := time.Now().Add(10 * time.Second)
 			var warn string
-			for warn == "" && time.Now().Before(deadline) {
+			testutil.EventuallyOr(t, 10*time.Second, "a line about the restart", func() bool {
 				for _, l := range strings.Split(logs.String(), "\n") {
 					if strings.Contains(l, "plugin exited; restarting") {
 						warn = l
 					}
 				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return warn != ""
+			}, func() string { return "logs:\n" + logs.String() })
 			if !strings.Contains(warn, `"level":"warn"`) {
 				t.Fatalf("no warn line about the restart; logs:\n%s", logs.String())
 			}
@@ -465,12 +458,9 @@ func TestUnhealthyPluginsAreRestartedWithTheirCause(t *testing.T) {
 					t.Fatalf("restart line lacks %q: %s", want, warn)
 				}
 			}
-			for time.Now().Before(deadline) && statusOf(t, h, tc.plugin).Restarts < 1 {
-				time.Sleep(50 * time.Millisecond)
-			}
-			if s := statusOf(t, h, tc.plugin); s.Restarts < 1 {
-				t.Fatalf("not restarted: %+v", s)
-			}
+			testutil.EventuallyOr(t, 10*time.Second, "a restart", func() bool {
+				return statusOf(t, h, tc.plugin).Restarts >= 1
+			}, func() string { return fmt.Sprintf("not restarted: %+v", statusOf(t, h, tc.plugin)) })
 		})
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/managertest"
 	"github.com/baiagent/baiagent/host/internal/portpool"
 	"github.com/baiagent/baiagent/host/internal/session"
+	"github.com/baiagent/baiagent/host/internal/testutil"
 	"github.com/baiagent/baiagent/host/internal/wiremsg"
 )
 
@@ -312,20 +313,13 @@ func TestCheckAndPullOverRPC(t *testing.T) {
 	if _, err := invokeRaw(ctx, c, "check_and_pull", []any{obj(f.Busybox.Ref, f.imageConfig(f.Busybox, registryPassword, "tag", ""))}, nil); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testutil.Eventually(t, 30*time.Second, "check_pulling to say true during the pull", func() bool {
 		pulling, err := invokeRaw(ctx, c, "check_pulling", []any{f.Busybox.Ref}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if pulling == true {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("check_pulling never said true during the pull")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return pulling == true
+	})
 	if other, err := invokeRaw(ctx, c, "check_pulling", []any{f.Variant.Ref}, nil); err != nil || other != false {
 		t.Errorf("check_pulling of an image nobody pulls: %v, %v", other, err)
 	}

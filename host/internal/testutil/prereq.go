@@ -56,10 +56,22 @@ func FreePort(tb testing.TB, host string) int {
 // never a measurement.
 func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
+	EventuallyOr(tb, timeout, what, cond, nil)
+}
+
+// EventuallyOr is Eventually whose failure also says what onTimeout
+// returns (an agent's log, the last error), read only once the wait has
+// failed; onTimeout may also release what the test holds before the
+// failure ends it. A nil onTimeout adds nothing.
+func EventuallyOr(tb testing.TB, timeout time.Duration, what string, cond func() bool, onTimeout func() string) {
+	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
+			if onTimeout == nil {
+				tb.Fatalf("timed out after %v waiting for %s", timeout, what)
+			}
+			tb.Fatalf("timed out after %v waiting for %s; %s", timeout, what, onTimeout())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -1,8 +1,11 @@
 package testutil
 
 import (
+	"fmt"
 	"net"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,5 +44,32 @@ func TestEventuallyReturnsOnceTheConditionHolds(t *testing.T) {
 	Eventually(t, time.Minute, "the third call", func() bool { return calls.Add(1) == 3 })
 	if n := calls.Load(); n != 3 {
 		t.Fatalf("cond called %d times, want 3", n)
+	}
+}
+
+// fatalRecorder keeps a Fatalf's message and ends the calling goroutine
+// as testing.T does.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalRecorder) Helper() {}
+
+func (f *fatalRecorder) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func TestEventuallyOrSaysWhatOnTimeoutReturns(t *testing.T) {
+	rec := &fatalRecorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		EventuallyOr(rec, 20*time.Millisecond, "never", func() bool { return false }, func() string { return "logs:\nthe log" })
+	}()
+	<-done
+	if !strings.HasPrefix(rec.msg, "timed out after 20ms waiting for never") || !strings.HasSuffix(rec.msg, "; logs:\nthe log") {
+		t.Fatalf("failure %q, want the timeout and what onTimeout returned", rec.msg)
 	}
 }
