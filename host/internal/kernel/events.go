@@ -116,9 +116,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	listedAfter := m.runningGen
 	legacy := false
 	for _, k := range m.reg {
-		legacy = legacy || (k.containerID != "" && k.legacyLabels)
 		if k.containerID != "" {
 			owned[k.containerID] = true
+			legacy = legacy || k.legacyLabels
 		}
 	}
 	m.mu.Unlock()
