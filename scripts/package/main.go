@@ -130,6 +130,7 @@ func fillStage(root, bin, stage string) error {
 	copies := map[string]string{
 		filepath.Join(bin, "baiagent"):                                  "baiagent",
 		filepath.Join(bin, "baiagent-kernel-runner"):                    "baiagent-kernel-runner",
+		filepath.Join(bin, "baiagent-etcd"):                             "baiagent-etcd",
 		filepath.Join(root, "configs/package/postinst.sh"):              "postinst.sh",
 		filepath.Join(root, "configs/systemd/baiagent.service"):         "systemd/baiagent.service",
 		filepath.Join(root, "configs/systemd/baiagent-watcher.service"): "systemd/baiagent-watcher.service",

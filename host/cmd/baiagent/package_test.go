@@ -108,8 +108,10 @@ echo "== config"
 baiagent config check -f /etc/backend.ai/agent.toml
 echo "== plugins"
 baiagent plugins list --log-level error -f /etc/backend.ai/agent.toml
+echo "== etcd"
+/usr/lib/baiagent/baiagent-etcd --data-dir /tmp/etcd --listen 127.0.0.1:23790 </dev/null 2>/dev/null
 echo "== ldd"
-for f in /usr/lib/baiagent/baiagent /usr/lib/baiagent/baiagent-kernel-runner /usr/lib/baiagent/plugins/*; do
+for f in /usr/lib/baiagent/baiagent /usr/lib/baiagent/baiagent-etcd /usr/lib/baiagent/baiagent-kernel-runner /usr/lib/baiagent/plugins/*; do
   ldd "$f" 2>&1 | sed "s|^|$f: |"
 done
 `
@@ -144,6 +146,11 @@ done
 		if !found {
 			t.Errorf("plugins list shows no running %s from %s:\n%s", name, want, section("plugins"))
 		}
+	}
+	// The embedded etcd starts, says it serves, and stops when its stdin
+	// (here /dev/null) has ended.
+	if got := section("etcd"); got != `{"endpoint":"127.0.0.1:23790"}`+"\n" {
+		t.Errorf("baiagent-etcd in the container printed %q, want its ready line", got)
 	}
 	if ldd := section("ldd"); strings.Contains(ldd, "not found") {
 		t.Errorf("a library is missing after installing the declared Depends:\n%s", ldd)

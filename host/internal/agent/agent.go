@@ -28,6 +28,7 @@ import (
 	"github.com/baiagent/baiagent/host/internal/alloc"
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/containerlog"
+	"github.com/baiagent/baiagent/host/internal/etcdproc"
 	"github.com/baiagent/baiagent/host/internal/etcdstore"
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/heartbeat"
@@ -724,12 +725,17 @@ func (a *Agent) connectEtcd(ctx context.Context) (*etcdstore.Client, *etcdstore.
 		if len(a.cfg.Etcd.Addrs) != 1 {
 			return nil, nil, nil, fmt.Errorf("etcd.addr: an embedded etcd listens on exactly one address, got %d", len(a.cfg.Etcd.Addrs))
 		}
-		emb, err := etcdstore.StartEmbedded(ctx, a.cfg.Etcd.DataDir, a.cfg.Etcd.Addrs[0], a.log)
+		member, err := etcdproc.Start(ctx, etcdproc.Options{
+			Executable: a.cfg.Etcd.EmbeddedExecutable,
+			DataDir:    a.cfg.Etcd.DataDir,
+			Listen:     a.cfg.Etcd.Addrs[0],
+			Log:        a.log,
+		})
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("embedded etcd: %w", err)
+			return nil, nil, nil, err
 		}
-		closers = append(closers, emb.Close)
-		a.log.Info().Str("endpoint", emb.Endpoint()).Str("data_dir", a.cfg.Etcd.DataDir).Msg("embedded etcd started")
+		closers = append(closers, member.Close)
+		a.log.Info().Str("endpoint", member.Endpoint()).Int("pid", member.PID()).Str("data_dir", a.cfg.Etcd.DataDir).Msg("embedded etcd started")
 	}
 	etcd, err := etcdstore.Connect(ctx, etcdstore.OptionsFromConfig(a.cfg, a.log))
 	if err != nil {

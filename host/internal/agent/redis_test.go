@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/etcdserver"
 	"github.com/baiagent/baiagent/host/internal/etcdstore"
 	"github.com/baiagent/baiagent/host/internal/events"
 	"github.com/baiagent/baiagent/host/internal/redisconn"
@@ -24,7 +25,7 @@ func overlayFromEtcd(t *testing.T, kvs map[string]string) *etcdstore.Overlay {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	port := testutil.FreePort(t, "127.0.0.1")
-	emb, err := etcdstore.StartEmbedded(ctx, filepath.Join(t.TempDir(), "etcd"), config.HostPort{Host: "127.0.0.1", Port: port}, zerolog.Nop())
+	emb, err := etcdserver.Start(ctx, filepath.Join(t.TempDir(), "etcd"), config.HostPort{Host: "127.0.0.1", Port: port}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,9 @@ func runConfig(t *testing.T, etcdAddr config.HostPort, embedded bool) *config.Co
 	dir := testutil.ShortTempDir(t)
 	cfg.Agent.ID = "i-run-" + filepath.Base(dir)
 	cfg.Etcd.Embedded, cfg.Etcd.Addrs, cfg.Etcd.DataDir = embedded, []config.HostPort{etcdAddr}, filepath.Join(dir, "etcd")
+	if embedded {
+		cfg.Etcd.EmbeddedExecutable = testutil.BuildBinary(t, "github.com/baiagent/baiagent/host/cmd/baiagent-etcd", dir, "baiagent-etcd")
+	}
 	cfg.Agent.RPCListenAddr = config.HostPort{Host: "127.0.0.1", Port: testutil.FreePort(t, "127.0.0.1")}
 	cfg.Agent.InternalAddr = config.HostPort{Host: "127.0.0.1", Port: testutil.FreePort(t, "127.0.0.1")}
 	cfg.Agent.VarBasePath, cfg.Agent.IPCBasePath = filepath.Join(dir, "lib"), filepath.Join(dir, "ipc")

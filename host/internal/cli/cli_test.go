@@ -54,6 +54,8 @@ func devTree(t *testing.T, ipcBasePath string) (configPath string) {
 	// Private ports, so a dev agent running on this machine does not clash.
 	data = bytes.Replace(data, []byte(`internal-addr = "127.0.0.1:6003"`), []byte(`internal-addr = "127.0.0.1:`+strconv.Itoa(testutil.FreePort(t, "127.0.0.1"))+`"`), 1)
 	data = bytes.Replace(data, []byte(`addr = "127.0.0.1:2379"`), []byte(`addr = "127.0.0.1:`+strconv.Itoa(testutil.FreePort(t, "127.0.0.1"))+`"`), 1)
+	// The test binary runs the agent, so its embedded etcd is not beside it.
+	data = bytes.Replace(data, []byte("embedded = true"), []byte("embedded = true\nembedded-executable = \"../bin/baiagent-etcd\""), 1)
 	data = bytes.Replace(data, []byte("ipc-base-path = \"../var/ipc\""), nil, 1)
 	configPath = filepath.Join(configs, "agent.dev.toml")
 	if err := os.WriteFile(configPath, data, 0o644); err != nil {
@@ -62,6 +64,7 @@ func devTree(t *testing.T, ipcBasePath string) (configPath string) {
 	testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/cpu/cmd/baiagent-plugin-cpu", plugins, "baiagent-plugin-cpu")
 	testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/cuda/cmd/baiagent-plugin-cuda", plugins, "baiagent-plugin-cuda")
 	testutil.BuildBinary(t, "github.com/baiagent/baiagent/host/cmd/baiagent-kernel-runner", filepath.Join(root, "bin"), "baiagent-kernel-runner")
+	testutil.BuildBinary(t, "github.com/baiagent/baiagent/host/cmd/baiagent-etcd", filepath.Join(root, "bin"), "baiagent-etcd")
 	// The dev config's fake GPUs live beside it.
 	if err := os.CopyFS(filepath.Join(configs, "fixtures"), os.DirFS(filepath.Join(repoRoot(t), "configs", "fixtures"))); err != nil {
 		t.Fatal(err)

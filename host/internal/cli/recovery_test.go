@@ -68,11 +68,12 @@ func buildAgentWith(t *testing.T, extraTOML string) *realAgent {
 	}
 	// The agent itself links libzmq through cgo (CURVE), so it is built as
 	// scripts/build.sh builds it; the runner and the plugin are static.
-	build := exec.Command("go", "build", "-o", filepath.Join(bin, "baiagent"), "github.com/baiagent/baiagent/host/cmd/baiagent")
+	build := exec.Command("go", "build", "-tags", testutil.BuildTags, "-o", filepath.Join(bin, "baiagent"), "github.com/baiagent/baiagent/host/cmd/baiagent")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build baiagent: %v\n%s", err, out)
 	}
 	testutil.BuildBinary(t, "github.com/baiagent/baiagent/host/cmd/baiagent-kernel-runner", bin, "baiagent-kernel-runner")
+	testutil.BuildBinary(t, "github.com/baiagent/baiagent/host/cmd/baiagent-etcd", bin, "baiagent-etcd")
 	testutil.BuildBinary(t, "github.com/baiagent/baiagent/plugins/cpu/cmd/baiagent-plugin-cpu", plugins, "baiagent-plugin-cpu")
 
 	a := &realAgent{

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/etcdserver"
 	"github.com/baiagent/baiagent/host/internal/etcdstore"
 	"github.com/baiagent/baiagent/host/internal/testutil"
 	"github.com/baiagent/baiagent/host/internal/watcher"
@@ -147,7 +148,7 @@ func TestWatcherCommandWithEmbeddedEtcd(t *testing.T) {
 	etcdPort := testutil.FreePort(t, "127.0.0.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	emb, err := etcdstore.StartEmbedded(ctx, filepath.Join(t.TempDir(), "etcd"), config.HostPort{Host: "127.0.0.1", Port: etcdPort}, log)
+	emb, err := etcdserver.Start(ctx, filepath.Join(t.TempDir(), "etcd"), config.HostPort{Host: "127.0.0.1", Port: etcdPort}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

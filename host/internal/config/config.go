@@ -53,11 +53,15 @@ type EtcdConfig struct {
 	Addrs    []HostPort
 	User     string
 	Password string
-	// Embedded (ours) runs a single-node etcd inside the agent, listening on Addrs[0].
+	// Embedded (ours) runs a single-node etcd for the agent, listening on
+	// Addrs[0], as the agent's child process (baiagent-etcd).
 	Embedded bool
 	// DataDir (ours) is the embedded etcd's data directory; it defaults to
 	// <agent.var-base-path>/etcd.
 	DataDir string
+	// EmbeddedExecutable (ours) is the embedded etcd's executable; empty
+	// means baiagent-etcd beside the agent's.
+	EmbeddedExecutable string
 }
 
 // Backend is agent.backend.

@@ -127,6 +127,7 @@ func (d *decoder) decodeEtcd(t *table, etcd *EtcdConfig) {
 	t.str("password", &etcd.Password)
 	t.boolean("embedded", &etcd.Embedded)
 	t.filePath("data-dir", &etcd.DataDir)
+	t.filePath("embedded-executable", &etcd.EmbeddedExecutable)
 	t.finish()
 
 	if v, set := d.envValue(EnvNamespace); set {

@@ -51,6 +51,9 @@ func (c *Config) encode(maskSecrets bool) ([]byte, error) {
 	if c.Etcd.DataDir != "" {
 		etcd["data-dir"] = c.Etcd.DataDir
 	}
+	if c.Etcd.EmbeddedExecutable != "" {
+		etcd["embedded-executable"] = c.Etcd.EmbeddedExecutable
+	}
 
 	a := &c.Agent
 	agent := map[string]any{

@@ -415,7 +415,7 @@ func (t *table) filePath(key string, dst *string) {
 // oursOnly are path keys upstream never had, so no file written for it
 // meant them relative to its working directory.
 var oursOnly = map[string]bool{
-	"etcd.data-dir": true, "agent.plugin-runtime-dir": true, "agent.kernel-runner-path": true,
+	"etcd.data-dir": true, "etcd.embedded-executable": true, "agent.plugin-runtime-dir": true, "agent.kernel-runner-path": true,
 }
 
 func isRelative(path string) bool {

@@ -25,6 +25,16 @@ func (hp HostPort) String() string {
 	return net.JoinHostPort(hp.Host, strconv.Itoa(hp.Port))
 }
 
+// DialAddr turns a listen address into one a client on this host can dial:
+// an unspecified host (0.0.0.0, ::, "") becomes loopback.
+func (hp HostPort) DialAddr() string {
+	host := hp.Host
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(hp.Port))
+}
+
 // ParseHostPort parses a HostPortPair the way upstream does: a "host:port"
 // string (split at the last colon), a [host, port] array or a {host, port}
 // table. An IP host is normalized; a port must be 1-65535.

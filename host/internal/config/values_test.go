@@ -162,3 +162,25 @@ func TestParsePortRange(t *testing.T) {
 		}
 	}
 }
+
+func TestHostPortDialAddr(t *testing.T) {
+	tests := []struct {
+		description string
+		hp          HostPort
+		want        string
+	}{
+		{"IPv4 wildcard dials loopback", HostPort{Host: "0.0.0.0", Port: 2379}, "127.0.0.1:2379"},
+		{"IPv6 wildcard dials loopback", HostPort{Host: "::", Port: 2379}, "127.0.0.1:2379"},
+		{"empty host dials loopback", HostPort{Port: 2379}, "127.0.0.1:2379"},
+		{"an address is kept", HostPort{Host: "10.0.0.5", Port: 2379}, "10.0.0.5:2379"},
+		{"an IPv6 address is bracketed", HostPort{Host: "fd00::1", Port: 2379}, "[fd00::1]:2379"},
+		{"a name is kept", HostPort{Host: "etcd.local", Port: 2379}, "etcd.local:2379"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.description, func(t *testing.T) {
+			if got := tt.hp.DialAddr(); got != tt.want {
+				t.Errorf("%+v.DialAddr() = %q, want %q", tt.hp, got, tt.want)
+			}
+		})
+	}
+}

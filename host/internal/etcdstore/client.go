@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/zaplog"
 )
 
 // Scope selects which scope prefix a key lives under.
@@ -68,7 +68,7 @@ type Options struct {
 func OptionsFromConfig(cfg *config.Config, log zerolog.Logger) Options {
 	endpoints := make([]string, 0, len(cfg.Etcd.Addrs))
 	for _, addr := range cfg.Etcd.Addrs {
-		endpoints = append(endpoints, dialAddr(addr))
+		endpoints = append(endpoints, addr.DialAddr())
 	}
 	return Options{
 		Endpoints: endpoints,
@@ -78,16 +78,6 @@ func OptionsFromConfig(cfg *config.Config, log zerolog.Logger) Options {
 		Password:  cfg.Etcd.Password,
 		Log:       log,
 	}
-}
-
-// dialAddr turns a listen address into one a client can dial: an unspecified
-// host (0.0.0.0, ::, "") becomes loopback.
-func dialAddr(hp config.HostPort) string {
-	host := hp.Host
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, strconv.Itoa(hp.Port))
 }
 
 // Client is an etcd client bound to one namespace and one agent's node scope.
@@ -119,7 +109,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 		Endpoints:   opts.Endpoints,
 		DialTimeout: dialTimeout,
 		Context:     context.WithoutCancel(ctx),
-		Logger:      newZapLogger(opts.Log.With().Str("component", "etcd-client").Logger(), nil),
+		Logger:      zaplog.New(opts.Log.With().Str("component", "etcd-client").Logger(), nil),
 	}
 	if opts.Username != "" && opts.Password != "" {
 		cfg.Username, cfg.Password = opts.Username, opts.Password

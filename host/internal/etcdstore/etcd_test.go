@@ -3,14 +3,9 @@ package etcdstore
 import (
 	"context"
 	"errors"
-	"net"
-	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
-
-	"go.etcd.io/etcd/server/v3/features"
 
 	"github.com/baiagent/baiagent/host/internal/config"
 	"github.com/baiagent/baiagent/host/internal/etcdstore/etcdtest"
@@ -219,89 +214,6 @@ func TestWaitForManagerCancellation(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("WaitForManager ignored cancellation")
-	}
-}
-
-func TestEmbeddedRestartKeepsData(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "etcd")
-	listen := freeListenAddr(t)
-	ctx := context.Background()
-	first, err := StartEmbedded(ctx, dir, listen, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := connectTest(t, first.Endpoint(), "ns", "i-a")
-	if err := c.Put(ctx, ScopeGlobal, "config/kept", "yes"); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.Close()
-	first.Close()
-
-	second, err := StartEmbedded(ctx, dir, listen, testLogger(t))
-	if err != nil {
-		t.Fatalf("restart with the same data dir: %v", err)
-	}
-	defer second.Close()
-	c2 := connectTest(t, second.Endpoint(), "ns", "i-a")
-	got, found, err := c2.Get(ctx, ScopeGlobal, "config/kept")
-	if err != nil || !found || got != "yes" {
-		t.Fatalf("after restart: %q, %v, %v", got, found, err)
-	}
-}
-
-func TestEmbeddedPortInUse(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	taken := config.HostPort{Host: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port}
-	_, err = StartEmbedded(context.Background(), filepath.Join(t.TempDir(), "etcd"), taken, testLogger(t))
-	if err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), taken.String()) {
-		t.Fatalf("err = %v, want an 'already in use' error naming %s", err, taken)
-	}
-}
-
-// The embedded member runs with the settings that keep an idle agent quiet
-// (applyIdleSettings), and they reach the running server: embed.StartEtcd
-// copies embed.Config into config.ServerConfig (embed/etcd.go), which the
-// loops read (etcd server v3.7.3: etcdserver/raft.go's ticker from TickMs,
-// EtcdServer.adjustTicks and v3rpc's monitorLeader from ElectionTicks,
-// storage/backend/backend.go's batch timer, EtcdServer.monitorDowngrade,
-// which returns at once when DowngradeCheckTime is 0). Writes stay durable:
-// fsync is on, and a write made before a restart is read after it
-// (TestEmbeddedRestartKeepsData).
-func TestEmbeddedIdleSettingsApplied(t *testing.T) {
-	e := startTestEtcd(t)
-	cfg := e.etcd.Server.Config()
-	checks := []struct {
-		name      string
-		got, want any
-	}{
-		{"TickMs", cfg.TickMs, uint(150)},
-		// 5 ticks, the fewest etcd accepts: a lone member's start-up election
-		// waits 1 to 5 ticks.
-		{"ElectionTicks", cfg.ElectionTicks, 5},
-		{"BackendBatchInterval", cfg.BackendBatchInterval, time.Second},
-		{"DowngradeCheckTime", cfg.DowngradeCheckTime, time.Duration(0)},
-		{"UnsafeNoFsync", cfg.UnsafeNoFsync, false},
-		{"CorruptCheckTime", cfg.CorruptCheckTime, time.Duration(0)},
-		{"CompactHashCheck", cfg.ServerFeatureGate.Enabled(features.CompactHashCheck), false},
-		{"AutoCompactionRetention", cfg.AutoCompactionRetention, time.Duration(0)},
-	}
-	for _, c := range checks {
-		if c.got != c.want {
-			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
-		}
-	}
-	// And the member serves.
-	c := connectTest(t, e.Endpoint(), "ns", "i-a")
-	ctx := context.Background()
-	if err := c.Put(ctx, ScopeGlobal, "config/idle", "quiet"); err != nil {
-		t.Fatal(err)
-	}
-	if got, found, err := c.Get(ctx, ScopeGlobal, "config/idle"); err != nil || !found || got != "quiet" {
-		t.Fatalf("read back: %q, %v, %v", got, found, err)
 	}
 }
 

@@ -10,7 +10,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/etcdserver"
 	"github.com/baiagent/baiagent/host/internal/testutil"
+	"github.com/baiagent/baiagent/host/internal/zaplog"
 )
 
 func testLogger(t *testing.T) zerolog.Logger {
@@ -22,14 +24,14 @@ func freeListenAddr(t *testing.T) config.HostPort {
 	return config.HostPort{Host: "127.0.0.1", Port: testutil.FreePort(t, "127.0.0.1")}
 }
 
-// startTestEtcd runs an embedded etcd for one test.
-func startTestEtcd(t *testing.T) *Embedded {
+// startTestEtcd runs an in-process etcd member for one test.
+func startTestEtcd(t *testing.T) *etcdserver.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	e, err := StartEmbedded(ctx, filepath.Join(t.TempDir(), "etcd"), freeListenAddr(t), testLogger(t))
+	e, err := etcdserver.Start(ctx, filepath.Join(t.TempDir(), "etcd"), freeListenAddr(t), testLogger(t))
 	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
+		t.Fatalf("start etcd: %v", err)
 	}
 	t.Cleanup(e.Close)
 	return e
@@ -50,7 +52,7 @@ func connectTest(t *testing.T, endpoint, namespace, agentID string) *Client {
 // rawClient reads and writes exact keys, as a manager or etcdctl would.
 func rawClient(t *testing.T, endpoint string) *clientv3.Client {
 	t.Helper()
-	raw, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: newZapLogger(testLogger(t), nil)})
+	raw, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zaplog.New(testLogger(t), nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,12 +8,19 @@ import (
 	"testing"
 )
 
+// BuildTags are the build tags scripts/build.sh builds every executable
+// with: grpcnotrace leaves out golang.org/x/net/trace, whose debug pages
+// nobody serves and whose html/template would keep the linker from
+// dropping unused methods (issue 20).
+const BuildTags = "grpcnotrace"
+
 // BuildBinary compiles a Go main package (an import path or a path relative
-// to the calling test's directory) into dir/name and returns the path.
+// to the calling test's directory) into dir/name, as scripts/build.sh
+// builds it, and returns the path.
 func BuildBinary(tb testing.TB, pkg, dir, name string) string {
 	tb.Helper()
 	out := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd := exec.Command("go", "build", "-tags", BuildTags, "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("go build %s: %v\n%s", pkg, err, msg)

@@ -1,4 +1,8 @@
-package etcdstore
+// Package etcdserver runs a single-node etcd member in the calling process:
+// the agent's embedded etcd, which the baiagent-etcd executable serves (the
+// agent starts that as its child, see etcdproc, so that etcd's server code
+// is not linked into the agent), and tests' in-process etcd.
+package etcdserver
 
 import (
 	"context"
@@ -16,26 +20,26 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/baiagent/baiagent/host/internal/config"
+	"github.com/baiagent/baiagent/host/internal/zaplog"
 )
 
-// DefaultEmbeddedReadyTimeout bounds how long StartEmbedded waits for the
-// member to be ready to serve.
-const DefaultEmbeddedReadyTimeout = 30 * time.Second
+// DefaultReadyTimeout bounds how long Start waits for the member to be
+// ready to serve.
+const DefaultReadyTimeout = 30 * time.Second
 
-// Embedded is a single-node etcd running inside the agent process.
-type Embedded struct {
+// Server is a single-node etcd member running in this process.
+type Server struct {
 	etcd      *embed.Etcd
 	clientURL string
 	log       zerolog.Logger
 	closing   *atomic.Bool // tells etcd's log adapter that errors of closed listeners are expected
 }
 
-// StartEmbedded starts a single-node etcd with its data under dataDir,
-// serving clients at listen (agent.toml's etcd.addr) and peers on a free
-// loopback port, and waits until it serves or ctx ends (with
-// DefaultEmbeddedReadyTimeout as an upper bound). etcd's own logs go to log
-// at warning level and above.
-func StartEmbedded(ctx context.Context, dataDir string, listen config.HostPort, log zerolog.Logger) (*Embedded, error) {
+// Start starts a single-node etcd with its data under dataDir, serving
+// clients at listen (agent.toml's etcd.addr) and peers on a free loopback
+// port, and waits until it serves or ctx ends (with DefaultReadyTimeout as
+// an upper bound). etcd's own logs go to log at warning level and above.
+func Start(ctx context.Context, dataDir string, listen config.HostPort, log zerolog.Logger) (*Server, error) {
 	log = log.With().Str("component", "embedded-etcd").Logger()
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded etcd: create data dir: %w", err)
@@ -54,7 +58,7 @@ func StartEmbedded(ctx context.Context, dataDir string, listen config.HostPort, 
 	cfg.Name = "baiagent"
 	cfg.Dir = dataDir
 	clientListen := url.URL{Scheme: "http", Host: listen.String()}
-	clientAdvertise := url.URL{Scheme: "http", Host: dialAddr(listen)}
+	clientAdvertise := url.URL{Scheme: "http", Host: listen.DialAddr()}
 	peer := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
 	cfg.ListenClientUrls = []url.URL{clientListen}
 	cfg.AdvertiseClientUrls = []url.URL{clientAdvertise}
@@ -62,7 +66,7 @@ func StartEmbedded(ctx context.Context, dataDir string, listen config.HostPort, 
 	cfg.AdvertisePeerUrls = []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	closing := &atomic.Bool{}
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(log, closing))
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zaplog.New(log, closing))
 	applyIdleSettings(cfg)
 
 	started := time.Now()
@@ -73,7 +77,7 @@ func StartEmbedded(ctx context.Context, dataDir string, listen config.HostPort, 
 		}
 		return nil, fmt.Errorf("embedded etcd: start in %s: %w", dataDir, err)
 	}
-	readyCtx, cancel := context.WithTimeout(ctx, DefaultEmbeddedReadyTimeout)
+	readyCtx, cancel := context.WithTimeout(ctx, DefaultReadyTimeout)
 	defer cancel()
 	select {
 	case <-e.Server.ReadyNotify():
@@ -89,7 +93,7 @@ func StartEmbedded(ctx context.Context, dataDir string, listen config.HostPort, 
 	}
 	log.Info().Str("client_url", clientAdvertise.String()).Str("data_dir", dataDir).
 		Dur("startup", time.Since(started)).Msg("embedded etcd ready")
-	return &Embedded{etcd: e, clientURL: clientAdvertise.String(), log: log, closing: closing}, nil
+	return &Server{etcd: e, clientURL: clientAdvertise.String(), log: log, closing: closing}, nil
 }
 
 // Settings of the agent's own single member that keep an idle agent from
@@ -147,16 +151,20 @@ func applyIdleSettings(cfg *embed.Config) {
 }
 
 // ClientURL is the URL clients dial.
-func (e *Embedded) ClientURL() string { return e.clientURL }
+func (e *Server) ClientURL() string { return e.clientURL }
 
 // Endpoint is the host:port clients dial.
-func (e *Embedded) Endpoint() string {
+func (e *Server) Endpoint() string {
 	u, _ := url.Parse(e.clientURL)
 	return u.Host
 }
 
+// Failed delivers the error that ended serving, if serving ends before
+// Close.
+func (e *Server) Failed() <-chan error { return e.etcd.Err() }
+
 // Close stops the member and releases its ports and data dir lock.
-func (e *Embedded) Close() {
+func (e *Server) Close() {
 	e.closing.Store(true)
 	e.etcd.Close()
 	e.log.Info().Msg("embedded etcd stopped")

@@ -1,4 +1,6 @@
-package etcdstore
+// Package zaplog routes the zap logs of etcd's client and server into
+// zerolog.
+package zaplog
 
 import (
 	"fmt"
@@ -10,7 +12,7 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// zerologCore routes etcd's zap logs into the agent's zerolog logger. Only
+// zerologCore routes etcd's zap logs into a zerolog logger. Only
 // warnings and worse pass: etcd logs every startup step at info, which would
 // drown the agent's own start-up lines. The few warnings and errors that a
 // healthy single-node member logs on every start and stop go to debug (see
@@ -21,9 +23,9 @@ type zerologCore struct {
 	closing *atomic.Bool // set while the member shuts down; nil for a client
 }
 
-// newZapLogger makes etcd's logger; closing (nil for a client's) is set
-// when an embedded member starts shutting down.
-func newZapLogger(log zerolog.Logger, closing *atomic.Bool) *zap.Logger {
+// New makes etcd's logger; closing (nil for a client's) is set when an
+// embedded member starts shutting down.
+func New(log zerolog.Logger, closing *atomic.Bool) *zap.Logger {
 	return zap.New(&zerologCore{log: log, closing: closing})
 }
 

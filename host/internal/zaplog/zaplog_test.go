@@ -1,15 +1,7 @@
-package etcdstore
+package zaplog
 
 import (
-	"context"
-	"encoding/json"
-	"path/filepath"
-	"strings"
 	"testing"
-
-	"github.com/rs/zerolog"
-
-	"github.com/baiagent/baiagent/host/internal/testutil"
 )
 
 func TestBenign(t *testing.T) {
@@ -37,48 +29,5 @@ func TestBenign(t *testing.T) {
 				t.Errorf("benign(%q, %q, closing=%v) = %v, want %v", tt.msg, tt.err, tt.closing, got, tt.want)
 			}
 		})
-	}
-}
-
-// jsonLines parses the JSON log lines in out.
-func jsonLines(out string) []map[string]any {
-	var lines []map[string]any
-	for _, line := range strings.Split(out, "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil {
-			lines = append(lines, m)
-		}
-	}
-	return lines
-}
-
-// An embedded member that starts fresh, stops, starts again on its data and
-// stops logs no error: operators read ERR as something to act on.
-func TestEmbeddedLogsNoErrorsWhenHealthy(t *testing.T) {
-	var logs testutil.SyncBuffer
-	log := zerolog.New(&logs).Level(zerolog.InfoLevel)
-	dir := filepath.Join(t.TempDir(), "etcd")
-	listen := freeListenAddr(t)
-	ctx := context.Background()
-	for round := range 2 {
-		e, err := StartEmbedded(ctx, dir, listen, log)
-		if err != nil {
-			t.Fatalf("start %d: %v", round+1, err)
-		}
-		c := connectTest(t, e.Endpoint(), "ns", "i-a")
-		if err := c.Put(ctx, ScopeGlobal, "config/round", "x"); err != nil {
-			t.Fatal(err)
-		}
-		_ = c.Close()
-		e.Close()
-	}
-	lines := jsonLines(logs.String())
-	if len(lines) == 0 {
-		t.Fatal("no log lines captured")
-	}
-	for _, l := range lines {
-		if l["level"] == "error" {
-			t.Errorf("error logged by a healthy member: %v", l)
-		}
 	}
 }
