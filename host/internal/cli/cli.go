@@ -117,6 +117,7 @@ Stopping the agent never stops running kernels.`,
 			if err != nil {
 				return err
 			}
+			applyGCPercent(opts.env, log)
 			removePID, err := agent.WritePIDFile(cfg.Agent.PIDFile)
 			if err != nil {
 				return err
