@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Scale benchmark (issue 20): an agent with Redis and an external etcd (or,
-# with EMBEDDED=1, its embedded one) and N idle busybox kernels. For each
-# creation concurrency it creates N kernels, measures the agent's and each
-# plugin's CPU (utime+stime from /proc over WINDOW seconds) and RSS, and the
-# Redis commands per second the agent issues, then destroys them and checks
+# with EMBEDDED=1, its embedded one, the agent's child baiagent-etcd) and N
+# idle busybox kernels. For each creation concurrency it creates N kernels,
+# measures the agent's and each child's (plugins, embedded etcd) CPU
+# (utime+stime from /proc over WINDOW seconds) and RSS, and the Redis
+# commands per second the agent issues, then destroys them and checks
 # that nothing leaked: containers, listening ports, scratch dirs,
 # allocations, goroutines (pprof, [debug] enabled) and open fds.
 # Prints one table. Exits 1 when something leaked.
@@ -140,7 +141,7 @@ now() { date +%s.%N; }
 # agent's connection pools (Docker, Redis), which then stay.
 base_alloc=$(allocated) base_goroutines=$(goroutines) base_fds=$(fds)
 printf '%s\n' "N=$n kernels (busybox, cpu 0.5 mem 64m), agent $(bin/baiagent version | head -1), etcd $([[ ${EMBEDDED:-0} == 1 ]] && echo embedded || echo external), load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '| %-11s | %-9s | %-9s | %-22s | %-26s | %-13s | %-12s | %-30s |\n' concurrency "create s" "destroy s" "agent CPU (ticks/%)" "agent RSS MiB (anon+file)" "plugins CPU %" "Redis cmd/s" "leaks (c,p,s,alloc,g,fd)"
+printf '| %-11s | %-9s | %-9s | %-22s | %-26s | %-13s | %-12s | %-30s |\n' concurrency "create s" "destroy s" "agent CPU (ticks/%)" "agent RSS MiB (anon+file)" "children CPU % (RSS MiB)" "Redis cmd/s" "leaks (c,p,s,alloc,g,fd)"
 leaked=0 cycle=0
 for c in $concurrency; do
   cycle=$((cycle + 1))
@@ -159,8 +160,8 @@ for c in $concurrency; do
   a1=$(ticks $agent) r1=$(redis_cmds)
   plugin_pct=""
   for p in "${!p0[@]}"; do
-    name=$(basename "$(readlink /proc/$p/exe)"); name=${name#baiagent-plugin-}
-    plugin_pct+="$name $(echo "scale=2; ($(ticks $p) - ${p0[$p]}) * 100 / ($window * $hz)" | bc) "
+    name=$(basename "$(readlink /proc/$p/exe)"); name=${name#baiagent-plugin-}; name=${name#baiagent-}
+    plugin_pct+="$name $(echo "scale=2; ($(ticks $p) - ${p0[$p]}) * 100 / ($window * $hz)" | bc) ($(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' /proc/$p/status)) "
   done
   agent_ticks=$((a1 - a0))
   agent_pct=$(echo "scale=2; $agent_ticks * 100 / ($window * $hz)" | bc)
