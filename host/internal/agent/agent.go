@@ -314,6 +314,8 @@ func (a *Agent) newKernels(ctx context.Context, docker *client.Client, ports *po
 		ReconcileInterval:   a.cfg.Agent.SyncContainerLifecycles.Interval,
 		NoPeriodicReconcile: !a.cfg.Agent.SyncContainerLifecycles.Enabled,
 		KeepContainers:      a.cfg.Debug.SkipContainerDeletion,
+		// A closed idle connection leaves its buffers in the C heap too.
+		OnRunnerIdle: a.trimmer.Note,
 		OnTerminated: func(t kernel.Termination) {
 			log.Info().Str("kernel_id", t.KernelID).Str("reason", string(t.Reason)).Int("exit_code", t.ExitCode).Msg("kernel terminated")
 			a.trimmer.Note()

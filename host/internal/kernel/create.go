@@ -597,7 +597,7 @@ func mergeAppsInto(ports []scratch.ServicePort, apps []protocol.App) bool {
 // connectRunner dials the runner and polls its status until it answers,
 // failing early if the container stopped.
 func (m *Manager) connectRunner(ctx context.Context, containerID string, rec scratch.Recovery) (*runnerclient.Client, error) {
-	rc, err := runnerclient.Dial(net127(rec.ReplInPort), net127(rec.ReplOutPort))
+	rc, err := m.dialRunner(rec.ReplInPort, rec.ReplOutPort)
 	if err != nil {
 		return nil, err
 	}

@@ -75,6 +75,11 @@ type Config struct {
 	// RunnerStartTimeout bounds the wait for a new kernel's runner; zero
 	// means 60 s.
 	RunnerStartTimeout time.Duration
+	// RunnerIdle closes a kernel's input connection to its runner after
+	// this long without a request (reopened by the next); zero means
+	// DefaultRunnerIdle. OnRunnerIdle, if set, is told each time.
+	RunnerIdle   time.Duration
+	OnRunnerIdle func()
 	// StopTimeout is the grace period of a destroy before SIGKILL; zero
 	// means 10 s as upstream.
 	StopTimeout time.Duration
@@ -142,6 +147,16 @@ type Termination struct {
 	ExitCode int
 	// OOMKilled: the kernel's cgroup OOM killer ended the container.
 	OOMKilled bool
+}
+
+// DefaultRunnerIdle is how long a kernel's input connection to its runner
+// stays open without a request: long enough that an interactive session's
+// next execute finds it open, short enough that idle kernels hold none.
+const DefaultRunnerIdle = time.Minute
+
+// dialRunner connects to a runner's input and output ports on loopback.
+func (m *Manager) dialRunner(inPort, outPort int) (*runnerclient.Client, error) {
+	return runnerclient.Dial(net127(inPort), net127(outPort), runnerclient.Options{PushIdle: m.cfg.RunnerIdle, OnPushClosed: m.cfg.OnRunnerIdle})
 }
 
 // DefaultRunnerPath is baiagent-kernel-runner beside the running agent.
@@ -252,6 +267,9 @@ func New(cfg Config) (*Manager, error) {
 	cfg.ScratchRoot = root
 	if cfg.CreationConcurrency <= 0 {
 		cfg.CreationConcurrency = 4
+	}
+	if cfg.RunnerIdle <= 0 {
+		cfg.RunnerIdle = DefaultRunnerIdle
 	}
 	if cfg.RunnerStartTimeout <= 0 {
 		cfg.RunnerStartTimeout = 60 * time.Second

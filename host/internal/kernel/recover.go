@@ -10,7 +10,6 @@ import (
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/baiagent/baiagent/host/internal/alloc"
-	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/kernel/scratch"
 	"github.com/baiagent/baiagent/host/internal/lifecycle"
 	"github.com/baiagent/baiagent/proto/sdk"
@@ -122,7 +121,7 @@ func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 		for _, p := range k.recovery.HostPorts() {
 			m.cfg.Ports.Reserve(p)
 		}
-		rc, err := runnerclient.Dial(net127(k.recovery.ReplInPort), net127(k.recovery.ReplOutPort))
+		rc, err := m.dialRunner(k.recovery.ReplInPort, k.recovery.ReplOutPort)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("kernel %s runner: %w", k.id, err))
 		} else {

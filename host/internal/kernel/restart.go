@@ -9,7 +9,6 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 
-	"github.com/baiagent/baiagent/host/internal/kernel/runnerclient"
 	"github.com/baiagent/baiagent/host/internal/lifecycle"
 )
 
@@ -107,7 +106,7 @@ func (m *Manager) Restart(ctx context.Context, rr RestartRequest) (Created, erro
 		// The old container may still run: the kernel stays as it was,
 		// reconnected, rather than be half replaced (if it stopped,
 		// reconciliation cleans it).
-		rc, derr := runnerclient.Dial(net127(oldRec.ReplInPort), net127(oldRec.ReplOutPort))
+		rc, derr := m.dialRunner(oldRec.ReplInPort, oldRec.ReplOutPort)
 		m.mu.Lock()
 		if derr == nil {
 			k.runner = rc

@@ -182,11 +182,29 @@ func (r *run) isFinished() bool {
 	}
 }
 
+// Options tune a Client.
+type Options struct {
+	// PushIdle closes the input (PUSH) connection once nothing has been
+	// sent for this long; the next send opens it again. Zero keeps it open.
+	// An idle kernel is most kernels on a busy node, and each open
+	// connection holds libzmq's pipe chunks and codec buffers (issue 20);
+	// the runner's output (PULL) stays connected, since the runner sends
+	// when it has something.
+	PushIdle time.Duration
+	// OnPushClosed is called (without the client's locks) after an idle
+	// input connection was closed: its buffers are back in the C heap.
+	OnPushClosed func()
+}
+
 // Client is one connection to one kernel's runner. It is safe for
 // concurrent use.
 type Client struct {
-	sendMu sync.Mutex
-	push   *zmq.Socket
+	sendMu    sync.Mutex
+	push      *zmq.Socket // nil while the input connection is idle-closed
+	inputAddr string
+	opts      Options
+	lastSend  time.Time
+	idleTimer *time.Timer
 
 	mu     sync.Mutex
 	active *run
@@ -215,55 +233,24 @@ var replyTypes = []string{
 // Dial connects to a runner whose input (port 2000) and output (port 2001)
 // are reachable at the given host:port addresses. ZeroMQ connects lazily,
 // so Dial succeeds before the runner listens; use WaitReady.
-func Dial(inputAddr, outputAddr string) (*Client, error) {
-	push, err := zmq.NewSocket(zmq.PUSH)
+func Dial(inputAddr, outputAddr string, opts Options) (*Client, error) {
+	push, err := dialSocket(zmq.PUSH, inputAddr)
 	if err != nil {
-		return nil, fmt.Errorf("runner input socket: %w", err)
+		return nil, fmt.Errorf("runner input: %w", err)
 	}
-	pull, err := zmq.NewSocket(zmq.PULL)
+	pull, err := dialSocket(zmq.PULL, outputAddr)
 	if err != nil {
 		_ = push.Close()
-		return nil, fmt.Errorf("runner output socket: %w", err)
+		return nil, fmt.Errorf("runner output: %w", err)
 	}
-	setup := func() error {
-		for _, s := range []*zmq.Socket{push, pull} {
-			if err := s.SetLinger(0); err != nil {
-				return err
-			}
-			// Docker's port proxy accepts before the runner binds and then
-			// drops the connection; zmq retries after this interval,
-			// doubling up to the maximum. A runner binds 1-5 ms after
-			// `docker start` returns, so the first retries come that soon
-			// (10 ms doubling to 1 s had the agent wait 18 ms at the
-			// median), and the cap keeps a runner that is down from being
-			// dialled more than ten times a second.
-			if err := s.SetReconnectIvl(2 * time.Millisecond); err != nil {
-				return err
-			}
-			if err := s.SetReconnectIvlMax(100 * time.Millisecond); err != nil {
-				return err
-			}
-		}
-		if err := push.SetSndtimeo(5 * time.Second); err != nil {
-			return err
-		}
-		if err := push.Connect("tcp://" + inputAddr); err != nil {
-			return fmt.Errorf("connect %s: %w", inputAddr, err)
-		}
-		return pull.Connect("tcp://" + outputAddr)
-	}
-	var wake *os.File
-	err = setup()
-	if err == nil {
-		wake, err = pollable(pull)
-	}
+	wake, err := pollable(pull)
 	if err != nil {
 		_ = push.Close()
 		_ = pull.Close()
-		return nil, fmt.Errorf("runner sockets: %w", err)
+		return nil, fmt.Errorf("runner output: %w", err)
 	}
 	c := &Client{
-		push: push, replies: map[string]chan []byte{}, replyMu: map[string]*sync.Mutex{},
+		push: push, inputAddr: inputAddr, opts: opts, replies: map[string]chan []byte{}, replyMu: map[string]*sync.Mutex{},
 		wake: wake, closing: make(chan struct{}), readerDone: make(chan struct{}),
 	}
 	for _, t := range replyTypes {
@@ -272,6 +259,46 @@ func Dial(inputAddr, outputAddr string) (*Client, error) {
 	}
 	go c.read(pull)
 	return c, nil
+}
+
+// dialSocket makes a socket of type typ connected to addr (host:port).
+func dialSocket(typ zmq.Type, addr string) (*zmq.Socket, error) {
+	s, err := zmq.NewSocket(typ)
+	if err != nil {
+		return nil, err
+	}
+	setup := func() error {
+		if err := s.SetLinger(0); err != nil {
+			return err
+		}
+		// Docker's port proxy accepts before the runner binds and then
+		// drops the connection; zmq retries after this interval, doubling
+		// up to the maximum. A runner binds 1-5 ms after `docker start`
+		// returns, so the first retries come that soon (10 ms doubling to
+		// 1 s had the agent wait 18 ms at the median), and the cap keeps a
+		// runner that is down from being dialled more than ten times a
+		// second.
+		if err := s.SetReconnectIvl(2 * time.Millisecond); err != nil {
+			return err
+		}
+		if err := s.SetReconnectIvlMax(100 * time.Millisecond); err != nil {
+			return err
+		}
+		if typ == zmq.PUSH {
+			if err := s.SetSndtimeo(5 * time.Second); err != nil {
+				return err
+			}
+		}
+		if err := s.Connect("tcp://" + addr); err != nil {
+			return fmt.Errorf("connect %s: %w", addr, err)
+		}
+		return nil
+	}
+	if err := setup(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // pollable returns a copy of sock's ZMQ_FD that the Go runtime's poller
@@ -304,7 +331,13 @@ func (c *Client) Close() error {
 		_ = c.wake.Close()
 		<-c.readerDone
 		c.sendMu.Lock()
-		_ = c.push.Close()
+		if c.idleTimer != nil {
+			c.idleTimer.Stop()
+		}
+		if c.push != nil {
+			_ = c.push.Close()
+			c.push = nil
+		}
 		c.sendMu.Unlock()
 	})
 	return nil
@@ -321,10 +354,59 @@ func (c *Client) send(typ string, payload []byte) error {
 	if payload == nil {
 		payload = []byte{}
 	}
+	if c.push == nil {
+		push, err := dialSocket(zmq.PUSH, c.inputAddr)
+		if err != nil {
+			return fmt.Errorf("send %s to runner: reconnect its input: %w", typ, err)
+		}
+		c.push = push
+	}
 	if _, err := c.push.SendMessage(typ, payload); err != nil {
 		return fmt.Errorf("send %s to runner: %w", typ, err)
 	}
+	if c.opts.PushIdle > 0 {
+		c.lastSend = time.Now()
+		if c.idleTimer == nil {
+			c.idleTimer = time.AfterFunc(c.opts.PushIdle, c.closeIdlePush)
+		} else {
+			c.idleTimer.Reset(c.opts.PushIdle)
+		}
+	}
 	return nil
+}
+
+// closeIdlePush closes the input connection if nothing was sent for
+// PushIdle (the timer may fire just as a send resets it).
+func (c *Client) closeIdlePush() {
+	c.sendMu.Lock()
+	select {
+	case <-c.closing:
+		c.sendMu.Unlock()
+		return
+	default:
+	}
+	if c.push == nil {
+		c.sendMu.Unlock()
+		return
+	}
+	if idle := time.Since(c.lastSend); idle < c.opts.PushIdle {
+		c.idleTimer.Reset(c.opts.PushIdle - idle)
+		c.sendMu.Unlock()
+		return
+	}
+	_ = c.push.Close()
+	c.push = nil
+	c.sendMu.Unlock()
+	if c.opts.OnPushClosed != nil {
+		c.opts.OnPushClosed()
+	}
+}
+
+// inputConnected says whether the input connection is open (tests).
+func (c *Client) inputConnected() bool {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.push != nil
 }
 
 // read owns the PULL socket (ZeroMQ sockets are not goroutine-safe). It

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,11 @@ func startRunner(t *testing.T, runtimeType, runtimePath string) *runnerclient.Cl
 
 // startRunnerWith is startRunner with the config changed by edit (may be nil).
 func startRunnerWith(t *testing.T, runtimeType, runtimePath string, edit func(*runner.Config)) *runnerclient.Client {
+	return startRunnerOpts(t, runtimeType, runtimePath, edit, runnerclient.Options{})
+}
+
+// startRunnerOpts is startRunnerWith with the client's options.
+func startRunnerOpts(t *testing.T, runtimeType, runtimePath string, edit func(*runner.Config), opts runnerclient.Options) *runnerclient.Client {
 	t.Helper()
 	in, out := testutil.FreePort(t, "127.0.0.1"), testutil.FreePort(t, "127.0.0.1")
 	cfg, err := runner.DefaultConfig(runtimeType, runtimePath)
@@ -58,7 +64,7 @@ func startRunnerWith(t *testing.T, runtimeType, runtimePath string, edit func(*r
 			t.Error("runner did not stop")
 		}
 	})
-	c, err := runnerclient.Dial(fmt.Sprintf("127.0.0.1:%d", in), fmt.Sprintf("127.0.0.1:%d", out))
+	c, err := runnerclient.Dial(fmt.Sprintf("127.0.0.1:%d", in), fmt.Sprintf("127.0.0.1:%d", out), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,5 +364,43 @@ func TestExecTimeout(t *testing.T) {
 				t.Errorf("stdout %q, want what the run printed before the timeout", got)
 			}
 		})
+	}
+}
+
+// An idle input connection is closed after PushIdle and opened again by
+// the next request, which the runner answers as if nothing happened; the
+// output connection stays (a run's output keeps coming).
+func TestIdleInputConnectionReopens(t *testing.T) {
+	var closed atomic.Int32
+	c := startRunnerOpts(t, "shell", "/bin/sh", nil, runnerclient.Options{PushIdle: 100 * time.Millisecond, OnPushClosed: func() { closed.Add(1) }})
+	for round := int32(1); round <= 2; round++ {
+		testutil.Eventually(t, 5*time.Second, "the idle input connection to close", func() bool {
+			return !runnerclient.InputConnected(c) && closed.Load() == round
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := c.Status(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: status after the idle close: %v", round, err)
+		}
+		if !runnerclient.InputConnected(c) {
+			t.Fatalf("round %d: a request did not reopen the input connection", round)
+		}
+	}
+	// A run whose request was sent before the close still delivers its
+	// output after it.
+	res := runToEnd(t, c, "r1", runnerclient.ModeQuery, "sleep 0.3; echo late", runnerclient.ExecOptions{})
+	wantFinished(t, res, 0)
+	if got := output(res, "stdout"); !strings.Contains(got, "late") {
+		t.Errorf("stdout %q, want the output written after the input connection closed", got)
+	}
+}
+
+// Without PushIdle the input connection stays open.
+func TestInputConnectionStaysWithoutPushIdle(t *testing.T) {
+	c := startRunner(t, "shell", "/bin/sh")
+	time.Sleep(200 * time.Millisecond)
+	if !runnerclient.InputConnected(c) {
+		t.Fatal("the input connection closed with PushIdle 0")
 	}
 }
