@@ -20,11 +20,9 @@ const serverGCPercent = 50
 
 // applyGCPercent sets serverGCPercent unless env sets GOGC, and says which.
 func applyGCPercent(env config.Env, log zerolog.Logger) {
-	if env.Lookup != nil {
-		if v, set := env.Lookup("GOGC"); set {
-			log.Info().Str("GOGC", v).Msg("garbage collector tuned by the environment")
-			return
-		}
+	if v, set := env.Value("GOGC"); set {
+		log.Info().Str("GOGC", v).Msg("garbage collector tuned by the environment")
+		return
 	}
 	debug.SetGCPercent(serverGCPercent)
 	log.Debug().Int("gc_percent", serverGCPercent).Msg("garbage collector percent set (GOGC unset)")

@@ -74,7 +74,7 @@ func EnvOverrides() []EnvOverride {
 func (d *decoder) sectionOverriddenByEnv(section string) bool {
 	for _, o := range EnvOverrides() {
 		if strings.HasPrefix(o.Key, section+".") {
-			if _, set := d.envValue(o.Env); set {
+			if _, set := d.env.Value(o.Env); set {
 				return true
 			}
 		}
@@ -130,10 +130,10 @@ func (d *decoder) decodeEtcd(t *table, etcd *EtcdConfig) {
 	t.filePath("embedded-executable", &etcd.EmbeddedExecutable)
 	t.finish()
 
-	if v, set := d.envValue(EnvNamespace); set {
+	if v, set := d.env.Value(EnvNamespace); set {
 		etcd.Namespace = v
 	}
-	if v, set := d.envValue(EnvEtcdAddr); set {
+	if v, set := d.env.Value(EnvEtcdAddr); set {
 		var addrs []HostPort
 		for _, item := range strings.Split(v, ",") {
 			hp, err := ParseHostPort(strings.TrimSpace(item))
@@ -148,10 +148,10 @@ func (d *decoder) decodeEtcd(t *table, etcd *EtcdConfig) {
 			etcd.Addrs = addrs
 		}
 	}
-	if v, set := d.envValue(EnvEtcdUser); set {
+	if v, set := d.env.Value(EnvEtcdUser); set {
 		etcd.User = v
 	}
-	if v, set := d.envValue(EnvEtcdPassword); set {
+	if v, set := d.env.Value(EnvEtcdPassword); set {
 		etcd.Password = v
 	}
 }
@@ -292,17 +292,17 @@ func (d *decoder) decodeAgent(t *table, agent *AgentConfig) {
 	t.accept("event-loop", "aiomonitor-termui-port", "aiomonitor-port", "aiomonitor-webui-port")
 	t.finish()
 
-	if host, set := d.envValue(EnvAgentHost); set {
+	if host, set := d.env.Value(EnvAgentHost); set {
 		agent.RPCListenAddr.Host = normalizeHost(host)
 	}
-	if v, set := d.envValue(EnvAgentPort); set {
+	if v, set := d.env.Value(EnvAgentPort); set {
 		if port, err := strconv.Atoi(strings.TrimSpace(v)); err != nil || port < 1 || port > 65535 {
 			d.failEnv(EnvAgentPort, "agent.rpc-listen-addr", "invalid port %q: must be 1-65535", v)
 		} else {
 			agent.RPCListenAddr.Port = port
 		}
 	}
-	if v, set := d.envValue(EnvPIDFile); set {
+	if v, set := d.env.Value(EnvPIDFile); set {
 		d.envPath(EnvPIDFile, "agent.pid-file", v, &agent.PIDFile)
 	}
 	if addr, err := netip.ParseAddr(agent.RPCListenAddr.Host); err == nil && addr.IsLinkLocalUnicast() {
@@ -426,17 +426,17 @@ func (d *decoder) decodeContainer(t *table, c *ContainerConfig) {
 	t.ignoreUnless("jail-args", func(v any) bool { items, ok := v.([]any); return ok && len(items) == 0 })
 	t.finish()
 
-	if v, set := d.envValue(EnvContainerPortRange); set {
+	if v, set := d.env.Value(EnvContainerPortRange); set {
 		if r, err := ParsePortRange(v); err != nil {
 			d.failEnv(EnvContainerPortRange, "container.port-range", "%v", err)
 		} else {
 			c.PortRange = r
 		}
 	}
-	if v, set := d.envValue(EnvBindHost); set {
+	if v, set := d.env.Value(EnvBindHost); set {
 		c.BindHost = v
 	}
-	if v, set := d.envValue(EnvSandboxType); set {
+	if v, set := d.env.Value(EnvSandboxType); set {
 		if sandbox, ok := parseEnum(v, nil, SandboxDocker, SandboxJail); ok {
 			c.SandboxType = sandbox
 			if sandbox == SandboxJail {
@@ -446,7 +446,7 @@ func (d *decoder) decodeContainer(t *table, c *ContainerConfig) {
 			d.failEnv(EnvSandboxType, "container.sandbox-type", "%q is not one of docker|jail", v)
 		}
 	}
-	if v, set := d.envValue(EnvScratchRoot); set {
+	if v, set := d.env.Value(EnvScratchRoot); set {
 		d.envPath(EnvScratchRoot, "container.scratch-root", v, &c.ScratchRoot)
 	}
 }
@@ -742,11 +742,11 @@ func (d *decoder) decodeWatcher(t *table, w *WatcherConfig) {
 	t.boolean("soft-reset-available", &w.SoftResetAvailable)
 	t.finish()
 
-	if host, set := d.envValue(EnvWatcherServiceIP); set {
+	if host, set := d.env.Value(EnvWatcherServiceIP); set {
 		w.ServiceAddr.Host = normalizeHost(host)
 		w.ServiceAddrConfigured = true
 	}
-	if v, set := d.envValue(EnvWatcherServicePort); set {
+	if v, set := d.env.Value(EnvWatcherServicePort); set {
 		if port, err := strconv.Atoi(strings.TrimSpace(v)); err != nil || port < 1 || port > 65535 {
 			d.failEnv(EnvWatcherServicePort, "watcher.service-addr", "invalid port %q: must be 1-65535", v)
 		} else {
@@ -767,7 +767,7 @@ func (d *decoder) overcommitFromEnv(plugins map[string]map[string]any) {
 		{EnvCPUOvercommit, "cpu-overcommit-factor", 10},
 		{EnvMemOvercommit, "mem-overcommit-factor", 1000},
 	} {
-		v, set := d.envValue(o.env)
+		v, set := d.env.Value(o.env)
 		if !set {
 			continue
 		}

@@ -42,6 +42,15 @@ type Env struct {
 	LookupGroupID func(name string) (int, error)
 }
 
+// Value returns an environment variable and whether it is set; with a nil
+// Lookup nothing is set.
+func (e Env) Value(name string) (string, bool) {
+	if e.Lookup == nil {
+		return "", false
+	}
+	return e.Lookup(name)
+}
+
 // SystemEnv describes the running process. Facts it cannot learn stay empty;
 // Load reports a problem only if it needs them.
 func SystemEnv() Env {
@@ -284,7 +293,7 @@ func (d *decoder) warnNoEffect(cfg *Config) {
 	}
 	// Upstream's logger applies these to [logging.file] (logging/logger.py).
 	for _, name := range []string{EnvLogFile, EnvLogFileCount, EnvLogFileSize} {
-		if _, set := d.envValue(name); set {
+		if _, set := d.env.Value(name); set {
 			d.warnings = append(d.warnings, Warning{Kind: WarnIgnoredKey, Key: name,
 				Message: "configures backend.ai-agent's file log driver; baiagent logs to stderr only, so it is ignored"})
 		}
@@ -344,7 +353,7 @@ func (d *decoder) defaultPluginRuntimeDir(ipcBasePath string) string {
 	if d.env.UID == 0 {
 		return DefaultRootPluginRuntimeDir
 	}
-	if runtimeDir, set := d.envValue(EnvXDGRuntimeDir); set && filepath.IsAbs(runtimeDir) {
+	if runtimeDir, set := d.env.Value(EnvXDGRuntimeDir); set && filepath.IsAbs(runtimeDir) {
 		return filepath.Join(runtimeDir, "baiagent", "plugins")
 	}
 	return filepath.Join(ipcBasePath, "plugins")

@@ -29,14 +29,6 @@ func (d *decoder) failEnv(envName, key, format string, args ...any) {
 	d.problems = append(d.problems, &Problem{Key: key, Env: envName, Message: fmt.Sprintf(format, args...)})
 }
 
-// envValue returns a set environment variable.
-func (d *decoder) envValue(name string) (string, bool) {
-	if d.env.Lookup == nil {
-		return "", false
-	}
-	return d.env.Lookup(name)
-}
-
 // resolvePath makes a path absolute: "~" is the home dir, and a relative path
 // is joined to base (the config file's dir for file values, the working dir
 // for defaults and environment values).
