@@ -74,8 +74,8 @@ func DefaultExecutable() (string, error) {
 type Process struct {
 	opts     Options
 	endpoint string
-	stop     chan struct{}
-	stopOnce sync.Once
+	stopped  context.Context // ends on Close; restarts wait under it
+	stop     context.CancelFunc
 	done     chan struct{} // closed when supervise has stopped the member
 
 	mu      sync.Mutex
@@ -100,11 +100,12 @@ func Start(ctx context.Context, opts Options) (*Process, error) {
 	if _, err := os.Stat(opts.Executable); err != nil {
 		return nil, fmt.Errorf("the embedded etcd's executable (etcd.embedded-executable, default %s beside baiagent): %w", ExecutableName, err)
 	}
-	p := &Process{opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &Process{opts: opts, done: make(chan struct{})}
 	c, ready, err := p.spawn(ctx)
 	if err != nil {
 		return nil, err
 	}
+	p.stopped, p.stop = context.WithCancel(context.Background())
 	p.endpoint = ready.Endpoint
 	p.current = c
 	go p.supervise(c)
@@ -128,7 +129,7 @@ func (p *Process) PID() int {
 // grace period) and waits until it and every goroutine of this package
 // have ended.
 func (p *Process) Close() {
-	p.stopOnce.Do(func() { close(p.stop) })
+	p.stop()
 	<-p.done
 }
 
@@ -139,7 +140,7 @@ func (p *Process) supervise(c *child) {
 	for {
 		started := time.Now()
 		select {
-		case <-p.stop:
+		case <-p.stopped.Done():
 			c.shutdown(p.opts.Log)
 			return
 		case <-c.exited:
@@ -152,14 +153,12 @@ func (p *Process) supervise(c *child) {
 			Msg("embedded etcd exited; restarting it")
 		for {
 			select {
-			case <-p.stop:
+			case <-p.stopped.Done():
 				return
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, maxBackoff)
-			ctx, cancel := p.stopContext()
-			next, _, err := p.spawn(ctx)
-			cancel()
+			next, _, err := p.spawn(p.stopped)
 			if err == nil {
 				c = next
 				p.setCurrent(c)
@@ -175,19 +174,6 @@ func (p *Process) setCurrent(c *child) {
 	p.mu.Lock()
 	p.current = c
 	p.mu.Unlock()
-}
-
-// stopContext is a context that ends on Close.
-func (p *Process) stopContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-p.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
 }
 
 // child is one run of the member.
