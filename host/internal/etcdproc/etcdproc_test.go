@@ -39,30 +39,31 @@ func testOptions(t *testing.T, exe string) (Options, *testutil.SyncBuffer) {
 	}, logs
 }
 
-func put(t *testing.T, endpoint, key, value string) {
+// client is a plain etcd client of endpoint, closed when the test ends.
+func client(t *testing.T, endpoint string) *clientv3.Client {
 	t.Helper()
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zaplog.New(zerolog.Nop(), nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func put(t *testing.T, endpoint, key, value string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := c.Put(ctx, key, value); err != nil {
+	if _, err := client(t, endpoint).Put(ctx, key, value); err != nil {
 		t.Fatalf("put %s at %s: %v", key, endpoint, err)
 	}
 }
 
 func get(t *testing.T, endpoint, key string) string {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zaplog.New(zerolog.Nop(), nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	resp, err := c.Get(ctx, key)
+	resp, err := client(t, endpoint).Get(ctx, key)
 	if err != nil {
 		t.Fatalf("get %s at %s: %v", key, endpoint, err)
 	}
