@@ -375,31 +375,35 @@ func (c *Client) send(typ string, payload []byte) error {
 	return nil
 }
 
-// closeIdlePush closes the input connection if nothing was sent for
-// PushIdle (the timer may fire just as a send resets it).
+// closeIdlePush is the idle timer's: it closes the input connection if
+// nothing was sent for PushIdle, and then says so.
 func (c *Client) closeIdlePush() {
+	if c.closeIfIdle() && c.opts.OnPushClosed != nil {
+		c.opts.OnPushClosed()
+	}
+}
+
+// closeIfIdle closes the input connection if it is open and nothing was
+// sent for PushIdle; the timer may fire just as a send resets it, and is
+// then set for the rest of the period.
+func (c *Client) closeIfIdle() bool {
 	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
 	select {
 	case <-c.closing:
-		c.sendMu.Unlock()
-		return
+		return false
 	default:
 	}
 	if c.push == nil {
-		c.sendMu.Unlock()
-		return
+		return false
 	}
 	if idle := time.Since(c.lastSend); idle < c.opts.PushIdle {
 		c.idleTimer.Reset(c.opts.PushIdle - idle)
-		c.sendMu.Unlock()
-		return
+		return false
 	}
 	_ = c.push.Close()
 	c.push = nil
-	c.sendMu.Unlock()
-	if c.opts.OnPushClosed != nil {
-		c.opts.OnPushClosed()
-	}
+	return true
 }
 
 // inputConnected says whether the input connection is open (tests).
